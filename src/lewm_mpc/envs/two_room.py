@@ -1,0 +1,356 @@
+"""Two-Room: a point agent in a square arena split by a wall with one door.
+
+Coordinates are normalized: the arena is the unit square, x to the right, y up. Image row 0 is the
+top of the arena (y = 1). The agent collides as an axis-aligned square of half-size
+``agent_radius`` and is drawn as an anti-aliased disk of the same radius.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+SUCCESS_RADIUS = 16 / 224  # reference threshold: 16 px of a 224 px arena
+_EPS = 1e-9  # geometric tolerance: touching the wall is allowed, overlapping it is not
+_BACKGROUND_RGB = np.array([235.0, 235.0, 235.0], dtype=np.float32)
+_WALL_RGB = np.array([45.0, 45.0, 55.0], dtype=np.float32)
+_AGENT_RGB = np.array([220.0, 30.0, 30.0], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class TwoRoomConfig:
+    """Geometry, dynamics and rendering of the Two-Room environment (arena = unit square).
+
+    Attributes:
+        image_size: Side of the square pixel observation.
+        speed: Displacement per env step at ``|action| = 1``, in arena widths.
+        wall_thickness: Thickness of the vertical wall centred at ``x = 0.5``.
+        door_center: Height (y) of the door centre.
+        door_width: Height of the door gap; must exceed the agent's diameter.
+        agent_radius: Agent radius (half-size of its collision square).
+        success_radius: Success when the agent-goal distance is below this.
+    """
+
+    image_size: int = 64
+    speed: float = 0.03
+    wall_thickness: float = 0.04
+    door_center: float = 0.5
+    door_width: float = 0.2
+    agent_radius: float = 0.04
+    success_radius: float = SUCCESS_RADIUS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.image_size, int) or self.image_size < 16:
+            raise ValueError(f"image_size must be an int >= 16, got {self.image_size!r}")
+        for name in ("speed", "wall_thickness", "door_width", "agent_radius", "success_radius"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if not (self.door_low >= 0.0 and self.door_high <= 1.0):
+            raise ValueError(
+                f"the door [{self.door_low:.3f}, {self.door_high:.3f}] must lie inside [0, 1]"
+            )
+        if self.door_width <= 2 * self.agent_radius:
+            raise ValueError(
+                f"door_width ({self.door_width}) must exceed the agent diameter "
+                f"({2 * self.agent_radius}), otherwise the rooms are disconnected"
+            )
+        if self.wall_left - 2 * self.agent_radius <= 0.0:
+            raise ValueError("agent_radius and wall_thickness leave no free space in the rooms")
+
+    @property
+    def wall_left(self) -> float:
+        """Left face of the wall (x)."""
+        return 0.5 - self.wall_thickness / 2
+
+    @property
+    def wall_right(self) -> float:
+        """Right face of the wall (x)."""
+        return 0.5 + self.wall_thickness / 2
+
+    @property
+    def door_low(self) -> float:
+        """Bottom edge of the door gap (y)."""
+        return self.door_center - self.door_width / 2
+
+    @property
+    def door_high(self) -> float:
+        """Top edge of the door gap (y)."""
+        return self.door_center + self.door_width / 2
+
+
+def room_of(pos: np.ndarray) -> int:
+    """Returns the room of a position: 0 for the left room (x < 0.5), 1 for the right one."""
+    return int(np.asarray(pos, dtype=np.float64)[0] >= 0.5)
+
+
+def _in_wall_columns(config: TwoRoomConfig, x: float) -> bool:
+    """Whether the agent square at abscissa ``x`` overlaps the wall's x-range."""
+    r = config.agent_radius
+    return x - r < config.wall_right - _EPS and x + r > config.wall_left + _EPS
+
+
+def _outside_door_rows(config: TwoRoomConfig, y: float) -> bool:
+    """Whether the agent square at ordinate ``y`` sticks out of the door gap."""
+    r = config.agent_radius
+    return y - r < config.door_low - _EPS or y + r > config.door_high + _EPS
+
+
+def is_free_position(config: TwoRoomConfig, pos: np.ndarray) -> bool:
+    """Whether the agent fits at ``pos``: inside the arena and not overlapping the wall."""
+    x, y = (float(v) for v in pos)
+    if not (np.isfinite(x) and np.isfinite(y)):
+        return False
+    lo, hi = config.agent_radius - _EPS, 1.0 - config.agent_radius + _EPS
+    if not (lo <= x <= hi and lo <= y <= hi):
+        return False
+    return not (_in_wall_columns(config, x) and _outside_door_rows(config, y))
+
+
+def sample_free_position(config: TwoRoomConfig, rng: np.random.Generator) -> np.ndarray:
+    """Samples a position uniformly over the free space (rejection sampling), float64 (2,)."""
+    r = config.agent_radius
+    while True:
+        pos = rng.uniform(r, 1.0 - r, size=2)
+        if is_free_position(config, pos):
+            return pos
+
+
+def move(config: TwoRoomConfig, pos: np.ndarray, action: np.ndarray) -> np.ndarray:
+    """One deterministic step of the dynamics: ``pos + speed * clip(action)`` with collisions.
+
+    Motion is axis-separated (x first, then y); each axis move is swept against the wall, so the
+    agent cannot tunnel through it, and is clamped to the contact boundary.
+
+    Args:
+        config: Environment geometry.
+        pos: Current free position, shape (2,).
+        action: Action, shape (2,); clipped to [-1, 1].
+
+    Returns:
+        The next position, float64 (2,).
+    """
+    r = config.agent_radius
+    dx, dy = config.speed * np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+    x, y = float(pos[0]), float(pos[1])
+    new_x = min(max(x + dx, r), 1.0 - r)
+    if _outside_door_rows(config, y):  # the wall blocks horizontal motion at this height
+        if x < 0.5:
+            new_x = min(new_x, config.wall_left - r)
+        else:
+            new_x = max(new_x, config.wall_right + r)
+    new_y = min(max(y + dy, r), 1.0 - r)
+    if _in_wall_columns(config, new_x):  # inside the doorway: stay between the door posts
+        new_y = min(max(new_y, config.door_low + r), config.door_high - r)
+    return np.array([new_x, new_y], dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=16)
+def _background(config: TwoRoomConfig, size: int) -> np.ndarray:
+    """Static frame (light floor, dark wall with anti-aliased edges), float32 (size, size, 3)."""
+    edges = np.arange(size + 1, dtype=np.float64) / size
+    lo, hi = edges[:-1], edges[1:]  # pixel extents along x (columns) and along 1 - y (rows)
+
+    def overlap(a: float, b: float, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+        return np.clip(np.minimum(stop, b) - np.maximum(start, a), 0.0, None) * size
+
+    cover_x = overlap(config.wall_left, config.wall_right, lo, hi)  # (S,) per column
+    row_bottom, row_top = 1.0 - hi, 1.0 - lo  # y extent of each row
+    cover_y = overlap(0.0, config.door_low, row_bottom, row_top) + overlap(
+        config.door_high, 1.0, row_bottom, row_top
+    )  # (S,) per row
+    coverage = (cover_y[:, None] * cover_x[None, :])[..., None]  # (S, S, 1)
+    frame = _BACKGROUND_RGB + coverage * (_WALL_RGB - _BACKGROUND_RGB)  # (S, S, 3)
+    frame = np.rint(frame).astype(np.float32)
+    frame.flags.writeable = False
+    return frame
+
+
+def render_state(config: TwoRoomConfig, state: np.ndarray, size: int | None = None) -> np.ndarray:
+    """Renders the arena with the agent at ``state`` (goal not drawn), uint8 (size, size, 3).
+
+    The agent disk is anti-aliased by approximate pixel coverage, so sub-pixel motion changes
+    the image. Only a small box around the agent is computed per call.
+    """
+    size = config.image_size if size is None else int(size)
+    background = _background(config, size)
+    frame = background.astype(np.uint8)
+    col = float(state[0]) * size  # continuous pixel coordinates; pixel centres at k + 0.5
+    row = (1.0 - float(state[1])) * size
+    radius = config.agent_radius * size
+    c0, c1 = max(int(col - radius - 1.0), 0), min(int(col + radius + 2.0), size)
+    r0, r1 = max(int(row - radius - 1.0), 0), min(int(row + radius + 2.0), size)
+    if c0 >= c1 or r0 >= r1:
+        return frame
+    dc = np.arange(c0, c1, dtype=np.float32) + (0.5 - col)  # (w,)
+    dr = np.arange(r0, r1, dtype=np.float32) + (0.5 - row)  # (h,)
+    dist = np.sqrt(dr[:, None] ** 2 + dc[None, :] ** 2)  # (h, w)
+    alpha = np.clip(radius + 0.5 - dist, 0.0, 1.0)[..., None]  # (h, w, 1) coverage
+    patch = background[r0:r1, c0:c1]  # (h, w, 3)
+    frame[r0:r1, c0:c1] = patch + alpha * (_AGENT_RGB - patch) + 0.5
+    return frame
+
+
+class TwoRoomEnv(gym.Env):
+    """Two rooms joined by one door; reach a goal position (gymnasium API).
+
+    Observations are the rendered frame (``obs_mode="pixels"``, uint8 (S, S, 3)) or the agent
+    position (``obs_mode="state"``, float32 (2,)). The goal is not part of the observation: it is
+    given by ``goal_state`` and ``info["goal"]``, and its image is ``render_state(goal)``.
+    Reward is 1.0 on success; episodes never terminate (the time limit comes from registration).
+
+    Args:
+        config: Environment configuration; defaults to ``TwoRoomConfig()``.
+        obs_mode: ``"pixels"`` or ``"state"``.
+        render_mode: ``None`` or ``"rgb_array"``.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        config: TwoRoomConfig | None = None,
+        obs_mode: str = "pixels",
+        render_mode: str | None = None,
+    ) -> None:
+        self.config = TwoRoomConfig() if config is None else config
+        if obs_mode not in ("pixels", "state"):
+            raise ValueError(f"obs_mode must be 'pixels' or 'state', got {obs_mode!r}")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.obs_mode = obs_mode
+        self.render_mode = render_mode
+        size = self.config.image_size
+        if obs_mode == "pixels":
+            self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+        else:
+            self.observation_space = gym.spaces.Box(0.0, 1.0, (2,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        # Instance-bound success tests with this config's radius (shadow the static defaults).
+        radius = self.config.success_radius
+        self.is_success = functools.partial(TwoRoomEnv.is_success, success_radius=radius)
+        self.is_success_batch = functools.partial(
+            TwoRoomEnv.is_success_batch, success_radius=radius
+        )
+        self._pos: np.ndarray | None = None
+        self._goal: np.ndarray | None = None
+
+    # ----------------------------------------------------------------------------- gym API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Starts an episode; ``options`` may set ``"state"`` and/or ``"goal"`` (agent xy)."""
+        super().reset(seed=seed)
+        options = {} if options is None else dict(options)
+        unknown = set(options) - {"state", "goal"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; known: ['goal', 'state']")
+        if options.get("state") is not None:
+            self.set_state(options["state"])
+        else:
+            self._pos = self.sample_free_position(self.np_random)
+        if options.get("goal") is not None:
+            self.set_goal(options["goal"])
+        else:
+            self._goal = self.sample_free_position(self.np_random)
+        return self._observation(), self._info()
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Moves the agent by ``speed * clip(action, -1, 1)``; reward 1.0 on success."""
+        if self._pos is None or self._goal is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (2,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be a finite array of shape (2,), got {action!r}")
+        self._pos = move(self.config, self._pos, action)
+        info = self._info()
+        return self._observation(), float(info["success"]), False, False, info
+
+    def render(self) -> np.ndarray | None:
+        """The current frame at ``image_size`` if ``render_mode == "rgb_array"``, else None."""
+        if self.render_mode != "rgb_array" or self._pos is None:
+            return None
+        return self.render_state(self._pos)
+
+    # ------------------------------------------------------------------------ state access
+    def get_state(self) -> np.ndarray:
+        """The agent position, float64 (2,) copy."""
+        if self._pos is None:
+            raise RuntimeError("call reset() before get_state()")
+        return self._pos.copy()
+
+    def set_state(self, state: np.ndarray) -> None:
+        """Teleports the agent; raises ValueError for a bad shape, NaN, or a non-free position."""
+        self._pos = self._validated(state, "state")
+
+    @property
+    def goal_state(self) -> np.ndarray:
+        """The goal position, float64 (2,) copy."""
+        if self._goal is None:
+            raise RuntimeError("call reset() before goal_state")
+        return self._goal.copy()
+
+    def set_goal(self, goal: np.ndarray) -> None:
+        """Sets the goal position (same validation as ``set_state``)."""
+        self._goal = self._validated(goal, "goal")
+
+    def sample_free_position(self, rng: np.random.Generator) -> np.ndarray:
+        """Samples a free agent position uniformly, float64 (2,)."""
+        return sample_free_position(self.config, rng)
+
+    def render_state(self, state: np.ndarray, size: int | None = None) -> np.ndarray:
+        """Renders the agent at ``state`` (goal not drawn), uint8 (size, size, 3)."""
+        return render_state(self.config, state, size)
+
+    @staticmethod
+    def is_success(
+        state: np.ndarray, goal: np.ndarray, success_radius: float = SUCCESS_RADIUS
+    ) -> bool:
+        """Whether ``state`` is within ``success_radius`` of ``goal`` (both (2,)).
+
+        On an instance the radius defaults to that instance's ``config.success_radius``.
+        """
+        diff = np.asarray(state, dtype=np.float64) - np.asarray(goal, dtype=np.float64)
+        if diff.shape != (2,):
+            raise ValueError(f"state and goal must have shape (2,), got {diff.shape}")
+        return bool(np.hypot(diff[0], diff[1]) < success_radius)
+
+    @staticmethod
+    def is_success_batch(
+        states: np.ndarray, goals: np.ndarray, success_radius: float = SUCCESS_RADIUS
+    ) -> np.ndarray:
+        """Vectorized ``is_success`` over (..., 2) arrays (broadcast); returns bool (...)."""
+        diff = np.asarray(states, dtype=np.float64) - np.asarray(goals, dtype=np.float64)
+        return np.linalg.norm(diff, axis=-1) < success_radius
+
+    # ---------------------------------------------------------------------------- helpers
+    def _validated(self, value: np.ndarray, name: str) -> np.ndarray:
+        pos = np.array(value, dtype=np.float64)  # copy: never alias the caller's array
+        if pos.shape != (2,):
+            raise ValueError(f"{name} must have shape (2,), got {pos.shape}")
+        if not np.all(np.isfinite(pos)):
+            raise ValueError(f"{name} must be finite, got {pos}")
+        if not is_free_position(self.config, pos):
+            raise ValueError(
+                f"{name} {pos} is not free: the agent (radius {self.config.agent_radius}) "
+                "must lie inside the arena and not overlap the wall"
+            )
+        return pos
+
+    def _observation(self) -> np.ndarray:
+        if self.obs_mode == "pixels":
+            return self.render_state(self._pos)
+        return self._pos.astype(np.float32)
+
+    def _info(self) -> dict[str, Any]:
+        distance = float(np.linalg.norm(self._pos - self._goal))
+        return {
+            "state": self._pos.copy(),
+            "goal": self._goal.copy(),
+            "success": distance < self.config.success_radius,
+            "distance": distance,
+        }

@@ -1,0 +1,126 @@
+"""Observation and action encoders, and the BatchNorm projector head.
+
+Pixel observations arrive as uint8 (B, H, W, 3); state observations as float (B, Ds).
+Every observation encoder returns (B, feature_dim) features that a :class:`Projector`
+maps to the embedding space.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _images_to_float(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
+    return pixels.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+class Projector(nn.Module):
+    """Linear -> BatchNorm -> GELU -> Linear, applied over the last dim of any-rank input."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim),
+            nn.BatchNorm1d(hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, out_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        out = self.net(x.reshape(-1, x.shape[-1]))  # (prod(lead), out_dim)
+        return out.reshape(*lead, out.shape[-1])
+
+
+class ConvEncoder(nn.Module):
+    """Small strided CNN for low-resolution images (the CPU default).
+
+    Each conv halves the resolution (kernel 4, stride 2); the final map is flattened and
+    mapped to ``feature_dim``.
+    """
+
+    def __init__(self, image_size: int, channels: tuple[int, ...], feature_dim: int) -> None:
+        super().__init__()
+        final = image_size // 2 ** len(channels)
+        if final < 1 or image_size % 2 ** len(channels):
+            raise ValueError(
+                f"image_size {image_size} must be divisible by 2**{len(channels)} "
+                f"(one halving per conv layer, channels={channels})"
+            )
+        layers: list[nn.Module] = []
+        in_ch = 3
+        for out_ch in channels:
+            layers += [nn.Conv2d(in_ch, out_ch, kernel_size=4, stride=2, padding=1), nn.ReLU()]
+            in_ch = out_ch
+        self.convs = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(in_ch * final * final, feature_dim), nn.LayerNorm(feature_dim)
+        )
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.head(self.convs(_images_to_float(pixels)))  # (B, feature_dim)
+
+
+class ViTEncoder(nn.Module):
+    """ViT with a CLS token (the paper config: ViT-tiny/14 at 224 px)."""
+
+    def __init__(
+        self,
+        image_size: int,
+        patch_size: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_dim: int,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"image_size {image_size} not divisible by patch_size {patch_size}")
+        num_patches = (image_size // patch_size) ** 2
+        self.patchify = nn.Conv2d(3, dim, kernel_size=patch_size, stride=patch_size)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.randn(1, num_patches + 1, dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, mlp_dim, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        patches = self.patchify(_images_to_float(pixels))  # (B, dim, h, w)
+        tokens = patches.flatten(2).transpose(1, 2)  # (B, h*w, dim)
+        cls = self.cls.expand(tokens.shape[0], -1, -1)  # (B, 1, dim)
+        tokens = torch.cat([cls, tokens], dim=1) + self.pos  # (B, 1 + h*w, dim)
+        return self.norm(self.blocks(tokens)[:, 0])  # (B, dim): the CLS token
+
+
+class StateEncoder(nn.Module):
+    """MLP for vector observations."""
+
+    def __init__(self, state_dim: int, hidden_dim: int, feature_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(state_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, feature_dim),
+            nn.LayerNorm(feature_dim),
+        )
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.net(state.float())  # (B, feature_dim)
+
+
+class ActionEncoder(nn.Module):
+    """Embeds a block of ``action_block`` normalized env actions, flattened to (.., block * A)."""
+
+    def __init__(self, block_dim: int, embed_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(block_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim)
+        )
+
+    def forward(self, action_blocks: torch.Tensor) -> torch.Tensor:
+        return self.net(action_blocks)  # (..., embed_dim)

@@ -1,0 +1,220 @@
+"""The action-conditioned JEPA world model (LeWorldModel style).
+
+encoder -> projector gives embeddings z_t; the action encoder embeds blocks of
+``action_block`` env actions; the predictor maps (z_{<=t}, a_t) to a prediction of z_{t+1},
+passed through its own projector. Training minimizes MSE(prediction, next embedding) plus
+lambda * SIGReg on the embeddings, end to end (no stop-gradient, no EMA target).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lewm_mpc.models.config import WorldModelConfig
+from lewm_mpc.models.encoders import (
+    ActionEncoder,
+    ConvEncoder,
+    Projector,
+    StateEncoder,
+    ViTEncoder,
+)
+from lewm_mpc.models.predictors import MLPPredictor, TransformerPredictor
+from lewm_mpc.models.sigreg import SIGRegConfig, sigreg
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """One training step's losses (tensors, so ``total`` can be back-propagated)."""
+
+    total: torch.Tensor
+    prediction: torch.Tensor
+    sigreg: torch.Tensor
+
+
+def _build_encoder(config: WorldModelConfig) -> tuple[nn.Module, int]:
+    if config.obs_kind == "state":
+        assert config.state_dim is not None
+        encoder = StateEncoder(config.state_dim, config.state_hidden, config.feature_dim)
+        return encoder, config.feature_dim
+    if config.encoder == "vit":
+        encoder = ViTEncoder(
+            config.image_size, config.vit_patch, config.vit_dim, config.vit_depth,
+            config.vit_heads, mlp_dim=4 * config.vit_dim,
+        )  # fmt: skip
+        return encoder, config.vit_dim
+    return ConvEncoder(config.image_size, config.cnn_channels, config.feature_dim), (
+        config.feature_dim
+    )
+
+
+def _build_predictor(config: WorldModelConfig) -> nn.Module:
+    if config.predictor == "transformer":
+        return TransformerPredictor(
+            config.latent_dim, config.action_embed_dim, config.predictor_depth,
+            config.predictor_heads, config.predictor_hidden, config.history,
+            config.predictor_dropout,
+        )  # fmt: skip
+    return MLPPredictor(
+        config.latent_dim, config.action_embed_dim, config.predictor_hidden,
+        config.predictor_depth, config.history,
+    )  # fmt: skip
+
+
+class WorldModel(nn.Module):
+    """JEPA world model satisfying :class:`lewm_mpc.types.LatentWorldModel`.
+
+    Args:
+        config: architecture.
+    """
+
+    def __init__(self, config: WorldModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.metadata: dict[str, Any] = {}  # free-form info saved with checkpoints
+        self.encoder, feature_dim = _build_encoder(config)
+        self.projector = Projector(feature_dim, config.projector_hidden, config.latent_dim)
+        self.action_encoder = ActionEncoder(
+            config.action_block * config.action_dim, config.action_embed_dim
+        )
+        self.predictor = _build_predictor(config)
+        self.pred_projector = Projector(
+            config.latent_dim, config.projector_hidden, config.latent_dim
+        )
+        # Action normalization (dataset statistics, set before training) and env bounds.
+        self.register_buffer("action_mean", torch.zeros(config.action_dim))
+        self.register_buffer("action_std", torch.ones(config.action_dim))
+        self.register_buffer("_action_low", torch.tensor(config.action_low, dtype=torch.float32))
+        self.register_buffer("_action_high", torch.tensor(config.action_high, dtype=torch.float32))
+
+    # ----------------------------------------------------------------- protocol members
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def action_dim(self) -> int:
+        return self.config.action_dim
+
+    @property
+    def action_block(self) -> int:
+        return self.config.action_block
+
+    @property
+    def action_low(self) -> torch.Tensor:
+        return self._action_low
+
+    @property
+    def action_high(self) -> torch.Tensor:
+        return self._action_high
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """Shape of one observation this model encodes."""
+        return self.config.obs_shape
+
+    @property
+    def obs_dtype(self) -> torch.dtype:
+        """uint8 for pixel models, float32 for state models."""
+        return torch.uint8 if self.config.obs_kind == "pixels" else torch.float32
+
+    @property
+    def device(self) -> torch.device:
+        return self._action_low.device
+
+    @property
+    def history(self) -> int:
+        """Past embeddings the predictor conditions on."""
+        return self.config.history
+
+    # ----------------------------------------------------------------------- model maths
+    def set_action_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store dataset action statistics used to normalize action blocks."""
+        self.action_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.action_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6))
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, *obs_shape) observations -> (B, D) embeddings."""
+        return self.projector(self.encoder(obs))
+
+    def embed_actions(self, action_blocks: torch.Tensor) -> torch.Tensor:
+        """(..., action_block * A) env-space blocks -> (..., E) embeddings."""
+        lead = action_blocks.shape[:-1]
+        per_action = action_blocks.reshape(*lead, self.action_block, self.action_dim)
+        normalized = (per_action - self.action_mean) / self.action_std  # (..., block, A)
+        return self.action_encoder(normalized.reshape(*lead, -1))  # (..., E)
+
+    def predict(self, z: torch.Tensor, action_embeddings: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced prediction: (B, T, D), (B, T, E) -> (B, T, D), output t ~ z_{t+1}."""
+        return self.pred_projector(self.predictor(z, action_embeddings))
+
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Autoregressive latent rollout.
+
+        Args:
+            z0: (S, D) start embeddings.
+            actions: (S, H, action_block * A) env-space action blocks.
+
+        Returns:
+            (S, H + 1, D) embeddings, index 0 being ``z0``.
+        """
+        num, horizon = actions.shape[0], actions.shape[1]
+        action_embeddings = self.embed_actions(actions)  # (S, H, E)
+        latents = z0.new_empty(num, horizon + 1, z0.shape[-1])  # (S, H+1, D)
+        latents[:, 0] = z0
+        window = self.history
+        for t in range(horizon):
+            start = max(0, t + 1 - window)
+            context = latents[:, start : t + 1]  # (S, <=history, D)
+            step = self.predict(context, action_embeddings[:, start : t + 1])  # (S, ., D)
+            latents[:, t + 1] = step[:, -1]
+        return latents
+
+    def loss(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        sigreg_weight: float = 0.09,
+        sigreg_config: SIGRegConfig | None = None,
+        generator: torch.Generator | None = None,
+    ) -> LossTerms:
+        """LeWorldModel objective on a batch of windows.
+
+        Args:
+            obs: (B, T, *obs_shape) observations, T >= 2.
+            actions: (B, T, action_block * A) env-space action blocks.
+            sigreg_weight: lambda.
+            sigreg_config: SIGReg quadrature/projection settings.
+            generator: RNG for SIGReg's random directions.
+        """
+        batch, steps = obs.shape[0], obs.shape[1]
+        if steps < 2:
+            raise ValueError(f"training windows need T >= 2 frames, got {steps}")
+        flat = obs.reshape(batch * steps, *obs.shape[2:])  # (B*T, *obs_shape)
+        z = self.encode(flat).reshape(batch, steps, -1)  # (B, T, D)
+        predicted = self.predict(z[:, :-1], self.embed_actions(actions[:, :-1]))  # (B, T-1, D)
+        prediction = (predicted - z[:, 1:]).pow(2).mean()
+        regularizer = sigreg(z.transpose(0, 1), sigreg_config, generator)  # over (T, B, D)
+        return LossTerms(prediction + sigreg_weight * regularizer, prediction, regularizer)
+
+    # ------------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write ``model.safetensors`` + ``config.json`` (with ``metadata``) into ``path``."""
+        from lewm_mpc.models.checkpoint import save_world_model
+
+        return save_world_model(self, Path(path), self.metadata)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> WorldModel:
+        """Load a checkpoint directory written by :meth:`save` (eval mode, no pickle)."""
+        from lewm_mpc.models.checkpoint import load_world_model
+
+        return load_world_model(Path(path), device)
+
+    def num_parameters(self) -> int:
+        """Trainable parameter count."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

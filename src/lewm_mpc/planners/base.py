@@ -1,0 +1,315 @@
+"""Machinery shared by every planner: input checks, encoding, bounds, warm start, batching,
+deadlines, feasible-first ranking and the :class:`PlanResult` they all return.
+
+A planner subclass implements only ``_optimize`` (its update rule); it receives encoded start
+and goal latents and an initial mean plan, and returns an :class:`Optimized`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from lewm_mpc.energies import Guardrail, Objective, ObjectiveValue
+from lewm_mpc.types import Energy, LatentWorldModel, PlanResult
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Knobs every planner shares.
+
+    Attributes:
+        horizon: planned model steps (blocks of ``action_block`` env actions).
+        receding_horizon: blocks executed between two ``plan`` calls; the warm start shifts
+            the previous plan by this many blocks.
+        seed: seed of the planner's own ``torch.Generator``.
+        warm_start: start each plan from the shifted previous one (after ``reset`` it is cold).
+    """
+
+    horizon: int = 5
+    receding_horizon: int = 1
+    seed: int = 0
+    warm_start: bool = True
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+        if not 1 <= self.receding_horizon <= self.horizon:
+            raise ValueError(
+                f"receding_horizon must be in [1, horizon={self.horizon}], "
+                f"got {self.receding_horizon}"
+            )
+
+
+@dataclass(frozen=True)
+class Optimized:
+    """What an update rule hands back to the shared machinery (batched over B).
+
+    Attributes:
+        actions: (B, H, block*A) chosen plan, inside the bounds.
+        latents: (B, H+1, D) its predicted latents.
+        value: its objective evaluation ((B,) tensors).
+        mean: (B, H, block*A) plan to shift for the next warm start.
+        history: (iterations, B) best total energy after each iteration.
+        iterations: iterations that ran.
+        energy_evals: candidate plans scored per environment.
+    """
+
+    actions: torch.Tensor
+    latents: torch.Tensor
+    value: ObjectiveValue
+    mean: torch.Tensor
+    history: torch.Tensor
+    iterations: int
+    energy_evals: int
+
+
+class Planner:
+    """Base class: holds the model, objective, bounds, RNG and warm-start state.
+
+    Args:
+        model: any :class:`~lewm_mpc.types.LatentWorldModel` (with ``obs_shape``/``obs_dtype``
+            for input validation when available).
+        config: the planner's config dataclass (``config_class``); keyword overrides of its
+            fields may be given instead of or on top of it.
+        energy: task energy (default: terminal goal distance).
+        guardrails: guardrail terms.
+    """
+
+    config_class: ClassVar[type[PlannerConfig]] = PlannerConfig
+    needs_grad: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        model: LatentWorldModel,
+        config: PlannerConfig | None = None,
+        *,
+        energy: Energy | None = None,
+        guardrails: Sequence[Guardrail] = (),
+        **overrides: Any,
+    ) -> None:
+        missing = [
+            name
+            for name in ("encode", "rollout", "latent_dim", "action_dim", "action_block",
+                         "action_low", "action_high", "device")
+            if not hasattr(model, name)
+        ]  # fmt: skip
+        if missing:
+            raise ValueError(
+                f"{type(model).__name__} does not satisfy the LatentWorldModel protocol: "
+                f"missing {missing}"
+            )
+        config = config or self.config_class()
+        if not isinstance(config, self.config_class):
+            raise ValueError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                f"got {type(config).__name__}"
+            )
+        self.config = dataclasses.replace(config, **overrides) if overrides else config
+        self.model = model
+        self.objective = Objective(energy, guardrails)
+        self._has_hard = any(g.hard for g in self.objective.guardrails)
+        device = model.device
+        block = model.action_block
+        # Per-block bounds: each env action in a block shares the env bounds, (block * A,).
+        self.low = model.action_low.to(device).float().repeat(block)
+        self.high = model.action_high.to(device).float().repeat(block)
+        self.center = (self.low + self.high) / 2
+        self.half_range = (self.high - self.low) / 2
+        self._gen = torch.Generator(device=device).manual_seed(self.config.seed)
+        self._previous: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------------ public API
+    def reset(self, seed: int | None = None) -> None:
+        """Start a new episode: forget the warm start; optionally reseed the RNG."""
+        self._previous = None
+        if seed is not None:
+            self._gen.manual_seed(seed)
+
+    def plan(self, obs: Any, goal: Any, deadline_s: float | None = None) -> PlanResult:
+        """Plan an action sequence from ``obs`` toward ``goal``.
+
+        Args:
+            obs: raw observation (uint8 HxWx3 image or float state), or a batch with a
+                leading B dimension to plan for B environments at once.
+            goal: goal observation of the same kind and shape as ``obs``.
+            deadline_s: wall-clock budget; iterating stops once it is spent and the best
+                plan so far is returned (at least one iteration always runs).
+
+        Returns:
+            A :class:`PlanResult` (fields batched when ``obs`` was).
+
+        Raises:
+            ValueError: wrong shape, dtype, non-finite values, or a goal unlike ``obs``.
+        """
+        start = time.perf_counter()
+        if deadline_s is not None and not deadline_s > 0:
+            raise ValueError(f"deadline_s must be > 0 seconds, got {deadline_s}")
+        obs_t, batched = self._as_batch(obs, "obs")
+        goal_t, goal_batched = self._as_batch(goal, "goal")
+        if goal_batched != batched or goal_t.shape != obs_t.shape:
+            raise ValueError(
+                f"goal must have the same shape as obs: obs {tuple(obs_t.shape)}, goal "
+                f"{tuple(goal_t.shape)} (batched obs needs a batched goal)"
+            )
+        num_envs = obs_t.shape[0]
+        with torch.inference_mode():
+            z = self.model.encode(torch.cat([obs_t, goal_t]))  # (2B, D)
+        z0, z_goal = z[:num_envs].clone(), z[num_envs:].clone()  # (B, D) each, leave inference
+        init = self._initial_mean(num_envs)
+        deadline = None if deadline_s is None else start + deadline_s
+        if self.needs_grad:
+            result = self._optimize(z0, z_goal, init, deadline)
+        else:
+            with torch.inference_mode():
+                result = self._optimize(z0, z_goal, init, deadline)
+        self._previous = result.mean.detach().clone() if self.config.warm_start else None
+        return self._package(result, batched, time.perf_counter() - start)
+
+    # -------------------------------------------------------------- for update rules
+    def _optimize(
+        self, z0: torch.Tensor, z_goal: torch.Tensor, init: torch.Tensor, deadline: float | None
+    ) -> Optimized:
+        """Update rule. z0, z_goal: (B, D); init: (B, H, block*A) initial mean."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _optimize")
+
+    @staticmethod
+    def _time_up(deadline: float | None) -> bool:
+        return deadline is not None and time.perf_counter() >= deadline
+
+    def _clamp(self, actions: torch.Tensor) -> torch.Tensor:
+        """Project (..., block*A) plans onto the action bounds."""
+        return torch.maximum(torch.minimum(actions, self.high), self.low)
+
+    def _evaluate(
+        self, z0: torch.Tensor, z_goal: torch.Tensor, candidates: torch.Tensor
+    ) -> tuple[torch.Tensor, ObjectiveValue]:
+        """Roll out and score candidates.
+
+        Args:
+            z0: (B, D); z_goal: (B, D); candidates: (B, S, H, block*A).
+
+        Returns:
+            latents (B, S, H+1, D) and the objective with (B, S) tensors.
+        """
+        num_envs, num = candidates.shape[:2]
+        flat = candidates.reshape(num_envs * num, *candidates.shape[2:])  # (B*S, H, block*A)
+        start = z0.unsqueeze(1).expand(-1, num, -1).reshape(num_envs * num, -1)  # (B*S, D)
+        goal = z_goal.unsqueeze(1).expand(-1, num, -1).reshape(num_envs * num, -1)  # (B*S, D)
+        latents = self.model.rollout(start, flat)  # (B*S, H+1, D)
+        value = self.objective(latents, flat, goal)
+        if torch.isnan(value.total).any():
+            bad = [name for name, term in value.terms.items() if torch.isnan(term).any()]
+            raise ValueError(
+                f"energy is NaN for some candidate plans (terms {bad}); check the world model "
+                "and energies for non-finite outputs"
+            )
+        unflat = ObjectiveValue(
+            value.total.view(num_envs, num),
+            value.violation.view(num_envs, num),
+            {name: term.view(num_envs, num) for name, term in value.terms.items()},
+        )
+        return latents.view(num_envs, num, *latents.shape[1:]), unflat
+
+    def _ranking(self, value: ObjectiveValue) -> torch.Tensor:
+        """(B, S) candidate order, best first: feasible-first when hard guardrails exist."""
+        order = torch.argsort(value.total, dim=1)
+        return _feasible_first(value, order) if self._has_hard else order
+
+    def _better(self, candidate: ObjectiveValue, best: ObjectiveValue) -> torch.Tensor:
+        """(B,) mask: candidate strictly better than best (feasibility, then energy)."""
+        if not self._has_hard:
+            return candidate.total < best.total
+        cand_bad, best_bad = candidate.violation > 0, best.violation > 0
+        both_bad_better = cand_bad & best_bad & (candidate.violation < best.violation)
+        same_ok_better = ~cand_bad & ~best_bad & (candidate.total < best.total)
+        return (~cand_bad & best_bad) | both_bad_better | same_ok_better
+
+    # ---------------------------------------------------------------------- internals
+    def _initial_mean(self, num_envs: int) -> torch.Tensor:
+        horizon = self.config.horizon
+        cold = self.center.expand(num_envs, horizon, -1).clone()  # (B, H, block*A)
+        previous = self._previous
+        if previous is None or previous.shape != cold.shape:
+            return cold
+        shift = self.config.receding_horizon
+        cold[:, : horizon - shift] = previous[:, shift:]
+        return cold
+
+    def _as_batch(self, value: Any, name: str) -> tuple[torch.Tensor, bool]:
+        """Validate a raw observation and return it as a (B, *obs_shape) tensor."""
+        if isinstance(value, np.ndarray):
+            tensor = torch.from_numpy(np.ascontiguousarray(value))
+        elif isinstance(value, torch.Tensor):
+            tensor = value.detach()
+        else:
+            raise ValueError(
+                f"{name} must be a numpy array or torch tensor, got {type(value).__name__}"
+            )
+        shape = tuple(getattr(self.model, "obs_shape", tensor.shape[-1:]))
+        expected_dtype = getattr(self.model, "obs_dtype", None)
+        if tuple(tensor.shape) == shape:
+            batched = False
+            tensor = tensor.unsqueeze(0)
+        elif tensor.ndim == len(shape) + 1 and tuple(tensor.shape[1:]) == shape:
+            batched = True
+        else:
+            raise ValueError(
+                f"{name} has shape {tuple(tensor.shape)}; expected {shape} or (B, *{shape})"
+            )
+        if tensor.shape[0] == 0:
+            raise ValueError(f"{name} batch is empty")
+        if expected_dtype == torch.uint8:
+            if tensor.dtype != torch.uint8:
+                raise ValueError(
+                    f"{name} has dtype {tensor.dtype}; expected uint8 pixels of shape {shape}"
+                )
+        else:
+            if not (tensor.is_floating_point() or tensor.dtype in (torch.int32, torch.int64)):
+                raise ValueError(f"{name} has dtype {tensor.dtype}; expected a float state")
+            tensor = tensor.float()
+            if not torch.isfinite(tensor).all():
+                raise ValueError(f"{name} contains NaN or inf")
+        return tensor.to(self.model.device), batched
+
+    def _package(self, result: Optimized, batched: bool, solve_s: float) -> PlanResult:
+        num_envs, horizon = result.actions.shape[:2]
+        actions = result.actions.reshape(num_envs, horizon * self.model.action_block, -1)
+        value = result.value
+        feasible = value.violation <= 0
+
+        def out(tensor: torch.Tensor) -> Any:
+            array = tensor.detach().cpu().numpy()
+            return array if batched else array[0]
+
+        def scalar(tensor: torch.Tensor) -> Any:
+            array = tensor.detach().cpu().numpy()
+            return array if batched else array[0].item()
+
+        history = result.history.detach().cpu().numpy()  # (iterations, B)
+        return PlanResult(
+            actions=out(actions),
+            energy=scalar(value.total),
+            terms={name: scalar(term) for name, term in value.terms.items()},
+            latents=out(result.latents),
+            feasible=scalar(feasible),
+            iterations=result.iterations,
+            solve_s=solve_s,
+            history=history if batched else history[:, 0],
+            energy_evals=result.energy_evals,
+        )
+
+
+def _feasible_first(value: ObjectiveValue, order: torch.Tensor) -> torch.Tensor:
+    """Reorder an energy ranking so feasible candidates come first, infeasible by violation."""
+    violation = value.violation.gather(1, order)  # (B, S) in energy order
+    infeasible = violation > 0
+    # Sort key: feasible -> -1 (keeps energy order via stable sort), infeasible -> violation.
+    key = torch.where(infeasible, violation, torch.full_like(violation, -1.0))
+    return order.gather(1, torch.argsort(key, dim=1, stable=True))
