@@ -10,6 +10,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def defer_interrupts() -> Iterator[None]:
@@ -30,6 +33,37 @@ def defer_interrupts() -> Iterator[None]:
             previous(*received[0])
 
 
+class InterruptRequest:
+    """Set by :func:`graceful_interrupts` when Ctrl-C arrives; checked at safe points."""
+
+    requested: bool = False
+
+
+@contextlib.contextmanager
+def graceful_interrupts() -> Iterator[InterruptRequest]:
+    """Turn the first Ctrl-C into a flag so a loop can stop at a consistent point.
+
+    The loop checks ``request.requested`` between units of work, saves, and raises
+    ``KeyboardInterrupt`` itself; a second Ctrl-C raises immediately. Outside the main thread
+    the flag is never set.
+    """
+    request = InterruptRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(sig: int, frame: object) -> None:
+        if request.requested:
+            raise KeyboardInterrupt
+        request.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield request
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
@@ -40,6 +74,7 @@ def atomic_write(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

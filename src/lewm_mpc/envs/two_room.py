@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 SUCCESS_RADIUS = 16 / 224  # reference threshold: 16 px of a 224 px arena
-_EPS = 1e-9  # geometric tolerance: touching the wall is allowed, overlapping it is not
+_EPS = 1e-6  # geometric tolerance: touching the wall is allowed, overlapping it is not
 _BACKGROUND_RGB = np.array([235.0, 235.0, 235.0], dtype=np.float32)
 _WALL_RGB = np.array([45.0, 45.0, 55.0], dtype=np.float32)
 _AGENT_RGB = np.array([220.0, 30.0, 30.0], dtype=np.float32)

@@ -72,7 +72,9 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path} is not valid JSON ({error}); the file is corrupted") from None
+        raise CheckpointError(
+            f"{path} is not valid JSON ({error}); the file is corrupted"
+        ) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} must hold a JSON object, got {type(data).__name__}")
     return data
@@ -101,8 +103,10 @@ def read_checkpoint_config(directory: Path) -> tuple[WorldModelConfig, dict[str,
     if not directory.exists():
         raise CheckpointError(f"checkpoint directory {directory} does not exist")
     if not directory.is_dir():
-        raise CheckpointError(f"{directory} is not a checkpoint directory (expected a folder "
-                              f"holding {CONFIG_FILE} and {WEIGHTS_FILE})")
+        raise CheckpointError(
+            f"{directory} is not a checkpoint directory (expected a folder "
+            f"holding {CONFIG_FILE} and {WEIGHTS_FILE})"
+        )
     path = directory / CONFIG_FILE
     payload = read_json(path, "checkpoint config")
     version = payload.get("format_version")

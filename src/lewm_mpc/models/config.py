@@ -89,8 +89,9 @@ class WorldModelConfig:
                 f"{len(self.action_low)} and {len(self.action_high)}"
             )
         if any(lo >= hi for lo, hi in zip(self.action_low, self.action_high, strict=True)):
-            raise ValueError(f"need action_low < action_high, got {self.action_low}, "
-                             f"{self.action_high}")
+            raise ValueError(
+                f"need action_low < action_high, got {self.action_low}, {self.action_high}"
+            )
         if not 0.0 <= self.predictor_dropout < 1.0:
             raise ValueError(f"predictor_dropout must be in [0, 1), got {self.predictor_dropout}")
 
@@ -133,11 +134,23 @@ def named_config(name: str, **overrides: Any) -> WorldModelConfig:
     presets: dict[str, dict[str, Any]] = {
         "cpu": {},
         "paper": dict(
-            image_size=224, encoder="vit", vit_patch=14, vit_dim=192, vit_depth=12, vit_heads=3,
-            feature_dim=192, latent_dim=192, projector_hidden=2048, action_embed_dim=192,
-            predictor="transformer", predictor_hidden=2048, predictor_depth=6,
-            predictor_heads=16, predictor_dropout=0.1, history=3,
-        ),  # fmt: skip
+            image_size=224,
+            encoder="vit",
+            vit_patch=14,
+            vit_dim=192,
+            vit_depth=12,
+            vit_heads=3,
+            feature_dim=192,
+            latent_dim=192,
+            projector_hidden=2048,
+            action_embed_dim=192,
+            predictor="transformer",
+            predictor_hidden=2048,
+            predictor_depth=6,
+            predictor_heads=16,
+            predictor_dropout=0.1,
+            history=3,
+        ),
     }
     if name not in presets:
         raise ValueError(f"unknown world-model config {name!r}; choose from {sorted(presets)}")

@@ -87,8 +87,7 @@ class TransformerPredictor(nn.Module):
         self.history = history
         self.pos = nn.Parameter(torch.randn(1, max_len, latent_dim) * 0.02)
         self.blocks = nn.ModuleList(
-            _AdaLNBlock(latent_dim, heads, mlp_dim, action_embed_dim, dropout)
-            for _ in range(depth)
+            _AdaLNBlock(latent_dim, heads, mlp_dim, action_embed_dim, dropout) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(latent_dim)
 

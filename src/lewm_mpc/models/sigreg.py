@@ -68,9 +68,7 @@ def random_directions(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Unit directions as columns, (dim, num_projections)."""
-    directions = torch.randn(
-        dim, num_projections, generator=generator, device=device, dtype=dtype
-    )
+    directions = torch.randn(dim, num_projections, generator=generator, device=device, dtype=dtype)
     return directions / directions.norm(dim=0, keepdim=True)
 
 
@@ -120,7 +118,7 @@ def gaussian_expectation(config: SIGRegConfig | None = None) -> float:
     Uses E|phi_hat(t) - phi(t)|^2 = (1 - phi(t)^2) / N, integrated with the same quadrature.
     """
     config = config or SIGRegConfig()
-    knots, target, weights = _quadrature(config, torch.device("cpu"), torch.float64)
+    _knots, target, weights = _quadrature(config, torch.device("cpu"), torch.float64)
     return float(((1.0 - target**2) @ weights).item())
 
 

@@ -245,6 +245,10 @@ class Planner:
     def _as_batch(self, value: Any, name: str) -> tuple[torch.Tensor, bool]:
         """Validate a raw observation and return it as a (B, *obs_shape) tensor."""
         if isinstance(value, np.ndarray):
+            if value.dtype.kind not in "biuf":
+                raise ValueError(
+                    f"{name} has dtype {value.dtype}; expected uint8 pixels or a float state"
+                )
             tensor = torch.from_numpy(np.ascontiguousarray(value))
         elif isinstance(value, torch.Tensor):
             tensor = value.detach()

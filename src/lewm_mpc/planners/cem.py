@@ -82,18 +82,24 @@ class CEM(Planner):
                 1, order[:, : cfg.topk, None, None].expand(-1, -1, *mean.shape[1:])
             )  # (B, K, H, block*A)
             mean = elites.mean(dim=1)
-            std = torch.maximum(elites.std(dim=1), min_std)
+            std = torch.maximum(elites.std(dim=1, correction=0), min_std)
             # Track the best candidate ever scored.
             top = order[:, 0]  # (B,)
             current = _select(value, rows, top)
             if best is None:
-                best_actions, best_latents, best = candidates[rows, top], latents[rows, top], current
+                best_actions, best_latents, best = (
+                    candidates[rows, top],
+                    latents[rows, top],
+                    current,
+                )
             else:
                 improved = self._better(current, best)
-                best_actions = torch.where(improved[:, None, None], candidates[rows, top],
-                                           best_actions)
-                best_latents = torch.where(improved[:, None, None], latents[rows, top],
-                                           best_latents)
+                best_actions = torch.where(
+                    improved[:, None, None], candidates[rows, top], best_actions
+                )
+                best_latents = torch.where(
+                    improved[:, None, None], latents[rows, top], best_latents
+                )
                 best = _merge(improved, current, best)
             history.append(best.total)
             iterations += 1

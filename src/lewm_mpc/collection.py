@@ -1,0 +1,49 @@
+"""Dataset collection for a registered environment: its data policy, settings and file."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+from lewm_mpc.data import collect
+from lewm_mpc.envs import get_env_spec
+
+
+def env_config_of(env: Any) -> dict[str, Any]:
+    """JSON-ready settings of an env (its ``config`` dataclass, if it has one)."""
+    config = getattr(env.unwrapped, "config", None)
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+
+
+def collect_dataset(
+    env_name: str,
+    path: str | Path,
+    num_episodes: int,
+    episode_steps: int | None = None,
+    seed: int = 0,
+    workers: int = 1,
+    progress: bool = True,
+) -> Path:
+    """Collect (or resume/extend) a dataset of ``env_name`` with its data policy.
+
+    Args:
+        env_name: registry name or gym id (see ``lewm_mpc.envs.ENV_SPECS``).
+        path: target ``.h5`` file (never overwritten with different settings).
+        num_episodes: episodes wanted in the file.
+        episode_steps: actions per episode (default: the env's collection length).
+        seed: base seed; episode i depends only on (seed, i).
+        workers: parallel collection processes.
+        progress: show a progress bar.
+    """
+    spec = get_env_spec(env_name)
+    steps = episode_steps or spec.default_episode_steps
+    make_env = functools.partial(spec.make, obs_mode="pixels")
+    probe = make_env()
+    config = env_config_of(probe)
+    probe.close()
+    return collect(
+        make_env, spec.make_expert, path, num_episodes, steps, seed, spec.gym_id, config,
+        progress, workers=workers,
+    )  # fmt: skip

@@ -1,0 +1,42 @@
+"""Datasets of env rollouts: HDF5 format, collection, and training windows."""
+
+from lewm_mpc.data.collect import Policy, collect, collect_episode, episode_seed
+from lewm_mpc.data.dataset import (
+    ACTION_KEY,
+    EPISODE_IDX_KEY,
+    FORMAT_VERSION,
+    PIXELS_KEY,
+    STATE_KEY,
+    STEP_IDX_KEY,
+    DatasetInfo,
+    DatasetMeta,
+    Episode,
+    EpisodeDataset,
+    inspect_dataset,
+    merge,
+    write_episodes,
+)
+from lewm_mpc.data.windows import WindowBatch, WindowSampler, action_stats
+
+__all__ = [
+    "ACTION_KEY",
+    "EPISODE_IDX_KEY",
+    "FORMAT_VERSION",
+    "PIXELS_KEY",
+    "STATE_KEY",
+    "STEP_IDX_KEY",
+    "DatasetInfo",
+    "DatasetMeta",
+    "Episode",
+    "EpisodeDataset",
+    "Policy",
+    "WindowBatch",
+    "WindowSampler",
+    "action_stats",
+    "collect",
+    "collect_episode",
+    "episode_seed",
+    "inspect_dataset",
+    "merge",
+    "write_episodes",
+]

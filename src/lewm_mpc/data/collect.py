@@ -1,0 +1,338 @@
+"""Rollout collection into an HDF5 dataset: deterministic per episode, resumable, atomic.
+
+Episode ``i`` depends only on ``(seed, i)``: the env is reset with :func:`episode_seed` and the
+policy with ``np.random.default_rng([seed, i])``. Episodes are collected in chunks, each written
+atomically as ``<path>.parts/part-<first>-<last>.h5``; an interrupted run keeps its complete parts
+and a rerun skips them. When every part exists they are merged atomically into ``path`` and the
+parts directory is removed. An existing ``path`` is never overwritten with different settings.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import re
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+from lewm_mpc.data.dataset import (
+    PIXELS_KEY,
+    TMP_SUFFIX,
+    DatasetMeta,
+    Episode,
+    inspect_dataset,
+    merge,
+    stray_tmp_files,
+    write_episodes,
+)
+
+_PART_PATTERN = re.compile(r"^part-(\d+)-(\d+)\.h5$")
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A data-collection policy: reset once per episode with its own generator, then act."""
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """Start an episode; all randomness of the episode must come from ``rng``."""
+        ...
+
+    def act(self, state: np.ndarray) -> np.ndarray:
+        """The action (A,) to take in simulator state ``state`` (Ds,)."""
+        ...
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """Seed passed to ``env.reset`` for episode ``episode`` of a collection seeded with ``seed``.
+
+    Args:
+        seed: Base seed (>= 0).
+        episode: Episode index (>= 0).
+
+    Returns:
+        A 32-bit seed derived from ``(seed, episode)`` through ``np.random.SeedSequence``.
+    """
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1, np.uint32)[0])
+
+
+def _pixels_of(observation: Any) -> np.ndarray:
+    """The uint8 (H, W, 3) frame of an observation (an array or a dict with ``"pixels"``)."""
+    if isinstance(observation, Mapping):
+        if PIXELS_KEY not in observation:
+            raise ValueError(
+                f"dict observations must have a {PIXELS_KEY!r} entry, got {list(observation)}"
+            )
+        observation = observation[PIXELS_KEY]
+    pixels = np.asarray(observation)
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[-1] != 3:
+        raise ValueError(
+            "collection needs pixel observations, uint8 (H, W, 3); "
+            f"got {pixels.dtype} {pixels.shape}"
+        )
+    return pixels.copy()
+
+
+def _state_of(env: gym.Env) -> np.ndarray:
+    return np.array(env.unwrapped.get_state(), dtype=np.float64).reshape(-1)  # (Ds,)
+
+
+def collect_episode(
+    env: gym.Env, policy: Policy, episode_steps: int, seed: int, episode: int
+) -> Episode:
+    """Roll out one deterministic episode.
+
+    The env is reset with ``episode_seed(seed, episode)``, the policy with
+    ``np.random.default_rng([seed, episode])``; then ``episode_steps`` actions are taken
+    (fewer if the env terminates or truncates first). The episode has one more row than actions;
+    its last row's action is NaN.
+
+    Args:
+        env: Env with pixel observations and ``env.unwrapped.get_state()``.
+        policy: The acting policy.
+        episode_steps: Number of actions.
+        seed: Base seed of the collection.
+        episode: Episode index.
+
+    Returns:
+        The recorded episode.
+    """
+    observation, _ = env.reset(seed=episode_seed(seed, episode))
+    policy.reset(np.random.default_rng([seed, episode]))
+    frames, states, actions = [_pixels_of(observation)], [_state_of(env)], []
+    for _ in range(episode_steps):
+        action = np.array(policy.act(states[-1]), dtype=np.float32).reshape(-1)  # (A,)
+        observation, _, terminated, truncated, _ = env.step(action)
+        actions.append(action)
+        frames.append(_pixels_of(observation))
+        states.append(_state_of(env))
+        if terminated or truncated:
+            break
+    actions.append(np.full_like(actions[0], np.nan))  # the last row has no action
+    return Episode(pixels=np.stack(frames), state=np.stack(states), action=np.stack(actions))
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Episodes ``first .. last`` (inclusive), written to ``path``."""
+
+    first: int
+    last: int
+    path: Path
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+
+def _part_path(parts_dir: Path, first: int, last: int) -> Path:
+    return parts_dir / f"part-{first:06d}-{last:06d}.h5"
+
+
+def _collect_chunk(
+    make_env: Callable[[], gym.Env],
+    make_policy: Callable[[gym.Env], Policy],
+    chunk: _Chunk,
+    meta: DatasetMeta,
+    on_episode: Callable[[], None] | None = None,
+) -> _Chunk:
+    """Collect one chunk with a fresh env and policy and write it atomically as a part file."""
+    env = make_env()
+    try:
+        policy = make_policy(env)
+        episodes = []
+        for episode in range(chunk.first, chunk.last + 1):
+            episodes.append(collect_episode(env, policy, meta.episode_steps, meta.seed, episode))
+            if on_episode is not None:
+                on_episode()
+    finally:
+        env.close()
+    write_episodes(chunk.path, episodes, meta, first_episode=chunk.first)
+    return chunk
+
+
+def _existing_parts(parts_dir: Path, meta: DatasetMeta, begin: int, end: int) -> list[_Chunk]:
+    """Complete, usable parts in ``parts_dir`` for episodes ``begin .. end - 1``, sorted.
+
+    Unreadable parts and parts outside the range or overlapping a chosen one are ignored (they
+    are re-collected; the parts directory is removed after the merge).
+
+    Raises:
+        ValueError: A part was collected with different settings.
+    """
+    found = []
+    for candidate in sorted(parts_dir.iterdir()):
+        match = _PART_PATTERN.match(candidate.name)
+        if match is None or not candidate.is_file():
+            continue
+        first, last = int(match.group(1)), int(match.group(2))
+        try:
+            info = inspect_dataset(candidate)
+        except ValueError:
+            continue
+        differences = meta.mismatches(info.meta)
+        if differences:
+            raise ValueError(
+                f"{candidate} was collected with different settings ({'; '.join(differences)}); "
+                f"nothing was changed. Rerun with the original settings to resume, or remove "
+                f"{parts_dir} to start over"
+            )
+        if info.num_episodes == last - first + 1 and begin <= first <= last < end:
+            found.append(_Chunk(first, last, candidate))
+    chosen: list[_Chunk] = []
+    for chunk in sorted(found, key=lambda chunk: (chunk.first, -chunk.last)):
+        if not chosen or chunk.first > chosen[-1].last:
+            chosen.append(chunk)
+    return chosen
+
+
+def _missing_chunks(
+    parts_dir: Path, done: list[_Chunk], begin: int, end: int, chunk_size: int
+) -> list[_Chunk]:
+    """Chunks of at most ``chunk_size`` episodes covering ``begin .. end - 1`` minus ``done``."""
+    todo = []
+    position = begin
+    for done_first, done_last in [*((chunk.first, chunk.last) for chunk in done), (end, end)]:
+        for first in range(position, done_first, chunk_size):
+            last = min(first + chunk_size, done_first) - 1
+            todo.append(_Chunk(first, last, _part_path(parts_dir, first, last)))
+        position = done_last + 1
+    return todo
+
+
+def _run_sequential(
+    make_env: Callable[[], gym.Env],
+    make_policy: Callable[[gym.Env], Policy],
+    todo: list[_Chunk],
+    meta: DatasetMeta,
+    bar: tqdm,
+) -> None:
+    for chunk in todo:
+        _collect_chunk(make_env, make_policy, chunk, meta, on_episode=lambda: bar.update(1))
+
+
+def _run_parallel(
+    make_env: Callable[[], gym.Env],
+    make_policy: Callable[[gym.Env], Policy],
+    todo: list[_Chunk],
+    meta: DatasetMeta,
+    bar: tqdm,
+    workers: int,
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    executor = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
+        futures = [
+            executor.submit(_collect_chunk, make_env, make_policy, chunk, meta) for chunk in todo
+        ]
+        for future in concurrent.futures.as_completed(futures):
+            bar.update(future.result().size)
+    except BaseException:
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
+
+
+def collect(
+    make_env: Callable[[], gym.Env],
+    make_policy: Callable[[gym.Env], Policy],
+    path: str | os.PathLike[str],
+    num_episodes: int,
+    episode_steps: int,
+    seed: int,
+    env_id: str,
+    env_config: Mapping[str, Any],
+    progress: bool = True,
+    *,
+    workers: int = 1,
+    chunk_size: int = 32,
+) -> Path:
+    """Collect ``num_episodes`` episodes into the dataset file ``path``; resumable and atomic.
+
+    - ``path`` exists with the same settings and at least ``num_episodes`` episodes: returned
+      untouched.
+    - ``path`` exists with the same settings and fewer episodes ``n``: episodes ``n .. N-1`` are
+      collected and ``path`` is replaced by the extended file once it is complete.
+    - ``path`` exists with other settings: ValueError, the file is left untouched.
+    - An interrupted run (KeyboardInterrupt included) leaves only complete files: the finished
+      parts under ``<path>.parts/`` are reused by the next call with the same settings.
+
+    Args:
+        make_env: Creates an env with pixel observations (uint8 (H, W, 3), or a dict with a
+            ``"pixels"`` entry) and ``env.unwrapped.get_state()``.
+        make_policy: Creates the policy for an env.
+        path: Target HDF5 file.
+        num_episodes: Number of episodes wanted in the file.
+        episode_steps: Actions per episode (rows per episode = ``episode_steps + 1``, fewer if
+            the env terminates early).
+        seed: Base seed (>= 0); episode ``i`` depends only on ``(seed, i)``.
+        env_id: Environment id stored in the file.
+        env_config: Environment arguments stored in the file (JSON-serializable).
+        progress: Show a tqdm progress bar over episodes.
+        workers: Processes collecting chunks in parallel (spawn start method). With
+            ``workers > 1`` the factories must be picklable (module-level functions or
+            ``functools.partial`` of them). Results do not depend on ``workers``.
+        chunk_size: Episodes per part file. Results do not depend on it.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: Invalid arguments, an existing file or part collected with different
+            settings, or an unreadable existing file (left untouched).
+    """
+    path = Path(path)
+    for name, value, minimum in (
+        ("num_episodes", num_episodes, 1),
+        ("workers", workers, 1),
+        ("chunk_size", chunk_size, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    meta = DatasetMeta(env_id=env_id, env_config=env_config, seed=seed, episode_steps=episode_steps)
+
+    already = 0
+    if path.exists():
+        info = inspect_dataset(path)
+        differences = meta.mismatches(info.meta)
+        if differences:
+            raise ValueError(
+                f"{path} already exists and was collected with different settings "
+                f"({'; '.join(differences)}); it was left untouched. Use another path, or "
+                "delete the file yourself to recollect"
+            )
+        if info.num_episodes >= num_episodes:
+            return path
+        already = info.num_episodes
+
+    parts_dir = path.with_name(path.name + ".parts")
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    for stray in [*stray_tmp_files(path), *parts_dir.glob(f"*{TMP_SUFFIX}")]:
+        stray.unlink(missing_ok=True)
+    done = _existing_parts(parts_dir, meta, already, num_episodes)
+    todo = _missing_chunks(parts_dir, done, already, num_episodes, chunk_size)
+
+    covered = already + sum(chunk.size for chunk in done)
+    with tqdm(
+        total=num_episodes,
+        initial=covered,
+        unit="episode",
+        desc=f"collect {env_id}",
+        disable=not progress,
+    ) as bar:
+        if workers == 1 or len(todo) <= 1:
+            _run_sequential(make_env, make_policy, todo, meta, bar)
+        else:
+            _run_parallel(make_env, make_policy, todo, meta, bar, min(workers, len(todo)))
+
+    parts = sorted([*done, *todo], key=lambda chunk: chunk.first)
+    merge([*([path] if already else []), *(chunk.path for chunk in parts)], path)
+    shutil.rmtree(parts_dir)
+    return path

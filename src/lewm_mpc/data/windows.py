@@ -1,0 +1,237 @@
+"""Training windows: ``num_frames`` observations ``frameskip`` steps apart with their action blocks.
+
+A window starting at row ``t`` holds frames ``t, t + fs, …, t + (T-1)·fs`` and ``T`` action blocks;
+block ``j`` is ``action[t + j·fs : t + (j+1)·fs]`` flattened to ``(fs·A,)``. A start is valid when
+all ``T·fs`` actions are real (none is an episode's NaN last row), so windows never cross episodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lewm_mpc.data.dataset import PIXELS_KEY, STATE_KEY, EpisodeDataset
+
+OBS_KEYS = (PIXELS_KEY, STATE_KEY)
+
+
+@dataclass(frozen=True)
+class WindowBatch:
+    """A batch of ``B`` windows of ``T`` frames.
+
+    Attributes:
+        obs: uint8 (B, T, H, W, 3) pixels or float32 (B, T, Ds) states.
+        actions: float32 (B, T, fs·A) action blocks; block ``j`` follows frame ``j``.
+        rows: int64 (B,) global dataset row of each window's first frame.
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rows: np.ndarray
+
+
+def _selected_positions(dataset: EpisodeDataset, episode_ids: np.ndarray) -> np.ndarray:
+    ids = np.asarray(episode_ids)
+    if ids.ndim != 1 or ids.size == 0:
+        raise ValueError(f"episode_ids must be a non-empty 1-D array, got shape {ids.shape}")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"episode_ids must be integers, got {ids.dtype}")
+    if np.unique(ids).size != ids.size:
+        raise ValueError("episode_ids contains duplicates")
+    try:
+        return dataset.episode_positions(ids)
+    except KeyError as error:
+        raise ValueError(str(error.args[0])) from error
+
+
+class WindowSampler:
+    """Samples fixed-length training windows from chosen episodes of a dataset.
+
+    All valid start rows are precomputed; a batch is gathered with one fancy-indexing operation
+    per array. Sampling is uniform over valid windows, with replacement, from an owned generator.
+    """
+
+    def __init__(
+        self,
+        dataset: EpisodeDataset,
+        episode_ids: np.ndarray,
+        num_frames: int,
+        frameskip: int,
+        batch_size: int,
+        obs_key: str = PIXELS_KEY,
+        seed: int = 0,
+    ) -> None:
+        """Precompute the valid windows.
+
+        Args:
+            dataset: The episodes.
+            episode_ids: Ids of the episodes to draw windows from (e.g. the train split).
+            num_frames: Frames per window ``T`` (>= 1).
+            frameskip: Env steps between frames ``fs`` (>= 1); also the action block length.
+            batch_size: Windows per batch ``B`` (>= 1).
+            obs_key: ``"pixels"`` or ``"state"``.
+            seed: Seed of the sampler's generator.
+
+        Raises:
+            ValueError: Invalid arguments, unknown or duplicate episode ids, or no episode long
+                enough for one window (``num_frames * frameskip`` real actions).
+        """
+        for name, value in (
+            ("num_frames", num_frames),
+            ("frameskip", frameskip),
+            ("batch_size", batch_size),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if obs_key not in OBS_KEYS:
+            raise ValueError(f"obs_key must be one of {OBS_KEYS}, got {obs_key!r}")
+        positions = _selected_positions(dataset, episode_ids)  # (E',)
+        span = int(num_frames) * int(frameskip)  # actions per window
+        starts = dataset.episode_starts[positions]  # (E',)
+        # An episode of L rows has L - 1 real actions at rows 0 .. L-2: starts 0 .. L-1-span.
+        counts = np.maximum(dataset.episode_lengths[positions] - span, 0)  # (E',)
+        total = int(counts.sum())
+        if total == 0:
+            longest = int(dataset.episode_lengths[positions].max()) - 1
+            raise ValueError(
+                f"no window fits: num_frames * frameskip = {span} actions needed, but the "
+                f"longest selected episode has {longest}"
+            )
+        # Row r of episode k: starts[k] + (index within the episode's valid starts).
+        offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)  # (W,)
+        self._rows = np.repeat(starts, counts) + offsets  # (W,)
+        self._rows.setflags(write=False)
+        self._dataset = dataset
+        self._episode_ids = np.sort(dataset.episode_ids[positions])
+        self._num_frames = int(num_frames)
+        self._frameskip = int(frameskip)
+        self._batch_size = int(batch_size)
+        self._obs_key = obs_key
+        self._seed = seed
+        self._source = dataset.pixels if obs_key == PIXELS_KEY else dataset.state.astype(np.float32)
+        self._frame_offsets = np.arange(self._num_frames) * self._frameskip  # (T,)
+        self._action_offsets = np.arange(span)  # (T·fs,)
+        self._gen = np.random.default_rng(seed)
+
+    @property
+    def num_windows(self) -> int:
+        """Number of valid windows ``W``."""
+        return int(self._rows.shape[0])
+
+    @property
+    def window_rows(self) -> np.ndarray:
+        """int64 (W,) global start row of every valid window, read-only."""
+        return self._rows
+
+    @property
+    def episode_ids(self) -> np.ndarray:
+        """Sorted ids of the episodes windows are drawn from."""
+        return self._episode_ids
+
+    @property
+    def num_frames(self) -> int:
+        """Frames per window ``T``."""
+        return self._num_frames
+
+    @property
+    def frameskip(self) -> int:
+        """Env steps between frames ``fs``."""
+        return self._frameskip
+
+    @property
+    def batch_size(self) -> int:
+        """Windows per batch ``B``."""
+        return self._batch_size
+
+    @property
+    def obs_key(self) -> str:
+        """``"pixels"`` or ``"state"``."""
+        return self._obs_key
+
+    def gather(self, rows: np.ndarray) -> WindowBatch:
+        """The windows starting at the given global rows.
+
+        Args:
+            rows: int (B,) window start rows, each one of :attr:`window_rows`.
+
+        Returns:
+            The batch.
+        """
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)  # (B,)
+        frame_rows = rows[:, None] + self._frame_offsets[None, :]  # (B, T)
+        obs = self._source[frame_rows]  # (B, T, H, W, 3) or (B, T, Ds)
+        action_rows = rows[:, None] + self._action_offsets[None, :]  # (B, T·fs)
+        actions = self._dataset.action[action_rows]  # (B, T·fs, A)
+        actions = actions.reshape(rows.shape[0], self._num_frames, -1)  # (B, T, fs·A)
+        return WindowBatch(obs=obs, actions=actions, rows=rows)
+
+    def sample(self) -> WindowBatch:
+        """A batch of ``batch_size`` windows drawn uniformly (with replacement)."""
+        picks = self._gen.integers(0, self.num_windows, size=self._batch_size)  # (B,)
+        return self.gather(self._rows[picks])
+
+    def iterate_epoch(
+        self, seed: int | None = None, drop_last: bool = False
+    ) -> Iterator[WindowBatch]:
+        """Every valid window exactly once, in shuffled batches (e.g. for a validation loss).
+
+        Uses its own generator, so it does not disturb the :meth:`sample` stream.
+
+        Args:
+            seed: Seed of the shuffle; ``None`` uses the sampler's seed (same order every call).
+            drop_last: Skip the final batch when it is smaller than ``batch_size``.
+
+        Yields:
+            Batches of ``batch_size`` windows (the last one possibly smaller).
+        """
+        order = np.random.default_rng(self._seed if seed is None else seed).permutation(
+            self.num_windows
+        )  # (W,)
+        for begin in range(0, self.num_windows, self._batch_size):
+            picks = order[begin : begin + self._batch_size]
+            if drop_last and picks.shape[0] < self._batch_size:
+                return
+            yield self.gather(self._rows[picks])
+
+    def num_batches(self, drop_last: bool = False) -> int:
+        """Batches :meth:`iterate_epoch` yields."""
+        if drop_last:
+            return self.num_windows // self._batch_size
+        return -(-self.num_windows // self._batch_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator state, to resume the :meth:`sample` stream exactly."""
+        return {"bit_generator": self._gen.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict`."""
+        self._gen.bit_generator.state = state["bit_generator"]
+
+
+def action_stats(
+    dataset: EpisodeDataset, episode_ids: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std of the real actions (NaN last rows excluded).
+
+    Args:
+        dataset: The episodes.
+        episode_ids: Episodes to use (e.g. the train split); ``None`` uses all.
+
+    Returns:
+        ``(mean, std)``, float32 (A,) each; std is floored at 1e-6.
+    """
+    if episode_ids is None:
+        rows = np.ones(dataset.num_rows, dtype=bool)
+    else:
+        positions = _selected_positions(dataset, np.asarray(episode_ids))
+        rows = np.isin(dataset.episode_idx, dataset.episode_ids[positions])  # (N,)
+    rows &= ~np.isnan(dataset.action).any(axis=1)
+    actions = dataset.action[rows].astype(np.float64)  # (M, A)
+    if actions.shape[0] == 0:
+        raise ValueError("the selected episodes hold no real action")
+    mean = actions.mean(axis=0)
+    std = np.maximum(actions.std(axis=0), 1e-6)
+    return mean.astype(np.float32), std.astype(np.float32)

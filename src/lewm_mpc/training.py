@@ -1,0 +1,424 @@
+"""Training loop: prediction loss + lambda * SIGReg, with validation, checkpoints and resume.
+
+A run directory holds the latest world-model checkpoint (``config.json`` +
+``model.safetensors``, loadable with ``WorldModel.load(run_dir)``), the resume state
+(``train_state.json`` + ``train_state.safetensors``: optimizer, step, RNG states) and a
+``metrics.jsonl`` log. Every save is atomic and Ctrl-C saves the completed steps before
+exiting (at a step boundary), so an interrupted run resumes exactly where it stopped
+(bit-identical on CPU). A second Ctrl-C aborts at once, keeping the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lewm_mpc.atomic import atomic_write, defer_interrupts, graceful_interrupts
+from lewm_mpc.data import EpisodeDataset, WindowSampler, action_stats
+from lewm_mpc.models.checkpoint import (
+    CheckpointError,
+    load_tensors_checked,
+    read_json,
+    save_tensors_atomic,
+)
+from lewm_mpc.models.config import WorldModelConfig
+from lewm_mpc.models.jepa import WorldModel
+from lewm_mpc.models.sigreg import SIGRegConfig
+
+STATE_JSON = "train_state.json"
+STATE_TENSORS = "train_state.safetensors"
+METRICS = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimization settings (CPU defaults; LeWM used lr 5e-5, batch 128 on a GPU).
+
+    Attributes:
+        steps: optimizer steps.
+        batch_size: windows per step (each window has ``num_frames`` frames).
+        num_frames: frames per window T (T - 1 teacher-forced transitions).
+        lr: peak AdamW learning rate (linear warm-up, cosine decay to 10%).
+        warmup_steps: warm-up length.
+        weight_decay: AdamW weight decay.
+        grad_clip: max gradient norm.
+        sigreg_weight: lambda.
+        sigreg_projections: random directions per step.
+        sigreg_knots: quadrature knots on [0, 3].
+        val_fraction: share of episodes held out (split by episode).
+        val_every: steps between validation passes (and the final step).
+        val_batches: batches per validation pass.
+        checkpoint_every: steps between checkpoints (and the final step).
+        seed: seeds model init, window sampling and SIGReg directions.
+        device: "auto" (CUDA if available), "cpu" or "cuda[:i]".
+    """
+
+    steps: int = 3000
+    batch_size: int = 64
+    num_frames: int = 4
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 1e-3
+    grad_clip: float = 1.0
+    sigreg_weight: float = 0.09
+    sigreg_projections: int = 256
+    sigreg_knots: int = 17
+    val_fraction: float = 0.1
+    val_every: int = 500
+    val_batches: int = 8
+    checkpoint_every: int = 250
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "val_every", "val_batches", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_frames < 2:
+            raise ValueError(
+                f"num_frames must be >= 2 (a frame and its successor), got {self.num_frames}"
+            )
+        if not self.lr > 0 or self.warmup_steps < 0 or self.weight_decay < 0:
+            raise ValueError("need lr > 0, warmup_steps >= 0, weight_decay >= 0")
+        if not self.grad_clip > 0 or self.sigreg_weight < 0:
+            raise ValueError("need grad_clip > 0 and sigreg_weight >= 0")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+    def learning_rate(self, step: int) -> float:
+        """Schedule: linear warm-up then cosine decay to 10% of ``lr``."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+        return self.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What a finished (or already complete) run reports; ``seconds`` is the total training
+    time, summed over resumed sessions."""
+
+    run_dir: Path
+    steps: int
+    train_loss: float
+    val_loss: float
+    val_prediction: float
+    seconds: float
+    num_parameters: int
+
+
+def resolve_device(name: str) -> torch.device:
+    """ "auto" -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def model_config_for(
+    dataset: EpisodeDataset,
+    base: WorldModelConfig,
+    obs_key: str,
+    action_low: tuple[float, ...],
+    action_high: tuple[float, ...],
+) -> WorldModelConfig:
+    """Fill the data-dependent fields (observation kind/size, action dim and bounds)."""
+    if obs_key == "pixels":
+        image = dataset.image_shape
+        fields: dict[str, Any] = {"obs_kind": "pixels", "image_size": image[0]}
+    else:
+        fields = {"obs_kind": "state", "state_dim": dataset.state_dim}
+    return dataclasses.replace(
+        base, action_dim=dataset.action_dim, action_low=tuple(action_low),
+        action_high=tuple(action_high), **fields,
+    )  # fmt: skip
+
+
+class Trainer:
+    """Owns the model, optimizer, samplers and RNGs of one run directory."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        dataset: EpisodeDataset,
+        model_config: WorldModelConfig,
+        config: TrainConfig,
+        obs_key: str = "pixels",
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.dataset = dataset
+        self.obs_key = obs_key
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.model = WorldModel(model_config).to(self.device)
+        train_ids, val_ids = dataset.split(config.val_fraction, seed=config.seed)
+        mean, std = action_stats(dataset, train_ids)
+        self.model.set_action_stats(torch.as_tensor(mean), torch.as_tensor(std))
+        block = model_config.action_block
+        self.train_sampler = WindowSampler(
+            dataset, train_ids, config.num_frames, block, config.batch_size, obs_key, config.seed
+        )
+        self.val_sampler = WindowSampler(
+            dataset, val_ids, config.num_frames, block, config.batch_size, obs_key,
+            config.seed + 1,
+        )  # fmt: skip
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.sigreg_config = SIGRegConfig(config.sigreg_projections, config.sigreg_knots)
+        self.sigreg_gen = torch.Generator(device=self.device).manual_seed(config.seed + 2)
+        self.step = 0
+        self.train_seconds = 0.0  # accumulated over sessions (resumes included)
+        self._session_start = time.perf_counter()
+        self.model.metadata = {
+            "env_id": dataset.meta.env_id,
+            "env_config": dataset.meta.env_config,
+            "obs_key": obs_key,
+            "train_config": dataclasses.asdict(config),
+        }
+
+    # ------------------------------------------------------------------------ training
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(self.device, non_blocking=True)
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step; returns its losses."""
+        self.model.train()
+        batch = self.train_sampler.sample()
+        lr = self.config.learning_rate(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        terms = self.model.loss(
+            self._to_device(batch.obs), self._to_device(batch.actions),
+            self.config.sigreg_weight, self.sigreg_config, self.sigreg_gen,
+        )  # fmt: skip
+        self.optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return {
+            "loss": terms.total.item(),
+            "pred": terms.prediction.item(),
+            "sigreg": terms.sigreg.item(),
+            "grad_norm": float(grad_norm),
+            "lr": lr,
+        }
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean losses over ``val_batches`` validation batches (eval mode, fixed SIGReg RNG)."""
+        self.model.eval()
+        gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 3)
+        totals = {"val_loss": 0.0, "val_pred": 0.0, "val_sigreg": 0.0}
+        count = 0
+        for batch in self.val_sampler.iterate_epoch():
+            terms = self.model.loss(
+                self._to_device(batch.obs), self._to_device(batch.actions),
+                self.config.sigreg_weight, self.sigreg_config, gen,
+            )  # fmt: skip
+            totals["val_loss"] += terms.total.item()
+            totals["val_pred"] += terms.prediction.item()
+            totals["val_sigreg"] += terms.sigreg.item()
+            count += 1
+            if count >= self.config.val_batches:
+                break
+        return {k: v / max(count, 1) for k, v in totals.items()}
+
+    # ---------------------------------------------------------------------- persistence
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "model_config": self.model.config.to_dict(),
+            "train_config": dataclasses.asdict(self.config),
+            "obs_key": self.obs_key,
+            "dataset": {
+                "env_id": self.dataset.meta.env_id,
+                "rows": self.dataset.num_rows,
+                "episodes": self.dataset.num_episodes,
+            },
+        }
+
+    def save(self) -> None:
+        """Atomically write model checkpoint + resume state (Ctrl-C held until done)."""
+        tensors: dict[str, torch.Tensor] = {
+            "rng.sigreg": self.sigreg_gen.get_state(),
+            "rng.torch": torch.get_rng_state(),
+        }
+        opt_state = self.optimizer.state_dict()
+        for index, per_param in opt_state["state"].items():
+            for key, value in per_param.items():
+                tensors[f"opt.{index}.{key}"] = torch.as_tensor(value)
+        now = time.perf_counter()
+        self.train_seconds += now - self._session_start
+        self._session_start = now
+        with defer_interrupts():
+            self.model.metadata["step"] = self.step
+            self.model.metadata["train_seconds"] = round(self.train_seconds, 2)
+            self.model.save(self.run_dir)
+            sha = save_tensors_atomic(tensors, self.run_dir / STATE_TENSORS)
+            state = {
+                "step": self.step,
+                "identity": self._identity(),
+                "param_groups": opt_state["param_groups"],
+                "sampler": self.train_sampler.state_dict(),
+                "tensors_sha256": sha,
+            }
+            with atomic_write(self.run_dir / STATE_JSON) as tmp:
+                tmp.write_text(json.dumps(state, indent=1))
+
+    def try_resume(self) -> bool:
+        """Restore from ``run_dir`` if it holds a run; refuse a different configuration."""
+        path = self.run_dir / STATE_JSON
+        if not path.exists():
+            if (self.run_dir / "config.json").exists():
+                raise ValueError(
+                    f"{self.run_dir} holds a model checkpoint but no resume state; pick another "
+                    "output folder (nothing was overwritten)"
+                )
+            return False
+        state = read_json(path, "training state")
+        if state.get("identity") != json.loads(json.dumps(self._identity())):
+            raise ValueError(
+                f"{self.run_dir} holds a run with a different model/training config or dataset; "
+                "pass the same settings to resume it, or choose another output folder "
+                "(nothing was overwritten)"
+            )
+        tensors = load_tensors_checked(self.run_dir / STATE_TENSORS, state.get("tensors_sha256"))
+        from lewm_mpc.models.checkpoint import load_world_model
+
+        restored = load_world_model(self.run_dir, self.device)
+        self.model.load_state_dict(restored.state_dict())
+        opt_state: dict[str, Any] = {"state": {}, "param_groups": state["param_groups"]}
+        for name, value in tensors.items():
+            if name.startswith("opt."):
+                _, index, key = name.split(".", 2)
+                opt_state["state"].setdefault(int(index), {})[key] = value.to(self.device)
+        try:
+            self.optimizer.load_state_dict(opt_state)
+        except (ValueError, KeyError) as error:
+            raise CheckpointError(
+                f"optimizer state in {self.run_dir} is unusable: {error}"
+            ) from None
+        self.sigreg_gen.set_state(tensors["rng.sigreg"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.train_sampler.load_state_dict(state["sampler"])
+        self.step = int(state["step"])
+        self.train_seconds = float(restored.metadata.get("train_seconds", 0.0))
+        return True
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / METRICS, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def _truncate_log(self) -> None:
+        """Drop log lines past the restored step (written after the last checkpoint)."""
+        path = self.run_dir / METRICS
+        if not path.exists():
+            return
+        kept = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= self.step
+        ]
+        with atomic_write(path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in kept))
+
+    # -------------------------------------------------------------------------- driver
+    def fit(self, progress: bool = True) -> TrainSummary:
+        """Train to ``config.steps``, resuming if the run directory holds a partial run."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        resumed = self.try_resume()
+        if resumed:
+            self._truncate_log()
+        self._session_start = time.perf_counter()
+        cfg = self.config
+        last: dict[str, float] = {"loss": float("nan")}
+        val: dict[str, float] = {}
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            desc="train",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        try:
+            with graceful_interrupts() as interrupt:
+                while self.step < cfg.steps:
+                    last = self.train_step()
+                    bar.update(1)
+                    record: dict[str, Any] = {"step": self.step, **last}
+                    if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                        val = self.validate()
+                        record.update(val)
+                    if self.step % 10 == 0:
+                        bar.set_postfix(
+                            loss=f"{last['loss']:.4f}",
+                            pred=f"{last['pred']:.4f}",
+                            sigreg=f"{last['sigreg']:.3f}",
+                            val=f"{val.get('val_pred', float('nan')):.4f}",
+                        )
+                    self._log(record)
+                    if (
+                        interrupt.requested
+                        or self.step % cfg.checkpoint_every == 0
+                        or self.step == cfg.steps
+                    ):
+                        self.save()
+                    if interrupt.requested:
+                        raise KeyboardInterrupt
+        finally:
+            bar.close()
+        if not val:  # the run was already complete: report its validation loss
+            val = self.validate()
+        return TrainSummary(
+            run_dir=self.run_dir,
+            steps=self.step,
+            train_loss=last["loss"],
+            val_loss=val["val_loss"],
+            val_prediction=val["val_pred"],
+            seconds=self.train_seconds,
+            num_parameters=self.model.num_parameters(),
+        )
+
+
+def train(
+    dataset_path: str | Path,
+    run_dir: str | Path,
+    model_config: WorldModelConfig | None = None,
+    config: TrainConfig | None = None,
+    obs_key: str = "pixels",
+    progress: bool = True,
+) -> TrainSummary:
+    """Train (or resume) a world model on a collected dataset.
+
+    Args:
+        dataset_path: HDF5 dataset written by ``lewm_mpc.data.collect``.
+        run_dir: output folder (checkpoint, resume state, metrics).
+        model_config: architecture; data-dependent fields are filled from the dataset and env.
+        config: optimization settings.
+        obs_key: "pixels" or "state" observations.
+        progress: show a tqdm bar.
+    """
+    from lewm_mpc.envs import get_env_spec
+
+    dataset = EpisodeDataset.load(dataset_path)
+    spec = get_env_spec(dataset.meta.env_id)
+    env = spec.make(obs_mode="state")
+    low, high = env.action_space.low, env.action_space.high
+    env.close()
+    base = model_config or WorldModelConfig()
+    full = model_config_for(dataset, base, obs_key, tuple(map(float, low)), tuple(map(float, high)))
+    trainer = Trainer(run_dir, dataset, full, config or TrainConfig(), obs_key)
+    return trainer.fit(progress)

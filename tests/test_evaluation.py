@@ -1,0 +1,136 @@
+"""Evaluation protocol, control loop, video writing, CLI and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+import lewm_mpc as lm
+from conftest import tiny_config
+from lewm_mpc.cli import main
+from lewm_mpc.control import run_episode
+from lewm_mpc.data import EpisodeDataset
+from lewm_mpc.envs import get_env_spec
+from lewm_mpc.evaluation import EvalConfig, evaluate, sample_pairs, wilson_interval
+from lewm_mpc.render import write_episode_video
+from lewm_mpc.training import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_dataset, tmp_path_factory):
+    run = tmp_path_factory.mktemp("model") / "run"
+    config = TrainConfig(
+        steps=10,
+        batch_size=8,
+        num_frames=3,
+        val_every=10,
+        val_batches=1,
+        checkpoint_every=10,
+        sigreg_projections=32,
+        warmup_steps=2,
+    )
+    train(tiny_dataset, run, tiny_config(), config, progress=False)
+    return run
+
+
+def test_wilson_interval():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    low, high = wilson_interval(45, 50)
+    assert 0.78 < low < 0.9 < high < 0.97
+    assert wilson_interval(50, 50)[1] == 1.0
+
+
+def test_pairs_come_from_validation_episodes_and_skip_solved_starts(tiny_dataset):
+    dataset = EpisodeDataset.load(tiny_dataset)
+    spec = get_env_spec("tworoom")
+    _, val_ids = dataset.split(0.25, seed=0)
+    config = EvalConfig(num_pairs=6, goal_offset=10, val_fraction=0.25)
+    pairs, skipped = sample_pairs(dataset, val_ids, spec, config)
+    assert len(pairs) == 6 and len({(p.episode, p.start_step) for p in pairs}) == 6
+    for pair in pairs:
+        assert pair.episode in set(val_ids.tolist())
+        rows = dataset.episode_slice(pair.episode)
+        goal_row = rows.start + pair.start_step + 10
+        assert np.array_equal(pair.goal_state, dataset.state[goal_row])
+        assert not spec.is_success(pair.start_state, pair.goal_state)
+    assert skipped >= 0
+    with pytest.raises(ValueError, match="non-trivial pairs"):
+        sample_pairs(dataset, val_ids, spec, EvalConfig(num_pairs=10_000, goal_offset=10))
+
+
+def test_control_loop_executes_receding_blocks_until_the_budget(tiny_model):
+    model = lm.WorldModel.load(tiny_model)
+    planner = lm.CEM(model, num_samples=16, iterations=2, topk=4, receding_horizon=2)
+    env = get_env_spec("tworoom").make(obs_mode="pixels")
+    obs, info = env.reset(seed=0)
+    goal = env.unwrapped.render_state(env.unwrapped.goal_state)
+    episode = run_episode(env, planner, obs, info, goal, max_steps=23, stop_on_success=False)
+    assert episode.actions.shape == (23, 2) and episode.observations.shape[0] == 24
+    assert episode.plan_steps == (0, 10, 20)  # 2 blocks of 5 actions per plan
+    assert np.array_equal(episode.observations[0], obs)
+    # The recorded states are what the simulator went through.
+    replay = get_env_spec("tworoom").make(obs_mode="state")
+    replay.reset(options={"state": episode.states[0]})
+    for action, state in zip(episode.actions, episode.states[1:], strict=True):
+        assert np.allclose(replay.step(action)[0], state)
+
+
+def test_evaluate_reports_and_saves_json(tiny_model, tiny_dataset, tmp_path):
+    planner = lm.CEM(lm.WorldModel.load(tiny_model), num_samples=16, iterations=2, topk=4)
+    config = EvalConfig(num_pairs=2, goal_offset=10, budget=10)
+    report = evaluate(
+        planner, EpisodeDataset.load(tiny_dataset), get_env_spec("tworoom"), config, progress=False
+    )
+    assert report.num_pairs == 2 and 0 <= report.success_rate <= 1
+    assert report.latency_p50_s > 0 and report.energy_evals_per_plan == 32
+    saved = json.loads(report.save(tmp_path / "r.json").read_text())
+    assert saved["num_pairs"] == 2 and saved["planner"]["class"] == "CEM"
+    assert "success" in report.summary()
+
+
+def test_video_has_one_frame_per_step_plus_hold(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 255, (7, 64, 64, 3), dtype=np.uint8)
+    success = [False] * 5 + [True] * 2
+    for name in ("e.mp4", "e.gif"):
+        path = write_episode_video(tmp_path / name, frames, frames[-1], success, hold_last=3)
+        video = iio.imread(path, index=None)
+        assert video.shape[0] == 10 and video.shape[-1] == 3
+        assert video.shape[1] == 64 * 4 + 16  # upscaled, with a border
+    with pytest.raises(ValueError, match=r"mp4 or \.gif"):
+        write_episode_video(tmp_path / "e.avi", frames, frames[-1], success)
+
+
+def test_cli_errors_are_one_line_with_nonzero_exit(tmp_path, capsys):
+    code = main(["eval", "--model", str(tmp_path / "missing"), "--data", str(tmp_path / "x.h5")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("lewm-mpc eval: error:")
+    assert main(["collect", "nosuchenv", "--out", str(tmp_path / "d.h5")]) == 2
+    assert "tworoom" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train"])  # argparse: missing required arguments
+
+
+def test_tiny_end_to_end_collect_train_plan(tmp_path):
+    """2 episodes, a few training steps, one plan: the whole path through the CLI."""
+    data = tmp_path / "d.h5"
+    assert main(["collect", "tworoom", "--out", str(data), "--episodes", "2", "--steps", "30"]) == 0
+    dataset = EpisodeDataset.load(data)
+    assert dataset.num_episodes == 2
+    run = tmp_path / "run"
+    config = TrainConfig(
+        steps=3,
+        batch_size=4,
+        num_frames=2,
+        val_fraction=0.5,
+        val_every=3,
+        val_batches=1,
+        checkpoint_every=3,
+        sigreg_projections=16,
+    )
+    train(data, run, tiny_config(), config, progress=False)
+    planner = lm.CEM(lm.WorldModel.load(run), num_samples=16, iterations=2, topk=4)
+    result = planner.plan(dataset.pixels[0], dataset.pixels[20])
+    assert result.actions.shape == (25, 2) and np.abs(result.actions).max() <= 1.0
