@@ -18,12 +18,33 @@ from lewm_mpc.types import Energy
 
 @dataclass(frozen=True)
 class GoalDistance:
-    """Squared Euclidean distance to the goal latent at the final predicted step (LeWM)."""
+    """Squared Euclidean distance to the goal latent.
+
+    ``d_H + running_weight * mean(d_1 .. d_{H-1})`` where ``d_t = |z_t - z_goal|^2``. With
+    ``running_weight=0`` this is LeWorldModel's terminal cost. The default running weight
+    rewards arriving early: under a terminal-only cost the first (executed) block of a plan is
+    unconstrained whenever the goal is reachable before the horizon ends, so the agent arrives
+    only at the horizon's end or dithers near the goal. On Two-Room both reach the same success
+    rate, the running cost in about a third of the steps (``benchmarks/results/``).
+
+    Attributes:
+        running_weight: weight of the mean distance over the intermediate predicted steps.
+    """
+
+    running_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.running_weight >= 0:
+            raise ValueError(f"running_weight must be >= 0, got {self.running_weight}")
 
     def __call__(
         self, latents: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor
     ) -> torch.Tensor:
-        return (latents[:, -1] - goal).pow(2).sum(dim=-1)  # (S,)
+        distance = (latents[:, 1:] - goal[:, None]).pow(2).sum(dim=-1)  # (S, H)
+        energy = distance[:, -1]
+        if self.running_weight > 0 and distance.shape[1] > 1:
+            energy = energy + self.running_weight * distance[:, :-1].mean(dim=1)
+        return energy  # (S,)
 
 
 @dataclass(frozen=True)

@@ -134,25 +134,21 @@ def sample_pairs(
 ) -> tuple[list[Pair], int]:
     """Draw distinct non-trivial pairs; returns them and the number of solved starts skipped."""
     rng = np.random.default_rng(config.seed)
-    eligible = [e for e in episode_ids if dataset.episode_length(int(e)) > config.goal_offset]
-    if not eligible:
-        raise ValueError(
-            f"no validation episode is longer than goal_offset={config.goal_offset} steps"
-        )
+    # Every (episode, start) whose goal lies inside the episode, visited in a seeded order.
+    candidates = [
+        (int(e), t)
+        for e in episode_ids
+        for t in range(dataset.episode_length(int(e)) - config.goal_offset)
+    ]
     pairs: list[Pair] = []
-    seen: set[tuple[int, int]] = set()
     skipped = 0
-    for _ in range(100 * config.num_pairs):
+    for index in rng.permutation(len(candidates)):
         if len(pairs) == config.num_pairs:
             break
-        episode = int(rng.choice(eligible))
-        rows = dataset.episode_slice(episode)
-        start = int(rng.integers(0, dataset.episode_length(episode) - config.goal_offset))
-        if (episode, start) in seen:
-            continue
-        seen.add((episode, start))
-        start_state = dataset.state[rows.start + start].astype(np.float64)
-        goal_state = dataset.state[rows.start + start + config.goal_offset].astype(np.float64)
+        episode, start = candidates[index]
+        row = dataset.episode_slice(episode).start + start
+        start_state = dataset.state[row].astype(np.float64)
+        goal_state = dataset.state[row + config.goal_offset].astype(np.float64)
         if spec.is_success(start_state, goal_state):
             skipped += 1
             continue
@@ -160,7 +156,7 @@ def sample_pairs(
     if len(pairs) < config.num_pairs:
         raise ValueError(
             f"could only draw {len(pairs)} non-trivial pairs of the {config.num_pairs} asked "
-            f"from {len(eligible)} validation episodes; collect more data or ask for fewer"
+            f"from {len(episode_ids)} validation episodes; collect more data or ask for fewer"
         )
     return pairs, skipped
 

@@ -55,7 +55,8 @@ def write_episode_video(
         success: (T,) per-frame success flag (the frame turns green from the first success).
         scale: integer upscaling factor (64 px frames are too small to watch).
         fps: frames per second.
-        hold_last: repeat the last frame this many times so the end is visible.
+        hold_last: show the last frame this many frame-times longer (mp4: repeated frames;
+            GIF: a longer last-frame duration, so a GIF has exactly one frame per step).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -66,21 +67,22 @@ def write_episode_video(
         raise ValueError(f"success has {len(success)} flags for {len(frames)} frames")
     reached = np.maximum.accumulate(np.asarray(success, dtype=bool))
     composed = [side_by_side(f, goal, bool(r), scale) for f, r in zip(frames, reached, strict=True)]
-    composed += [composed[-1]] * hold_last
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".mp4", ".gif"):
         raise ValueError(f"video path must end in .mp4 or .gif, got {path.name}")
     with atomic_write(path, suffix=suffix) as tmp:
-        if suffix == ".mp4":
+        if suffix == ".mp4":  # constant frame rate: hold the end by repeating the last frame
             imageio.mimsave(
                 tmp,
-                composed,
+                composed + [composed[-1]] * hold_last,
                 fps=fps,
                 codec="libx264",
                 macro_block_size=8,
                 ffmpeg_log_level="error",
             )
-        else:
-            imageio.mimsave(tmp, composed, duration=1000 / fps, loop=0)
+        else:  # GIF: one frame per step, the last one shown longer
+            durations = [1000 / fps] * len(composed)
+            durations[-1] *= 1 + hold_last
+            imageio.mimsave(tmp, composed, duration=durations, loop=0)
     return path

@@ -249,7 +249,7 @@ class Planner:
                 raise ValueError(
                     f"{name} has dtype {value.dtype}; expected uint8 pixels or a float state"
                 )
-            tensor = torch.from_numpy(np.ascontiguousarray(value))
+            tensor = torch.from_numpy(np.array(value))  # a copy: inputs may be read-only
         elif isinstance(value, torch.Tensor):
             tensor = value.detach()
         else:

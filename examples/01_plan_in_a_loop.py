@@ -1,0 +1,79 @@
+"""Plan in a control loop: load a world model, build a CEM planner, run MPC toward a goal.
+
+python examples/01_plan_in_a_loop.py --model runs/demo/model   # after `make demo`
+python examples/01_plan_in_a_loop.py --smoke                   # tiny data + model, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import lewm_mpc as lm
+from lewm_mpc.collection import collect_dataset
+from lewm_mpc.envs import get_env_spec
+from lewm_mpc.training import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class Args:
+    model: str = "runs/demo/model"  # checkpoint folder written by `lewm-mpc train`
+    episodes: int = 3  # control episodes to run
+    budget: int = 50  # env steps per episode
+    seed: int = 0
+    smoke: bool = False  # train a throwaway tiny model and plan with a tiny budget
+
+
+def tiny_model(folder: Path) -> Path:
+    """A few-second dataset + model, so the example runs anywhere."""
+    data = collect_dataset("tworoom", folder / "data.h5", 4, 30, progress=False)
+    config = TrainConfig(
+        steps=5,
+        batch_size=8,
+        num_frames=2,
+        val_fraction=0.25,
+        val_every=5,
+        checkpoint_every=5,
+        sigreg_projections=16,
+    )
+    small = lm.named_config("cpu", cnn_channels=(8, 8, 8, 8), latent_dim=16, predictor_hidden=32)
+    train(data, folder / "model", small, config, progress=False)
+    return folder / "model"
+
+
+def main(args: Args) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        model_dir = tiny_model(Path(scratch)) if args.smoke else Path(args.model)
+        world_model = lm.WorldModel.load(model_dir)
+        budget = {"num_samples": 16, "iterations": 2, "topk": 4} if args.smoke else {}
+        planner = lm.CEM(world_model, seed=args.seed, **budget)
+
+        env = get_env_spec("tworoom").make(obs_mode="pixels")
+        episodes, max_steps = (1, 10) if args.smoke else (args.episodes, args.budget)
+        for episode in range(episodes):
+            obs, info = env.reset(seed=args.seed + episode)  # random start and goal
+            goal = env.unwrapped.render_state(env.unwrapped.goal_state)  # the goal as an image
+            planner.reset()  # new episode: forget the warm start
+            steps = 0
+            while steps < max_steps and not info["success"]:
+                result = planner.plan(obs, goal)
+                for action in result.actions[: world_model.action_block]:  # execute one block
+                    obs, _, _, _, info = env.step(action)
+                    steps += 1
+            print(
+                f"episode {episode}: success={info['success']} after {steps} steps, final "
+                f"distance {info['distance']:.3f}, last plan {1000 * result.solve_s:.0f} ms"
+            )
+        env.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=Args.model)
+    parser.add_argument("--episodes", type=int, default=Args.episodes)
+    parser.add_argument("--budget", type=int, default=Args.budget)
+    parser.add_argument("--seed", type=int, default=Args.seed)
+    parser.add_argument("--smoke", action="store_true")
+    main(Args(**vars(parser.parse_args())))
