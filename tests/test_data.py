@@ -24,7 +24,7 @@ from lewm_mpc.data import (
     merge,
     write_episodes,
 )
-from lewm_mpc.data.dataset import DATA_KEYS
+from lewm_mpc.data.format import DATA_KEYS
 
 SIZE = 8
 SEED = 3

@@ -4,7 +4,7 @@ from lewm_mpc import energies, envs
 from lewm_mpc.energies import GoalDistance, Guardrail, Objective
 from lewm_mpc.models import CheckpointError, WorldModel, WorldModelConfig, named_config
 from lewm_mpc.planners import CEM, CEMConfig, Planner, PlannerConfig
-from lewm_mpc.types import Energy, LatentWorldModel, PlanResult
+from lewm_mpc.types import Energy, LatentWorldModel, PlanResult, Policy
 
 __version__ = "0.1.0"
 
@@ -20,6 +20,7 @@ __all__ = [
     "PlanResult",
     "Planner",
     "PlannerConfig",
+    "Policy",
     "WorldModel",
     "WorldModelConfig",
     "energies",

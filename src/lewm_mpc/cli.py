@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 DEMO_EPISODES = 300
-DEMO_STEPS = 2500
 
 
 def _add_planner_args(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +23,12 @@ def _add_planner_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--topk", type=int, default=30, help="elites")
     group.add_argument("--receding", type=int, default=1, help="blocks executed per plan")
     group.add_argument("--deadline", type=float, default=None, help="per-plan deadline, s")
+    group.add_argument(
+        "--running-weight",
+        type=float,
+        default=1.0,
+        help="GoalDistance running weight (0 = LeWM terminal cost)",
+    )
     group.add_argument("--planner-seed", type=int, default=0)
 
 
@@ -35,10 +40,10 @@ def _add_eval_args(parser: argparse.ArgumentParser, pairs: int) -> None:
     group.add_argument("--eval-seed", type=int, default=0, help="pair sampling seed")
 
 
-def _add_train_args(parser: argparse.ArgumentParser, steps: int | None) -> None:
+def _add_train_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--config", default="cpu", help="model preset: cpu | paper")
-    group.add_argument("--steps", type=int, default=steps, help="optimizer steps")
+    group.add_argument("--steps", type=int, default=None, help="optimizer steps (default 3000)")
     group.add_argument("--batch-size", type=int, default=None)
     group.add_argument("--lr", type=float, default=None)
     group.add_argument("--seed", type=int, default=0, help="training seed")
@@ -64,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train (or resume) a world model")
     p.add_argument("--data", type=Path, required=True, help="dataset .h5")
     p.add_argument("--out", type=Path, required=True, help="run directory")
-    _add_train_args(p, steps=None)
+    _add_train_args(p)
 
     p = sub.add_parser("eval", help="evaluate planning on held-out start/goal pairs")
     p.add_argument("--model", type=Path, required=True, help="run/checkpoint directory")
@@ -77,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="collect -> train -> plan -> video on Two-Room")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
     p.add_argument("--episodes", type=int, default=DEMO_EPISODES)
-    _add_train_args(p, steps=DEMO_STEPS)
+    _add_train_args(p)
     _add_eval_args(p, pairs=20)
     _add_planner_args(p)
     return parser
@@ -120,8 +125,9 @@ def _evaluate(
     import torch
 
     from lewm_mpc.data import EpisodeDataset
+    from lewm_mpc.energies import GoalDistance
     from lewm_mpc.envs import get_env_spec
-    from lewm_mpc.evaluation import EvalConfig, evaluate, run_pair, sample_pairs
+    from lewm_mpc.evaluation import EvalConfig, evaluate
     from lewm_mpc.models import WorldModel
     from lewm_mpc.planners import CEM
     from lewm_mpc.render import write_episode_video
@@ -129,40 +135,44 @@ def _evaluate(
 
     model = WorldModel.load(model_dir, resolve_device(getattr(args, "device", "auto")))
     dataset = EpisodeDataset.load(data)
-    train_meta = model.metadata.get("train_config", {})
-    if model.metadata.get("env_id", dataset.meta.env_id) != dataset.meta.env_id:
+    trained_on = model.metadata.get("env_id", dataset.meta.env_id)
+    if trained_on != dataset.meta.env_id:
         raise ValueError(
-            f"model was trained on {model.metadata['env_id']} but {data} holds "
-            f"{dataset.meta.env_id}"
+            f"model was trained on {trained_on} but {data} holds {dataset.meta.env_id}"
         )
-    spec = get_env_spec(dataset.meta.env_id)
+    if video is not None and model.config.obs_kind != "pixels":
+        raise ValueError("--video needs a pixel model")
+    train_meta = model.metadata.get("train_config", {})
     planner = CEM(
         model, horizon=args.horizon, num_samples=args.samples, iterations=args.iterations,
         topk=args.topk, receding_horizon=args.receding, seed=args.planner_seed,
+        energy=GoalDistance(args.running_weight),
     )  # fmt: skip
     config = EvalConfig(
         num_pairs=args.pairs, goal_offset=args.goal_offset, budget=args.budget,
         seed=args.eval_seed, val_fraction=train_meta.get("val_fraction", 0.1),
         split_seed=train_meta.get("seed", 0), deadline_s=args.deadline,
     )  # fmt: skip
-    obs_mode = model.config.obs_kind
+
+    def save_first_video(index, pair, episode) -> None:
+        if index == 0 and video is not None:
+            write_episode_video(video, episode.observations, episode.goal, episode.success)
+
     with torch.inference_mode():
-        report = evaluate(planner, dataset, spec, config, obs_mode=obs_mode)
+        report = evaluate(
+            planner,
+            dataset,
+            get_env_spec(dataset.meta.env_id),
+            config,
+            obs_mode=model.config.obs_kind,
+            on_episode=save_first_video,
+        )
     print(report.summary())
     if out is not None:
         print(f"report: {report.save(out)}")
     if video is not None:
-        pairs, _ = sample_pairs(
-            dataset, dataset.split(config.val_fraction, config.split_seed)[1], spec, config
-        )
-        env = spec.make(obs_mode="pixels")
-        pixel_planner = planner
-        if obs_mode != "pixels":
-            raise ValueError("--video needs a pixel model")
-        episode = run_pair(env, pixel_planner, pairs[0], config)
-        env.close()
-        path = write_episode_video(video, episode.observations, episode.goal, episode.success)
-        print(f"video: {path} (pair 1: {'success' if episode.succeeded else 'failure'})")
+        outcome = "success" if report.pairs[0].success else "failure"
+        print(f"video: {video} (first pair: {outcome})")
     return report.success_rate
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,8 +182,20 @@ def evaluate(
     config: EvalConfig | None = None,
     obs_mode: str = "pixels",
     progress: bool = True,
+    on_episode: Callable[[int, Pair, Episode], None] | None = None,
 ) -> EvalReport:
-    """Run the protocol and aggregate the results."""
+    """Run the protocol and aggregate the results.
+
+    Args:
+        planner: any planner (its model decides the observation kind).
+        dataset: the dataset the model was trained on; pairs come from its validation split.
+        spec: the environment.
+        config: protocol settings.
+        obs_mode: "pixels" or "state", matching the model.
+        progress: show a progress bar over pairs.
+        on_episode: called as ``on_episode(index, pair, episode)`` after each pair (e.g. to
+            render a video), so callers need not re-run episodes.
+    """
     config = config or EvalConfig()
     started = time.perf_counter()
     _, val_ids = dataset.split(config.val_fraction, seed=config.split_seed)
@@ -190,8 +203,11 @@ def evaluate(
     env = spec.make(obs_mode=obs_mode)
     results: list[PairResult] = []
     try:
-        for pair in tqdm(pairs, desc="eval", disable=not progress, dynamic_ncols=True):
+        bar = tqdm(pairs, desc="eval", disable=not progress, dynamic_ncols=True)
+        for index, pair in enumerate(bar):
             episode = run_pair(env, planner, pair, config)
+            if on_episode is not None:
+                on_episode(index, pair, episode)
             results.append(PairResult(
                 episode=pair.episode, start_step=pair.start_step, success=episode.succeeded,
                 steps_to_success=episode.steps_to_success,

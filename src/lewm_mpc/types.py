@@ -101,6 +101,23 @@ class Energy(Protocol):
         ...
 
 
+@runtime_checkable
+class Policy(Protocol):
+    """A data-collection policy acting on the env's low-dimensional state.
+
+    ``reset`` is called once per episode with the episode's own generator; all randomness of
+    the episode must come from it, so each episode is reproducible on its own.
+    """
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """Start an episode."""
+        ...
+
+    def act(self, state: np.ndarray) -> np.ndarray:
+        """One action within the env's action bounds."""
+        ...
+
+
 @dataclass(frozen=True)
 class PlanResult:
     """Outcome of one ``planner.plan(obs, goal)`` call.

@@ -1,7 +1,8 @@
 """Datasets of env rollouts: HDF5 format, collection, and training windows."""
 
 from lewm_mpc.data.collect import Policy, collect, collect_episode, episode_seed
-from lewm_mpc.data.dataset import (
+from lewm_mpc.data.dataset import EpisodeDataset
+from lewm_mpc.data.format import (
     ACTION_KEY,
     EPISODE_IDX_KEY,
     FORMAT_VERSION,
@@ -11,12 +12,10 @@ from lewm_mpc.data.dataset import (
     DatasetInfo,
     DatasetMeta,
     Episode,
-    EpisodeDataset,
     inspect_dataset,
-    merge,
-    write_episodes,
 )
 from lewm_mpc.data.windows import WindowBatch, WindowSampler, action_stats
+from lewm_mpc.data.writer import merge, write_episodes
 
 __all__ = [
     "ACTION_KEY",

@@ -17,37 +17,17 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from lewm_mpc.data.dataset import (
-    PIXELS_KEY,
-    TMP_SUFFIX,
-    DatasetMeta,
-    Episode,
-    inspect_dataset,
-    merge,
-    stray_tmp_files,
-    write_episodes,
-)
+from lewm_mpc.data.format import PIXELS_KEY, TMP_SUFFIX, DatasetMeta, Episode, inspect_dataset
+from lewm_mpc.data.writer import merge, stray_tmp_files, write_episodes
+from lewm_mpc.types import Policy
 
 _PART_PATTERN = re.compile(r"^part-(\d+)-(\d+)\.h5$")
-
-
-@runtime_checkable
-class Policy(Protocol):
-    """A data-collection policy: reset once per episode with its own generator, then act."""
-
-    def reset(self, rng: np.random.Generator) -> None:
-        """Start an episode; all randomness of the episode must come from ``rng``."""
-        ...
-
-    def act(self, state: np.ndarray) -> np.ndarray:
-        """The action (A,) to take in simulator state ``state`` (Ds,)."""
-        ...
 
 
 def episode_seed(seed: int, episode: int) -> int:

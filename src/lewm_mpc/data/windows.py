@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from lewm_mpc.data.dataset import PIXELS_KEY, STATE_KEY, EpisodeDataset
+from lewm_mpc.data.dataset import EpisodeDataset
+from lewm_mpc.data.format import PIXELS_KEY, STATE_KEY
 
 OBS_KEYS = (PIXELS_KEY, STATE_KEY)
 

@@ -9,18 +9,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from lewm_mpc.envs.two_room import TwoRoomConfig, TwoRoomEnv
 from lewm_mpc.envs.two_room_expert import TwoRoomExpert
+from lewm_mpc.types import Policy
 
 __all__ = [
     "ENV_SPECS",
     "EnvSpec",
-    "ExpertPolicy",
     "TwoRoomConfig",
     "TwoRoomEnv",
     "TwoRoomExpert",
@@ -39,16 +39,6 @@ def _register(gym_id: str, entry_point: str, max_episode_steps: int) -> None:
 _register(TWO_ROOM_ID, "lewm_mpc.envs.two_room:TwoRoomEnv", max_episode_steps=100)
 
 
-class ExpertPolicy(Protocol):
-    """A data-collection policy acting on the env's low-dimensional state (``info["state"]``)."""
-
-    def reset(self, rng: np.random.Generator) -> None:
-        """Starts an episode with the given (owned) generator."""
-
-    def act(self, state: np.ndarray) -> np.ndarray:
-        """Returns one action within the env's action bounds."""
-
-
 @dataclass(frozen=True)
 class EnvSpec:
     """How to build, drive and score one environment.
@@ -65,7 +55,7 @@ class EnvSpec:
     name: str
     gym_id: str
     make: Callable[..., gym.Env]
-    make_expert: Callable[[gym.Env], ExpertPolicy]
+    make_expert: Callable[[gym.Env], Policy]
     is_success: Callable[[np.ndarray, np.ndarray], bool]
     default_episode_steps: int
 

@@ -7,6 +7,7 @@ and goal latents and an initial mean plan, and returns an :class:`Optimized`.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -70,7 +71,7 @@ class Optimized:
     energy_evals: int
 
 
-class Planner:
+class Planner(abc.ABC):
     """Base class: holds the model, objective, bounds, RNG and warm-start state.
 
     Args:
@@ -173,11 +174,11 @@ class Planner:
         return self._package(result, batched, time.perf_counter() - start)
 
     # -------------------------------------------------------------- for update rules
+    @abc.abstractmethod
     def _optimize(
         self, z0: torch.Tensor, z_goal: torch.Tensor, init: torch.Tensor, deadline: float | None
     ) -> Optimized:
         """Update rule. z0, z_goal: (B, D); init: (B, H, block*A) initial mean."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _optimize")
 
     @staticmethod
     def _time_up(deadline: float | None) -> bool:
