@@ -131,9 +131,22 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
 
 
 def sample_pairs(
-    dataset: EpisodeDataset, episode_ids: np.ndarray, spec: EnvSpec, config: EvalConfig
+    dataset: EpisodeDataset,
+    episode_ids: np.ndarray,
+    spec: EnvSpec,
+    config: EvalConfig,
+    accept: Callable[[np.ndarray, np.ndarray], bool] | None = None,
 ) -> tuple[list[Pair], int]:
-    """Draw distinct non-trivial pairs; returns them and the number of solved starts skipped."""
+    """Draw distinct non-trivial pairs; returns them and the number of solved starts skipped.
+
+    Args:
+        dataset: source of episodes.
+        episode_ids: episodes to draw from (the validation split).
+        spec: the environment (its success test decides which starts are already solved).
+        config: protocol settings.
+        accept: optional extra filter on (start_state, goal_state), e.g. for a benchmark that
+            needs pairs of a certain geometry; rejected pairs are not counted as skipped.
+    """
     rng = np.random.default_rng(config.seed)
     # Every (episode, start) whose goal lies inside the episode, visited in a seeded order.
     candidates = [
@@ -152,6 +165,8 @@ def sample_pairs(
         goal_state = dataset.state[row + config.goal_offset].astype(np.float64)
         if spec.is_success(start_state, goal_state):
             skipped += 1
+            continue
+        if accept is not None and not accept(start_state, goal_state):
             continue
         pairs.append(Pair(episode, start, start_state, goal_state))
     if len(pairs) < config.num_pairs:
