@@ -134,3 +134,35 @@ def test_tiny_end_to_end_collect_train_plan(tmp_path):
     planner = lm.CEM(lm.WorldModel.load(run), num_samples=16, iterations=2, topk=4)
     result = planner.plan(dataset.pixels[0], dataset.pixels[20])
     assert result.actions.shape == (25, 2) and np.abs(result.actions).max() <= 1.0
+
+
+def test_env_config_travels_from_dataset_to_training_and_evaluation(tmp_path):
+    from lewm_mpc.collection import collect_dataset
+
+    path = collect_dataset(
+        "tworoom", tmp_path / "d.h5", 4, 30, progress=False, env_config={"image_size": 32}
+    )
+    dataset = EpisodeDataset.load(path)
+    assert dataset.image_shape == (32, 32, 3) and dataset.meta.env_config["image_size"] == 32
+    config = TrainConfig(
+        steps=2,
+        batch_size=4,
+        num_frames=2,
+        val_fraction=0.25,
+        val_every=2,
+        val_batches=1,
+        checkpoint_every=2,
+        sigreg_projections=16,
+    )
+    train(path, tmp_path / "run", tiny_config(), config, progress=False)
+    model = lm.WorldModel.load(tmp_path / "run")
+    assert model.obs_shape == (32, 32, 3)
+    planner = lm.CEM(model, num_samples=8, iterations=1, topk=2)
+    report = evaluate(
+        planner,
+        dataset,
+        get_env_spec("tworoom"),
+        EvalConfig(num_pairs=1, goal_offset=10, budget=5, val_fraction=0.25),
+        progress=False,
+    )
+    assert report.num_pairs == 1

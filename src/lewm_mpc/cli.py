@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="actions per episode")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="pixel observation size (default: the env's, 64; 224 for --config paper)",
+    )
 
     p = sub.add_parser("train", help="train (or resume) a world model")
     p.add_argument("--data", type=Path, required=True, help="dataset .h5")
@@ -92,7 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_collect(args: argparse.Namespace) -> None:
     from lewm_mpc.collection import collect_dataset
 
-    path = collect_dataset(args.env, args.out, args.episodes, args.steps, args.seed, args.workers)
+    env_config = None if args.image_size is None else {"image_size": args.image_size}
+    path = collect_dataset(
+        args.env,
+        args.out,
+        args.episodes,
+        args.steps,
+        args.seed,
+        args.workers,
+        env_config=env_config,
+    )
     print(f"dataset: {path}")
 
 

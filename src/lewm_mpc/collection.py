@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ def collect_dataset(
     seed: int = 0,
     workers: int = 1,
     progress: bool = True,
+    env_config: Mapping[str, Any] | None = None,
 ) -> Path:
     """Collect (or resume/extend) a dataset of ``env_name`` with its data policy.
 
@@ -36,10 +38,12 @@ def collect_dataset(
         seed: base seed; episode i depends only on (seed, i).
         workers: parallel collection processes.
         progress: show a progress bar.
+        env_config: env config fields to override (e.g. ``{"image_size": 224}``); the full
+            config is stored in the dataset and reused by training and evaluation.
     """
     spec = get_env_spec(env_name)
     steps = episode_steps or spec.default_episode_steps
-    make_env = functools.partial(spec.make, obs_mode="pixels")
+    make_env = functools.partial(spec.make, obs_mode="pixels", env_config=env_config)
     probe = make_env()
     config = env_config_of(probe)
     probe.close()

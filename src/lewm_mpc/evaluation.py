@@ -215,7 +215,7 @@ def evaluate(
     started = time.perf_counter()
     _, val_ids = dataset.split(config.val_fraction, seed=config.split_seed)
     pairs, skipped = sample_pairs(dataset, val_ids, spec, config)
-    env = spec.make(obs_mode=obs_mode)
+    env = spec.make(obs_mode=obs_mode, env_config=dataset.meta.env_config)
     results: list[PairResult] = []
     try:
         bar = tqdm(pairs, desc="eval", disable=not progress, dynamic_ncols=True)

@@ -415,7 +415,7 @@ def train(
 
     dataset = EpisodeDataset.load(dataset_path)
     spec = get_env_spec(dataset.meta.env_id)
-    env = spec.make(obs_mode="state")
+    env = spec.make(obs_mode="state", env_config=dataset.meta.env_config)
     low, high = env.action_space.low, env.action_space.high
     env.close()
     base = model_config or WorldModelConfig()

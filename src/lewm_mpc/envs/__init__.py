@@ -7,7 +7,7 @@ punctuation-insensitive) or gym id with ``get_env_spec``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,8 @@ class EnvSpec:
     Attributes:
         name: Registry key, e.g. ``"tworoom"``.
         gym_id: Registered gymnasium id.
-        make: Builds the env (with its time limit); accepts ``obs_mode`` and env kwargs.
+        make: Builds the env (with its time limit); accepts ``obs_mode`` and ``env_config``,
+            a dict of the env's config fields (as stored in datasets; None for defaults).
         make_expert: Builds the data-collection policy for a given env.
         is_success: Success test on (state, goal) arrays.
         default_episode_steps: Episode length used for data collection.
@@ -60,8 +61,14 @@ class EnvSpec:
     default_episode_steps: int
 
 
-def _make_two_room(obs_mode: str = "pixels", **kwargs: Any) -> gym.Env:
-    return gym.make(TWO_ROOM_ID, obs_mode=obs_mode, **kwargs)
+def _make_two_room(
+    obs_mode: str = "pixels", env_config: Mapping[str, Any] | None = None, **kwargs: Any
+) -> gym.Env:
+    try:
+        config = TwoRoomConfig(**env_config) if env_config else None
+    except TypeError as error:
+        raise ValueError(f"invalid Two-Room env_config {dict(env_config or {})}: {error}") from None
+    return gym.make(TWO_ROOM_ID, obs_mode=obs_mode, config=config, **kwargs)
 
 
 def _make_two_room_expert(env: gym.Env) -> TwoRoomExpert:
