@@ -16,7 +16,21 @@ import torch
 import lewm_mpc as lm
 
 GAIN, LAM = 0.1, 0.01
-PLANNERS = [lm.CEM]
+PLANNERS = [lm.CEM, lm.MPPI, lm.GradientPlanner, lm.GradientPlanner.hybrid]
+PLANNER_IDS = ["cem", "mppi", "gradient", "hybrid"]
+# The smallest budget of each planner (one iteration, almost no exploration).
+TINY = {
+    "cem": {"iterations": 1, "num_samples": 2, "topk": 1, "init_std": 1e-3, "min_std": 0.0},
+    "mppi": {"iterations": 1, "num_samples": 2, "noise_std": 1e-3, "min_std": 0.0},
+    "gradient": {"iterations": 1, "restarts": 1},
+    "hybrid": {"iterations": 1, "restarts": 1, "cem_iterations": 1, "cem_samples": 2,
+               "cem_topk": 1},
+}  # fmt: skip
+planners = pytest.mark.parametrize("cls", PLANNERS, ids=PLANNER_IDS)
+
+
+def tiny_budget(cls):
+    return TINY[PLANNER_IDS[PLANNERS.index(cls)]]
 
 
 class PointMass:
@@ -57,7 +71,7 @@ def make(cls, model=None, **kwargs):
     return cls(model or PointMass(), horizon=4, seed=0, **kwargs)
 
 
-@pytest.mark.parametrize("cls", PLANNERS)
+@planners
 def test_reaches_the_known_optimum_of_a_quadratic(cls):
     z0, goal = np.array([0.0, 0.0], np.float32), np.array([0.5, -0.3], np.float32)
     result = make(cls).plan(z0, goal)
@@ -71,7 +85,7 @@ def test_reaches_the_known_optimum_of_a_quadratic(cls):
     assert np.all(np.diff(result.history) <= 1e-6)  # best-so-far never worsens
 
 
-@pytest.mark.parametrize("cls", PLANNERS)
+@planners
 def test_actions_stay_within_bounds(cls):
     model = PointMass(low=-0.2, high=0.3)  # the optimum (far goal) lies outside the bounds
     result = make(cls, model).plan(np.zeros(2, np.float32), np.array([9.0, -9.0], np.float32))
@@ -80,18 +94,22 @@ def test_actions_stay_within_bounds(cls):
     assert np.allclose(result.actions[:, 1], -0.2, atol=0.01)
 
 
-@pytest.mark.parametrize("cls", PLANNERS)
+@planners
 def test_deterministic_under_a_seed(cls):
+    # Gradient restart 0 starts deterministically from the warm start and, on this convex
+    # problem, reaches the same plan as every other restart: the seed shows in the random
+    # restarts before they converge.
+    kwargs = {"iterations": 1, "restarts": 16} if cls is lm.GradientPlanner else {}
     obs, goal = np.zeros(2, np.float32), np.array([0.4, 0.1], np.float32)
-    first, second = make(cls).plan(obs, goal), make(cls).plan(obs, goal)
+    first, second = make(cls, **kwargs).plan(obs, goal), make(cls, **kwargs).plan(obs, goal)
     assert np.array_equal(first.actions, second.actions)
-    other = cls(PointMass(), horizon=4, seed=1, energy=regularized_goal_energy).plan(obs, goal)
-    assert not np.array_equal(first.actions, other.actions)
+    other = cls(PointMass(), horizon=4, seed=1, energy=regularized_goal_energy, **kwargs)
+    assert not np.array_equal(first.actions, other.plan(obs, goal).actions)
 
 
-@pytest.mark.parametrize("cls", PLANNERS)
+@planners
 def test_warm_start_shifts_the_previous_plan_and_reset_clears_it(cls):
-    planner = make(cls, iterations=1, num_samples=2, topk=1, init_std=1e-3, min_std=0.0)
+    planner = make(cls, **tiny_budget(cls))
     obs, goal = np.zeros(2, np.float32), np.array([0.4, 0.1], np.float32)
     planner.plan(obs, goal)
     previous = planner._previous.clone()  # (1, H, block*A)
@@ -102,7 +120,7 @@ def test_warm_start_shifts_the_previous_plan_and_reset_clears_it(cls):
     assert torch.equal(planner._initial_mean(1), planner.center.expand(1, 4, -1))
 
 
-@pytest.mark.parametrize("cls", PLANNERS)
+@planners
 def test_batched_planning_matches_per_env_optimum(cls):
     obs = np.array([[0.0, 0.0], [0.2, 0.2], [-0.3, 0.1]], np.float32)
     goal = np.array([[0.5, -0.3], [0.2, 0.6], [0.0, 0.0]], np.float32)
@@ -114,7 +132,7 @@ def test_batched_planning_matches_per_env_optimum(cls):
         assert result.energy[i] == pytest.approx(energy, rel=0.02)
 
 
-@pytest.mark.parametrize("cls", PLANNERS)
+@planners
 def test_deadline_is_honoured_with_at_least_one_iteration(cls):
     class SlowPointMass(PointMass):
         def rollout(self, z0, actions):
@@ -129,7 +147,7 @@ def test_deadline_is_honoured_with_at_least_one_iteration(cls):
     assert tiny.iterations == 1
 
 
-@pytest.mark.parametrize("cls", PLANNERS)
+@planners
 @pytest.mark.parametrize(
     ("obs", "goal", "message"),
     [
@@ -160,7 +178,7 @@ def test_pixel_model_rejects_wrong_dtype_and_a_state_goal():
     assert planner.plan(image, image).actions.shape == (25, 2)
 
 
-@pytest.mark.parametrize("cls", PLANNERS)
+@planners
 def test_nan_energy_is_an_error_not_a_silent_plan(cls):
     def broken(latents, actions, goal):
         return torch.full((latents.shape[0],), float("nan"))
@@ -190,13 +208,227 @@ def test_model_missing_protocol_members_is_refused():
         lm.CEM(object())
 
 
-def test_hard_guardrail_ranks_feasible_plans_first():
-    # Keep x-position of the final latent <= 0.1 while the goal lies at x = 0.5.
-    def x_over(latents, actions, goal):
-        return (latents[:, -1, 0] - 0.1).clamp_min(0.0)
+def x_over(latents, actions, goal, limit=0.1):
+    """Hard-guardrail violation: x-position of the final latent above ``limit``."""
+    return (latents[:, -1, 0] - limit).clamp_min(0.0)
 
+
+@planners
+def test_hard_guardrail_ranks_feasible_plans_first(cls):
+    # Keep x-position of the final latent <= 0.1 while the goal lies at x = 0.5.
     guard = lm.Guardrail(x_over, name="x_limit", weight=0.0, hard=True)
-    planner = make(lm.CEM, guardrails=[guard])
+    planner = make(cls, guardrails=[guard])
     result = planner.plan(np.zeros(2, np.float32), np.array([0.5, 0.0], np.float32))
     assert result.feasible is True and result.terms["x_limit"] == 0.0
     assert result.latents[-1, 0] == pytest.approx(0.1, abs=0.02)
+
+
+@planners
+def test_constrained_optimum_lies_on_the_constraint(cls):
+    # min |z_H - g|^2 s.t. z_H[0] <= 0.1 with g[0] = 0.5: the solution is z_H = (0.1, g[1]).
+    # The guardrail has no soft weight: only the planner's hard-constraint handling (feasible
+    # first ranking, or the augmented Lagrangian for gradient planners) keeps it feasible.
+    guard = lm.Guardrail(x_over, name="x_limit", weight=0.0, hard=True)
+    planner = make(cls, energy=lm.GoalDistance(running_weight=0.0), guardrails=[guard])
+    goal = np.array([0.5, -0.2], np.float32)
+    result = planner.plan(np.zeros(2, np.float32), goal)
+    assert result.feasible is True and result.terms["x_limit"] == 0.0
+    assert result.latents[-1, 0] == pytest.approx(0.1, abs=0.01)
+    assert result.latents[-1, 1] == pytest.approx(goal[1], abs=0.01)
+    assert result.energy == pytest.approx(0.4**2, abs=0.01)
+
+
+def test_augmented_lagrangian_turns_an_infeasible_start_feasible():
+    # Restart 0 starts at the unconstrained optimum's side of the constraint; the growing
+    # multiplier must push every restart back inside it.
+    guard = lm.Guardrail(x_over, name="x_limit", weight=0.0, hard=True)
+    planner = make(lm.GradientPlanner, energy=lm.GoalDistance(0.0), guardrails=[guard],
+                   restarts=1)  # fmt: skip
+    planner._previous = torch.full((1, 4, 4), 0.9)  # warm start far beyond z_H[0] = 0.1
+    result = planner.plan(np.zeros(2, np.float32), np.array([0.5, -0.2], np.float32))
+    assert result.feasible is True
+    assert result.latents[-1] == pytest.approx([0.1, -0.2], abs=0.01)
+
+
+class LinearLatentModel(torch.nn.Module):
+    """A protocol model with trainable parameters: z' = z + W (sum of block actions)."""
+
+    latent_dim = action_dim = action_block = 2
+    obs_shape = (2,)
+    obs_dtype = torch.float32
+    action_low, action_high = torch.full((2,), -1.0), torch.full((2,), 1.0)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mix = torch.nn.Linear(2, 2, bias=False)
+        torch.nn.init.eye_(self.mix.weight)
+        self.mix.weight.data *= GAIN
+
+    @property
+    def device(self) -> torch.device:
+        return self.mix.weight.device
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.float()
+
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        blocks = actions.view(*actions.shape[:2], self.action_block, 2).sum(2)  # (S, H, 2)
+        return torch.cat([z0[:, None], z0[:, None] + self.mix(blocks).cumsum(1)], dim=1)
+
+
+@pytest.mark.parametrize("hybrid", [False, True], ids=["gradient", "hybrid"])
+def test_gradient_planner_leaves_no_gradients_and_no_graph(hybrid):
+    model = LinearLatentModel()
+    make_planner = lm.GradientPlanner.hybrid if hybrid else lm.GradientPlanner
+    planner = make_planner(model, horizon=4, iterations=20, energy=regularized_goal_energy)
+    obs, goal = np.zeros(2, np.float32), np.array([0.5, -0.3], np.float32)
+    with torch.no_grad():  # planning still works inside a caller's no_grad block
+        planner.plan(obs, goal)
+    for _ in range(3):
+        result = planner.plan(obs, goal)
+    assert all(parameter.grad is None for parameter in model.parameters())
+    assert isinstance(result.actions, np.ndarray) and isinstance(result.energy, float)
+    state = [value for value in vars(planner).values() if isinstance(value, torch.Tensor)]
+    assert state and all(not t.requires_grad and t.grad_fn is None for t in state)
+    _action, energy = optimum(obs, goal, 4, 2)
+    assert result.energy == pytest.approx(energy, rel=0.02)
+
+
+def test_gradient_planner_through_the_pixel_world_model_keeps_parameters_clean():
+    from conftest import tiny_config
+
+    model = lm.WorldModel(tiny_config()).eval()
+    planner = lm.GradientPlanner(model, horizon=2, iterations=3, restarts=2)
+    image = np.zeros((64, 64, 3), np.uint8)
+    result = planner.plan(image, image)
+    assert result.actions.shape == (10, 2) and result.energy_evals == 6
+    assert all(parameter.grad is None for parameter in model.parameters())
+
+
+def test_hybrid_counts_cem_and_gradient_work():
+    planner = make(lm.GradientPlanner.hybrid, cem_iterations=3, cem_samples=20, cem_topk=4,
+                   iterations=5, restarts=2)  # fmt: skip
+    result = planner.plan(np.zeros(2, np.float32), np.ones(2, np.float32))
+    assert result.iterations == 8 and result.history.shape == (8,)
+    assert result.energy_evals == 3 * 20 + 5 * 2
+    assert planner.config.cem_iterations == 3
+    assert lm.GradientPlanner.hybrid(PointMass()).config == lm.GradientConfig.hybrid()
+
+
+def test_mppi_lower_temperature_moves_the_mean_closer_to_the_best_candidate():
+    def gap(temperature):
+        planner = make(lm.MPPI, iterations=1, num_samples=64, temperature=temperature)
+        result = planner.plan(np.zeros(2, np.float32), np.array([0.5, -0.3], np.float32))
+        mean = planner._previous[0].reshape(-1, 2).numpy()  # (H * block, A)
+        return np.abs(mean - result.actions).max()
+
+    greedy, middle, flat = gap(1e-3), gap(0.1), gap(100.0)
+    assert greedy < 1e-3 < middle < flat
+
+
+def test_mppi_topk_one_moves_the_mean_onto_the_best_candidate():
+    planner = make(lm.MPPI, iterations=1, num_samples=32, topk=1)
+    result = planner.plan(np.zeros(2, np.float32), np.array([0.5, -0.3], np.float32))
+    assert np.array_equal(planner._previous[0].reshape(-1, 2).numpy(), result.actions)
+
+
+def test_cem_keep_elites_carries_the_previous_elites_over():
+    planner = make(lm.CEM, iterations=2, num_samples=10, topk=4, keep_elites=0.5)
+    scored = []
+    evaluate = planner._evaluate
+
+    def recording(z0, z_goal, candidates):
+        scored.append(candidates.clone())
+        return evaluate(z0, z_goal, candidates)
+
+    planner._evaluate = recording
+    planner.plan(np.zeros(2, np.float32), np.array([0.5, -0.3], np.float32))
+    first, second = scored
+    energies = regularized_goal_energy(
+        PointMass().rollout(torch.zeros(10, 2), first[0]), first[0], torch.tensor([0.5, -0.3])
+    )
+    elites = first[0, torch.argsort(energies)[:2]]  # round(0.5 * 4) = 2 kept
+    assert torch.equal(second[0, -2:], elites)
+
+
+@pytest.mark.parametrize(("beta", "lag_one"), [(0.0, (-0.1, 0.1)), (2.0, (0.6, 1.0))])
+def test_colored_noise_has_unit_variance_and_the_expected_correlation(beta, lag_one):
+    from lewm_mpc.planners.cem import colored_noise
+
+    noise = colored_noise((4000, 20), beta, torch.Generator().manual_seed(0))
+    assert noise.shape == (4000, 20) and noise.dtype == torch.float32
+    assert noise.var(dim=0).mean().item() == pytest.approx(1.0, abs=0.05)
+    correlation = (noise[:, 1:] * noise[:, :-1]).mean().item()
+    assert lag_one[0] < correlation < lag_one[1]
+    again = colored_noise((4000, 20), beta, torch.Generator().manual_seed(0))
+    assert torch.equal(noise, again)
+
+
+def test_cem_with_icem_options_stays_bounded_deterministic_and_optimal():
+    options = {"noise_beta": 2.0, "keep_elites": 0.3}
+    z0, goal = np.zeros(2, np.float32), np.array([0.5, -0.3], np.float32)
+    first, second = make(lm.CEM, **options).plan(z0, goal), make(lm.CEM, **options).plan(z0, goal)
+    assert np.array_equal(first.actions, second.actions)
+    assert first.actions.shape == (8, 2) and np.abs(first.actions).max() <= 1.0
+    assert first.energy == pytest.approx(optimum(z0, goal, 4, 2)[1], rel=0.02)
+    plain = make(lm.CEM).plan(z0, goal)
+    assert not np.array_equal(first.actions, plain.actions)
+    bounded = make(lm.CEM, PointMass(low=-0.2, high=0.3), **options)
+    far = bounded.plan(z0, np.array([9.0, -9.0], np.float32))
+    assert far.actions.min() >= -0.2 - 1e-6 and far.actions.max() <= 0.3 + 1e-6
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "message"),
+    [
+        (lm.MPPI, {"horizon": -1}, "horizon"),
+        (lm.MPPI, {"topk": 400}, "topk"),
+        (lm.MPPI, {"topk": 0}, "topk"),
+        (lm.MPPI, {"temperature": 0.0}, "temperature"),
+        (lm.MPPI, {"temperature": -1.0}, "temperature"),
+        (lm.MPPI, {"noise_std": 0.0}, "noise_std"),
+        (lm.MPPI, {"num_samples": 1}, "num_samples"),
+        (lm.GradientPlanner, {"horizon": -1}, "horizon"),
+        (lm.GradientPlanner, {"lr": 0.0}, "lr"),
+        (lm.GradientPlanner, {"lr": -0.1}, "lr"),
+        (lm.GradientPlanner, {"restarts": 0}, "restarts"),
+        (lm.GradientPlanner, {"iterations": 0}, "iterations"),
+        (lm.GradientPlanner, {"final_lr": 0.0}, "final_lr"),
+        (lm.GradientPlanner, {"multiplier_every": 0}, "multiplier_every"),
+        (lm.GradientPlanner, {"rho_growth": 0.5}, "rho_growth"),
+        (lm.GradientPlanner, {"cem_iterations": -1}, "cem_iterations"),
+        (lm.GradientPlanner, {"cem_iterations": 2, "cem_topk": 500}, "cem_topk"),
+        (lm.CEM, {"noise_beta": -1.0}, "noise_beta"),
+        (lm.CEM, {"keep_elites": 1.5}, "keep_elites"),
+        (lm.CEM, {"keep_elites": 1.0, "topk": 300}, "keep_elites"),
+    ],
+)
+def test_invalid_planner_configs_raise(cls, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cls(PointMass(), **kwargs)
+
+
+def test_gradient_planner_refuses_a_non_differentiable_objective():
+    def detached(latents, actions, goal):
+        return regularized_goal_energy(latents, actions, goal).detach()
+
+    with pytest.raises(ValueError, match="differentiabl"):
+        make(lm.GradientPlanner, energy=detached).plan(
+            np.zeros(2, np.float32), np.ones(2, np.float32)
+        )
+
+
+def test_mppi_weights_feasible_first_then_by_violation():
+    from lewm_mpc.energies import ObjectiveValue
+
+    guard = lm.Guardrail(x_over, name="x_limit", hard=True)
+    planner = make(lm.MPPI, guardrails=[guard], temperature=1.0)
+    total = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
+    violation = torch.tensor([[0.5, 0.0, 0.0, 0.1], [0.3, 0.2, 0.1, 0.4]])
+    value = ObjectiveValue(total, violation, {"task": total, "x_limit": violation})
+    weights = planner._weights(value, planner._ranking(value))
+    assert torch.allclose(weights.sum(1), torch.ones(2))
+    # Env 0: only the feasible candidates 1 and 2 weigh, the lower energy more.
+    assert weights[0, 0] == 0 and weights[0, 3] == 0 and weights[0, 1] > weights[0, 2] > 0
+    # Env 1: none is feasible, so the smaller violation weighs more.
+    assert weights[1, 2] > weights[1, 1] > weights[1, 0] > weights[1, 3] > 0

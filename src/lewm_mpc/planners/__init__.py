@@ -2,5 +2,17 @@
 
 from lewm_mpc.planners.base import Optimized, Planner, PlannerConfig
 from lewm_mpc.planners.cem import CEM, CEMConfig
+from lewm_mpc.planners.gradient import GradientConfig, GradientPlanner
+from lewm_mpc.planners.mppi import MPPI, MPPIConfig
 
-__all__ = ["CEM", "CEMConfig", "Optimized", "Planner", "PlannerConfig"]
+__all__ = [
+    "CEM",
+    "MPPI",
+    "CEMConfig",
+    "GradientConfig",
+    "GradientPlanner",
+    "MPPIConfig",
+    "Optimized",
+    "Planner",
+    "PlannerConfig",
+]

@@ -1,7 +1,13 @@
-"""Cross-entropy method over action sequences (LeWorldModel's planner)."""
+"""Cross-entropy method over action sequences (LeWorldModel's planner), with iCEM's options.
+
+Also home of the pieces other update rules reuse: :func:`cem_search` (the whole CEM loop, run on
+behalf of any planner, e.g. to initialize gradient restarts), :class:`BestSoFar` (anytime
+best-candidate tracking) and :func:`colored_noise`.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -12,7 +18,7 @@ from lewm_mpc.planners.base import Optimized, Planner, PlannerConfig
 
 @dataclass(frozen=True)
 class CEMConfig(PlannerConfig):
-    """CEM knobs (defaults: LeWorldModel's reference budget).
+    """CEM knobs (defaults: LeWorldModel's reference budget; the iCEM options are off).
 
     Attributes:
         num_samples: candidate plans per iteration.
@@ -20,6 +26,14 @@ class CEMConfig(PlannerConfig):
         topk: elites refitting the Gaussian.
         init_std: initial std as a fraction of the half action range.
         min_std: std floor (fraction of the half range), keeps exploring after collapse.
+        noise_beta: exponent of the noise's power spectrum 1/f^beta along the time axis
+            (horizon * action_block env steps), as in iCEM (Pinneri et al. 2020): 0 is white
+            noise (plain CEM), larger values give smoother, temporally correlated plans
+            (iCEM used about 2-4).
+        keep_elites: fraction of the previous iteration's ``topk`` elites carried over as
+            candidates into the next iteration (iCEM's "keep elites"; 0 keeps none). They
+            replace the last sampled candidates, so every iteration still scores
+            ``num_samples`` plans.
     """
 
     num_samples: int = 300
@@ -27,6 +41,8 @@ class CEMConfig(PlannerConfig):
     topk: int = 30
     init_std: float = 1.0
     min_std: float = 0.02
+    noise_beta: float = 0.0
+    keep_elites: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -43,6 +59,20 @@ class CEMConfig(PlannerConfig):
                 f"need init_std > 0 and 0 <= min_std <= init_std, got {self.init_std}, "
                 f"{self.min_std}"
             )
+        if not self.noise_beta >= 0:
+            raise ValueError(f"noise_beta must be >= 0, got {self.noise_beta}")
+        if not 0 <= self.keep_elites <= 1:
+            raise ValueError(f"keep_elites must be in [0, 1], got {self.keep_elites}")
+        if self.num_kept >= self.num_samples:
+            raise ValueError(
+                f"keep_elites={self.keep_elites} keeps {self.num_kept} elites, which must be "
+                f"< num_samples={self.num_samples} (candidate 0 is the mean)"
+            )
+
+    @property
+    def num_kept(self) -> int:
+        """Elites carried into the next iteration: ``round(keep_elites * topk)``."""
+        return round(self.keep_elites * self.topk)
 
 
 class CEM(Planner):
@@ -58,62 +88,198 @@ class CEM(Planner):
     def _optimize(
         self, z0: torch.Tensor, z_goal: torch.Tensor, init: torch.Tensor, deadline: float | None
     ) -> Optimized:
-        cfg = self.config
-        num_envs = z0.shape[0]
-        mean = init  # (B, H, block*A)
-        std = (cfg.init_std * self.half_range).expand_as(mean).clone()  # (B, H, block*A)
-        min_std = cfg.min_std * self.half_range
-        best_actions = best_latents = None
-        best: ObjectiveValue | None = None
-        history = []
-        rows = torch.arange(num_envs, device=z0.device)
-        iterations = 0
-        for _ in range(cfg.iterations):
-            noise = torch.randn(
-                (num_envs, cfg.num_samples, *mean.shape[1:]),
-                generator=self._gen, device=mean.device, dtype=mean.dtype,
-            )  # (B, S, H, block*A)  # fmt: skip
-            candidates = mean.unsqueeze(1) + std.unsqueeze(1) * noise
-            candidates[:, 0] = mean
-            candidates = self._clamp(candidates)
-            latents, value = self._evaluate(z0, z_goal, candidates)  # (B, S, H+1, D), (B, S)
-            order = self._ranking(value)  # (B, S)
-            elites = candidates.gather(
-                1, order[:, : cfg.topk, None, None].expand(-1, -1, *mean.shape[1:])
-            )  # (B, K, H, block*A)
-            mean = elites.mean(dim=1)
-            std = torch.maximum(elites.std(dim=1, correction=0), min_std)
-            # Track the best candidate ever scored.
-            top = order[:, 0]  # (B,)
-            current = _select(value, rows, top)
-            if best is None:
-                best_actions, best_latents, best = (
-                    candidates[rows, top],
-                    latents[rows, top],
-                    current,
-                )
-            else:
-                improved = self._better(current, best)
-                best_actions = torch.where(
-                    improved[:, None, None], candidates[rows, top], best_actions
-                )
-                best_latents = torch.where(
-                    improved[:, None, None], latents[rows, top], best_latents
-                )
-                best = _merge(improved, current, best)
-            history.append(best.total)
-            iterations += 1
-            if self._time_up(deadline):
-                break
-        assert best is not None and best_actions is not None and best_latents is not None
+        return cem_search(self, self.config, z0, z_goal, init, deadline).optimized
+
+
+@dataclass(frozen=True)
+class CEMSearch:
+    """Outcome of :func:`cem_search`: the anytime result and the final sampling Gaussian.
+
+    Attributes:
+        optimized: best plan ever scored (its ``mean`` is the final Gaussian mean).
+        std: (B, H, block*A) final Gaussian std.
+    """
+
+    optimized: Optimized
+    std: torch.Tensor
+
+
+def cem_search(
+    planner: Planner,
+    cfg: CEMConfig,
+    z0: torch.Tensor,
+    z_goal: torch.Tensor,
+    init: torch.Tensor,
+    deadline: float | None,
+) -> CEMSearch:
+    """Run the CEM loop with ``planner``'s model, objective, bounds and generator.
+
+    Args:
+        planner: supplies evaluation, ranking, bounds and the random generator.
+        cfg: the CEM budget (its ``horizon``/``seed``/``warm_start`` fields are not used here).
+        z0: (B, D) start latents.
+        z_goal: (B, D) goal latents.
+        init: (B, H, block*A) initial mean.
+        deadline: ``time.perf_counter()`` value after which iterating stops (None: no limit).
+
+    Returns:
+        The best plan ever scored and the final Gaussian.
+    """
+    mean = init  # (B, H, block*A)
+    std = (cfg.init_std * planner.half_range).expand_as(mean).clone()  # (B, H, block*A)
+    min_std = cfg.min_std * planner.half_range
+    best = BestSoFar(planner)
+    kept: torch.Tensor | None = None  # (B, num_kept, H, block*A) previous elites
+    iterations = 0
+    for _ in range(cfg.iterations):
+        noise = _sample_noise(planner, cfg.noise_beta, cfg.num_samples, mean)  # (B, S, H, bA)
+        candidates = mean.unsqueeze(1) + std.unsqueeze(1) * noise
+        candidates[:, 0] = mean
+        if kept is not None:
+            candidates[:, cfg.num_samples - kept.shape[1] :] = kept
+        candidates = planner._clamp(candidates)
+        latents, value = planner._evaluate(z0, z_goal, candidates)  # (B, S, H+1, D), (B, S)
+        order = planner._ranking(value)  # (B, S)
+        elites = candidates.gather(
+            1, order[:, : cfg.topk, None, None].expand(-1, -1, *mean.shape[1:])
+        )  # (B, K, H, block*A)
+        mean = elites.mean(dim=1)
+        std = torch.maximum(elites.std(dim=1, correction=0), min_std)
+        if cfg.num_kept > 0:
+            kept = elites[:, : cfg.num_kept]
+        best.update(candidates, latents, value, order)
+        iterations += 1
+        if planner._time_up(deadline):
+            break
+    optimized = best.result(mean, iterations, iterations * cfg.num_samples)
+    return CEMSearch(optimized, std)
+
+
+def _sample_noise(
+    planner: Planner, beta: float, num_samples: int, mean: torch.Tensor
+) -> torch.Tensor:
+    """(B, S, H, block*A) standard-normal noise, white or 1/f^beta along env time."""
+    shape = (mean.shape[0], num_samples, *mean.shape[1:])
+    if beta == 0:
+        return torch.randn(shape, generator=planner._gen, device=mean.device, dtype=mean.dtype)
+    block = planner.model.action_block
+    action_dim = mean.shape[-1] // block
+    steps = mean.shape[1] * block  # env time axis: H * block
+    noise = colored_noise(
+        (mean.shape[0], num_samples, action_dim, steps), beta, planner._gen
+    )  # (B, S, A, H*block)
+    noise = noise.to(device=mean.device, dtype=mean.dtype).transpose(-1, -2)  # (B, S, H*block, A)
+    return noise.reshape(shape)  # (B, S, H, block*A)
+
+
+def colored_noise(shape: tuple[int, ...], beta: float, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise with power spectrum proportional to 1/f^beta along the last axis.
+
+    Random-phase spectrum shaped by ``f^(-beta/2)`` and transformed back with an inverse real
+    FFT (the method of Timmer & Koenig 1995, as in the ``colorednoise`` package iCEM uses).
+    The lowest frequency is cut off at 1/T, so the DC component gets the power of the lowest
+    resolvable frequency. Every entry has exactly unit variance; ``beta = 0`` is white noise.
+
+    Args:
+        shape: output shape, time last (T = ``shape[-1]``).
+        beta: spectral exponent, >= 0 (1: pink, 2: red/Brownian-like).
+        generator: the generator all randomness comes from (its device is used).
+
+    Returns:
+        A float32 tensor of ``shape`` on the generator's device.
+    """
+    steps = shape[-1]
+    device = generator.device
+    freqs = torch.fft.rfftfreq(steps, device=device)  # (F,) with F = T // 2 + 1
+    freqs[0] = 1.0 / steps
+    scale = freqs.pow(-beta / 2)  # (F,) amplitude per frequency
+    # The DC term (and the Nyquist term for even T) is real: give it the variance of a complex
+    # term's real and imaginary parts together.
+    real_only = torch.zeros_like(scale, dtype=torch.bool)
+    real_only[0] = True
+    if steps % 2 == 0:
+        real_only[-1] = True
+    scale_real = torch.where(real_only, scale * math.sqrt(2.0), scale)
+    scale_imag = torch.where(real_only, torch.zeros_like(scale), scale)
+    spectrum_shape = (*shape[:-1], scale.shape[0])
+    real = torch.randn(spectrum_shape, generator=generator, device=device) * scale_real
+    imag = torch.randn(spectrum_shape, generator=generator, device=device) * scale_imag
+    signal = torch.fft.irfft(torch.complex(real, imag), n=steps, dim=-1)  # (*shape)
+    # Var(signal[t]) = (sum_DC,Nyq scale_real^2 + 2 * sum_other (scale_real^2 + scale_imag^2)) / T^2
+    weight = torch.where(real_only, torch.ones_like(scale), 2 * torch.ones_like(scale))
+    variance = (weight * (scale_real.pow(2) + scale_imag.pow(2))).sum() / steps**2
+    return signal / variance.sqrt()
+
+
+class BestSoFar:
+    """Best candidate ever scored per env (feasibility first, then energy), and its history.
+
+    Every planner returns this anytime result, so more iterations never return a worse plan.
+
+    Args:
+        planner: supplies the feasible-first ranking and comparison.
+    """
+
+    def __init__(self, planner: Planner) -> None:
+        self._planner = planner
+        self.actions: torch.Tensor | None = None  # (B, H, block*A)
+        self.latents: torch.Tensor | None = None  # (B, H+1, D)
+        self.value: ObjectiveValue | None = None  # (B,) tensors
+        self.history: list[torch.Tensor] = []  # (B,) best total after each update
+
+    @classmethod
+    def starting_from(cls, planner: Planner, found: Optimized) -> BestSoFar:
+        """A tracker that already holds ``found`` (its best plan and history)."""
+        best = cls(planner)
+        best.actions, best.latents, best.value = found.actions, found.latents, found.value
+        best.history = list(found.history)
+        return best
+
+    def update(
+        self,
+        candidates: torch.Tensor,
+        latents: torch.Tensor,
+        value: ObjectiveValue,
+        order: torch.Tensor | None = None,
+    ) -> None:
+        """Consider this iteration's best candidate.
+
+        Args:
+            candidates: (B, S, H, block*A) scored plans.
+            latents: (B, S, H+1, D) their latents.
+            value: their objective, (B, S) tensors.
+            order: (B, S) ranking from ``planner._ranking(value)`` if already computed.
+        """
+        if order is None:
+            order = self._planner._ranking(value)
+        rows = torch.arange(candidates.shape[0], device=candidates.device)
+        top = order[:, 0]  # (B,)
+        current = _select(value, rows, top)
+        if self.value is None or self.actions is None or self.latents is None:
+            self.actions, self.latents, self.value = (
+                candidates[rows, top],
+                latents[rows, top],
+                current,
+            )
+        else:
+            improved = self._planner._better(current, self.value)  # (B,)
+            self.actions = torch.where(improved[:, None, None], candidates[rows, top], self.actions)
+            self.latents = torch.where(improved[:, None, None], latents[rows, top], self.latents)
+            self.value = _merge(improved, current, self.value)
+        self.history.append(self.value.total)
+
+    def result(self, mean: torch.Tensor, iterations: int, energy_evals: int) -> Optimized:
+        """Package the best plan; ``mean`` (B, H, block*A) is what the warm start shifts."""
+        if self.value is None or self.actions is None or self.latents is None:
+            raise RuntimeError("BestSoFar.result called before any update")
         return Optimized(
-            actions=best_actions,
-            latents=best_latents,
-            value=best,
+            actions=self.actions,
+            latents=self.latents,
+            value=self.value,
             mean=mean,
-            history=torch.stack(history),
+            history=torch.stack(self.history),
             iterations=iterations,
-            energy_evals=iterations * cfg.num_samples,
+            energy_evals=energy_evals,
         )
 
 

@@ -1,9 +1,9 @@
-"""Energies over predicted latent trajectories, and their composition into an objective.
+"""Guardrails and their composition with a task energy into an :class:`Objective`.
 
 An energy is any callable ``(latents (S, H+1, D), actions (S, H, block*A), goal (S, D)) -> (S,)``
 (see :class:`lewm_mpc.types.Energy`). Guardrails are energies returning a non-negative
-violation; a hard guardrail must be zero for a plan to count as feasible, a soft one is a
-weighted penalty.
+violation; a hard guardrail must be zero (at most its tolerance) for a plan to count as
+feasible, a soft one is a weighted penalty.
 """
 
 from __future__ import annotations
@@ -13,38 +13,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lewm_mpc.energies.task import GoalDistance
 from lewm_mpc.types import Energy
-
-
-@dataclass(frozen=True)
-class GoalDistance:
-    """Squared Euclidean distance to the goal latent.
-
-    ``d_H + running_weight * mean(d_1 .. d_{H-1})`` where ``d_t = |z_t - z_goal|^2``. With
-    ``running_weight=0`` this is LeWorldModel's terminal cost. The default running weight
-    rewards arriving early: under a terminal-only cost the first (executed) block of a plan is
-    unconstrained whenever the goal is reachable before the horizon ends, so the agent arrives
-    only at the horizon's end or dithers near the goal. On Two-Room both reach the same success
-    rate, the running cost in about a third of the steps (``benchmarks/results/``).
-
-    Attributes:
-        running_weight: weight of the mean distance over the intermediate predicted steps.
-    """
-
-    running_weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not self.running_weight >= 0:
-            raise ValueError(f"running_weight must be >= 0, got {self.running_weight}")
-
-    def __call__(
-        self, latents: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor
-    ) -> torch.Tensor:
-        distance = (latents[:, 1:] - goal[:, None]).pow(2).sum(dim=-1)  # (S, H)
-        energy = distance[:, -1]
-        if self.running_weight > 0 and distance.shape[1] > 1:
-            energy = energy + self.running_weight * distance[:, :-1].mean(dim=1)
-        return energy  # (S,)
 
 
 @dataclass(frozen=True)
@@ -70,6 +40,16 @@ class Guardrail:
             raise ValueError(f"guardrail {self.name!r}: weight must be >= 0, got {self.weight}")
         if not self.tolerance >= 0:
             raise ValueError(f"guardrail {self.name!r}: tolerance must be >= 0")
+
+
+class GuardrailEnergy:
+    """Mixin for violation energies: ``energy.as_guardrail("name", hard=True)``."""
+
+    def as_guardrail(
+        self, name: str, *, weight: float = 1.0, hard: bool = False, tolerance: float = 0.0
+    ) -> Guardrail:
+        """Wrap this energy in a :class:`Guardrail` (same arguments as ``Guardrail``)."""
+        return Guardrail(self, name, weight=weight, hard=hard, tolerance=tolerance)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -127,3 +107,37 @@ class Objective:
             if guardrail.hard:
                 violation = violation + (value - guardrail.tolerance).clamp_min(0.0)
         return ObjectiveValue(total, violation, terms)
+
+
+class TensorCache:
+    """Copies of fixed tensors per (device, dtype) of the input they meet.
+
+    Copies are made outside inference mode: a copy first made under a sampling planner's
+    ``torch.inference_mode`` would otherwise be an inference tensor, which autograd refuses to
+    save when a gradient planner later backpropagates through it.
+
+    Args:
+        tensors: the source tensors.
+    """
+
+    def __init__(self, *tensors: torch.Tensor) -> None:
+        self._source = tuple(t.detach() for t in tensors)
+        self._copies: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
+
+    @property
+    def source(self) -> tuple[torch.Tensor, ...]:
+        """The tensors as given."""
+        return self._source
+
+    def like(self, reference: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The tensors on ``reference``'s device with its (floating) dtype."""
+        key = (reference.device, reference.dtype)
+        copies = self._copies.get(key)
+        if copies is None:
+            with torch.inference_mode(False):
+                copies = tuple(
+                    t.to(device=reference.device, dtype=reference.dtype).clone()
+                    for t in self._source
+                )
+            self._copies[key] = copies
+        return copies

@@ -1,0 +1,129 @@
+"""Model-predictive path integral control (MPPI) over action sequences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lewm_mpc.energies import ObjectiveValue
+from lewm_mpc.planners.base import Optimized, Planner, PlannerConfig
+from lewm_mpc.planners.cem import BestSoFar
+
+
+@dataclass(frozen=True)
+class MPPIConfig(PlannerConfig):
+    """MPPI knobs.
+
+    The temperature is *relative* to the energy spread: a candidate's weight is
+    ``exp(-(E_i - E_min) / (temperature * (E_median - E_min)))`` over the weighted
+    candidates, so ``temperature = 1`` gives the median candidate ``1/e`` of the best one's
+    weight, whatever the energy's units. An absolute temperature has to be retuned for every
+    energy (a goal distance in a 192-d latent space and a probe-based guardrail differ by
+    orders of magnitude) and for every stage of one plan (the spread shrinks as the samples
+    converge, so a fixed temperature degrades to a uniform average); the relative one keeps
+    the selection pressure constant, like CEM's rank-based elites.
+
+    Attributes:
+        num_samples: candidate plans per iteration.
+        iterations: update rounds.
+        temperature: softmax temperature relative to the spread (median minus minimum) of
+            the weighted candidates' energies; lower is greedier.
+        noise_std: initial sampling std as a fraction of the half action range (diagonal).
+        topk: weight only the ``topk`` best candidates (None: all of them).
+        adapt_std: refit the std as the weighted std of the candidates each iteration (as
+            TD-MPC2); with False it stays at ``noise_std`` (classic MPPI).
+        min_std: std floor (fraction of the half range) when ``adapt_std`` is on.
+    """
+
+    num_samples: int = 300
+    iterations: int = 30
+    temperature: float = 0.1
+    noise_std: float = 1.0
+    topk: int | None = None
+    adapt_std: bool = True
+    min_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_samples < 2:
+            raise ValueError(f"num_samples must be >= 2, got {self.num_samples}")
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.topk is not None and not 1 <= self.topk <= self.num_samples:
+            raise ValueError(
+                f"topk must be None or in [1, num_samples={self.num_samples}], got {self.topk}"
+            )
+        if not self.noise_std > 0 or not 0 <= self.min_std <= self.noise_std:
+            raise ValueError(
+                f"need noise_std > 0 and 0 <= min_std <= noise_std, got {self.noise_std}, "
+                f"{self.min_std}"
+            )
+
+
+class MPPI(Planner):
+    """Sample Gaussian plans around the mean, move the mean to their softmax-weighted average.
+
+    The current mean is always one of the candidates, and the best candidate ever scored is
+    returned, so the returned energy never gets worse with more iterations. With hard
+    guardrails, infeasible candidates get zero weight whenever some candidate is feasible;
+    when none is, the weights come from the violation instead of the energy.
+    """
+
+    config_class = MPPIConfig
+    config: MPPIConfig
+
+    def _optimize(
+        self, z0: torch.Tensor, z_goal: torch.Tensor, init: torch.Tensor, deadline: float | None
+    ) -> Optimized:
+        cfg = self.config
+        mean = init  # (B, H, block*A)
+        std = (cfg.noise_std * self.half_range).expand_as(mean).clone()  # (B, H, block*A)
+        min_std = cfg.min_std * self.half_range
+        best = BestSoFar(self)
+        iterations = 0
+        for _ in range(cfg.iterations):
+            noise = torch.randn(
+                (mean.shape[0], cfg.num_samples, *mean.shape[1:]),
+                generator=self._gen, device=mean.device, dtype=mean.dtype,
+            )  # (B, S, H, block*A)  # fmt: skip
+            candidates = mean.unsqueeze(1) + std.unsqueeze(1) * noise
+            candidates[:, 0] = mean
+            candidates = self._clamp(candidates)
+            latents, value = self._evaluate(z0, z_goal, candidates)  # (B, S, H+1, D), (B, S)
+            order = self._ranking(value)  # (B, S)
+            weights = self._weights(value, order)[:, :, None, None]  # (B, S, 1, 1)
+            mean = (weights * candidates).sum(dim=1)  # (B, H, block*A)
+            if cfg.adapt_std:
+                spread = (weights * (candidates - mean.unsqueeze(1)).pow(2)).sum(dim=1)
+                std = torch.maximum(spread.sqrt(), min_std)
+            best.update(candidates, latents, value, order)
+            iterations += 1
+            if self._time_up(deadline):
+                break
+        return best.result(mean, iterations, iterations * cfg.num_samples)
+
+    def _weights(self, value: ObjectiveValue, order: torch.Tensor) -> torch.Tensor:
+        """(B, S) softmax weights over candidates (zero outside the weighted set)."""
+        score = value.total
+        if self._has_hard:
+            feasible = value.violation <= 0  # (B, S)
+            any_feasible = feasible.any(dim=1, keepdim=True)  # (B, 1)
+            inf = torch.full_like(score, float("inf"))
+            score = torch.where(any_feasible, torch.where(feasible, score, inf), value.violation)
+        if self.config.topk is not None:
+            # Keep the topk best in the feasible-first ranking.
+            kept = torch.zeros_like(score, dtype=torch.bool)
+            kept.scatter_(1, order[:, : self.config.topk], True)
+            score = torch.where(kept, score, torch.full_like(score, float("inf")))
+        finite = torch.isfinite(score)
+        # An env whose every energy is infinite (an energy returning inf) weighs uniformly.
+        score = torch.where(finite.any(dim=1, keepdim=True), score, torch.zeros_like(score))
+        lowest = score.min(dim=1, keepdim=True).values  # (B, 1)
+        median = torch.where(torch.isfinite(score), score, torch.full_like(score, float("nan")))
+        median = median.nanquantile(0.5, dim=1, keepdim=True)  # (B, 1), interpolated
+        scale = self.config.temperature * (median - lowest)
+        scale = scale.clamp_min(torch.finfo(score.dtype).tiny)
+        return torch.softmax(-(score - lowest) / scale, dim=1)  # (B, S)
