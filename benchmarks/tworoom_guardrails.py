@@ -1,10 +1,13 @@
 """Two-Room keep-out: a probe-based hard guardrail against a box across the straight path.
 
-For each held-out pair (same room, start and goal at least ``min_distance`` apart) a square
-keep-out box is centred on the midpoint of the straight segment from start to goal. A linear
-probe maps latents to the agent position; ``KeepOutBox`` penalizes every predicted step inside
-the box (plus a safety margin) and is marked hard. Each planner runs MPC with and without it, and
-the TRUE simulator state is checked against the box at every executed step.
+For each held-out pair (same room, start and goal at least ``min_distance`` apart, and room for a
+detour: a lane of ``clearance`` beside the margin-grown box, across the direction of travel)
+a square keep-out box is centred on the midpoint of the straight segment from start to goal. A
+linear probe maps latents to the agent position; ``KeepOutBox`` penalizes every predicted step
+(and points interpolated between steps) inside the box plus a safety margin, and is marked hard.
+The task energy is the probed goal distance by default (``--task latent`` for ``GoalDistance``).
+Each planner runs MPC with and without the guardrail, and the TRUE simulator state is checked
+against the box at every executed step.
 
     .venv/bin/python benchmarks/tworoom_guardrails.py   # needs runs/bench_tworoom (tworoom_cem.py)
 
@@ -26,9 +29,9 @@ from tqdm.auto import tqdm
 import lewm_mpc as lm
 from lewm_mpc.atomic import write_text_atomic
 from lewm_mpc.data import EpisodeDataset
-from lewm_mpc.energies import KeepOutBox, fit_probe_from_dataset
+from lewm_mpc.energies import KeepOutBox, ProbedGoalDistance, fit_probe_from_dataset
 from lewm_mpc.envs import get_env_spec
-from lewm_mpc.envs.two_room import room_of
+from lewm_mpc.envs.two_room import TwoRoomConfig, room_of
 from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs, wilson_interval
 
 
@@ -40,6 +43,13 @@ class Args:
     box_half: float = 0.07  # half side of the keep-out square (arena widths)
     margin: float = 0.03  # safety margin the guardrail adds around the box
     min_distance: float = 0.3  # start-goal distance, so the box holds neither
+    clearance: float = 0.08  # free lane beside the grown box, across the direction of travel
+    substeps: int = 5  # guardrail points per predicted step (a block spans 5 env steps)
+    running_weight: float = 1.0  # running term of the task energy
+    task: str = "probed"  # "probed": ProbedGoalDistance(probe); "latent": GoalDistance
+    planners: str = "CEM,MPPI,Gradient"
+    probe: str = "mlp"  # latent -> agent xy probe: "linear" or "mlp"
+    probe_samples: int = 6000
     seed: int = 0
 
 
@@ -58,18 +68,36 @@ def main(args: Args) -> dict:
     spec = get_env_spec("tworoom")
     train_ids, val_ids = dataset.split(0.1, seed=0)
     started = time.perf_counter()
-    probe = fit_probe_from_dataset(model, dataset, train_ids, max_samples=6000)
+    probe = fit_probe_from_dataset(
+        model, dataset, train_ids, kind=args.probe, max_samples=args.probe_samples
+    )
     probe_seconds = time.perf_counter() - started
 
-    def far_same_room(start: np.ndarray, goal: np.ndarray) -> bool:
-        same = room_of(start) == room_of(goal)
-        return bool(same and np.linalg.norm(goal - start) >= args.min_distance)
+    config_env = TwoRoomConfig()
+    # Agent-centre limits of each room: the box (grown by the margin) must leave a lane of at
+    # least `clearance` on every side so that a detour exists.
+    rooms = [
+        (config_env.agent_radius, config_env.wall_left - config_env.agent_radius),
+        (config_env.wall_right + config_env.agent_radius, 1 - config_env.agent_radius),
+    ]
+    y_range = (config_env.agent_radius, 1 - config_env.agent_radius)
+
+    def far_same_room_with_detour(start: np.ndarray, goal: np.ndarray) -> bool:
+        room = room_of(start)
+        if room != room_of(goal) or np.linalg.norm(goal - start) < args.min_distance:
+            return False
+        center, reach = (start + goal) / 2, args.box_half + args.margin + args.clearance
+        # A detour needs one free lane beside the box, across the direction of travel.
+        across = 1 if abs(goal[0] - start[0]) >= abs(goal[1] - start[1]) else 0
+        low, high = (rooms[room], y_range)[across]
+        return bool(low <= center[across] - reach or center[across] + reach <= high)
 
     config = EvalConfig(num_pairs=args.pairs, seed=args.seed)
-    pairs, _ = sample_pairs(dataset, val_ids, spec, config, accept=far_same_room)
+    pairs, _ = sample_pairs(dataset, val_ids, spec, config, accept=far_same_room_with_detour)
     env = spec.make(obs_mode="pixels")
     rows = []
-    for name, cls in PLANNERS.items():
+    for name in args.planners.split(","):
+        cls = PLANNERS[name]
         for guarded in (False, True):
             successes = entered = violating_steps = feasible_plans = plans = 0
             label = f"{name} {'+ keep-out' if guarded else 'task only'}"
@@ -78,9 +106,14 @@ def main(args: Args) -> dict:
                 low, high = center - args.box_half, center + args.box_half
                 guardrails = []
                 if guarded:
-                    box = KeepOutBox(probe, tuple(low), tuple(high), margin=args.margin)
+                    box = KeepOutBox(probe, tuple(low), tuple(high), args.margin, args.substeps)
                     guardrails = [lm.Guardrail(box, name="keepout", weight=1.0, hard=True)]
-                planner = cls(model, seed=args.seed, guardrails=guardrails)
+                energy = (
+                    ProbedGoalDistance(probe, args.running_weight)
+                    if args.task == "probed"
+                    else lm.GoalDistance(args.running_weight)
+                )
+                planner = cls(model, seed=args.seed, energy=energy, guardrails=guardrails)
                 episode = run_pair(env, planner, pair, config)
                 hits = inside(episode.states, low, high)
                 successes += episode.succeeded
@@ -98,7 +131,7 @@ def main(args: Args) -> dict:
     env.close()
     result = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()},
-        "probe": {"kind": "linear", "r2": probe.r2_mean, "fit_seconds": round(probe_seconds, 2)},
+        "probe": {"kind": args.probe, "r2": probe.r2_mean, "fit_seconds": round(probe_seconds, 2)},
         "rows": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -112,7 +145,7 @@ def markdown(result: dict) -> str:
     probe = result["probe"]
     lines = [
         f"Keep-out box across the straight path, {result['rows'][0]['pairs']} held-out same-room "
-        f"pairs; linear probe latent -> agent xy, held-out R^2 {probe['r2']:.3f} "
+        f"pairs; {probe['kind']} probe latent -> agent xy, held-out R^2 {probe['r2']:.3f} "
         f"(fitted in {probe['fit_seconds']:.1f} s).",
         "",
         "| planner | guardrail | success (95% CI) | episodes entering the box (true state) "

@@ -3,7 +3,7 @@
 Every planner gets the same budget of candidate-plan evaluations (rollout + energy) per plan,
 LeWorldModel's reference 300 x 30 = 9,000 by default, on the same held-out pairs and model:
 
-- CEM: 300 samples x 30 iterations;
+- CEM: 300 samples x 30 iterations (plain, and with iCEM's colored noise + elite carry-over);
 - MPPI: 300 samples x 30 iterations;
 - gradient shooting: 30 restarts x 300 Adam steps (each step also back-propagates);
 - hybrid: 10 CEM iterations of 300 samples, then 30 restarts x 200 Adam steps.
@@ -41,7 +41,7 @@ class Args:
 
 
 def planners(model: lm.WorldModel, args: Args) -> dict[str, lm.Planner]:
-    """The four planners at one budget of ``samples * iterations`` evaluations per plan."""
+    """The planners at one budget of ``samples * iterations`` evaluations per plan."""
     budget = args.samples * args.iterations
     cem_iterations = args.iterations // 3
     hybrid_steps = (budget - cem_iterations * args.samples) // args.restarts
@@ -49,6 +49,10 @@ def planners(model: lm.WorldModel, args: Args) -> dict[str, lm.Planner]:
     return {
         "CEM": lm.CEM(model, num_samples=args.samples, iterations=args.iterations,
                       topk=max(1, args.samples // 10), **common),
+        "CEM + iCEM options (beta 2, keep 0.3)": lm.CEM(
+            model, num_samples=args.samples, iterations=args.iterations,
+            topk=max(1, args.samples // 10), noise_beta=2.0, keep_elites=0.3, **common,
+        ),
         "MPPI": lm.MPPI(model, num_samples=args.samples, iterations=args.iterations, **common),
         "Gradient": lm.GradientPlanner(model, restarts=args.restarts,
                                        iterations=budget // args.restarts, **common),

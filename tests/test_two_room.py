@@ -308,9 +308,7 @@ def test_registry_lookup() -> None:
 def test_registration_is_idempotent() -> None:
     import warnings
 
-    from lewm_mpc.envs import _register
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # gymnasium warns when overriding a registered id
-        _register("lewm_mpc/TwoRoom-v0", "lewm_mpc.envs.two_room:TwoRoomEnv", 100)
+        get_env_spec("tworoom").register()
     assert gym.spec("lewm_mpc/TwoRoom-v0").max_episode_steps == 100

@@ -5,7 +5,8 @@ An energy is any callable ``(latents (S, H+1, D), actions (S, H, block*A), goal 
 violation; a hard guardrail must be zero for a plan to count as feasible, a soft one is a
 weighted penalty.
 
-* task energies (:mod:`.task`): :class:`GoalDistance`, :class:`WeightedGoalDistance`;
+* task energies (:mod:`.task`): :class:`GoalDistance`, :class:`WeightedGoalDistance`,
+  :class:`ProbedGoalDistance`;
 * action guardrails (:mod:`.actions`): :class:`ActionMagnitude`, :class:`ActionSmoothness`
   (action bounds are hard by projection in every planner);
 * learned latent read-outs: :class:`Probe` (:mod:`.probes`), :class:`ConstraintHead`
@@ -20,7 +21,7 @@ from lewm_mpc.energies.base import Guardrail, GuardrailEnergy, Objective, Object
 from lewm_mpc.energies.constraints import ConstraintHead
 from lewm_mpc.energies.probes import Probe, fit_probe_from_dataset
 from lewm_mpc.energies.regions import KeepOutBox, KeepOutDisc, StayInsideBox
-from lewm_mpc.energies.task import GoalDistance, WeightedGoalDistance
+from lewm_mpc.energies.task import GoalDistance, ProbedGoalDistance, WeightedGoalDistance
 
 __all__ = [
     "ActionMagnitude",
@@ -34,6 +35,7 @@ __all__ = [
     "Objective",
     "ObjectiveValue",
     "Probe",
+    "ProbedGoalDistance",
     "StayInsideBox",
     "WeightedGoalDistance",
     "fit_probe_from_dataset",

@@ -39,13 +39,34 @@ def _check_probe(probe: LatentMap, size: int, owner: str) -> None:
         )
 
 
-def _probed_steps(probe: LatentMap, latents: torch.Tensor, size: int, owner: str) -> torch.Tensor:
-    """Probe the predicted steps: (S, H+1, D) latents -> (S, H, P) quantities."""
-    points = probe(latents[:, 1:])  # (S, H, P)
-    if points.shape != (*latents.shape[:1], latents.shape[1] - 1, size):
+def _check_substeps(substeps: int, owner: str) -> None:
+    if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
+        raise ValueError(f"{owner}: substeps must be an int >= 1, got {substeps!r}")
+
+
+def _probed_steps(
+    probe: LatentMap, latents: torch.Tensor, size: int, owner: str, substeps: int = 1
+) -> torch.Tensor:
+    """Probe the predicted steps: (S, H+1, D) latents -> (S, H * substeps, P) quantities.
+
+    With ``substeps > 1`` each predicted step also contributes ``substeps - 1`` points linearly
+    interpolated from the previous step (the start included): one model step spans a block of
+    env actions, during which the system can cross a small region between two predicted points.
+    """
+    if substeps == 1:
+        points = probe(latents[:, 1:])  # (S, H, P)
+    else:
+        nodes = probe(latents)  # (S, H+1, P)
+        fractions = torch.arange(1, substeps + 1, device=nodes.device, dtype=nodes.dtype)
+        fractions = fractions / substeps  # (K,)
+        start, delta = nodes[:, :-1, None], (nodes[:, 1:] - nodes[:, :-1])[:, :, None]
+        points = start + fractions[:, None] * delta  # (S, H, K, P)
+        points = points.flatten(1, 2)  # (S, H*K, P)
+    expected = (latents.shape[0], (latents.shape[1] - 1) * substeps, size)
+    if points.shape != expected:
         raise ValueError(
             f"{owner}: probe returned shape {tuple(points.shape)} for latents "
-            f"{tuple(latents.shape)}; expected (S, H, {size})"
+            f"{tuple(latents.shape)}; expected (S, H, {size}) per step"
         )
     return points
 
@@ -63,12 +84,15 @@ class KeepOutBox(GuardrailEnergy):
         low: (P,) lower corner.
         high: (P,) upper corner, > ``low`` in every dimension.
         margin: safety margin added around the box, >= 0.
+        substeps: points checked per predicted step (>1 adds points interpolated from the
+            previous step, so a fast system cannot jump over the box between two steps).
     """
 
     probe: LatentMap
     low: Sequence[float]
     high: Sequence[float]
     margin: float = 0.0
+    substeps: int = 1
     _bounds: TensorCache = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +102,7 @@ class KeepOutBox(GuardrailEnergy):
         if not (math.isfinite(self.margin) and self.margin >= 0):
             raise ValueError(f"KeepOutBox margin must be >= 0, got {self.margin}")
         _check_probe(self.probe, len(low), "KeepOutBox")
+        _check_substeps(self.substeps, "KeepOutBox")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
         bounds = torch.tensor([low, high], dtype=torch.float64)  # (2, P)
@@ -86,7 +111,7 @@ class KeepOutBox(GuardrailEnergy):
     def __call__(
         self, latents: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor
     ) -> torch.Tensor:
-        points = _probed_steps(self.probe, latents, len(self.low), "KeepOutBox")  # (S, H, P)
+        points = _probed_steps(self.probe, latents, len(self.low), "KeepOutBox", self.substeps)
         (bounds,) = self._bounds.like(points)
         to_faces = torch.minimum(points - bounds[0], bounds[1] - points)  # (S, H, P)
         depth = to_faces.amin(dim=-1) + self.margin  # (S, H)
@@ -101,11 +126,13 @@ class KeepOutDisc(GuardrailEnergy):
         probe: latent -> quantity map with P outputs.
         center: (P,) centre.
         radius: radius, > 0.
+        substeps: points checked per predicted step (see :class:`KeepOutBox`).
     """
 
     probe: LatentMap
     center: Sequence[float]
     radius: float
+    substeps: int = 1
     _center: TensorCache = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -113,13 +140,16 @@ class KeepOutDisc(GuardrailEnergy):
         if not (math.isfinite(self.radius) and self.radius > 0):
             raise ValueError(f"KeepOutDisc radius must be > 0, got {self.radius}")
         _check_probe(self.probe, len(center), "KeepOutDisc")
+        _check_substeps(self.substeps, "KeepOutDisc")
         object.__setattr__(self, "center", center)
         object.__setattr__(self, "_center", TensorCache(torch.tensor(center, dtype=torch.float64)))
 
     def __call__(
         self, latents: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor
     ) -> torch.Tensor:
-        points = _probed_steps(self.probe, latents, len(self.center), "KeepOutDisc")  # (S, H, P)
+        points = _probed_steps(
+            self.probe, latents, len(self.center), "KeepOutDisc", self.substeps
+        )  # (S, H*K, P)
         (center,) = self._center.like(points)
         distance = torch.linalg.vector_norm(points - center, dim=-1)  # (S, H)
         return (self.radius - distance).clamp_min(0.0).sum(dim=1)  # (S,)
@@ -133,11 +163,13 @@ class StayInsideBox(GuardrailEnergy):
         probe: latent -> quantity map with P outputs.
         low: (P,) lower corner.
         high: (P,) upper corner, > ``low`` in every dimension.
+        substeps: points checked per predicted step (see :class:`KeepOutBox`).
     """
 
     probe: LatentMap
     low: Sequence[float]
     high: Sequence[float]
+    substeps: int = 1
     _bounds: TensorCache = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -145,6 +177,7 @@ class StayInsideBox(GuardrailEnergy):
         if len(low) != len(high) or not all(a < b for a, b in zip(low, high, strict=True)):
             raise ValueError(f"StayInsideBox needs low < high elementwise, got {low} and {high}")
         _check_probe(self.probe, len(low), "StayInsideBox")
+        _check_substeps(self.substeps, "StayInsideBox")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
         bounds = torch.tensor([low, high], dtype=torch.float64)  # (2, P)
@@ -153,7 +186,7 @@ class StayInsideBox(GuardrailEnergy):
     def __call__(
         self, latents: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor
     ) -> torch.Tensor:
-        points = _probed_steps(self.probe, latents, len(self.low), "StayInsideBox")  # (S, H, P)
+        points = _probed_steps(self.probe, latents, len(self.low), "StayInsideBox", self.substeps)
         (bounds,) = self._bounds.like(points)
         excess = (bounds[0] - points).clamp_min(0.0) + (points - bounds[1]).clamp_min(0.0)
         return torch.linalg.vector_norm(excess, dim=-1).sum(dim=1)  # (S,)

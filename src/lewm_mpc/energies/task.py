@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -74,3 +75,38 @@ class WeightedGoalDistance:
         distance = (latents[:, 1:] - goal[:, None]).pow(2).sum(dim=-1)  # (S, H)
         weights = torch.tensor(self.weights, dtype=distance.dtype, device=distance.device)
         return distance @ weights  # (S,)
+
+
+@dataclass(frozen=True, eq=False)
+class ProbedGoalDistance:
+    """Goal distance measured through a probe (e.g. agent position) instead of in latent space.
+
+    ``d_t = |probe(z_t) - probe(z_goal)|^2``, combined as in :class:`GoalDistance`:
+    ``d_H + running_weight * mean(d_1 .. d_{H-1})``. The latent distance saturates far from the
+    goal, which gives a planner little signal for detours (e.g. around a keep-out region); a
+    probed physical distance keeps its shape at any range.
+
+    Attributes:
+        probe: latent -> quantity map, ``(..., D) -> (..., P)`` (e.g. a fitted ``Probe``).
+        running_weight: weight of the mean distance over the intermediate predicted steps.
+    """
+
+    probe: Callable[[torch.Tensor], torch.Tensor]
+    running_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not callable(self.probe):
+            raise ValueError(f"probe must be callable (latents -> quantity), got {self.probe!r}")
+        if not (math.isfinite(self.running_weight) and self.running_weight >= 0):
+            raise ValueError(f"running_weight must be >= 0, got {self.running_weight}")
+
+    def __call__(
+        self, latents: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor
+    ) -> torch.Tensor:
+        points = self.probe(latents[:, 1:])  # (S, H, P)
+        target = self.probe(goal).unsqueeze(1)  # (S, 1, P)
+        distance = (points - target).pow(2).sum(dim=-1)  # (S, H)
+        energy = distance[:, -1]
+        if self.running_weight > 0 and distance.shape[1] > 1:
+            energy = energy + self.running_weight * distance[:, :-1].mean(dim=1)
+        return energy  # (S,)

@@ -7,16 +7,10 @@ punctuation-insensitive) or gym id with ``get_env_spec``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
 
-import gymnasium as gym
-import numpy as np
-
+from lewm_mpc.envs.spec import EnvSpec
 from lewm_mpc.envs.two_room import TwoRoomConfig, TwoRoomEnv
 from lewm_mpc.envs.two_room_expert import TwoRoomExpert
-from lewm_mpc.types import Policy
 
 __all__ = [
     "ENV_SPECS",
@@ -27,64 +21,36 @@ __all__ = [
     "get_env_spec",
 ]
 
-TWO_ROOM_ID = "lewm_mpc/TwoRoom-v0"
-
-
-def _register(gym_id: str, entry_point: str, max_episode_steps: int) -> None:
-    """Registers ``gym_id`` once (re-imports and reloads do not re-register or warn)."""
-    if gym_id not in gym.registry:
-        gym.register(id=gym_id, entry_point=entry_point, max_episode_steps=max_episode_steps)
-
-
-_register(TWO_ROOM_ID, "lewm_mpc.envs.two_room:TwoRoomEnv", max_episode_steps=100)
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """How to build, drive and score one environment.
-
-    Attributes:
-        name: Registry key, e.g. ``"tworoom"``.
-        gym_id: Registered gymnasium id.
-        make: Builds the env (with its time limit); accepts ``obs_mode`` and ``env_config``,
-            a dict of the env's config fields (as stored in datasets; None for defaults).
-        make_expert: Builds the data-collection policy for a given env.
-        is_success: Success test on (state, goal) arrays.
-        default_episode_steps: Episode length used for data collection.
-    """
-
-    name: str
-    gym_id: str
-    make: Callable[..., gym.Env]
-    make_expert: Callable[[gym.Env], Policy]
-    is_success: Callable[[np.ndarray, np.ndarray], bool]
-    default_episode_steps: int
-
-
-def _make_two_room(
-    obs_mode: str = "pixels", env_config: Mapping[str, Any] | None = None, **kwargs: Any
-) -> gym.Env:
-    try:
-        config = TwoRoomConfig(**env_config) if env_config else None
-    except TypeError as error:
-        raise ValueError(f"invalid Two-Room env_config {dict(env_config or {})}: {error}") from None
-    return gym.make(TWO_ROOM_ID, obs_mode=obs_mode, config=config, **kwargs)
-
-
-def _make_two_room_expert(env: gym.Env) -> TwoRoomExpert:
-    return TwoRoomExpert(env.unwrapped.config)
-
-
 ENV_SPECS: dict[str, EnvSpec] = {
     "tworoom": EnvSpec(
         name="tworoom",
-        gym_id=TWO_ROOM_ID,
-        make=_make_two_room,
-        make_expert=_make_two_room_expert,
-        is_success=TwoRoomEnv.is_success,
+        gym_id="lewm_mpc/TwoRoom-v0",
+        module="lewm_mpc.envs.two_room",
+        entry_point="lewm_mpc.envs.two_room:TwoRoomEnv",
+        max_episode_steps=100,
         default_episode_steps=100,
     ),
+    "reacher": EnvSpec(
+        name="reacher",
+        gym_id="lewm_mpc/Reacher-v0",
+        module="lewm_mpc.envs.reacher",
+        entry_point="lewm_mpc.envs.reacher:ReacherEnv",
+        max_episode_steps=200,
+        default_episode_steps=200,
+        extra="reacher",
+    ),
+    "cube": EnvSpec(
+        name="cube",
+        gym_id="lewm_mpc/Cube-v0",
+        module="lewm_mpc.envs.cube",
+        entry_point="lewm_mpc.envs.cube:CubeEnv",
+        max_episode_steps=200,
+        default_episode_steps=200,
+        extra="cube",
+    ),
 }
+for _spec in ENV_SPECS.values():
+    _spec.register()
 
 
 def _normalize(name: str) -> str:

@@ -8,6 +8,7 @@ top of the arena (y = 1). The agent collides as an axis-aligned square of half-s
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -354,3 +355,27 @@ class TwoRoomEnv(gym.Env):
             "success": distance < self.config.success_radius,
             "distance": distance,
         }
+
+
+# ------------------------------------------------------------- EnvSpec module contract
+def make_env(
+    obs_mode: str = "pixels", env_config: Mapping[str, Any] | None = None, **kwargs: Any
+) -> gym.Env:
+    """``gym.make`` of Two-Room with optional config-field overrides (see ``EnvSpec``)."""
+    try:
+        config = TwoRoomConfig(**env_config) if env_config else None
+    except TypeError as error:
+        raise ValueError(f"invalid Two-Room env_config {dict(env_config or {})}: {error}") from None
+    return gym.make("lewm_mpc/TwoRoom-v0", obs_mode=obs_mode, config=config, **kwargs)
+
+
+def make_expert(env: gym.Env) -> Any:
+    """The noisy scripted expert (a ``Policy``) for a Two-Room env."""
+    from lewm_mpc.envs.two_room_expert import TwoRoomExpert
+
+    return TwoRoomExpert(env.unwrapped.config)
+
+
+def is_success(state: np.ndarray, goal: np.ndarray) -> bool:
+    """Agent within the default success radius of the goal."""
+    return TwoRoomEnv.is_success(state, goal)

@@ -4,6 +4,7 @@ from lewm_mpc.planners.base import Optimized, Planner, PlannerConfig
 from lewm_mpc.planners.cem import CEM, CEMConfig
 from lewm_mpc.planners.gradient import GradientConfig, GradientPlanner
 from lewm_mpc.planners.mppi import MPPI, MPPIConfig
+from lewm_mpc.planners.presets import build_planner, load_preset
 
 __all__ = [
     "CEM",
@@ -15,4 +16,6 @@ __all__ = [
     "Optimized",
     "Planner",
     "PlannerConfig",
+    "build_planner",
+    "load_preset",
 ]

@@ -1,8 +1,7 @@
 """Cross-entropy method over action sequences (LeWorldModel's planner), with iCEM's options.
 
 Also home of the pieces other update rules reuse: :func:`cem_search` (the whole CEM loop, run on
-behalf of any planner, e.g. to initialize gradient restarts), :class:`BestSoFar` (anytime
-best-candidate tracking) and :func:`colored_noise`.
+behalf of any planner, e.g. to initialize gradient restarts) and :func:`colored_noise`.
 """
 
 from __future__ import annotations
@@ -12,8 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lewm_mpc.energies import ObjectiveValue
-from lewm_mpc.planners.base import Optimized, Planner, PlannerConfig
+from lewm_mpc.planners.base import BestSoFar, Optimized, Planner, PlannerConfig
 
 
 @dataclass(frozen=True)
@@ -209,93 +207,3 @@ def colored_noise(shape: tuple[int, ...], beta: float, generator: torch.Generato
     weight = torch.where(real_only, torch.ones_like(scale), 2 * torch.ones_like(scale))
     variance = (weight * (scale_real.pow(2) + scale_imag.pow(2))).sum() / steps**2
     return signal / variance.sqrt()
-
-
-class BestSoFar:
-    """Best candidate ever scored per env (feasibility first, then energy), and its history.
-
-    Every planner returns this anytime result, so more iterations never return a worse plan.
-
-    Args:
-        planner: supplies the feasible-first ranking and comparison.
-    """
-
-    def __init__(self, planner: Planner) -> None:
-        self._planner = planner
-        self.actions: torch.Tensor | None = None  # (B, H, block*A)
-        self.latents: torch.Tensor | None = None  # (B, H+1, D)
-        self.value: ObjectiveValue | None = None  # (B,) tensors
-        self.history: list[torch.Tensor] = []  # (B,) best total after each update
-
-    @classmethod
-    def starting_from(cls, planner: Planner, found: Optimized) -> BestSoFar:
-        """A tracker that already holds ``found`` (its best plan and history)."""
-        best = cls(planner)
-        best.actions, best.latents, best.value = found.actions, found.latents, found.value
-        best.history = list(found.history)
-        return best
-
-    def update(
-        self,
-        candidates: torch.Tensor,
-        latents: torch.Tensor,
-        value: ObjectiveValue,
-        order: torch.Tensor | None = None,
-    ) -> None:
-        """Consider this iteration's best candidate.
-
-        Args:
-            candidates: (B, S, H, block*A) scored plans.
-            latents: (B, S, H+1, D) their latents.
-            value: their objective, (B, S) tensors.
-            order: (B, S) ranking from ``planner._ranking(value)`` if already computed.
-        """
-        if order is None:
-            order = self._planner._ranking(value)
-        rows = torch.arange(candidates.shape[0], device=candidates.device)
-        top = order[:, 0]  # (B,)
-        current = _select(value, rows, top)
-        if self.value is None or self.actions is None or self.latents is None:
-            self.actions, self.latents, self.value = (
-                candidates[rows, top],
-                latents[rows, top],
-                current,
-            )
-        else:
-            improved = self._planner._better(current, self.value)  # (B,)
-            self.actions = torch.where(improved[:, None, None], candidates[rows, top], self.actions)
-            self.latents = torch.where(improved[:, None, None], latents[rows, top], self.latents)
-            self.value = _merge(improved, current, self.value)
-        self.history.append(self.value.total)
-
-    def result(self, mean: torch.Tensor, iterations: int, energy_evals: int) -> Optimized:
-        """Package the best plan; ``mean`` (B, H, block*A) is what the warm start shifts."""
-        if self.value is None or self.actions is None or self.latents is None:
-            raise RuntimeError("BestSoFar.result called before any update")
-        return Optimized(
-            actions=self.actions,
-            latents=self.latents,
-            value=self.value,
-            mean=mean,
-            history=torch.stack(self.history),
-            iterations=iterations,
-            energy_evals=energy_evals,
-        )
-
-
-def _select(value: ObjectiveValue, rows: torch.Tensor, index: torch.Tensor) -> ObjectiveValue:
-    """Pick one candidate per env: (B, S) tensors -> (B,)."""
-    return ObjectiveValue(
-        value.total[rows, index],
-        value.violation[rows, index],
-        {name: term[rows, index] for name, term in value.terms.items()},
-    )
-
-
-def _merge(mask: torch.Tensor, new: ObjectiveValue, old: ObjectiveValue) -> ObjectiveValue:
-    """Per-env choice between two (B,) evaluations."""
-    return ObjectiveValue(
-        torch.where(mask, new.total, old.total),
-        torch.where(mask, new.violation, old.violation),
-        {name: torch.where(mask, new.terms[name], old.terms[name]) for name in new.terms},
-    )

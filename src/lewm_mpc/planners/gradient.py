@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 import torch
 
 from lewm_mpc.energies import Guardrail, ObjectiveValue
-from lewm_mpc.planners.base import Optimized, Planner, PlannerConfig
-from lewm_mpc.planners.cem import BestSoFar, CEMConfig, cem_search
+from lewm_mpc.planners.base import BestSoFar, Optimized, Planner, PlannerConfig
+from lewm_mpc.planners.cem import CEMConfig, cem_search
 from lewm_mpc.types import Energy, LatentWorldModel
 
 _BETAS = (0.9, 0.999)  # Adam's moment decay rates

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from lewm_mpc.energies import ObjectiveValue
-from lewm_mpc.planners.base import Optimized, Planner, PlannerConfig
-from lewm_mpc.planners.cem import BestSoFar
+from lewm_mpc.planners.base import BestSoFar, Optimized, Planner, PlannerConfig
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,81 @@
+"""How an environment is described to the rest of the package: the ``EnvSpec`` contract.
+
+Each environment lives in its own module, which provides three module-level functions:
+
+- ``make_env(obs_mode="pixels", env_config=None, **kwargs) -> gym.Env`` (with its time limit;
+  ``env_config`` is a dict of the env's config fields, as stored in datasets);
+- ``make_expert(env) -> Policy``, the data-collection policy;
+- ``is_success(state, goal) -> bool``, the success test on env states.
+
+A spec names that module instead of importing it, so the registry lists every environment
+without importing optional dependencies; using one whose extra is missing raises an
+``ImportError`` that names the extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from lewm_mpc.types import Policy
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """How to build, drive and score one environment.
+
+    Attributes:
+        name: registry key, e.g. ``"tworoom"``.
+        gym_id: registered gymnasium id.
+        module: module providing ``make_env``, ``make_expert`` and ``is_success``.
+        entry_point: gymnasium entry point (``"module:Class"``).
+        max_episode_steps: time limit of the registered env.
+        default_episode_steps: episode length used for data collection.
+        extra: pip extra holding the env's optional dependencies (None: core only).
+    """
+
+    name: str
+    gym_id: str
+    module: str
+    entry_point: str
+    max_episode_steps: int
+    default_episode_steps: int
+    extra: str | None = None
+
+    def _load(self) -> ModuleType:
+        try:
+            return importlib.import_module(self.module)
+        except ImportError as error:
+            hint = f"pip install 'lewm-mpc[{self.extra}]'" if self.extra else "reinstall lewm-mpc"
+            raise ImportError(
+                f"environment {self.name!r} needs optional dependencies ({error}); {hint}"
+            ) from None
+
+    def make(
+        self, obs_mode: str = "pixels", env_config: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> gym.Env:
+        """Build the env with pixel or state observations and optional config overrides."""
+        return self._load().make_env(obs_mode=obs_mode, env_config=env_config, **kwargs)
+
+    def make_expert(self, env: gym.Env) -> Policy:
+        """The data-collection policy for ``env``."""
+        return self._load().make_expert(env)
+
+    def is_success(self, state: np.ndarray, goal: np.ndarray) -> bool:
+        """The env's success test on (state, goal)."""
+        return bool(self._load().is_success(state, goal))
+
+    def register(self) -> None:
+        """Register with gymnasium once (re-imports do not re-register or warn)."""
+        if self.gym_id not in gym.registry:
+            gym.register(
+                id=self.gym_id,
+                entry_point=self.entry_point,
+                max_episode_steps=self.max_episode_steps,
+            )
