@@ -39,6 +39,15 @@ ENV_SPECS: dict[str, EnvSpec] = {
         default_episode_steps=200,
         extra="reacher",
     ),
+    "pusht": EnvSpec(
+        name="pusht",
+        gym_id="lewm_mpc/PushT-v0",
+        module="lewm_mpc.envs.pusht",
+        entry_point="lewm_mpc.envs.pusht:PushTEnv",
+        max_episode_steps=300,
+        default_episode_steps=200,
+        extra="pusht",
+    ),
     "cube": EnvSpec(
         name="cube",
         gym_id="lewm_mpc/Cube-v0",

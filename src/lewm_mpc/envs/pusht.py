@@ -1,0 +1,411 @@
+"""PushT: push a T-shaped block to a goal pose with a round agent (gym-pusht's pymunk physics).
+
+The simulator is gym-pusht's ``PushTEnv`` (pinned ``gym-pusht==0.1.8``), used by composition: its
+world (512 x 512 px, walls, a kinematic agent disk of radius 15 tracking a target with a PD
+controller, a dynamic T block), its control step (10 Hz, 10 physics substeps), its coverage and
+its drawing code. On top of it this module adds relative actions, a goal that is a full state,
+pose-based success, a Markov state vector and 64 px observations without gym-pusht's fixed goal.
+
+Coordinates are gym-pusht's pixels: x to the right, y down (image row = y), angles in radians.
+State layout (float64, ``STATE_DIM = 10``)::
+
+    [agent_x, agent_y, block_x, block_y, block_angle,          # the pose, as gym-pusht's state
+     agent_vx, agent_vy, block_vx, block_vy, block_angular_velocity]
+
+``block_x, block_y`` is the block body's origin (where the T's bar meets its stem), as in
+gym-pusht; the angle is wrapped to [-pi, pi); the block velocity is that of its centre of gravity.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from lewm_mpc.envs import ENV_SPECS
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame prints a banner on import
+try:
+    import cv2
+    import pygame
+    from gym_pusht.envs import pusht as gym_pusht
+    from gym_pusht.envs.pymunk_override import DrawOptions
+except ImportError as error:  # pragma: no cover - exercised only without the extra
+    raise ImportError(f"PushT needs gym-pusht ({error}): pip install 'lewm-mpc[pusht]'") from error
+
+STATE_DIM = 10
+POSE_DIM = 5  # agent xy, block xy, block angle
+WORLD_SIZE = 512  # gym-pusht's world and drawing surface, in px
+AGENT_RADIUS = 15.0  # gym-pusht's agent disk
+AGENT_LOW, AGENT_HIGH = 22.0, 489.0  # agent centre range inside the walls (faces at 7 and 504)
+SUCCESS_DISTANCE = 20.0  # px, on the stacked (agent xy, block xy) error
+SUCCESS_ANGLE = math.pi / 9  # rad, on the wrapped block angle error
+# The T in the block frame (gym-pusht's add_tee, scale 30), boxes as (cx, cy, half_w, half_h).
+TEE_BOXES = np.array([[0.0, 15.0, 60.0, 15.0], [0.0, 75.0, 15.0, 45.0]])  # bar, stem
+TEE_OUTLINE = np.array(
+    [[-60, 0], [60, 0], [60, 30], [15, 30], [15, 120], [-15, 120], [-15, 30], [-60, 30]], float
+)  # (8, 2) counter-clockwise on screen (y down)
+
+
+@dataclass(frozen=True)
+class PushTConfig:
+    """Action scale, success thresholds and rendering of the PushT environment.
+
+    Attributes:
+        image_size: Side of the square pixel observation.
+        action_scale: Offset of the agent's PD target from the agent at ``|action| = 1``, px.
+        success_distance: Success needs ``||(agent xy, block xy) - goal's||`` (the norm of the
+            stacked 4-vector) below this, px.
+        success_angle: ... and the wrapped block angle error below this, rad.
+    """
+
+    image_size: int = 64
+    action_scale: float = 40.0
+    success_distance: float = SUCCESS_DISTANCE
+    success_angle: float = SUCCESS_ANGLE
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.image_size, int) or self.image_size < 16:
+            raise ValueError(f"image_size must be an int >= 16, got {self.image_size!r}")
+        if not (np.isfinite(self.action_scale) and 0 < self.action_scale <= 200):
+            raise ValueError(f"action_scale must be in (0, 200] px, got {self.action_scale!r}")
+        if not (np.isfinite(self.success_distance) and self.success_distance > 0):
+            raise ValueError(
+                f"success_distance must be a positive finite number, got {self.success_distance!r}"
+            )
+        if not 0 < self.success_angle <= math.pi:
+            raise ValueError(f"success_angle must be in (0, pi], got {self.success_angle!r}")
+
+
+# ------------------------------------------------------------------------ geometry helpers
+def wrap_angle(angle: np.ndarray | float) -> np.ndarray:
+    """Wraps angles to [-pi, pi)."""
+    return (np.asarray(angle, dtype=np.float64) + np.pi) % (2 * np.pi) - np.pi
+
+
+def pose_error(state: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Position error ``||(agent xy, block xy) - goal's||`` and wrapped angle error, px and rad.
+
+    ``state`` and ``goal`` are (..., 5) poses or (..., 10) states (broadcast); only the pose is
+    compared.
+    """
+    state, goal = np.asarray(state, np.float64), np.asarray(goal, np.float64)
+    if state.shape[-1] not in (POSE_DIM, STATE_DIM) or goal.shape[-1] not in (POSE_DIM, STATE_DIM):
+        raise ValueError(
+            f"state and goal must end in {POSE_DIM} (pose) or {STATE_DIM} (state), "
+            f"got {state.shape} and {goal.shape}"
+        )
+    distance = np.linalg.norm(state[..., :4] - goal[..., :4], axis=-1)
+    angle_error = np.abs(wrap_angle(state[..., 4] - goal[..., 4]))
+    return distance, angle_error
+
+
+def rotate(vectors: np.ndarray, angle: float) -> np.ndarray:
+    """Rotates (..., 2) vectors by ``angle`` (pymunk's convention: x toward y)."""
+    cos, sin = math.cos(angle), math.sin(angle)
+    x, y = vectors[..., 0], vectors[..., 1]
+    return np.stack([cos * x - sin * y, sin * x + cos * y], -1)
+
+
+def world_to_block(state: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """World points (N, 2) expressed in the block frame of ``state`` (N, 2)."""
+    return rotate(np.asarray(points, np.float64) - state[2:4], -state[4])
+
+
+def block_to_world(state: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Block-frame points (N, 2) of ``state`` in world coordinates (N, 2)."""
+    return rotate(np.asarray(points, np.float64), state[4]) + state[2:4]
+
+
+def tee_distance(local_points: np.ndarray) -> np.ndarray:
+    """Distance (N,) from block-frame points (N, 2) to the T (0 inside it)."""
+    offset = np.abs(local_points[:, None, :] - TEE_BOXES[None, :, :2]) - TEE_BOXES[None, :, 2:]
+    return np.linalg.norm(np.maximum(offset, 0.0), axis=-1).min(axis=1)  # (N, 2 boxes) -> (N,)
+
+
+def sample_state(rng: np.random.Generator) -> np.ndarray:
+    """A random state at rest, float64 (10,): gym-pusht's ranges (agent xy in [50, 450], block
+    xy in [100, 400], angle uniform), rejecting agents that touch the block."""
+    while True:
+        state = np.zeros(STATE_DIM)
+        state[:2] = rng.uniform(50.0, 450.0, size=2)
+        state[2:4] = rng.uniform(100.0, 400.0, size=2)
+        state[4] = rng.uniform(-np.pi, np.pi)
+        if tee_distance(world_to_block(state, state[None, :2]))[0] > AGENT_RADIUS + 5.0:
+            return state
+
+
+# ---------------------------------------------------------------------------------- env
+class PushTEnv(gym.Env):
+    """Push the T block (and bring the agent) to a goal state; gymnasium API.
+
+    Actions are relative: the agent's PD target is ``agent xy + action_scale * clip(action)``,
+    clipped to the workspace, held for one 0.1 s control step (10 physics substeps). Observations
+    are 64 px frames of the agent and the block (``obs_mode="pixels"``; gym-pusht's fixed green
+    goal T is not drawn) or the state vector as float32 (``obs_mode="state"``). The goal is a
+    full state (``goal_state``, ``info["goal"]``); its image is ``render_state(goal)``.
+
+    The state vector is Markov: every step rebuilds gym-pusht's pymunk space from it (fresh
+    contact cache and broadphase), so ``set_state(get_state())`` reproduces a trajectory
+    exactly. The price: contact impulses are not warm-started across control steps.
+
+    Args:
+        config: Environment configuration; defaults to ``PushTConfig()``.
+        obs_mode: ``"pixels"`` or ``"state"``.
+        render_mode: ``None`` or ``"rgb_array"``.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        config: PushTConfig | None = None,
+        obs_mode: str = "pixels",
+        render_mode: str | None = None,
+    ) -> None:
+        self.config = PushTConfig() if config is None else config
+        if obs_mode not in ("pixels", "state"):
+            raise ValueError(f"obs_mode must be 'pixels' or 'state', got {obs_mode!r}")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.obs_mode = obs_mode
+        self.render_mode = render_mode
+        size = self.config.image_size
+        if obs_mode == "pixels":
+            self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+        else:
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        # Instance-bound success tests with this config's thresholds (shadow the static ones).
+        thresholds = {
+            "success_distance": self.config.success_distance,
+            "success_angle": self.config.success_angle,
+        }
+        self.is_success = functools.partial(PushTEnv.is_success, **thresholds)
+        self.is_success_batch = functools.partial(PushTEnv.is_success_batch, **thresholds)
+        self._sim = gym_pusht.PushTEnv(obs_type="state", render_mode="rgb_array")
+        self._sim._setup()  # builds the pymunk space (walls, agent, block)
+        self._screen = pygame.Surface((WORLD_SIZE, WORLD_SIZE), depth=32)
+        self._draw_options = DrawOptions(self._screen)
+        shifts = self._screen.get_shifts()[:3]  # bit offsets of R, G, B in a pixel word
+        byte = [shift // 8 if sys.byteorder == "little" else 3 - shift // 8 for shift in shifts]
+        self._rgb_bytes = np.array(byte)
+        self._state: np.ndarray | None = None
+        self._goal: np.ndarray | None = None
+
+    # ----------------------------------------------------------------------------- gym API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Starts an episode; ``options`` may set ``"state"`` and/or ``"goal"`` (full states,
+        or 5-d poses meaning at rest). By default both are random (``sample_state``)."""
+        super().reset(seed=seed)
+        options = {} if options is None else dict(options)
+        unknown = set(options) - {"state", "goal"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; known: ['goal', 'state']")
+        if options.get("state") is not None:
+            self.set_state(options["state"])
+        else:
+            self._state = sample_state(self.np_random)
+        if options.get("goal") is not None:
+            self.set_goal(options["goal"])
+        else:
+            self._goal = sample_state(self.np_random)
+        self._load(self._state)
+        return self._observation(), self._info(self._sim._get_coverage())
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Moves the agent's PD target by ``action_scale * clip(action, -1, 1)``; one 0.1 s step."""
+        if self._state is None or self._goal is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (2,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be a finite array of shape (2,), got {action!r}")
+        target = self._state[:2] + self.config.action_scale * np.clip(action, -1.0, 1.0)
+        target = np.clip(target, AGENT_LOW, AGENT_HIGH)
+        self._load(self._state)
+        _, _, _, _, sim_info = self._sim.step(target)  # PD control + physics + coverage
+        self._state = self._read()
+        info = self._info(float(sim_info["coverage"]))
+        return self._observation(), float(info["success"]), False, False, info
+
+    def render(self) -> np.ndarray | None:
+        """The current frame at ``image_size`` if ``render_mode == "rgb_array"``, else None."""
+        if self.render_mode != "rgb_array" or self._state is None:
+            return None
+        return self.render_state(self._state)
+
+    # ------------------------------------------------------------------------ state access
+    def get_state(self) -> np.ndarray:
+        """The full state, float64 (10,) copy (layout in the module docstring)."""
+        if self._state is None:
+            raise RuntimeError("call reset() before get_state()")
+        return self._state.copy()
+
+    def set_state(self, state: np.ndarray) -> None:
+        """Sets the full state ((10,), or a (5,) pose at rest); ValueError for a bad shape/NaN."""
+        self._state = self._validated(state, "state")
+
+    @property
+    def goal_state(self) -> np.ndarray:
+        """The goal state, float64 (10,) copy."""
+        if self._goal is None:
+            raise RuntimeError("call reset() before goal_state")
+        return self._goal.copy()
+
+    def set_goal(self, goal: np.ndarray) -> None:
+        """Sets the goal state (same validation as ``set_state``)."""
+        self._goal = self._validated(goal, "goal")
+
+    def render_state(self, state: np.ndarray, size: int | None = None) -> np.ndarray:
+        """Renders the agent and the block at ``state`` (no goal drawn), uint8 (size, size, 3).
+
+        gym-pusht's drawing code (pygame) at its native 512 px, box-averaged down to ``size``
+        by repeated exact 2x halving (so the image is anti-aliased: about 1/8 px resolution at
+        64 px). The current episode is not disturbed (every step rebuilds the simulator from the
+        state vector).
+        """
+        size = self.config.image_size if size is None else int(size)
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self._place_bodies(self._validated(state, "state"))
+        self._screen.fill((255, 255, 255))
+        self._sim.space.debug_draw(self._draw_options)
+        # Zero-copy view of the 32-bit surface: (x, y) words, transposed to rows = y.
+        frame = np.asarray(self._screen.get_view("2")).T.view(np.uint8)
+        frame = frame.reshape(WORLD_SIZE, WORLD_SIZE, 4)  # (H, W, 4) bytes in surface order
+        while frame.shape[0] >= 2 * size:  # bilinear at exactly 1/2 = mean of 2x2 blocks
+            half = frame.shape[0] // 2
+            frame = cv2.resize(frame, (half, half), interpolation=cv2.INTER_LINEAR)
+        if frame.shape[0] != size:
+            interpolation = cv2.INTER_AREA if size < frame.shape[0] else cv2.INTER_LINEAR
+            frame = cv2.resize(frame, (size, size), interpolation=interpolation)
+        return frame[..., self._rgb_bytes]  # fancy indexing: a new (size, size, 3) array
+
+    @staticmethod
+    def is_success(
+        state: np.ndarray,
+        goal: np.ndarray,
+        success_distance: float = SUCCESS_DISTANCE,
+        success_angle: float = SUCCESS_ANGLE,
+    ) -> bool:
+        """Whether the pose error of ``state`` to ``goal`` is within both thresholds.
+
+        ``||(agent xy, block xy) - goal's|| < success_distance`` (one norm of the 4-vector) and
+        wrapped block angle error ``< success_angle``. Velocities are ignored. On an instance the
+        thresholds default to that instance's config.
+        """
+        state, goal = np.asarray(state), np.asarray(goal)
+        if state.ndim != 1 or goal.ndim != 1:
+            raise ValueError(f"state and goal must be 1-d, got {state.shape} and {goal.shape}")
+        distance, angle_error = pose_error(state, goal)
+        return bool(distance < success_distance and angle_error < success_angle)
+
+    @staticmethod
+    def is_success_batch(
+        states: np.ndarray,
+        goals: np.ndarray,
+        success_distance: float = SUCCESS_DISTANCE,
+        success_angle: float = SUCCESS_ANGLE,
+    ) -> np.ndarray:
+        """Vectorized ``is_success`` over (..., 5 or 10) arrays (broadcast); returns bool (...)."""
+        distance, angle_error = pose_error(states, goals)
+        return (distance < success_distance) & (angle_error < success_angle)
+
+    # ---------------------------------------------------------------------------- helpers
+    def _validated(self, value: np.ndarray, name: str) -> np.ndarray:
+        array = np.array(value, dtype=np.float64)  # copy: never alias the caller's array
+        if array.shape not in ((STATE_DIM,), (POSE_DIM,)):
+            raise ValueError(
+                f"{name} must have shape ({STATE_DIM},) (full state) or ({POSE_DIM},) (pose at "
+                f"rest), got {array.shape}"
+            )
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{name} must be finite, got {array}")
+        state = np.zeros(STATE_DIM)
+        state[: array.size] = array
+        state[4] = wrap_angle(state[4])
+        return state
+
+    def _place_bodies(self, state: np.ndarray) -> None:
+        """Puts gym-pusht's bodies at ``state`` (angle before position: the block rotates about
+        its centre of gravity, so this order puts its origin at ``block xy``)."""
+        agent, block = self._sim.agent, self._sim.block
+        agent.position = (state[0], state[1])
+        agent.velocity = (state[5], state[6])
+        block.angle = state[4]
+        block.position = (state[2], state[3])
+        block.velocity = (state[7], state[8])
+        block.angular_velocity = state[9]
+        for shape in (*agent.shapes, *block.shapes):
+            shape.cache_bb()  # debug drawing reads the shapes' cached world geometry
+
+    def _load(self, state: np.ndarray) -> None:
+        """Rebuilds the simulator at ``state``: a fresh pymunk space, then the bodies."""
+        self._sim._setup()
+        assert self._goal is not None
+        self._sim.goal_pose = self._goal[2:5].copy()  # gym-pusht's coverage is against this
+        self._place_bodies(state)
+
+    def _read(self) -> np.ndarray:
+        agent, block = self._sim.agent, self._sim.block
+        return np.array(
+            [*agent.position, *block.position, wrap_angle(block.angle), *agent.velocity,
+             *block.velocity, block.angular_velocity],
+            dtype=np.float64,
+        )  # fmt: skip
+
+    def _observation(self) -> np.ndarray:
+        if self.obs_mode == "pixels":
+            return self.render_state(self._state)
+        return self._state.astype(np.float32)
+
+    def _info(self, coverage: float) -> dict[str, Any]:
+        distance, angle_error = pose_error(self._state, self._goal)
+        success = bool(
+            distance < self.config.success_distance and angle_error < self.config.success_angle
+        )
+        return {
+            "state": self._state.copy(),
+            "goal": self._goal.copy(),
+            "success": success,
+            "distance": float(distance),
+            "angle_error": float(angle_error),
+            "coverage": coverage,  # gym-pusht's: block/goal-T overlap area over the T's area
+            "iou": coverage / (2.0 - coverage),  # the two T's have the same area
+        }
+
+
+# ------------------------------------------------------------- EnvSpec module contract
+SPEC = ENV_SPECS["pusht"]  # the registry in lewm_mpc.envs is the single source
+
+
+def make_env(
+    obs_mode: str = "pixels", env_config: Mapping[str, Any] | None = None, **kwargs: Any
+) -> gym.Env:
+    """``gym.make`` of PushT with optional config-field overrides (see ``EnvSpec``)."""
+    try:
+        config = PushTConfig(**env_config) if env_config else None
+    except TypeError as error:
+        raise ValueError(f"invalid PushT env_config {dict(env_config or {})}: {error}") from None
+    return gym.make(SPEC.gym_id, obs_mode=obs_mode, config=config, **kwargs)
+
+
+def make_expert(env: gym.Env) -> Any:
+    """The scripted pusher (a ``Policy``) for a PushT env."""
+    from lewm_mpc.envs.pusht_expert import PushTExpert
+
+    return PushTExpert(env.unwrapped.config)
+
+
+def is_success(state: np.ndarray, goal: np.ndarray) -> bool:
+    """Pose within the default thresholds of the goal (20 px on the 4-vector, pi/9 rad)."""
+    return PushTEnv.is_success(state, goal)
