@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="dataset .h5 (validation split)")
     p.add_argument("--out", type=Path, default=None, help="JSON report path")
     p.add_argument("--video", type=Path, default=None, help="mp4/gif of the first pair")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     _add_eval_args(p, pairs=50)
     _add_planner_args(p)
 
@@ -148,7 +149,7 @@ def _evaluate(
     from lewm_mpc.render import write_episode_video
     from lewm_mpc.training import resolve_device
 
-    model = WorldModel.load(model_dir, resolve_device(getattr(args, "device", "auto")))
+    model = WorldModel.load(model_dir, resolve_device(args.device))
     dataset = EpisodeDataset.load(data)
     trained_on = model.metadata.get("env_id", dataset.meta.env_id)
     if trained_on != dataset.meta.env_id:
