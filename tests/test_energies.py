@@ -402,3 +402,35 @@ def test_guardrail_names_appear_in_plan_results():
     result = planner.plan(np.zeros(2, np.float32), np.array([0.5, 0.0], np.float32))
     assert set(result.terms) == {"task", "smooth", "pit"}
     assert result.feasible == (result.terms["pit"] == 0.0)
+
+
+def test_keep_out_substeps_catch_a_jump_over_the_box_between_predicted_steps():
+    from lewm_mpc.energies import KeepOutBox
+
+    identity = lambda z: z  # noqa: E731  (latents are positions here)
+    # Start left of the box, one predicted step lands right of it: the segment crosses the box.
+    latents = torch.tensor([[[0.0, 0.5], [1.0, 0.5]]])  # (S=1, H+1=2, D=2)
+    actions, goal = torch.zeros(1, 1, 2), torch.zeros(1, 2)
+    coarse = KeepOutBox(identity, (0.4, 0.4), (0.6, 0.6))
+    fine = KeepOutBox(identity, (0.4, 0.4), (0.6, 0.6), substeps=4)
+    assert coarse(latents, actions, goal).item() == 0.0  # only the endpoint is checked
+    # Interpolated points at 0.25, 0.5, 0.75, 1.0: only x = 0.5 is inside, 0.1 deep.
+    assert fine(latents, actions, goal).item() == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="substeps"):
+        KeepOutBox(identity, (0.4, 0.4), (0.6, 0.6), substeps=0)
+
+
+def test_probed_goal_distance_measures_through_the_probe():
+    from lewm_mpc.energies import ProbedGoalDistance
+
+    def probe(z):
+        return 2.0 * z[..., :1]  # (..., 1): a quantity read from the latent
+
+    latents = torch.tensor([[[0.0, 9.0], [0.5, 9.0], [1.0, 9.0]]])  # (1, H+1=3, D=2)
+    goal = torch.tensor([[1.0, -9.0]])  # probed goal = 2.0
+    actions = torch.zeros(1, 2, 2)
+    # Steps 1, 2 probe to 1.0, 2.0: d = (1.0, 0.0); terminal 0 + running 0.5 * mean(1.0).
+    energy = ProbedGoalDistance(probe, running_weight=0.5)(latents, actions, goal)
+    assert energy.item() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="running_weight"):
+        ProbedGoalDistance(probe, running_weight=-1.0)

@@ -39,6 +39,19 @@ def _check_probe(probe: LatentMap, size: int, owner: str) -> None:
         )
 
 
+def _init_box(region: KeepOutBox | StayInsideBox, owner: str) -> None:
+    """Validate and freeze a box region's corners, probe and substeps (shared by both boxes)."""
+    low, high = _vector(region.low, "low"), _vector(region.high, "high")
+    if len(low) != len(high) or not all(a < b for a, b in zip(low, high, strict=True)):
+        raise ValueError(f"{owner} needs low < high elementwise, got {low} and {high}")
+    _check_probe(region.probe, len(low), owner)
+    _check_substeps(region.substeps, owner)
+    object.__setattr__(region, "low", low)
+    object.__setattr__(region, "high", high)
+    bounds = torch.tensor([low, high], dtype=torch.float64)  # (2, P)
+    object.__setattr__(region, "_bounds", TensorCache(bounds))
+
+
 def _check_substeps(substeps: int, owner: str) -> None:
     if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
         raise ValueError(f"{owner}: substeps must be an int >= 1, got {substeps!r}")
@@ -96,17 +109,9 @@ class KeepOutBox(GuardrailEnergy):
     _bounds: TensorCache = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        low, high = _vector(self.low, "low"), _vector(self.high, "high")
-        if len(low) != len(high) or not all(a < b for a, b in zip(low, high, strict=True)):
-            raise ValueError(f"KeepOutBox needs low < high elementwise, got {low} and {high}")
+        _init_box(self, "KeepOutBox")
         if not (math.isfinite(self.margin) and self.margin >= 0):
             raise ValueError(f"KeepOutBox margin must be >= 0, got {self.margin}")
-        _check_probe(self.probe, len(low), "KeepOutBox")
-        _check_substeps(self.substeps, "KeepOutBox")
-        object.__setattr__(self, "low", low)
-        object.__setattr__(self, "high", high)
-        bounds = torch.tensor([low, high], dtype=torch.float64)  # (2, P)
-        object.__setattr__(self, "_bounds", TensorCache(bounds))
 
     def __call__(
         self, latents: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor
@@ -173,15 +178,7 @@ class StayInsideBox(GuardrailEnergy):
     _bounds: TensorCache = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        low, high = _vector(self.low, "low"), _vector(self.high, "high")
-        if len(low) != len(high) or not all(a < b for a, b in zip(low, high, strict=True)):
-            raise ValueError(f"StayInsideBox needs low < high elementwise, got {low} and {high}")
-        _check_probe(self.probe, len(low), "StayInsideBox")
-        _check_substeps(self.substeps, "StayInsideBox")
-        object.__setattr__(self, "low", low)
-        object.__setattr__(self, "high", high)
-        bounds = torch.tensor([low, high], dtype=torch.float64)  # (2, P)
-        object.__setattr__(self, "_bounds", TensorCache(bounds))
+        _init_box(self, "StayInsideBox")
 
     def __call__(
         self, latents: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor
