@@ -80,9 +80,13 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "val_every", "val_batches", "checkpoint_every"):
+        for name in ("steps", "val_every", "val_batches", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ValueError(
+                f"batch_size must be >= 2 (SIGReg compares samples), got {self.batch_size}"
+            )
         if self.num_frames < 2:
             raise ValueError(
                 f"num_frames must be >= 2 (a frame and its successor), got {self.num_frames}"
@@ -225,6 +229,8 @@ class Trainer:
         totals = {"val_loss": 0.0, "val_pred": 0.0, "val_sigreg": 0.0}
         count = 0
         for batch in self.val_sampler.iterate_epoch():
+            if batch.obs.shape[0] < 2:  # a 1-window remainder: SIGReg needs two samples
+                continue
             terms = self.model.loss(
                 self._to_device(batch.obs), self._to_device(batch.actions),
                 self.config.sigreg_weight, self.sigreg_config, gen,
@@ -235,7 +241,9 @@ class Trainer:
             count += 1
             if count >= self.config.val_batches:
                 break
-        return {k: v / max(count, 1) for k, v in totals.items()}
+        if count == 0:  # fewer than two validation windows: nothing to measure
+            return dict.fromkeys(totals, float("nan"))
+        return {k: v / count for k, v in totals.items()}
 
     # ---------------------------------------------------------------------- persistence
     def _identity(self) -> dict[str, Any]:
