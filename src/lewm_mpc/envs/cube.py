@@ -29,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from lewm_mpc.envs import ENV_SPECS
+from lewm_mpc.envs.spec import configure_spaces
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user chose a backend
 try:
@@ -161,18 +162,10 @@ class CubeEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         self.config = CubeConfig() if config is None else config
-        if obs_mode not in ("pixels", "state"):
-            raise ValueError(f"obs_mode must be 'pixels' or 'state', got {obs_mode!r}")
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.obs_mode = obs_mode
-        self.render_mode = render_mode
-        size = self.config.image_size
-        if obs_mode == "pixels":
-            self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
-        else:
-            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
+        configure_spaces(
+            self, obs_mode, render_mode, self.config.image_size,
+            gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32), 5,
+        )  # fmt: skip
         radius = self.config.success_radius
         self.is_success = functools.partial(CubeEnv.is_success, success_radius=radius)
         self.is_success_batch = functools.partial(CubeEnv.is_success_batch, success_radius=radius)
@@ -180,8 +173,8 @@ class CubeEnv(gym.Env):
         self.sim = _OGBenchScene(
             env_type="single",
             ob_type="pixels",  # OGBench's visual-cube colours (purple gripper, see-through arm)
-            width=size,
-            height=size,
+            width=self.config.image_size,
+            height=self.config.image_size,
             terminate_at_goal=False,
             mode="data_collection",  # random arm and cube on reset, no fixed evaluation tasks
             visualize_info=False,  # no target marker, no success colouring

@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 from lewm_mpc.envs import ENV_SPECS
+from lewm_mpc.envs.spec import configure_spaces
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame prints a banner on import
 try:
@@ -171,18 +172,10 @@ class PushTEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         self.config = PushTConfig() if config is None else config
-        if obs_mode not in ("pixels", "state"):
-            raise ValueError(f"obs_mode must be 'pixels' or 'state', got {obs_mode!r}")
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.obs_mode = obs_mode
-        self.render_mode = render_mode
-        size = self.config.image_size
-        if obs_mode == "pixels":
-            self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
-        else:
-            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        configure_spaces(
+            self, obs_mode, render_mode, self.config.image_size,
+            gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32), 2,
+        )  # fmt: skip
         # Instance-bound success tests with this config's thresholds (shadow the static ones).
         thresholds = {
             "success_distance": self.config.success_distance,

@@ -41,6 +41,7 @@ except ImportError as _error:  # pragma: no cover - exercised only without the e
     ) from _error
 
 from lewm_mpc.envs import ENV_SPECS
+from lewm_mpc.envs.spec import configure_spaces
 
 SUCCESS_TOLERANCE = 0.05  # rad, on every joint (reference threshold)
 LINK_LENGTHS = (0.12, 0.12)  # shoulder -> wrist, wrist -> fingertip centre (m), from the suite XML
@@ -134,6 +135,9 @@ def load_model() -> mujoco.MjModel:
     return model
 
 
+_STATE_HIGH = np.array([1.0, 1.0, 1.0, 1.0, np.inf, np.inf], dtype=np.float32)
+
+
 class ReacherEnv(gym.Env):
     """Two-link planar arm; reach a goal joint configuration (gymnasium API).
 
@@ -159,19 +163,10 @@ class ReacherEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         self.config = ReacherConfig() if config is None else config
-        if obs_mode not in ("pixels", "state"):
-            raise ValueError(f"obs_mode must be 'pixels' or 'state', got {obs_mode!r}")
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.obs_mode = obs_mode
-        self.render_mode = render_mode
-        size = self.config.image_size
-        if obs_mode == "pixels":
-            self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
-        else:
-            high = np.array([1.0, 1.0, 1.0, 1.0, np.inf, np.inf], dtype=np.float32)
-            self.observation_space = gym.spaces.Box(-high, high, (6,), np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        configure_spaces(
+            self, obs_mode, render_mode, self.config.image_size,
+            gym.spaces.Box(-_STATE_HIGH, _STATE_HIGH, (6,), np.float32), 2,
+        )  # fmt: skip
         # Instance-bound success tests with this config's tolerance (shadow the static defaults).
         tolerance = self.config.success_tolerance
         self.is_success = functools.partial(ReacherEnv.is_success, tolerance=tolerance)

@@ -79,3 +79,30 @@ class EnvSpec:
                 entry_point=self.entry_point,
                 max_episode_steps=self.max_episode_steps,
             )
+
+
+def configure_spaces(
+    env: gym.Env,
+    obs_mode: str,
+    render_mode: str | None,
+    image_size: int,
+    state_space: gym.spaces.Box,
+    action_dim: int,
+) -> None:
+    """Validate the modes and set the spaces every environment shares.
+
+    Sets ``env.obs_mode``, ``env.render_mode``, ``env.observation_space`` (uint8 pixels of
+    ``image_size`` or ``state_space``) and ``env.action_space`` ([-1, 1]^action_dim, float32).
+    """
+    if obs_mode not in ("pixels", "state"):
+        raise ValueError(f"obs_mode must be 'pixels' or 'state', got {obs_mode!r}")
+    if render_mode not in (None, *env.metadata["render_modes"]):
+        raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+    env.obs_mode = obs_mode
+    env.render_mode = render_mode
+    if obs_mode == "pixels":
+        pixels = (image_size, image_size, 3)
+        env.observation_space = gym.spaces.Box(0, 255, pixels, np.uint8)
+    else:
+        env.observation_space = state_space
+    env.action_space = gym.spaces.Box(-1.0, 1.0, (action_dim,), np.float32)

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from lewm_mpc.envs.spec import configure_spaces
+
 SUCCESS_RADIUS = 16 / 224  # reference threshold: 16 px of a 224 px arena
 _EPS = 1e-6  # geometric tolerance: touching the wall is allowed, overlapping it is not
 _BACKGROUND_RGB = np.array([235.0, 235.0, 235.0], dtype=np.float32)
@@ -219,18 +221,10 @@ class TwoRoomEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         self.config = TwoRoomConfig() if config is None else config
-        if obs_mode not in ("pixels", "state"):
-            raise ValueError(f"obs_mode must be 'pixels' or 'state', got {obs_mode!r}")
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.obs_mode = obs_mode
-        self.render_mode = render_mode
-        size = self.config.image_size
-        if obs_mode == "pixels":
-            self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
-        else:
-            self.observation_space = gym.spaces.Box(0.0, 1.0, (2,), np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        configure_spaces(
+            self, obs_mode, render_mode, self.config.image_size,
+            gym.spaces.Box(0.0, 1.0, (2,), np.float32), 2,
+        )  # fmt: skip
         # Instance-bound success tests with this config's radius (shadow the static defaults).
         radius = self.config.success_radius
         self.is_success = functools.partial(TwoRoomEnv.is_success, success_radius=radius)
