@@ -10,19 +10,24 @@ from lewm_mpc.envs.two_room import TwoRoomConfig, room_of, sample_free_position
 class TwoRoomExpert:
     """Goes to random targets anywhere in the arena, through the door when needed, noisily.
 
-    For each target it samples a speed scale in [0.5, 1]. If the target is in the other room it
+    With probability ``edge_target_prob`` a target is moved against the walls of its room (one
+    coordinate, or both: a corner), so the data also covers the states along walls and in corners
+    that goal-directed motion through the interior rarely visits (an encoder never shown them
+    misplaces them, which breaks probes and guardrails there). For each target it samples a speed
+    scale in [0.5, 1]. If the target is in the other room it
     heads for a waypoint just before the door until it is level with the door gap, then for a
     waypoint just after the door, then for the target. Actions are proportional control toward
     the current waypoint plus Gaussian noise; with probability ``random_action_prob`` per step it
     starts a burst of 3-10 uniformly random actions. A new target is drawn within
-    ``target_tolerance`` of the current one. All randomness comes from the generator given to
-    ``reset``.
+    ``target_tolerance`` of the current one (wall targets: see ``edge_target_prob``). All
+    randomness comes from the generator given to ``reset``.
 
     Args:
         config: Geometry of the environment being driven.
         noise_std: Standard deviation of the Gaussian action noise.
         random_action_prob: Per-step probability of starting a random-action burst.
         target_tolerance: Distance at which a target counts as reached.
+        edge_target_prob: Probability that a target is pushed against its room's walls.
     """
 
     def __init__(
@@ -31,22 +36,29 @@ class TwoRoomExpert:
         noise_std: float = 0.3,
         random_action_prob: float = 0.1,
         target_tolerance: float = 0.05,
+        edge_target_prob: float = 0.3,
     ) -> None:
         if not (np.isfinite(noise_std) and noise_std >= 0):
             raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
-        if not 0.0 <= random_action_prob <= 1.0:
-            raise ValueError(f"random_action_prob must be in [0, 1], got {random_action_prob!r}")
+        for name, prob in (
+            ("random_action_prob", random_action_prob),
+            ("edge_target_prob", edge_target_prob),
+        ):
+            if not 0.0 <= prob <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {prob!r}")
         if not target_tolerance > 0:
             raise ValueError(f"target_tolerance must be > 0, got {target_tolerance!r}")
         self.config = config
         self.noise_std = float(noise_std)
         self.random_action_prob = float(random_action_prob)
         self.target_tolerance = float(target_tolerance)
+        self.edge_target_prob = float(edge_target_prob)
         # Level with the door: the agent square fits in the gap with a margin.
         self._door_band = config.door_width / 2 - config.agent_radius - 0.25 * config.agent_radius
         self._door_offset = config.wall_thickness / 2 + config.agent_radius + 0.05
         self._rng: np.random.Generator | None = None
         self._target: np.ndarray | None = None
+        self._tolerance = self.target_tolerance
         self._speed_scale = 1.0
         self._burst_left = 0
 
@@ -67,8 +79,8 @@ class TwoRoomExpert:
                 self._burst_left = int(rng.integers(3, 11))
             self._burst_left -= 1
             return rng.uniform(-1.0, 1.0, size=2).astype(np.float32)
-        if self._target is None or np.linalg.norm(self._target - pos) < self.target_tolerance:
-            self._target = sample_free_position(self.config, rng)
+        if self._target is None or np.linalg.norm(self._target - pos) < self._tolerance:
+            self._target, self._tolerance = self._sample_target(rng)
             self._speed_scale = float(rng.uniform(0.5, 1.0))
         delta = self._waypoint(pos) - pos
         distance = float(np.linalg.norm(delta))
@@ -76,6 +88,25 @@ class TwoRoomExpert:
         action = self._speed_scale * delta / max(distance, self.config.speed)
         action = action + self.noise_std * rng.standard_normal(2)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    def _sample_target(self, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        """A target and its tolerance: a free position or, with ``edge_target_prob``, one moved
+        against its room's walls and reached to within a third of a step (so the agent touches
+        the wall instead of turning ``target_tolerance`` away from it)."""
+        target = sample_free_position(self.config, rng)
+        if rng.random() >= self.edge_target_prob:
+            return target, self.target_tolerance
+        c = self.config
+        room_x = (
+            (c.agent_radius, c.wall_left - c.agent_radius)
+            if room_of(target) == 0
+            else (c.wall_right + c.agent_radius, 1.0 - c.agent_radius)
+        )
+        limits = (room_x, (c.agent_radius, 1.0 - c.agent_radius))  # agent-centre range per axis
+        axes = (0, 1) if rng.random() < 0.3 else (int(rng.integers(2)),)  # a corner or one wall
+        for axis in axes:
+            target[axis] = limits[axis][int(rng.integers(2))]
+        return target, min(self.target_tolerance, self.config.speed / 3)
 
     def _waypoint(self, pos: np.ndarray) -> np.ndarray:
         """The point to head for now: the target, or a door waypoint if it is in the other room."""
