@@ -132,13 +132,30 @@ def main(args: Args) -> dict:
     result = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()},
         "probe": {"kind": args.probe, "r2": probe.r2_mean, "fit_seconds": round(probe_seconds, 2)},
-        "rows": rows,
+        "rows": _merged(args, rows),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "tworoom_guardrails.json", json.dumps(result, indent=1))
     write_text_atomic(args.out / "tworoom_guardrails.md", markdown(result))
     print(markdown(result))
     return result
+
+
+def _merged(args: Args, rows: list[dict]) -> list[dict]:
+    """``rows`` plus the committed rows of planners not run now, if measured with the same
+    settings (so slow planners can be measured in a separate run)."""
+    path = args.out / "tworoom_guardrails.json"
+    if not path.exists():
+        return rows
+    previous = json.loads(path.read_text())
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()}
+    same = {k: v for k, v in previous["args"].items() if k != "planners"} == {
+        k: v for k, v in settings.items() if k != "planners"
+    }
+    ran = {row["planner"] for row in rows}
+    kept = [row for row in previous["rows"] if same and row["planner"] not in ran]
+    order = [name for name in PLANNERS if name in ran | {row["planner"] for row in kept}]
+    return sorted(rows + kept, key=lambda row: (order.index(row["planner"]), row["guardrail"]))
 
 
 def markdown(result: dict) -> str:

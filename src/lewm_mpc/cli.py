@@ -61,10 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collect", help="collect a dataset of rollouts to HDF5")
     p.add_argument("env", help="environment name, e.g. tworoom")
     p.add_argument("--out", type=Path, required=True, help="output .h5 file")
-    p.add_argument("--episodes", type=int, default=DEMO_EPISODES)
-    p.add_argument("--steps", type=int, default=None, help="actions per episode")
+    p.add_argument("--episodes", type=int, default=None, help="default: the env's recipe")
+    p.add_argument("--steps", type=int, default=None, help="actions per episode (recipe's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=None, help="processes (recipe's)")
     p.add_argument(
         "--image-size",
         type=int,
@@ -98,15 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- commands
 def cmd_collect(args: argparse.Namespace) -> None:
     from lewm_mpc.collection import collect_dataset
+    from lewm_mpc.recipes import get_recipe
 
+    recipe = get_recipe(args.env)
     env_config = None if args.image_size is None else {"image_size": args.image_size}
     path = collect_dataset(
         args.env,
         args.out,
-        args.episodes,
-        args.steps,
+        recipe.episodes if args.episodes is None else args.episodes,
+        recipe.episode_steps if args.steps is None else args.steps,
         args.seed,
-        args.workers,
+        recipe.workers if args.workers is None else args.workers,
         env_config=env_config,
     )
     print(f"dataset: {path}")
