@@ -173,8 +173,8 @@ def main(args: Args) -> dict[str, Any]:
              "topk": max(2, args.oracle_samples // 10)}  # fmt: skip
 
     def oracle() -> dict[str, Any]:
-        env = spec.make(obs_mode="state", env_config=env_config)
         with lm.SimulatorModel(spec, env_config) as simulator:
+            env = simulator.make_env()
             planner = lm.CEM(simulator, seed=args.seed, energy=simulator.energy(), **small)
             result = run_pairs(planner, env, subset, config, "oracle")
         env.close()

@@ -16,6 +16,7 @@ from lewm_mpc.energies import (
     fit_probe_from_dataset,
 )
 from lewm_mpc.models import CheckpointError, WorldModel, WorldModelConfig, named_config
+from lewm_mpc.oracle import SimulatorModel
 from lewm_mpc.planners import (
     CEM,
     MPPI,
@@ -53,6 +54,7 @@ __all__ = [
     "PlannerConfig",
     "Policy",
     "Probe",
+    "SimulatorModel",
     "StayInsideBox",
     "WeightedGoalDistance",
     "WorldModel",

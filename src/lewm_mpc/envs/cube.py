@@ -220,11 +220,9 @@ class CubeEnv(gym.Env):
         """Applies ``clip(action, -1, 1)`` for one 0.05 s control step; reward 1.0 on success."""
         if self._goal is None:
             raise RuntimeError("call reset() before step()")
-        action = np.array(action, dtype=np.float64)
-        if action.shape != (5,) or not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be a finite array of shape (5,), got {action!r}")
-        self.sim.step(np.clip(action, -1.0, 1.0))
-        self._refresh()  # derived quantities at the new state, as after set_state
+        self.sim.pre_step()  # OGBench's bookkeeping: the previous qpos/qvel of ogbench_info
+        self._advance(action)
+        self.sim.post_step()  # OGBench's success flag
         info = self._info()
         return self._observation(), float(info["success"]), False, False, info
 
@@ -357,6 +355,20 @@ class CubeEnv(gym.Env):
         mujoco.mj_forward(self.sim.model, self.sim.data)
         mujoco.mj_rnePostConstraint(self.sim.model, self.sim.data)  # gripper contact force
 
+    def _advance(self, action: np.ndarray) -> None:
+        """The dynamics of ``step`` alone, as the simulator oracle steps: OGBench's control
+        (differential IK) and physics, then the derived quantities at the new state; none of
+        OGBench's bookkeeping, no observation or info."""
+        if self._goal is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.array(action, dtype=np.float64)
+        if action.shape != (5,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be a finite array of shape (5,), got {action!r}")
+        sim = self.sim
+        sim.set_control(np.clip(action, -1.0, 1.0))
+        mujoco.mj_step(sim.model, sim.data, nstep=sim._n_steps)
+        self._refresh()  # derived quantities at the new state, as after set_state
+
     def _restore(self, state: np.ndarray) -> None:
         mujoco.mj_setState(self.sim.model, self.sim.data, state, _STATE_SIG)
         self._refresh()
@@ -438,3 +450,9 @@ def make_expert(env: gym.Env) -> Any:
 def is_success(state: np.ndarray, goal: np.ndarray) -> bool:
     """Cube within the default success radius (0.04 m) of the goal's cube."""
     return CubeEnv.is_success(state, goal)
+
+
+def goal_features(states: np.ndarray) -> np.ndarray:
+    """Task features of (..., 69) states: the cube position over the default success radius
+    (0.04 m), float64 (..., 3), so that a feature distance of at most 1 is a success."""
+    return cube_position(states) / SUCCESS_RADIUS

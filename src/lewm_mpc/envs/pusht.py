@@ -144,6 +144,32 @@ def sample_state(rng: np.random.Generator) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- env
+class _PushTScene(gym_pusht.PushTEnv):
+    """gym-pusht's simulator whose ``step`` runs only the control and the physics.
+
+    gym-pusht computes its coverage (shapely polygons), observation and info (with a contact
+    count from a collision callback) inside every ``step``; ``PushTEnv`` asks for the coverage
+    only when it reports one (``coverage``) and makes its own observations. The physics is
+    unchanged: the callback runs after the contact solver and only counts.
+    """
+
+    def coverage(self) -> float:
+        """gym-pusht's coverage of its goal pose by the block."""
+        return float(super()._get_coverage())
+
+    def _get_coverage(self) -> float:
+        return math.nan
+
+    def get_obs(self) -> None:
+        return None
+
+    def _get_info(self) -> dict[str, Any]:
+        return {}
+
+    def _handle_collision(self, arbiter: Any, space: Any, data: Any) -> None:
+        return None
+
+
 class PushTEnv(gym.Env):
     """Push the T block (and bring the agent) to a goal state; gymnasium API.
 
@@ -183,7 +209,7 @@ class PushTEnv(gym.Env):
         }
         self.is_success = functools.partial(PushTEnv.is_success, **thresholds)
         self.is_success_batch = functools.partial(PushTEnv.is_success_batch, **thresholds)
-        self._sim = gym_pusht.PushTEnv(obs_type="state", render_mode="rgb_array")
+        self._sim = _PushTScene(obs_type="state", render_mode="rgb_array")
         self._sim._setup()  # builds the pymunk space (walls, agent, block)
         self._screen = pygame.Surface((WORLD_SIZE, WORLD_SIZE), depth=32)
         self._draw_options = DrawOptions(self._screen)
@@ -213,21 +239,12 @@ class PushTEnv(gym.Env):
         else:
             self._goal = sample_state(self.np_random)
         self._load(self._state)
-        return self._observation(), self._info(self._sim._get_coverage())
+        return self._observation(), self._info(self._sim.coverage())
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Moves the agent's PD target by ``action_scale * clip(action, -1, 1)``; one 0.1 s step."""
-        if self._state is None or self._goal is None:
-            raise RuntimeError("call reset() before step()")
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (2,) or not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be a finite array of shape (2,), got {action!r}")
-        target = self._state[:2] + self.config.action_scale * np.clip(action, -1.0, 1.0)
-        target = np.clip(target, AGENT_LOW, AGENT_HIGH)
-        self._load(self._state)
-        _, _, _, _, sim_info = self._sim.step(target)  # PD control + physics + coverage
-        self._state = self._read()
-        info = self._info(float(sim_info["coverage"]))
+        self._advance(action)
+        info = self._info(self._sim.coverage())
         return self._observation(), float(info["success"]), False, False, info
 
     def render(self) -> np.ndarray | None:
@@ -348,6 +365,20 @@ class PushTEnv(gym.Env):
         self._sim.goal_pose = self._goal[2:5].copy()  # gym-pusht's coverage is against this
         self._place_bodies(state)
 
+    def _advance(self, action: np.ndarray) -> None:
+        """The dynamics of ``step`` alone (no coverage, observation or info), as the simulator
+        oracle steps."""
+        if self._state is None or self._goal is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (2,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be a finite array of shape (2,), got {action!r}")
+        target = self._state[:2] + self.config.action_scale * np.clip(action, -1.0, 1.0)
+        target = np.clip(target, AGENT_LOW, AGENT_HIGH)
+        self._load(self._state)
+        self._sim.step(target)  # gym-pusht's PD control and physics
+        self._state = self._read()
+
     def _read(self) -> np.ndarray:
         agent, block = self._sim.agent, self._sim.block
         return np.array(
@@ -402,3 +433,24 @@ def make_expert(env: gym.Env) -> Any:
 def is_success(state: np.ndarray, goal: np.ndarray) -> bool:
     """Pose within the default thresholds of the goal (20 px on the 4-vector, pi/9 rad)."""
     return PushTEnv.is_success(state, goal)
+
+
+def goal_features(states: np.ndarray) -> np.ndarray:
+    """Task features of (..., 10) states (or (..., 5) poses), float64 (..., 6).
+
+    ``[agent xy, block xy] / success_distance`` and ``(cos, sin)`` of the block angle over
+    ``success_angle`` (defaults: 20 px, pi/9): a feature distance below 1 is about a success
+    (the position part is exactly the success test's norm; the chord is about the angle error).
+    """
+    states = np.asarray(states, dtype=np.float64)
+    if states.shape[-1] not in (POSE_DIM, STATE_DIM):
+        raise ValueError(
+            f"PushT states have shape (..., {STATE_DIM}) (or (..., {POSE_DIM}) poses), "
+            f"got {states.shape}"
+        )
+    angle = states[..., 4:5]
+    return np.concatenate(
+        [states[..., :4] / SUCCESS_DISTANCE, np.cos(angle) / SUCCESS_ANGLE,
+         np.sin(angle) / SUCCESS_ANGLE],
+        axis=-1,
+    )  # fmt: skip

@@ -217,16 +217,7 @@ class ReacherEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Applies ``clip(action, -1, 1)`` to the motors for ``frame_skip`` physics steps."""
-        if not self._started or self._goal is None:
-            raise RuntimeError("call reset() before step()")
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (2,) or not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be a finite array of shape (2,), got {action!r}")
-        data = self._data
-        data.ctrl[:] = np.clip(action, -1.0, 1.0)
-        mujoco.mj_step(self.model, data, nstep=self.config.frame_skip)
-        if not -np.pi <= data.qpos[0] < np.pi:
-            data.qpos[0] = wrap_angle(data.qpos[0])
+        self._advance(action)
         info = self._info()
         return self._observation(), float(info["success"]), False, False, info
 
@@ -338,6 +329,20 @@ class ReacherEnv(gym.Env):
             state[0] = wrap_angle(state[0])
         return state
 
+    def _advance(self, action: np.ndarray) -> None:
+        """The dynamics of ``step`` alone (no observation or info), as the simulator oracle
+        steps."""
+        if not self._started or self._goal is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (2,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be a finite array of shape (2,), got {action!r}")
+        data = self._data
+        data.ctrl[:] = np.clip(action, -1.0, 1.0)
+        mujoco.mj_step(self.model, data, nstep=self.config.frame_skip)
+        if not -np.pi <= data.qpos[0] < np.pi:
+            data.qpos[0] = wrap_angle(data.qpos[0])
+
     def _write_state(self, state: np.ndarray) -> None:
         mujoco.mj_resetData(self.model, self._data)
         self._data.qpos[:] = state[:2]
@@ -408,3 +413,18 @@ def make_expert(env: gym.Env) -> Any:
 def is_success(state: np.ndarray, goal: np.ndarray) -> bool:
     """Every joint within the default tolerance (0.05 rad) of the goal."""
     return ReacherEnv.is_success(state, goal)
+
+
+def goal_features(states: np.ndarray) -> np.ndarray:
+    """Task features of (..., 4) states: ``(cos q, sin q)`` of each joint over the success
+    tolerance, float64 (..., 4).
+
+    The chord between two angles is about their difference for small errors, so a feature
+    distance below 1 is about a success (exactly the per-joint test when one joint is off).
+    """
+    states = np.asarray(states, dtype=np.float64)
+    if states.shape[-1:] != (STATE_DIM,):
+        raise ValueError(f"Reacher states have shape (..., {STATE_DIM}), got {states.shape}")
+    angles = states[..., :2]
+    features = np.stack([np.cos(angles), np.sin(angles)], axis=-1)  # (..., 2 joints, 2)
+    return features.reshape(*states.shape[:-1], 4) / SUCCESS_TOLERANCE

@@ -1,11 +1,13 @@
 """How an environment is described to the rest of the package: the ``EnvSpec`` contract.
 
-Each environment lives in its own module, which provides three module-level functions:
+Each environment lives in its own module, which provides four module-level functions:
 
 - ``make_env(obs_mode="pixels", env_config=None, **kwargs) -> gym.Env`` (with its time limit;
   ``env_config`` is a dict of the env's config fields, as stored in datasets);
 - ``make_expert(env) -> Policy``, the data-collection policy;
-- ``is_success(state, goal) -> bool``, the success test on env states.
+- ``is_success(state, goal) -> bool``, the success test on env states;
+- ``goal_features(states) -> np.ndarray``, task features ``(..., Ds) -> (..., F)`` of env states,
+  scaled so that the success threshold is about distance 1 (the simulator oracle's goal energy).
 
 A spec names that module instead of importing it, so the registry lists every environment
 without importing optional dependencies; using one whose extra is missing raises an
@@ -33,7 +35,8 @@ class EnvSpec:
     Attributes:
         name: registry key, e.g. ``"tworoom"``.
         gym_id: registered gymnasium id.
-        module: module providing ``make_env``, ``make_expert`` and ``is_success``.
+        module: module providing ``make_env``, ``make_expert``, ``is_success`` and
+            ``goal_features``.
         entry_point: gymnasium entry point (``"module:Class"``).
         max_episode_steps: time limit of the registered env.
         default_episode_steps: episode length used for data collection.
@@ -70,6 +73,11 @@ class EnvSpec:
     def is_success(self, state: np.ndarray, goal: np.ndarray) -> bool:
         """The env's success test on (state, goal)."""
         return bool(self._load().is_success(state, goal))
+
+    def goal_features(self, states: np.ndarray) -> np.ndarray:
+        """Task features of env states, ``(..., Ds) -> (..., F)`` float64, scaled so that the
+        success threshold is about feature distance 1."""
+        return self._load().goal_features(states)
 
     def register(self) -> None:
         """Register with gymnasium once (re-imports do not re-register or warn)."""

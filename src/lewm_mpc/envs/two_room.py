@@ -256,12 +256,7 @@ class TwoRoomEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Moves the agent by ``speed * clip(action, -1, 1)``; reward 1.0 on success."""
-        if self._pos is None or self._goal is None:
-            raise RuntimeError("call reset() before step()")
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (2,) or not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be a finite array of shape (2,), got {action!r}")
-        self._pos = move(self.config, self._pos, action)
+        self._advance(action)
         info = self._info()
         return self._observation(), float(info["success"]), False, False, info
 
@@ -336,6 +331,16 @@ class TwoRoomEnv(gym.Env):
             )
         return pos
 
+    def _advance(self, action: np.ndarray) -> None:
+        """The dynamics of ``step`` alone (no observation or info), as the simulator oracle
+        steps."""
+        if self._pos is None or self._goal is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (2,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be a finite array of shape (2,), got {action!r}")
+        self._pos = move(self.config, self._pos, action)
+
     def _observation(self) -> np.ndarray:
         if self.obs_mode == "pixels":
             return self.render_state(self._pos)
@@ -373,3 +378,12 @@ def make_expert(env: gym.Env) -> Any:
 def is_success(state: np.ndarray, goal: np.ndarray) -> bool:
     """Agent within the default success radius of the goal."""
     return TwoRoomEnv.is_success(state, goal)
+
+
+def goal_features(states: np.ndarray) -> np.ndarray:
+    """Task features of (..., 2) states: the agent position in units of the default success
+    radius, float64 (..., 2), so that a feature distance below 1 is a success."""
+    states = np.asarray(states, dtype=np.float64)
+    if states.shape[-1:] != (2,):
+        raise ValueError(f"Two-Room states have shape (..., 2), got {states.shape}")
+    return states / SUCCESS_RADIUS

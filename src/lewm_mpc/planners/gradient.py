@@ -120,6 +120,22 @@ class GradientPlanner(Planner):
     config: GradientConfig
     needs_grad: ClassVar[bool] = True
 
+    def __init__(
+        self,
+        model: LatentWorldModel,
+        config: GradientConfig | None = None,
+        *,
+        energy: Energy | None = None,
+        guardrails: Sequence[Guardrail] = (),
+        **overrides: Any,
+    ) -> None:
+        if not getattr(model, "differentiable", True):
+            raise ValueError(
+                f"{type(model).__name__} is not differentiable (differentiable=False); "
+                "plan with a sampling planner (CEM, MPPI)"
+            )
+        super().__init__(model, config, energy=energy, guardrails=guardrails, **overrides)
+
     @classmethod
     def hybrid(
         cls,
