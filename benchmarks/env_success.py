@@ -61,6 +61,8 @@ class Args:
     oracle_samples: int = 64
     oracle_iterations: int = 8
     workers: int = 0  # 0: the recipe's
+    episodes: int = 0  # 0: the recipe's; otherwise a scaled run with its own work dir and row
+    train_steps: int = 0  # 0: the recipe's
     seed: int = 0
 
 
@@ -76,6 +78,17 @@ class Stages:
             self.done[name] = fn()
             write_text_atomic(self.path, json.dumps(self.done, indent=1))
         return self.done[name]
+
+
+def scaled(recipe: Recipe, episodes: int, train_steps: int) -> tuple[Recipe, str]:
+    """The recipe with more (or fewer) episodes / training steps, and the tag naming the run
+    (``""`` for the recipe itself)."""
+    episodes = episodes or recipe.episodes
+    steps = train_steps or recipe.train.steps
+    if (episodes, steps) == (recipe.episodes, recipe.train.steps):
+        return recipe, ""
+    train_config = replace(recipe.train, steps=steps)
+    return replace(recipe, episodes=episodes, train=train_config), f"_{episodes}ep_{steps}steps"
 
 
 def success_summary(successes: list[bool], steps: list[int | None]) -> dict[str, Any]:
@@ -125,7 +138,8 @@ def run_pairs(planner: Planner, env: Any, pairs: list[Pair], config: EvalConfig,
 def main(args: Args) -> dict[str, Any]:
     recipe: Recipe = get_recipe(args.env)
     spec = get_env_spec(args.env)
-    work = args.work / spec.name
+    recipe, tag = scaled(recipe, args.episodes, args.train_steps)
+    work = args.work / f"{spec.name}{tag}"
     work.mkdir(parents=True, exist_ok=True)
     stages = Stages(work / "stages.json")
     torch.manual_seed(args.seed)
@@ -211,7 +225,7 @@ def main(args: Args) -> dict[str, Any]:
         "learned_at_oracle_budget": small_result,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / f"env_success_{spec.name}.json", json.dumps(result, indent=1))
+    write_text_atomic(args.out / f"env_success_{spec.name}{tag}.json", json.dumps(result, indent=1))
     table = markdown(args.out)
     write_text_atomic(args.out / "env_success.md", table)
     print(table)

@@ -3,8 +3,12 @@
 For each held-out pair (same room, start and goal at least ``min_distance`` apart, and room for a
 detour: a lane of ``clearance`` beside the margin-grown box, across the direction of travel)
 a square keep-out box is centred on the midpoint of the straight segment from start to goal. A
-linear probe maps latents to the agent position; ``KeepOutBox`` penalizes every predicted step
-(and points interpolated between steps) inside the box plus a safety margin, and is marked hard.
+probe maps latents to the agent position; ``KeepOutBox`` penalizes every predicted step (and
+points interpolated between steps) inside the box plus a safety margin, and is marked hard. The
+margin is calibrated (``calibrate_probe_margin``) on the held-out episodes: the 99% quantile of
+the worst distance, over one executed block, between the probed interpolated prediction and the
+true agent position (encoder, predictor, probe and the in-block path together); ``--margin-quantile
+0`` uses the fixed ``--margin`` instead.
 The task energy is the probed goal distance by default (``--task latent`` for ``GoalDistance``).
 Each planner runs MPC with and without the guardrail, and the TRUE simulator state is checked
 against the box at every executed step.
@@ -29,7 +33,12 @@ from tqdm.auto import tqdm
 import lewm_mpc as lm
 from lewm_mpc.atomic import write_text_atomic
 from lewm_mpc.data import EpisodeDataset
-from lewm_mpc.energies import KeepOutBox, ProbedGoalDistance, fit_probe_from_dataset
+from lewm_mpc.energies import (
+    KeepOutBox,
+    ProbedGoalDistance,
+    calibrate_probe_margin,
+    fit_probe_from_dataset,
+)
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.envs.two_room import TwoRoomConfig, room_of
 from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs, wilson_interval
@@ -41,7 +50,8 @@ class Args:
     out: Path = Path("benchmarks/results")
     pairs: int = 50
     box_half: float = 0.07  # half side of the keep-out square (arena widths)
-    margin: float = 0.03  # safety margin the guardrail adds around the box
+    margin_quantile: float = 0.99  # coverage of the calibrated margin; 0: use `margin`
+    margin: float = 0.03  # fixed safety margin, used only with margin_quantile 0
     min_distance: float = 0.3  # start-goal distance, so the box holds neither
     clearance: float = 0.08  # free lane beside the grown box, across the direction of travel
     substeps: int = 5  # guardrail points per predicted step (a block spans 5 env steps)
@@ -72,6 +82,14 @@ def main(args: Args) -> dict:
         model, dataset, train_ids, kind=args.probe, max_samples=args.probe_samples
     )
     probe_seconds = time.perf_counter() - started
+    if args.margin_quantile > 0:
+        calibration = calibrate_probe_margin(
+            model, probe, dataset, val_ids, quantile=args.margin_quantile, seed=args.seed
+        )
+        margin = calibration.margin
+        calibrated = {"windows": calibration.windows, "per_step": calibration.per_step}
+    else:
+        margin, calibrated = args.margin, None
 
     config_env = TwoRoomConfig()
     # Agent-centre limits of each room: the box (grown by the margin) must leave a lane of at
@@ -86,7 +104,7 @@ def main(args: Args) -> dict:
         room = room_of(start)
         if room != room_of(goal) or np.linalg.norm(goal - start) < args.min_distance:
             return False
-        center, reach = (start + goal) / 2, args.box_half + args.margin + args.clearance
+        center, reach = (start + goal) / 2, args.box_half + margin + args.clearance
         # A detour needs one free lane beside the box, across the direction of travel.
         across = 1 if abs(goal[0] - start[0]) >= abs(goal[1] - start[1]) else 0
         low, high = (rooms[room], y_range)[across]
@@ -106,7 +124,7 @@ def main(args: Args) -> dict:
                 low, high = center - args.box_half, center + args.box_half
                 guardrails = []
                 if guarded:
-                    box = KeepOutBox(probe, tuple(low), tuple(high), args.margin, args.substeps)
+                    box = KeepOutBox(probe, tuple(low), tuple(high), margin, args.substeps)
                     guardrails = [lm.Guardrail(box, name="keepout", weight=1.0, hard=True)]
                 energy = (
                     ProbedGoalDistance(probe, args.running_weight)
@@ -132,6 +150,7 @@ def main(args: Args) -> dict:
     result = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()},
         "probe": {"kind": args.probe, "r2": probe.r2_mean, "fit_seconds": round(probe_seconds, 2)},
+        "margin": {"value": margin, "quantile": args.margin_quantile, "calibration": calibrated},
         "rows": _merged(args, rows),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -158,12 +177,22 @@ def _merged(args: Args, rows: list[dict]) -> list[dict]:
     return sorted(rows + kept, key=lambda row: (order.index(row["planner"]), row["guardrail"]))
 
 
+def _margin_text(margin: dict) -> str:
+    if margin["calibration"] is None:
+        return f"Fixed safety margin {margin['value']:.3f}."
+    return (
+        f"Safety margin {margin['value']:.3f}: the {100 * margin['quantile']:g}% quantile of the "
+        f"worst probed-prediction error over one executed block, measured on "
+        f"{margin['calibration']['windows']} held-out windows."
+    )
+
+
 def markdown(result: dict) -> str:
     probe = result["probe"]
     lines = [
         f"Keep-out box across the straight path, {result['rows'][0]['pairs']} held-out same-room "
         f"pairs; {probe['kind']} probe latent -> agent xy, held-out R^2 {probe['r2']:.3f} "
-        f"(fitted in {probe['fit_seconds']:.1f} s).",
+        f"(fitted in {probe['fit_seconds']:.1f} s). {_margin_text(result['margin'])}",
         "",
         "| planner | guardrail | success (95% CI) | episodes entering the box (true state) "
         "| violating steps | plans feasible under the model |",

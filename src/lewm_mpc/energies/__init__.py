@@ -13,11 +13,13 @@ weighted penalty.
   (:mod:`.constraints`);
 * region guardrails on a probed quantity (:mod:`.regions`): :class:`KeepOutBox`,
   :class:`KeepOutDisc`, :class:`StayInsideBox`;
+* calibrated safety margins for them (:mod:`.calibration`): :func:`calibrate_probe_margin`;
 * composition (:mod:`.base`): :class:`Guardrail`, :class:`Objective`.
 """
 
 from lewm_mpc.energies.actions import ActionMagnitude, ActionSmoothness
 from lewm_mpc.energies.base import Guardrail, GuardrailEnergy, Objective, ObjectiveValue
+from lewm_mpc.energies.calibration import ProbeMargin, calibrate_probe_margin
 from lewm_mpc.energies.constraints import ConstraintHead
 from lewm_mpc.energies.probes import Probe, fit_probe_from_dataset
 from lewm_mpc.energies.regions import KeepOutBox, KeepOutDisc, StayInsideBox
@@ -35,8 +37,10 @@ __all__ = [
     "Objective",
     "ObjectiveValue",
     "Probe",
+    "ProbeMargin",
     "ProbedGoalDistance",
     "StayInsideBox",
     "WeightedGoalDistance",
+    "calibrate_probe_margin",
     "fit_probe_from_dataset",
 ]
