@@ -384,3 +384,14 @@ def test_tiny_collect_train_plan(tmp_path) -> None:
     result = lm.CEM(model, num_samples=8, iterations=1, topk=2).plan(obs, goal)
     assert result.actions.shape[1] == 2 and np.all(np.abs(result.actions) <= 1.0)
     env.step(result.actions[0])
+
+
+def test_expert_never_stalls_when_a_fresh_task_ends_at_once() -> None:
+    # Episode 441 of a seed-0 collection drew a task that ended on its first step (the old
+    # expert asserted there); the expert now draws again, then falls back to a random action.
+    from lewm_mpc.data.collect import collect_episode
+
+    env = make_env(obs_mode="pixels")
+    episode = collect_episode(env, make_expert(env), 200, seed=0, episode=441)
+    env.close()
+    assert episode.action.shape == (201, 2) and np.all(np.abs(episode.action[:-1]) <= 1.0)

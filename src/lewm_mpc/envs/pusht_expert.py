@@ -22,6 +22,7 @@ _TEE_COG = np.array([[0.0, 45.0]])  # block frame, gym-pusht's centre of gravity
 _SAFE_RADIUS = 77.0 + AGENT_RADIUS + 12.0  # the T fits in a 77 px disk about its cog
 _EDGES = np.roll(TEE_OUTLINE, -1, axis=0) - TEE_OUTLINE  # (8, 2)
 _EDGE_LENGTHS = np.linalg.norm(_EDGES, axis=1)  # (8,)
+_TASK_DRAWS = 10  # fresh tasks tried in one step before falling back to a random action
 
 
 class PushTExpert:
@@ -98,10 +99,15 @@ class PushTExpert:
             self._burst_left -= 1
             return rng.uniform(-1.0, 1.0, size=2).astype(np.float32)
         action = self._task_action(state) if self._mode is not None else None
-        if action is None:  # no task, or the task just ended
+        for _ in range(_TASK_DRAWS):
+            if action is not None:
+                break
+            # No task, or the task just ended; a fresh task can also end at once (a move
+            # target next to the agent, a push from a stand-off it cannot hold).
             self._new_task(state)
             action = self._task_action(state)
-            assert action is not None
+        if action is None:
+            action = rng.uniform(-1.0, 1.0, size=2)
         action = action + self.noise_std * rng.standard_normal(2)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
