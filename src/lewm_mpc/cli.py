@@ -1,4 +1,4 @@
-"""``lewm-mpc`` command line: collect | train | eval | demo.
+"""``lewm-mpc`` command line: collect | train | eval | demo | bench.
 
 Errors in what the user asked for print one readable line and exit with status 2.
 """
@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
     _add_eval_args(p, pairs=20)
     _add_planner_args(p)
+
+    from lewm_mpc.bench.command import add_arguments as add_bench_arguments
+
+    p = sub.add_parser(
+        "bench", help="compare planners x environments (resumable; local processes or Ray)"
+    )
+    add_bench_arguments(p)
     return parser
 
 
@@ -214,7 +221,19 @@ def cmd_demo(args: argparse.Namespace) -> None:
     )
 
 
-COMMANDS = {"collect": cmd_collect, "train": cmd_train, "eval": cmd_eval, "demo": cmd_demo}
+def cmd_bench(args: argparse.Namespace) -> None:
+    from lewm_mpc.bench.command import run_from_args
+
+    run_from_args(args)
+
+
+COMMANDS = {
+    "collect": cmd_collect,
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "demo": cmd_demo,
+    "bench": cmd_bench,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

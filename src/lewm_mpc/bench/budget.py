@@ -1,0 +1,130 @@
+"""The per-plan budget every planner of a comparison shares, and the planners built at it.
+
+Energy evaluations (candidate plans rolled out and scored) per plan: CEM and MPPI spend
+``samples x iterations``, gradient shooting ``restarts x steps`` (each step also
+back-propagates), the hybrid ``cem_iterations x samples`` of CEM then ``restarts x steps`` of
+Adam. :class:`Budget` refuses a budget that these cannot split exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lewm_mpc.planners import CEM, MPPI, GradientPlanner, Planner
+from lewm_mpc.types import LatentWorldModel
+
+PLANNERS: tuple[str, ...] = ("CEM", "MPPI", "Gradient", "Hybrid")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Per-plan budget shared by every planner of a job's mode.
+
+    Attributes:
+        evals: energy evaluations (candidate plans scored) per plan.
+        samples: candidates per CEM/MPPI iteration (also the hybrid's CEM stage).
+        restarts: parallel action sequences of gradient shooting (and of the hybrid).
+        hybrid_cem_iterations: CEM iterations of the hybrid before its gradient steps.
+        horizon: planned blocks.
+        receding_horizon: blocks executed per plan.
+        deadline_s: per-plan wall-clock deadline (equal-time mode), None for none.
+    """
+
+    evals: int = 9000
+    samples: int = 300
+    restarts: int = 30
+    hybrid_cem_iterations: int = 10
+    horizon: int = 5
+    receding_horizon: int = 1
+    deadline_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("evals", "samples", "restarts", "hybrid_cem_iterations", "horizon"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"budget {name} must be >= 1, got {getattr(self, name)}")
+        if self.samples < 2:
+            raise ValueError(f"budget samples must be >= 2 (CEM/MPPI), got {self.samples}")
+        if not 1 <= self.receding_horizon <= self.horizon:
+            raise ValueError(
+                f"receding_horizon must be in [1, horizon={self.horizon}], "
+                f"got {self.receding_horizon}"
+            )
+        if self.deadline_s is not None and not self.deadline_s > 0:
+            raise ValueError(f"deadline_s must be > 0 seconds or None, got {self.deadline_s}")
+        if self.evals % self.samples:
+            raise ValueError(
+                f"budget of {self.evals} evaluations is not a multiple of samples="
+                f"{self.samples} (CEM/MPPI run samples x iterations); pick a multiple"
+            )
+        if self.evals % self.restarts:
+            raise ValueError(
+                f"budget of {self.evals} evaluations is not a multiple of restarts="
+                f"{self.restarts} (gradient shooting runs restarts x steps); pick a multiple"
+            )
+        rest = self.evals - self.hybrid_cem_iterations * self.samples
+        if rest <= 0 or rest % self.restarts:
+            raise ValueError(
+                f"the hybrid's CEM stage ({self.hybrid_cem_iterations} x {self.samples}) must "
+                f"leave a positive multiple of restarts={self.restarts} of the {self.evals} "
+                f"evaluations for its gradient steps; it leaves {rest}"
+            )
+
+    @property
+    def iterations(self) -> int:
+        """CEM/MPPI iterations: ``evals / samples``."""
+        return self.evals // self.samples
+
+    @property
+    def topk(self) -> int:
+        """CEM elites: a tenth of the samples (LeWorldModel's 30 of 300)."""
+        return max(1, self.samples // 10)
+
+    @property
+    def gradient_steps(self) -> int:
+        """Adam steps of gradient shooting: ``evals / restarts``."""
+        return self.evals // self.restarts
+
+    @property
+    def hybrid_steps(self) -> int:
+        """Adam steps of the hybrid after its CEM stage."""
+        return (self.evals - self.hybrid_cem_iterations * self.samples) // self.restarts
+
+
+def make_planner(name: str, model: LatentWorldModel, budget: Budget, seed: int) -> Planner:
+    """One of :data:`PLANNERS` configured to spend exactly ``budget.evals`` per plan.
+
+    Args:
+        name: "CEM", "MPPI", "Gradient" or "Hybrid".
+        model: the world model.
+        budget: the per-plan budget.
+        seed: the planner's generator seed.
+    """
+    common: dict[str, Any] = {
+        "seed": seed,
+        "horizon": budget.horizon,
+        "receding_horizon": budget.receding_horizon,
+    }
+    if name == "CEM":
+        return CEM(model, num_samples=budget.samples, iterations=budget.iterations,
+                   topk=budget.topk, **common)  # fmt: skip
+    if name == "MPPI":
+        return MPPI(model, num_samples=budget.samples, iterations=budget.iterations, **common)
+    if name == "Gradient":
+        return GradientPlanner(model, restarts=budget.restarts,
+                               iterations=budget.gradient_steps, **common)  # fmt: skip
+    if name == "Hybrid":
+        return GradientPlanner(
+            model, restarts=budget.restarts, iterations=budget.hybrid_steps,
+            cem_iterations=budget.hybrid_cem_iterations, cem_samples=budget.samples,
+            cem_topk=budget.topk, **common,
+        )  # fmt: skip
+    raise ValueError(f"unknown planner {name!r}; expected one of {list(PLANNERS)}")
+
+
+def configured_evals(planner: Planner) -> int:
+    """Energy evaluations per plan the planner is configured for (when no deadline stops it)."""
+    cfg: Any = planner.config
+    if isinstance(planner, GradientPlanner):
+        return cfg.restarts * cfg.iterations + cfg.cem_iterations * cfg.cem_samples
+    return cfg.num_samples * cfg.iterations
