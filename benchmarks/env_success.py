@@ -63,6 +63,8 @@ class Args:
     workers: int = 0  # 0: the recipe's
     episodes: int = 0  # 0: the recipe's; otherwise a scaled run with its own work dir and row
     train_steps: int = 0  # 0: the recipe's
+    samples: int = 300  # CEM budget (LeWorldModel's reference 300 x 30; smaller for smoke runs)
+    iterations: int = 30
     seed: int = 0
 
 
@@ -169,7 +171,9 @@ def main(args: Args) -> dict[str, Any]:
     env_config = dataset.meta.env_config
 
     def cem() -> dict[str, Any]:
-        report = evaluate(lm.CEM(model, seed=args.seed), dataset, spec, config)
+        planner = lm.CEM(model, num_samples=args.samples, iterations=args.iterations,
+                         topk=max(1, args.samples // 10), seed=args.seed)  # fmt: skip
+        report = evaluate(planner, dataset, spec, config)
         return {
             **success_summary([p.success for p in report.pairs],
                               [p.steps_to_success for p in report.pairs]),
@@ -177,9 +181,12 @@ def main(args: Args) -> dict[str, Any]:
             "plan_p50_s": report.latency_p50_s,
             "plan_p95_s": report.latency_p95_s,
             "minutes": report.seconds / 60,
+            "num_samples": args.samples,
+            "iterations": args.iterations,
         }  # fmt: skip
 
-    cem_result = stages.run("cem", cem)
+    reference = (args.samples, args.iterations) == (300, 30)
+    cem_result = stages.run("cem" if reference else f"cem_{args.samples}x{args.iterations}", cem)
     floor = stages.run("random", lambda: random_floor(spec, env_config, pairs, config, args.seed))
 
     subset = pairs[: args.oracle_pairs]
@@ -248,8 +255,10 @@ def markdown(out: Path) -> str:
     for path in sorted(out.glob("env_success_*.json")):
         r = json.loads(path.read_text())
         budget, probe = r["oracle_budget"], r["probe"]
+        cem_budget = (r["cem"].get("num_samples", 300), r["cem"].get("iterations", 30))
+        at = "" if cem_budget == (300, 30) else " at {}x{}".format(*cem_budget)
         lines.append(
-            f"| {r['env']} | {r['lewm_success_pct']}% | **{_pct(r['cem'])}** | "
+            f"| {r['env']} | {r['lewm_success_pct']}% | **{_pct(r['cem'])}**{at} | "
             f"{_pct(r['random'])} | {_pct(r['oracle'])} | {_pct(r['learned_at_oracle_budget'])} "
             f"| {r['cem']['pairs']} ({r['oracle']['pairs']}, CEM "
             f"{budget['num_samples']}x{budget['iterations']}) | "

@@ -60,6 +60,7 @@ class Args:
     planners: str = "CEM,MPPI,Gradient"
     probe: str = "mlp"  # latent -> agent xy probe: "linear" or "mlp"
     probe_samples: int = 6000
+    iterations: int = 0  # > 0 overrides every planner's iterations (smoke runs); 0: defaults
     seed: int = 0
 
 
@@ -131,7 +132,8 @@ def main(args: Args) -> dict:
                     if args.task == "probed"
                     else lm.GoalDistance(args.running_weight)
                 )
-                planner = cls(model, seed=args.seed, energy=energy, guardrails=guardrails)
+                budget = {"iterations": args.iterations} if args.iterations > 0 else {}
+                planner = cls(model, seed=args.seed, energy=energy, guardrails=guardrails, **budget)
                 episode = run_pair(env, planner, pair, config)
                 hits = inside(episode.states, low, high)
                 successes += episode.succeeded

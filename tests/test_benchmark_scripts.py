@@ -1,0 +1,97 @@
+"""Smoke runs of the benchmark scripts at tiny budgets: each writes its results files.
+
+The numbers mean nothing at these sizes; what is checked is that every entry point runs end to
+end (collect, train, probe, plan, report) and writes well-formed results where it was told to.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tworoom_run(tmp_path_factory) -> tuple[Path, Path]:
+    """``benchmarks/tworoom_cem.py`` on 12 episodes, 3 training steps, 2 pairs: (work, out)."""
+    root = tmp_path_factory.mktemp("tworoom_bench")
+    work, out = root / "work", root / "out"
+    script = load("tworoom_cem")
+    script.main(
+        script.Args(
+            work=work,
+            out=out,
+            episodes=12,
+            steps=3,
+            pairs=2,
+            latency_plans=1,
+            samples=16,
+            iterations=2,
+        )
+    )
+    return work, out
+
+
+def test_tworoom_cem_writes_its_results(tworoom_run) -> None:
+    work, out = tworoom_run
+    result = json.loads((out / "tworoom_cem.json").read_text())
+    assert result["model"]["train_steps"] == 3 and (work / "model").is_dir()
+    assert "| metric | value |" in (out / "tworoom_cem.md").read_text()
+
+
+def test_tworoom_planners_runs_every_planner(tworoom_run) -> None:
+    work, out = tworoom_run
+    script = load("tworoom_planners")
+    args = script.Args(work=work, out=out, pairs=2, samples=8, iterations=3, restarts=4)
+    script.main(args)
+    rows = json.loads((out / "tworoom_planners.json").read_text())["rows"]
+    assert len(rows) == 5 and all(row["pairs"] == 2 for row in rows)
+
+
+def test_tworoom_guardrails_calibrates_and_counts_entries(tworoom_run) -> None:
+    work, out = tworoom_run
+    script = load("tworoom_guardrails")
+    args = script.Args(work=work, out=out, pairs=2, planners="CEM", probe="linear",
+                       probe_samples=300, min_distance=0.15, box_half=0.03,
+                       iterations=2)  # fmt: skip
+    result = script.main(args)
+    assert result["margin"]["calibration"]["windows"] > 0 and result["margin"]["value"] > 0
+    assert [row["guardrail"] for row in result["rows"]] == [False, True]
+    assert "Safety margin" in (out / "tworoom_guardrails.md").read_text()
+
+
+def test_env_success_runs_every_stage_and_resumes(tmp_path) -> None:
+    script = load("env_success")
+    args = script.Args(env="tworoom", work=tmp_path / "work", out=tmp_path / "out", pairs=2,
+                       oracle_pairs=1, oracle_samples=8, oracle_iterations=1, episodes=12,
+                       train_steps=3, samples=16, iterations=2)  # fmt: skip
+    result = script.main(args)
+    assert result["recipe"]["episodes"] == 12 and result["recipe"]["train_steps"] == 3
+    for stage in ("cem", "random", "oracle", "learned_at_oracle_budget"):
+        assert 0.0 <= result[stage]["success_rate"] <= 1.0
+    written = tmp_path / "out" / "env_success_tworoom_12ep_3steps.json"
+    assert json.loads(written.read_text())["cem"] == _plain(result["cem"])
+    assert "| tworoom |" in (tmp_path / "out" / "env_success.md").read_text()
+    # Every stage is cached: a rerun recomputes nothing and reports the same.
+    stages = json.loads((tmp_path / "work" / "tworoom_12ep_3steps" / "stages.json").read_text())
+    assert stages["cem_16x2"] == _plain(result["cem"])
+    assert _plain(script.main(args)["cem"]) == _plain(result["cem"])
+
+
+def _plain(value):
+    """As read back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
