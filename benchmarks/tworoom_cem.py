@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +30,9 @@ from lewm_mpc.envs import get_env_spec
 from lewm_mpc.evaluation import EvalConfig, evaluate
 from lewm_mpc.training import TrainConfig, train
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _machine.py beside this file
+from _machine import matmul_peak_gflops
+
 
 @dataclass(frozen=True)
 class Args:
@@ -39,19 +42,9 @@ class Args:
     steps: int = 3000
     pairs: int = 100
     latency_plans: int = 30
+    samples: int = 300  # CEM budget (LeWorldModel's reference 300 x 30; smaller for smoke runs)
+    iterations: int = 30
     seed: int = 0
-
-
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-    """Best-of fp32 GEMM throughput on this machine."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
 
 
 def plan_flops(planner: lm.CEM, obs: np.ndarray, goal: np.ndarray) -> int:
@@ -77,10 +70,12 @@ def main(args: Args) -> dict:
     # Reference budget (300 x 30, top 30, horizon 5) with our default energy and with LeWM's
     # terminal-only goal distance, on the same held-out pairs.
     eval_config = EvalConfig(num_pairs=args.pairs, seed=args.seed)
+    budget = {"num_samples": args.samples, "iterations": args.iterations,
+              "topk": max(1, args.samples // 10), "seed": args.seed}  # fmt: skip
     terminal = evaluate(
-        lm.CEM(model, seed=args.seed, energy=lm.GoalDistance(0.0)), dataset, spec, eval_config
+        lm.CEM(model, energy=lm.GoalDistance(0.0), **budget), dataset, spec, eval_config
     )
-    planner = lm.CEM(model, seed=args.seed)
+    planner = lm.CEM(model, **budget)
     report = evaluate(planner, dataset, spec, eval_config)
 
     # Plan latency and throughput on validation frames, outside the control loop.
@@ -144,20 +139,25 @@ def main(args: Args) -> dict:
     return result
 
 
+def _steps(mean: float | None) -> str:
+    return "-" if mean is None else f"{mean:.1f}"
+
+
 def _markdown(r: dict) -> str:
     e, p, m, t = r["eval"], r["plan"], r["model"], r["eval_terminal_cost"]
     low, high = e["ci95"]
     t_low, t_high = t["ci95"]
+    budget = f"{p['budget']['num_samples']}x{p['budget']['iterations']}"
     return "\n".join(
         [
             "| metric | value |",
             "|---|---|",
-            f"| Two-Room success, CEM 300x30, `GoalDistance()` ({e['pairs']} held-out pairs) | "
+            f"| Two-Room success, CEM {budget}, `GoalDistance()` ({e['pairs']} held-out pairs) | "
             f"**{100 * e['success_rate']:.0f}%** (95% CI {100 * low:.0f}-{100 * high:.0f}), "
-            f"{e['steps_to_success_mean']:.1f} steps to success |",
+            f"{_steps(e['steps_to_success_mean'])} steps to success |",
             f"| same pairs, LeWM terminal cost `GoalDistance(0.0)` | "
             f"{100 * t['success_rate']:.0f}% (95% CI {100 * t_low:.0f}-{100 * t_high:.0f}), "
-            f"{t['steps_to_success_mean']:.1f} steps to success |",
+            f"{_steps(t['steps_to_success_mean'])} steps to success |",
             f"| solved starts skipped | {e['skipped_solved']} |",
             f"| training | {m['train_steps']} steps, {m['train_minutes']:.1f} min, "
             f"{m['parameters'] / 1e6:.2f}M params, {r['data']['episodes']} episodes |",
