@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -12,6 +15,7 @@ from lewm_mpc.collection import collect_dataset
 from lewm_mpc.models import WorldModelConfig, named_config
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 torch.set_num_threads(2)
 
 
@@ -33,3 +37,12 @@ def tiny_dataset(tmp_path_factory) -> Path:
     """12 Two-Room episodes of 40 steps (pixels + states)."""
     path = tmp_path_factory.mktemp("data") / "tworoom.h5"
     return collect_dataset("tworoom", path, 12, 40, seed=0, progress=False)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through it
+    spec.loader.exec_module(module)
+    return module

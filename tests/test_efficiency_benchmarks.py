@@ -5,9 +5,7 @@ as they found it; the budget search resumes from its cache. The numbers mean not
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -16,20 +14,12 @@ import pytest
 import torch
 
 import lewm_mpc as lm
-from conftest import tiny_config
+from conftest import load_benchmark, tiny_config
 from lewm_mpc.planners import base as planner_base
 from lewm_mpc.planners import cem as cem_module
 from lewm_mpc.training import TrainConfig, train
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through it
-    spec.loader.exec_module(module)
-    return module
+load = load_benchmark
 
 
 @pytest.fixture(scope="module")
