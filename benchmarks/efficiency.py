@@ -15,12 +15,11 @@ default, which picks a GPU when one is present) runs the same measurements on a 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -341,7 +340,6 @@ def markdown(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for field, default in asdict(Args()).items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
-    main(Args(**vars(parser.parse_args())))
+    from _cli import parse_args  # beside this script
+
+    main(parse_args(Args, __doc__))

@@ -26,10 +26,9 @@ Writes ``benchmarks/results/env_success_<env>.json`` and the table of every env 
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -272,7 +271,6 @@ def markdown(out: Path) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name, default in asdict(Args()).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
-    main(Args(**vars(parser.parse_args())))
+    from _cli import parse_args  # beside this script
+
+    main(parse_args(Args, __doc__))

@@ -16,7 +16,6 @@ Writes ``benchmarks/results/realtime_budget.{json,md}`` with every budget tried.
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -244,12 +243,6 @@ def markdown(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for field, default in asdict(Args()).items():
-        kind = type(default)
-        if kind is bool:
-            parser.add_argument(f"--{field.replace('_', '-')}", type=lambda s: s == "true",
-                                default=default)  # fmt: skip
-        else:
-            parser.add_argument(f"--{field.replace('_', '-')}", type=kind, default=default)
-    main(Args(**vars(parser.parse_args())))
+    from _cli import parse_args  # beside this script
+
+    main(parse_args(Args, __doc__))

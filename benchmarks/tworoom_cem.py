@@ -11,7 +11,6 @@ time is reported.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -175,7 +174,6 @@ def _markdown(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for field, default in asdict(Args()).items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
-    main(Args(**vars(parser.parse_args())))
+    from _cli import parse_args  # beside this script
+
+    main(parse_args(Args, __doc__))
