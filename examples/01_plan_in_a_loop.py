@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lewm_mpc as lm
-from lewm_mpc.collection import collect_dataset
 from lewm_mpc.envs import get_env_spec
-from lewm_mpc.training import TrainConfig, train
+from lewm_mpc.recipes import build_from_recipe, smoke_recipe
 
 
 @dataclass(frozen=True)
@@ -26,26 +25,12 @@ class Args:
     smoke: bool = False  # train a throwaway tiny model and plan with a tiny budget
 
 
-def tiny_model(folder: Path) -> Path:
-    """A few-second dataset + model, so the example runs anywhere."""
-    data = collect_dataset("tworoom", folder / "data.h5", 4, 30, progress=False)
-    config = TrainConfig(
-        steps=5,
-        batch_size=8,
-        num_frames=2,
-        val_fraction=0.25,
-        val_every=5,
-        checkpoint_every=5,
-        sigreg_projections=16,
-    )
-    small = lm.named_config("cpu", cnn_channels=(8, 8, 8, 8), latent_dim=16, predictor_hidden=32)
-    train(data, folder / "model", small, config, progress=False)
-    return folder / "model"
-
-
 def main(args: Args) -> None:
     with tempfile.TemporaryDirectory() as scratch:
-        model_dir = tiny_model(Path(scratch)) if args.smoke else Path(args.model)
+        if args.smoke:  # a throwaway seconds-scale dataset + model
+            model_dir, _ = build_from_recipe(smoke_recipe("tworoom"), scratch, args.seed)
+        else:
+            model_dir = Path(args.model)
         world_model = lm.WorldModel.load(model_dir)
         budget = {"num_samples": 16, "iterations": 2, "topk": 4} if args.smoke else {}
         planner = lm.CEM(world_model, seed=args.seed, **budget)

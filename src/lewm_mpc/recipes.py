@@ -10,7 +10,8 @@ cards quote those numbers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -95,3 +96,32 @@ RECIPES: dict[str, Recipe] = {
 def get_recipe(env: str) -> Recipe:
     """The recipe of an environment (any name ``get_env_spec`` accepts)."""
     return RECIPES[get_env_spec(env).name]
+
+
+def smoke_recipe(env: str) -> Recipe:
+    """A seconds-scale recipe for smoke runs (examples' ``--smoke``, tests): a few short
+    episodes and a tiny model trained for a few steps. It plans, but not well."""
+    recipe = get_recipe(env)
+    train = TrainConfig(
+        steps=5, batch_size=8, num_frames=2, val_fraction=0.25, val_every=5,
+        checkpoint_every=5, sigreg_projections=16,
+    )  # fmt: skip
+    model = named_config("cpu", cnn_channels=(8, 8, 8, 8), latent_dim=16, predictor_hidden=32)
+    return Recipe(recipe.env, episodes=4, episode_steps=30, train=train, model=model,
+                  probe_name=recipe.probe_name, probe_target=recipe.probe_target)  # fmt: skip
+
+
+def build_from_recipe(
+    recipe: Recipe, folder: str | Path, seed: int = 0, progress: bool = False
+) -> tuple[Path, Path]:
+    """Collect ``recipe``'s dataset into ``folder/data.h5`` and train its model into
+    ``folder/model`` (both resume if present); returns (model dir, dataset path)."""
+    from lewm_mpc.collection import collect_dataset
+    from lewm_mpc.training import train
+
+    folder = Path(folder)
+    data = collect_dataset(recipe.env, folder / "data.h5", recipe.episodes, recipe.episode_steps,
+                           seed, recipe.workers, progress=progress)  # fmt: skip
+    train(data, folder / "model", recipe.model, replace(recipe.train, seed=seed),
+          progress=progress)  # fmt: skip
+    return folder / "model", data
