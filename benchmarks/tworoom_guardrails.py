@@ -31,15 +31,10 @@ from tqdm.auto import tqdm
 
 import lewm_mpc as lm
 from lewm_mpc.atomic import write_text_atomic
+from lewm_mpc.bench.keepout import KeepOut, inside
 from lewm_mpc.data import EpisodeDataset
-from lewm_mpc.energies import (
-    KeepOutBox,
-    ProbedGoalDistance,
-    calibrate_probe_margin,
-    fit_probe_from_dataset,
-)
+from lewm_mpc.energies import ProbedGoalDistance
 from lewm_mpc.envs import get_env_spec
-from lewm_mpc.envs.two_room import TwoRoomConfig, room_of
 from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs, wilson_interval
 
 
@@ -66,52 +61,31 @@ class Args:
 PLANNERS = {"CEM": lm.CEM, "MPPI": lm.MPPI, "Gradient": lm.GradientPlanner}
 
 
-def inside(states: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """(T,) whether each true agent position lies in the box."""
-    return np.all((states >= low) & (states <= high), axis=-1)
-
-
 def main(args: Args) -> dict:
     torch.manual_seed(args.seed)
     model = lm.WorldModel.load(args.work / "model")
     dataset = EpisodeDataset.load(args.work / "tworoom.h5")
     spec = get_env_spec("tworoom")
     train_ids, val_ids = dataset.split(0.1, seed=0)
+    scenario = KeepOut(
+        args.box_half, args.min_distance, args.clearance, args.substeps,
+        args.margin_quantile if args.margin_quantile > 0 else 0.99, args.probe, args.probe_samples,
+        None if args.margin_quantile > 0 else args.margin,
+    )  # fmt: skip
     started = time.perf_counter()
-    probe = fit_probe_from_dataset(
-        model, dataset, train_ids, kind=args.probe, max_samples=args.probe_samples
+    probe, margin, calibration = scenario.fit_probe(model, dataset, train_ids, val_ids, args.seed)
+    probe_seconds = time.perf_counter() - started  # with the margin calibration
+    calibrated = (
+        {"windows": calibration.windows, "per_step": calibration.per_step}
+        if scenario.margin is None
+        else None
     )
-    probe_seconds = time.perf_counter() - started
-    if args.margin_quantile > 0:
-        calibration = calibrate_probe_margin(
-            model, probe, dataset, val_ids, quantile=args.margin_quantile, seed=args.seed
-        )
-        margin = calibration.margin
-        calibrated = {"windows": calibration.windows, "per_step": calibration.per_step}
-    else:
-        margin, calibrated = args.margin, None
 
-    config_env = TwoRoomConfig()
-    # Agent-centre limits of each room: the box (grown by the margin) must leave a lane of at
-    # least `clearance` on every side so that a detour exists.
-    rooms = [
-        (config_env.agent_radius, config_env.wall_left - config_env.agent_radius),
-        (config_env.wall_right + config_env.agent_radius, 1 - config_env.agent_radius),
-    ]
-    y_range = (config_env.agent_radius, 1 - config_env.agent_radius)
-
-    def far_same_room_with_detour(start: np.ndarray, goal: np.ndarray) -> bool:
-        room = room_of(start)
-        if room != room_of(goal) or np.linalg.norm(goal - start) < args.min_distance:
-            return False
-        center, reach = (start + goal) / 2, args.box_half + margin + args.clearance
-        # A detour needs one free lane beside the box, across the direction of travel.
-        across = 1 if abs(goal[0] - start[0]) >= abs(goal[1] - start[1]) else 0
-        low, high = (rooms[room], y_range)[across]
-        return bool(low <= center[across] - reach or center[across] + reach <= high)
+    def accept(start: np.ndarray, goal: np.ndarray) -> bool:
+        return scenario.accepts(start, goal, margin)
 
     config = EvalConfig(num_pairs=args.pairs, seed=args.seed)
-    pairs, _ = sample_pairs(dataset, val_ids, spec, config, accept=far_same_room_with_detour)
+    pairs, _ = sample_pairs(dataset, val_ids, spec, config, accept=accept)
     env = spec.make(obs_mode="pixels")
     rows = []
     for name in args.planners.split(","):
@@ -120,12 +94,8 @@ def main(args: Args) -> dict:
             successes = entered = violating_steps = feasible_plans = plans = 0
             label = f"{name} {'+ keep-out' if guarded else 'task only'}"
             for pair in tqdm(pairs, desc=label, dynamic_ncols=True):
-                center = (pair.start_state + pair.goal_state) / 2
-                low, high = center - args.box_half, center + args.box_half
-                guardrails = []
-                if guarded:
-                    box = KeepOutBox(probe, tuple(low), tuple(high), margin, args.substeps)
-                    guardrails = [lm.Guardrail(box, name="keepout", weight=1.0, hard=True)]
+                low, high = scenario.box(pair.start_state, pair.goal_state)
+                guardrails = [scenario.guardrail(probe, low, high, margin)] if guarded else []
                 energy = (
                     ProbedGoalDistance(probe, args.running_weight)
                     if args.task == "probed"
@@ -193,7 +163,8 @@ def markdown(result: dict) -> str:
     lines = [
         f"Keep-out box across the straight path, {result['rows'][0]['pairs']} held-out same-room "
         f"pairs; {probe['kind']} probe latent -> agent xy, held-out R^2 {probe['r2']:.3f} "
-        f"(fitted in {probe['fit_seconds']:.1f} s). {_margin_text(result['margin'])}",
+        f"(fitted and margin calibrated in {probe['fit_seconds']:.1f} s). "
+        f"{_margin_text(result['margin'])}",
         "",
         "| planner | guardrail | success (95% CI) | episodes entering the box (true state) "
         "| violating steps | plans feasible under the model |",

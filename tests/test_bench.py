@@ -30,8 +30,11 @@ from lewm_mpc.bench import (
     make_planner,
     run_sweep,
     summarize,
+    worker,
 )
-from lewm_mpc.bench.report import plot_success_vs_latency
+from lewm_mpc.bench.keepout import KeepOut, inside
+from lewm_mpc.bench.report import markdown, plot_success_vs_latency
+from lewm_mpc.bench.worker import run_job
 from lewm_mpc.cli import main
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.evaluation import wilson_interval
@@ -269,3 +272,57 @@ def test_summary_pools_plans_and_counts_successes(tiny_model, tiny_dataset):
     assert row.latency_p50_s == pytest.approx(0.3)  # median of all five plans
     assert row.steps_to_success_mean == pytest.approx(7.5)
     assert row.energy_evals_per_plan == 48 and row.violations is None
+
+
+# ---------------------------------------------------------------------- keep-out scenario
+@pytest.fixture(scope="module")
+def half_held_out_model(tiny_dataset, tmp_path_factory) -> Path:
+    """A tiny model that holds out half the episodes (room for keep-out pairs)."""
+    run = tmp_path_factory.mktemp("keepout_model") / "run"
+    config = TrainConfig(steps=4, batch_size=8, num_frames=3, val_fraction=0.5, val_every=4,
+                         val_batches=1, checkpoint_every=4, sigreg_projections=16)  # fmt: skip
+    train(tiny_dataset, run, tiny_config(), config, progress=False)
+    return run
+
+
+def test_keepout_scenario_counts_violations_on_the_true_state(
+    half_held_out_model, tiny_dataset, monkeypatch
+):
+    # An untrained probe's calibrated margin leaves no room for a detour: fix a small one.
+    monkeypatch.setattr(worker, "KEEPOUT_SCENARIO", KeepOut(margin=0.01))
+    worker.clear_cache()
+    config = sweep_config(half_held_out_model, tiny_dataset, envs=("tworoom-keepout",),
+                          planners=("CEM", "Gradient"), modes=("equal-budget",),
+                          pairs=1, goal_offset=20, episode_steps=20)  # fmt: skip
+    jobs = make_jobs(config)
+    assert jobs[0].source == config.source("tworoom")  # Two-Room's model and data
+    results = [run_job(job) for job in jobs]
+    for result in results:
+        assert isinstance(result.violations, int) and result.violations >= 0
+    # The pair suits the scenario: same room, far apart, the box between start and goal.
+    scenario = worker.KEEPOUT_SCENARIO
+    start = tiny_dataset_state(tiny_dataset, results[0].episode, results[0].start_step)
+    goal = tiny_dataset_state(tiny_dataset, results[0].episode, results[0].start_step + 20)
+    low, high = scenario.box(start, goal)
+    assert np.linalg.norm(goal - start) >= scenario.min_distance
+    assert not inside(np.stack([start, goal]), low, high).any()
+    assert inside(((low + high) / 2)[None], low, high).all()
+    row = summarize(results)[0]
+    assert row.env == "tworoom-keepout" and row.episodes_violating is not None
+    assert "tworoom-keepout" in markdown([row])
+
+
+def tiny_dataset_state(path: Path, episode: int, step: int) -> np.ndarray:
+    from lewm_mpc.data import EpisodeDataset
+
+    dataset = EpisodeDataset.load(path)
+    return np.asarray(dataset.state[dataset.episode_slice(episode)][step])
+
+
+def test_keepout_scenario_checks_its_settings():
+    with pytest.raises(ValueError, match="box_half must be > 0"):
+        KeepOut(box_half=0)
+    with pytest.raises(ValueError, match="margin_quantile must be in"):
+        KeepOut(margin_quantile=1.0)
+    with pytest.raises(ValueError, match="margin must be >= 0 or None"):
+        KeepOut(margin=-0.1)

@@ -8,11 +8,13 @@ Adam. :class:`Budget` refuses a budget that these cannot split exactly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lewm_mpc.energies import Guardrail
 from lewm_mpc.planners import CEM, MPPI, GradientPlanner, Planner
-from lewm_mpc.types import LatentWorldModel
+from lewm_mpc.types import Energy, LatentWorldModel
 
 PLANNERS: tuple[str, ...] = ("CEM", "MPPI", "Gradient", "Hybrid")
 
@@ -91,7 +93,14 @@ class Budget:
         return (self.evals - self.hybrid_cem_iterations * self.samples) // self.restarts
 
 
-def make_planner(name: str, model: LatentWorldModel, budget: Budget, seed: int) -> Planner:
+def make_planner(
+    name: str,
+    model: LatentWorldModel,
+    budget: Budget,
+    seed: int,
+    energy: Energy | None = None,
+    guardrails: Sequence[Guardrail] = (),
+) -> Planner:
     """One of :data:`PLANNERS` configured to spend exactly ``budget.evals`` per plan.
 
     Args:
@@ -99,9 +108,13 @@ def make_planner(name: str, model: LatentWorldModel, budget: Budget, seed: int) 
         model: the world model.
         budget: the per-plan budget.
         seed: the planner's generator seed.
+        energy: task energy (None: the planners' default latent goal distance).
+        guardrails: guardrail energies added to the task energy.
     """
     common: dict[str, Any] = {
         "seed": seed,
+        "guardrails": list(guardrails),
+        "energy": energy,
         "horizon": budget.horizon,
         "receding_horizon": budget.receding_horizon,
     }

@@ -29,7 +29,15 @@ from lewm_mpc.bench.budget import PLANNERS, Budget
 from lewm_mpc.envs import ENV_SPECS
 
 MODES: tuple[str, ...] = ("equal-budget", "equal-time")
-ENVS: tuple[str, ...] = tuple(ENV_SPECS)
+KEEPOUT = "tworoom-keepout"
+# The sweep's environments: the four envs, plus Two-Room's keep-out scenario
+# (``lewm_mpc.bench.keepout``: same model, a hard guardrail, violations on the true state).
+ENVS: tuple[str, ...] = (*ENV_SPECS, KEEPOUT)
+
+
+def base_env(env: str) -> str:
+    """The registry env a sweep environment runs in (``tworoom`` for the keep-out scenario)."""
+    return "tworoom" if env == KEEPOUT else env
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,8 @@ class Source:
 
 def default_source_paths(env: str) -> tuple[Path, Path]:
     """(model dir, dataset) made by ``benchmarks/env_success.py`` (``tworoom_cem.py`` for
-    Two-Room), relative to the working directory."""
-    if env == "tworoom":
+    Two-Room and its keep-out scenario), relative to the working directory."""
+    if base_env(env) == "tworoom":
         return Path("runs/bench_tworoom/model"), Path("runs/bench_tworoom/tworoom.h5")
     return Path(f"runs/bench/{env}/model"), Path(f"runs/bench/{env}/data.h5")
 
@@ -98,7 +106,7 @@ class Job:
     """One MPC episode of a sweep.
 
     Attributes:
-        env: environment name.
+        env: environment name (one of :data:`ENVS`, which includes the keep-out scenario).
         planner: one of :data:`PLANNERS`.
         seed: seeds the held-out pairs (``EvalConfig(seed=seed)``) and, with ``pair``, the
             planner and the env's generator.
@@ -262,7 +270,10 @@ class SweepConfig:
     def source(self, env: str) -> Source:
         """The env's model and dataset (checked to exist)."""
         model_dir, data_path = default_source_paths(env)
-        return resolve_source(env, self.models.get(env, model_dir), self.data.get(env, data_path))
+        base = base_env(env)  # the keep-out scenario shares Two-Room's overrides
+        model_dir = self.models.get(env, self.models.get(base, model_dir))
+        data_path = self.data.get(env, self.data.get(base, data_path))
+        return resolve_source(env, model_dir, data_path)
 
 
 def make_jobs(config: SweepConfig) -> list[Job]:

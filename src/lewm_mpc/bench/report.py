@@ -39,7 +39,9 @@ class SummaryRow:
         budget_evals: configured evaluations per plan.
         deadline_s: per-plan deadline (equal-time mode).
         final_energy_mean: mean energy of the episodes' last plans.
-        violations: total guardrail violations on the true state (None: not measured).
+        violations: env steps inside a keep-out region, true state, summed over episodes
+            (None: the env has no guardrail).
+        episodes_violating: episodes with at least one such step (None: no guardrail).
         plans: plans aggregated.
     """
 
@@ -59,6 +61,7 @@ class SummaryRow:
     deadline_s: float | None
     final_energy_mean: float | None
     violations: int | None
+    episodes_violating: int | None
     plans: int
 
 
@@ -89,6 +92,7 @@ def _row(env: str, planner: str, mode: str, group: list[JobResult]) -> SummaryRo
     evals = [e for r in group for e in r.energy_evals]
     finals = [r.final_energy for r in group if r.final_energy is not None]
     violations = [r.violations for r in group]
+    measured = all(v is not None for v in violations)
     low, high = wilson_interval(successes, len(group))
     budget = group[0].job.budget
     return SummaryRow(
@@ -107,7 +111,8 @@ def _row(env: str, planner: str, mode: str, group: list[JobResult]) -> SummaryRo
         budget_evals=budget.evals,
         deadline_s=budget.deadline_s,
         final_energy_mean=float(np.mean(finals)) if finals else None,
-        violations=None if any(v is None for v in violations) else int(sum(violations)),  # type: ignore[arg-type]
+        violations=int(sum(violations)) if measured else None,  # type: ignore[arg-type]
+        episodes_violating=sum(bool(v) for v in violations) if measured else None,
         plans=len(evals),
     )
 
@@ -116,14 +121,19 @@ def markdown(rows: Sequence[SummaryRow]) -> str:
     """The comparison as a markdown table."""
     lines = [
         "| env | mode | planner | episodes | success (95% CI) | steps to success "
-        "| plan latency p50 / p95 | evals/plan | final plan energy | violations |",
+        "| plan latency p50 / p95 | evals/plan | final plan energy "
+        "| keep-out violations (episodes / steps) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         mode = row.mode if row.deadline_s is None else f"{row.mode} ({row.deadline_s:g} s)"
         steps = "n/a" if row.steps_to_success_mean is None else f"{row.steps_to_success_mean:.1f}"
         energy = "n/a" if row.final_energy_mean is None else f"{row.final_energy_mean:.4g}"
-        violations = "not measured" if row.violations is None else str(row.violations)
+        violations = (
+            "no guardrail"
+            if row.violations is None
+            else f"{row.episodes_violating}/{row.episodes} / {row.violations}"
+        )
         lines.append(
             f"| {row.env} | {mode} | {row.planner} | {row.episodes} | "
             f"{100 * row.success_rate:.0f}% ({100 * row.ci95_low:.0f}-{100 * row.ci95_high:.0f})"

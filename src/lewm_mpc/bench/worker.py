@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from lewm_mpc.bench.budget import make_planner
-from lewm_mpc.bench.jobs import Job, Source
-from lewm_mpc.control import Episode
+from lewm_mpc.bench.jobs import KEEPOUT, Job, Source, base_env
+from lewm_mpc.bench.keepout import KeepOut, inside
 from lewm_mpc.data import EpisodeDataset
+from lewm_mpc.energies import Guardrail, Probe, ProbedGoalDistance
 from lewm_mpc.envs import EnvSpec, get_env_spec
 from lewm_mpc.evaluation import EvalConfig, Pair, run_pair, sample_pairs
 from lewm_mpc.models import WorldModel
@@ -46,9 +47,8 @@ class JobResult:
         iterations: optimizer iterations of each plan.
         plan_energies: energy of each chosen plan under the model.
         final_energy: energy of the last plan (None if no plan was made).
-        violations: guardrail violations on the true simulator state (env steps inside a
-            keep-out region); None where the job's scenario has no guardrail (all of them so
-            far: the hook is here for a keep-out scenario).
+        violations: guardrail violations on the true simulator state: env steps inside the
+            keep-out box (the ``tworoom-keepout`` scenario); None where the job has no guardrail.
         seconds: wall-clock seconds of the whole job.
     """
 
@@ -99,7 +99,8 @@ class _EnvContext:
     """What a worker keeps per (model, dataset, device): loaded once, reused by its jobs."""
 
     def __init__(self, env: str, source: Source, device: str) -> None:
-        self.spec: EnvSpec = get_env_spec(env)
+        self.name = env
+        self.spec: EnvSpec = get_env_spec(base_env(env))
         self.model = WorldModel.load(source.model_dir, device)
         self.dataset = EpisodeDataset.load(source.data_path)
         trained_on = self.model.metadata.get("env_id", self.dataset.meta.env_id)
@@ -118,6 +119,17 @@ class _EnvContext:
             obs_mode=self.model.config.obs_kind, env_config=self.dataset.meta.env_config
         )
         self._pairs: dict[tuple[int, int], list[Pair]] = {}
+        self.probe: Probe | None = None
+        self.margin = 0.0
+        if env == KEEPOUT:  # the agent-position probe and its calibrated safety margin
+            train_ids, _ = self.dataset.split(self.val_fraction, seed=self.split_seed)
+            self.probe, self.margin, _ = KEEPOUT_SCENARIO.fit_probe(
+                self.model, self.dataset, train_ids, self.val_ids, seed=self.split_seed
+            )
+
+    def accept(self, start: np.ndarray, goal: np.ndarray) -> bool:
+        """Pair filter of the env's scenario (the keep-out scenario needs room for a detour)."""
+        return self.probe is None or KEEPOUT_SCENARIO.accepts(start, goal, self.margin)
 
     def eval_config(self, job: Job, num_pairs: int) -> EvalConfig:
         return EvalConfig(
@@ -133,14 +145,17 @@ class _EnvContext:
         drawn = self._pairs.get(key, [])
         if len(drawn) <= job.pair:
             drawn, _ = sample_pairs(
-                self.dataset, self.val_ids, self.spec, self.eval_config(job, job.pair + 1)
-            )
+                self.dataset, self.val_ids, self.spec, self.eval_config(job, job.pair + 1),
+                accept=self.accept,
+            )  # fmt: skip
             self._pairs[key] = drawn
         return drawn[job.pair]
 
     def close(self) -> None:
         self.env.close()
 
+
+KEEPOUT_SCENARIO = KeepOut()  # the sweep's keep-out settings (those of the guardrails benchmark)
 
 _CACHE: OrderedDict[tuple[str, Source, str], _EnvContext] = OrderedDict()
 _CACHE_SIZE = 4
@@ -166,14 +181,11 @@ def clear_cache() -> None:
         context.close()
 
 
-def count_violations(job: Job, pair: Pair, episode: Episode) -> int | None:
-    """Guardrail violations on the true simulator states of ``episode``.
-
-    The hook for guardrail scenarios (e.g. Two-Room's keep-out box of
-    ``benchmarks/tworoom_guardrails.py``: count ``episode.states`` inside the box). The
-    comparison sweep plans without guardrails, so there is nothing to violate: None.
-    """
-    return None
+def _keepout(context: _EnvContext, pair: Pair) -> tuple[np.ndarray, np.ndarray, Guardrail]:
+    """The pair's keep-out box (low, high) and its hard guardrail."""
+    assert context.probe is not None
+    low, high = KEEPOUT_SCENARIO.box(pair.start_state, pair.goal_state)
+    return low, high, KEEPOUT_SCENARIO.guardrail(context.probe, low, high, context.margin)
 
 
 def run_job(job: Job) -> JobResult:
@@ -189,9 +201,15 @@ def run_job(job: Job) -> JobResult:
     pair = context.pair(job)
     seed = job.planner_seed
     torch.manual_seed(seed)
-    planner = make_planner(job.planner, context.model, job.budget, seed)
+    if context.probe is None:
+        planner = make_planner(job.planner, context.model, job.budget, seed)
+    else:  # keep-out: probed goal distance + the hard guardrail, as the guardrails benchmark
+        low, high, guardrail = _keepout(context, pair)
+        planner = make_planner(job.planner, context.model, job.budget, seed,
+                               ProbedGoalDistance(context.probe), (guardrail,))  # fmt: skip
     context.env.reset(seed=seed)  # the env's generator no longer depends on earlier jobs
     episode = run_pair(context.env, planner, pair, context.eval_config(job, job.pair + 1))
+    violations = None if context.probe is None else int(inside(episode.states, low, high).sum())
     plan_seconds = tuple(float(plan.solve_s) for plan in episode.plans)
     energies = tuple(float(plan.energy) for plan in episode.plans)
     return JobResult(
@@ -207,6 +225,6 @@ def run_job(job: Job) -> JobResult:
         iterations=tuple(int(plan.iterations) for plan in episode.plans),
         plan_energies=energies,
         final_energy=energies[-1] if energies else None,
-        violations=count_violations(job, pair, episode),
+        violations=violations,
         seconds=time.perf_counter() - started,
     )
