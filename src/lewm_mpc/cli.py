@@ -1,4 +1,4 @@
-"""``lewm-mpc`` command line: collect | train | eval | demo | bench.
+"""``lewm-mpc`` command line: collect | train | eval | demo | render | bench.
 
 Errors in what the user asked for print one readable line and exit with status 2.
 """
@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
     _add_eval_args(p, pairs=20)
     _add_planner_args(p)
+
+    from lewm_mpc.render.command import add_arguments as add_render_arguments
+
+    p = sub.add_parser("render", help="render one MPC episode with the imagined plan (mp4/gif)")
+    add_render_arguments(p)
 
     from lewm_mpc.bench.command import add_arguments as add_bench_arguments
 
@@ -221,6 +226,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_render(args: argparse.Namespace) -> None:
+    from lewm_mpc.render.command import run_from_args
+
+    run_from_args(args)
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     from lewm_mpc.bench.command import run_from_args
 
@@ -232,6 +243,7 @@ COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
     "demo": cmd_demo,
+    "render": cmd_render,
     "bench": cmd_bench,
 }
 

@@ -46,7 +46,8 @@ from lewm_mpc.envs.spec import configure_spaces
 SUCCESS_TOLERANCE = 0.05  # rad, on every joint (reference threshold)
 LINK_LENGTHS = (0.12, 0.12)  # shoulder -> wrist, wrist -> fingertip centre (m), from the suite XML
 STATE_DIM = 4  # qpos (2) + qvel (2)
-_CAMERA = "fixed"  # the suite's top-down camera, 0.75 m above the arena centre
+FINGERTIP_HEIGHT = 0.01  # m: the arm moves in the plane z = 0.01 (world xy = arm frame xy)
+CAMERA = "fixed"  # the suite's top-down camera, 0.75 m above the arena centre
 _HIDDEN_GROUP = 5  # geom group of the target sphere; switched off in the scene options
 _WRIST_SLACK = 0.3  # rad a state's wrist may pass its +-160 deg stops (soft limit: <= 0.17 seen)
 
@@ -283,7 +284,7 @@ class ReacherEnv(gym.Env):
         data.qvel[:] = state[2:]
         mujoco.mj_forward(self.model, data)  # body, camera and light poses
         renderer = self._renderer(size)
-        renderer.update_scene(data, camera=_CAMERA, scene_option=self._scene_option)
+        renderer.update_scene(data, camera=CAMERA, scene_option=self._scene_option)
         return renderer.render()  # a fresh array each call
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""Episode videos: executed frames beside the goal image, upscaled for viewing."""
+"""Writing frames to mp4 (H.264 via imageio-ffmpeg) or GIF, atomically."""
 
 from __future__ import annotations
 
@@ -9,32 +9,64 @@ import imageio.v2 as imageio
 import numpy as np
 
 from lewm_mpc.atomic import atomic_write
+from lewm_mpc.render.layout import pad_to_multiple, side_by_side
 
-SUCCESS_RGB = np.array([40, 170, 70], dtype=np.uint8)
-PENDING_RGB = np.array([150, 150, 150], dtype=np.uint8)
-BORDER = 8
-
-
-def upscale(image: np.ndarray, factor: int) -> np.ndarray:
-    """Nearest-neighbour upscaling of an (H, W, 3) image."""
-    return image.repeat(factor, axis=0).repeat(factor, axis=1)
+VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
-def _framed(image: np.ndarray, colour: np.ndarray) -> np.ndarray:
-    """Surround an (H, W, 3) image with a BORDER-pixel frame."""
-    height, width = image.shape[:2]
-    out = np.empty((height + 2 * BORDER, width + 2 * BORDER, 3), dtype=np.uint8)
-    out[:] = colour
-    out[BORDER:-BORDER, BORDER:-BORDER] = image
-    return out
+def check_video_path(path: str | Path) -> Path:
+    """``path`` as a Path if it ends in .mp4 or .gif (any case), else a ValueError."""
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ValueError(f"video path must end in .mp4 or .gif, got {path.name}")
+    return path
 
 
-def side_by_side(frame: np.ndarray, goal: np.ndarray, succeeded: bool, scale: int) -> np.ndarray:
-    """[executed frame | goal] with a green frame once the episode has succeeded."""
-    colour = SUCCESS_RGB if succeeded else PENDING_RGB
-    left = _framed(upscale(frame, scale), colour)
-    right = _framed(upscale(goal, scale), PENDING_RGB)
-    return np.concatenate([left, right], axis=1)
+def write_video(
+    path: str | Path,
+    frames: Sequence[np.ndarray] | np.ndarray,
+    fps: int = 10,
+    hold_last: int = 5,
+) -> Path:
+    """Write (T, H, W, 3) uint8 frames to an mp4 or a GIF (chosen by the extension).
+
+    The file appears only complete (temp file + rename). An mp4 frame is padded at the bottom
+    and right to multiples of 16 px (H.264 macroblocks) if it is not already.
+
+    Args:
+        path: output ``.mp4`` or ``.gif``.
+        frames: the frames, all the same size.
+        fps: frames per second.
+        hold_last: show the last frame this many frame-times longer (mp4: repeated frames;
+            GIF: a longer last-frame duration, so a GIF has exactly one frame per input frame).
+
+    Returns:
+        The path written.
+    """
+    path = check_video_path(path)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+        raise ValueError(f"frames must be uint8 (T, H, W, 3), T >= 1, got {frames.dtype} "
+                         f"{frames.shape}")  # fmt: skip
+    if fps < 1 or hold_last < 0:
+        raise ValueError(f"fps must be >= 1 and hold_last >= 0, got {fps} and {hold_last}")
+    suffix = path.suffix.lower()
+    with atomic_write(path, suffix=suffix) as tmp:
+        if suffix == ".mp4":  # constant frame rate: hold the end by repeating the last frame
+            padded = [pad_to_multiple(frame) for frame in frames]
+            imageio.mimsave(
+                tmp,
+                padded + [padded[-1]] * hold_last,
+                fps=fps,
+                codec="libx264",
+                macro_block_size=1,
+                ffmpeg_log_level="error",
+            )
+        else:  # GIF: one frame per step, the last one shown longer
+            durations = [1000 / fps] * len(frames)
+            durations[-1] *= 1 + hold_last
+            imageio.mimsave(tmp, list(frames), duration=durations, loop=0)
+    return path
 
 
 def write_episode_video(
@@ -48,16 +80,19 @@ def write_episode_video(
 ) -> Path:
     """Write an mp4 (or .gif by extension) of executed frames beside the goal image.
 
+    Without overlays; :func:`lewm_mpc.render.render_episode` adds the imagined plan and the
+    energy strip.
+
     Args:
-        path: output file; ``.mp4`` uses ffmpeg (imageio-ffmpeg), ``.gif`` Pillow-free GIF.
+        path: output file; ``.mp4`` uses ffmpeg (imageio-ffmpeg), ``.gif`` Pillow.
         frames: (T, H, W, 3) uint8 executed observations.
         goal: (H, W, 3) uint8 goal image.
         success: (T,) per-frame success flag (the frame turns green from the first success).
         scale: integer upscaling factor (64 px frames are too small to watch).
         fps: frames per second.
-        hold_last: show the last frame this many frame-times longer (mp4: repeated frames;
-            GIF: a longer last-frame duration, so a GIF has exactly one frame per step).
+        hold_last: show the last frame this many frame-times longer (see :func:`write_video`).
     """
+    check_video_path(path)
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
@@ -67,22 +102,4 @@ def write_episode_video(
         raise ValueError(f"success has {len(success)} flags for {len(frames)} frames")
     reached = np.maximum.accumulate(np.asarray(success, dtype=bool))
     composed = [side_by_side(f, goal, bool(r), scale) for f, r in zip(frames, reached, strict=True)]
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".mp4", ".gif"):
-        raise ValueError(f"video path must end in .mp4 or .gif, got {path.name}")
-    with atomic_write(path, suffix=suffix) as tmp:
-        if suffix == ".mp4":  # constant frame rate: hold the end by repeating the last frame
-            imageio.mimsave(
-                tmp,
-                composed + [composed[-1]] * hold_last,
-                fps=fps,
-                codec="libx264",
-                macro_block_size=8,
-                ffmpeg_log_level="error",
-            )
-        else:  # GIF: one frame per step, the last one shown longer
-            durations = [1000 / fps] * len(composed)
-            durations[-1] *= 1 + hold_last
-            imageio.mimsave(tmp, composed, duration=durations, loop=0)
-    return path
+    return write_video(path, np.stack(composed), fps=fps, hold_last=hold_last)

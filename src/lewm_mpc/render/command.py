@@ -1,0 +1,186 @@
+"""``lewm-mpc render``: one MPC episode on a held-out pair, rendered with the imagined plan.
+
+The probe (latents -> the env recipe's physical target) is fitted on the dataset's training
+split; the pair comes from its validation split (the evaluation protocol's pairs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PLANNERS = ("cem", "mppi", "gradient")
+SMOKE_BUDGETS: dict[str, dict[str, int]] = {
+    "cem": {"num_samples": 16, "iterations": 2, "topk": 4},
+    "mppi": {"num_samples": 16, "iterations": 2},
+    "gradient": {"restarts": 2, "iterations": 3},
+}
+
+DESCRIPTION = """\
+Run one MPC episode on a held-out start/goal pair and write it as mp4 and/or GIF: the executed
+frames beside the goal image; on the executed frame the plan in force (its predicted latents
+decoded by a probe fitted on the training split and projected to pixels, fading into the
+future), the true executed path and any keep-out box; below, the energy terms of each plan over
+time and the success flag. Models default to those of `lewm-mpc bench` (runs/bench/ENV/...)."""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``render`` arguments."""
+    parser.description = DESCRIPTION
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.add_argument("--env", default="tworoom", help="tworoom | reacher | pusht | cube")
+    parser.add_argument("--model", type=Path, default=None, help="checkpoint folder")
+    parser.add_argument("--data", type=Path, default=None, help="the model's dataset (.h5)")
+    parser.add_argument("--planner", default="cem", choices=PLANNERS)
+    parser.add_argument("--pair", type=int, default=0, help="index of the held-out pair")
+    parser.add_argument("--seed", type=int, default=0, help="pair sampling and planner seed")
+    parser.add_argument("--steps", type=_positive, default=50, help="env-step budget")
+    parser.add_argument("--goal-offset", type=_positive, default=25, help="env steps to goal")
+    parser.add_argument(
+        "--out", type=Path, nargs="+", default=[Path("episode.mp4")], help=".mp4 and/or .gif"
+    )
+    parser.add_argument("--scale", type=_positive, default=4, help="frame upscaling")
+    parser.add_argument("--fps", type=_positive, default=10)
+    parser.add_argument(
+        "--probe", default="mlp", choices=("mlp", "linear"), help="probe kind (--smoke: linear)"
+    )
+    parser.add_argument("--probe-samples", type=_positive, default=4000)
+    parser.add_argument(
+        "--keepout",
+        action="store_true",
+        help="Two-Room: hard keep-out box across the straight path (probe-based guardrail)",
+    )
+    parser.add_argument("--box-half", type=float, default=0.07, help="keep-out half side")
+    parser.add_argument("--margin", type=float, default=0.03, help="keep-out safety margin")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny data + model in a temp dir, tiny budgets, linear probe, small keep-out box",
+    )
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What ``render`` produced."""
+
+    paths: tuple[Path, ...]
+    success: bool
+    steps: int
+    plans: int
+
+
+def run_from_args(args: argparse.Namespace) -> Rendered:
+    """Validate the arguments, run the episode and write the videos."""
+    from lewm_mpc.envs import get_env_spec
+    from lewm_mpc.render.video import check_video_path
+
+    spec = get_env_spec(args.env)  # a clear error for an unknown env
+    paths = tuple(check_video_path(path) for path in args.out)
+    if args.keepout and spec.name != "tworoom":
+        raise ValueError(f"--keepout is defined for tworoom only, not {spec.name}")
+    if not 0 < args.box_half < 0.5 or args.margin < 0:
+        raise ValueError("--box-half must be in (0, 0.5) and --margin >= 0")
+    if args.pair < 0:
+        raise ValueError(f"--pair must be >= 0, got {args.pair}")
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.smoke:
+            from lewm_mpc.recipes import build_from_recipe, smoke_recipe
+
+            model_dir, data = build_from_recipe(smoke_recipe(spec.name), scratch, args.seed)
+        else:
+            from lewm_mpc.bench.jobs import default_source_paths
+
+            default_model, default_data = default_source_paths(spec.name)
+            model_dir, data = args.model or default_model, args.data or default_data
+        result = _render(args, spec, Path(model_dir), Path(data), paths)
+    outcome = "success" if result.success else "no success"
+    print(f"{spec.name} {args.planner}: {outcome} after {result.steps} steps, {result.plans} plans")
+    for path in result.paths:
+        print(f"video: {path}")
+    return result
+
+
+def _render(
+    args: argparse.Namespace, spec: Any, model_dir: Path, data: Path, paths: tuple[Path, ...]
+) -> Rendered:
+    import lewm_mpc as lm
+    from lewm_mpc.data import EpisodeDataset
+    from lewm_mpc.energies import KeepOutBox, fit_probe_from_dataset
+    from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs
+    from lewm_mpc.recipes import get_recipe
+    from lewm_mpc.render import RegionBox, render_episode, view_for_env, write_video
+    from lewm_mpc.training import resolve_device
+
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"no model checkpoint in {model_dir} (config.json missing)")
+    if not data.is_file():
+        raise FileNotFoundError(f"dataset {data} does not exist")
+    model = lm.WorldModel.load(model_dir, resolve_device(args.device))
+    dataset = EpisodeDataset.load(data)
+    if dataset.meta.env_id != spec.gym_id:
+        raise ValueError(f"{data} holds {dataset.meta.env_id}, not {spec.gym_id}")
+    if model.config.obs_kind != "pixels":
+        raise ValueError("render needs a pixel model (its frames are the video)")
+    train_meta = model.metadata.get("train_config", {})
+    split = {"val_fraction": train_meta.get("val_fraction", 0.1)}
+    train_ids, val_ids = dataset.split(split["val_fraction"], seed=train_meta.get("seed", 0))
+    recipe = get_recipe(spec.name)
+    probe = fit_probe_from_dataset(
+        model, dataset, train_ids, recipe.probe_target,
+        kind="linear" if args.smoke else args.probe,  # smoke: closed form, no MLP training
+        max_samples=args.probe_samples, seed=args.seed,
+    )  # fmt: skip
+    config = EvalConfig(
+        num_pairs=args.pair + 1, goal_offset=args.goal_offset, budget=args.steps,
+        seed=args.seed, val_fraction=split["val_fraction"],
+        split_seed=train_meta.get("seed", 0),
+    )  # fmt: skip
+    box_half, margin = args.box_half, args.margin
+    if args.smoke:  # smoke datasets hold short moves: a small box still fits between start, goal
+        box_half, margin = min(box_half, 0.03), min(margin, 0.01)
+    reach = box_half + margin
+
+    def keepout_fits(start: Any, goal: Any) -> bool:  # box between start and goal, both free
+        from lewm_mpc.envs.two_room import room_of
+
+        center = (start + goal) / 2
+        clear = min(abs(start - center).max(), abs(goal - center).max()) > reach
+        return bool(room_of(start) == room_of(goal) and clear)
+
+    pairs, _ = sample_pairs(dataset, val_ids, spec, config, keepout_fits if args.keepout else None)
+    pair = pairs[args.pair]
+    guardrails, regions = [], []
+    if args.keepout:
+        center = (pair.start_state[:2] + pair.goal_state[:2]) / 2
+        low, high = tuple(center - box_half), tuple(center + box_half)
+        box = KeepOutBox(probe, low, high, margin, substeps=5)
+        guardrails = [lm.Guardrail(box, name="keepout", weight=1.0, hard=True)]
+        regions = [RegionBox(low, high)]
+    budget = SMOKE_BUDGETS[args.planner] if args.smoke else {}
+    planner_class = {"cem": lm.CEM, "mppi": lm.MPPI, "gradient": lm.GradientPlanner}
+    planner = planner_class[args.planner](
+        model, seed=args.seed, energy=lm.GoalDistance(), guardrails=guardrails, **budget
+    )
+    env = spec.make(obs_mode="pixels", env_config=dataset.meta.env_config)
+    try:
+        episode = run_pair(env, planner, pair, config)
+        frames = render_episode(
+            episode, probe, view_for_env(env), regions=regions,
+            executed=recipe.probe_target(episode.states), scale=args.scale,
+            title=f"{spec.name} {args.planner}",
+        )  # fmt: skip
+    finally:
+        env.close()
+    written = tuple(write_video(path, frames, fps=args.fps) for path in paths)
+    return Rendered(written, episode.succeeded, len(episode.actions), len(episode.plans))

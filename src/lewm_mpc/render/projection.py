@@ -1,0 +1,189 @@
+"""World -> pixel maps: where a probed physical quantity appears in an env's observation.
+
+A *view* maps a batch of probed quantities ``(N, P)`` (the recipe's probe target: Two-Room agent
+xy, Reacher fingertip xy, PushT agent xy + block xy, Cube cube xyz) to ``(N, K, 2)`` continuous
+pixel coordinates ``(column, row)`` in the observation image, one per *track* (PushT has two:
+agent and block). Pixel ``k`` covers ``[k, k + 1)``. :func:`view_for_env` builds the view of a
+live env; the MuJoCo envs get a pinhole projection through the camera they render with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class View(Protocol):
+    """Maps probed quantities to pixel coordinates of the observation image."""
+
+    @property
+    def tracks(self) -> int:
+        """Number K of points per quantity (e.g. agent and block)."""
+        ...
+
+    @property
+    def track_dim(self) -> int:
+        """Coordinates per track; track ``k`` reads columns ``[k * d, (k + 1) * d)``."""
+        ...
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        """(N, K * track_dim) quantities -> (N, K, 2) pixel coordinates (column, row)."""
+        ...
+
+
+def _tracks_of(points: np.ndarray, tracks: int, dim: int) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] < tracks * dim:
+        raise ValueError(
+            f"expected (N, >= {tracks * dim}) points ({tracks} track(s) of {dim}), "
+            f"got shape {points.shape}"
+        )
+    return points[:, : tracks * dim].reshape(len(points), tracks, dim)  # (N, K, d)
+
+
+@dataclass(frozen=True)
+class PlanarView:
+    """Affine map of planar world coordinates: ``pixel = offset + matrix @ xy`` per track.
+
+    Attributes:
+        matrix: (2, 2) world -> pixel linear part.
+        offset: (2,) pixel coordinates of the world origin.
+        tracks: number of xy pairs per quantity.
+    """
+
+    matrix: tuple[tuple[float, float], tuple[float, float]]
+    offset: tuple[float, float]
+    tracks: int = 1
+
+    @property
+    def track_dim(self) -> int:
+        """Two coordinates (x, y) per track."""
+        return 2
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        """(N, 2K) world xy -> (N, K, 2) pixel (column, row)."""
+        xy = _tracks_of(points, self.tracks, 2)  # (N, K, 2)
+        return xy @ np.asarray(self.matrix).T + np.asarray(self.offset)  # (N, K, 2)
+
+
+@dataclass(frozen=True)
+class PinholeView:
+    """Perspective projection through a camera looking down its own -z axis (MuJoCo's
+    convention: x right, y up in the image).
+
+    Attributes:
+        position: (3,) camera position in the world (m).
+        rotation: (3, 3) camera-to-world rotation (columns: camera x, y, z axes), row-major.
+        fovy: vertical field of view in degrees.
+        image_size: side of the square image in px.
+        plane_z: height assumed for 2-d (planar) quantities; None: quantities are 3-d.
+    """
+
+    position: tuple[float, float, float]
+    rotation: tuple[float, ...]
+    fovy: float
+    image_size: int
+    plane_z: float | None = None
+
+    @property
+    def tracks(self) -> int:
+        """One point per quantity."""
+        return 1
+
+    @property
+    def track_dim(self) -> int:
+        """2 (on the plane ``z = plane_z``) or 3."""
+        return 3 if self.plane_z is None else 2
+
+    @property
+    def focal(self) -> float:
+        """Focal length in px."""
+        return 0.5 * self.image_size / np.tan(np.deg2rad(self.fovy) / 2)
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        """(N, 2 or 3) world points -> (N, 1, 2) pixel (column, row)."""
+        xyz = _tracks_of(points, 1, self.track_dim)[:, 0]  # (N, d)
+        if self.plane_z is not None:
+            xyz = np.concatenate([xyz, np.full((len(xyz), 1), self.plane_z)], axis=1)  # (N, 3)
+        rotation = np.asarray(self.rotation, dtype=np.float64).reshape(3, 3)
+        camera = (xyz - np.asarray(self.position)) @ rotation  # (N, 3) in camera axes
+        depth = np.maximum(-camera[:, 2], 1e-9)  # in front of the camera: camera z < 0
+        centre = self.image_size / 2
+        column = centre + self.focal * camera[:, 0] / depth
+        row = centre - self.focal * camera[:, 1] / depth  # image rows grow downwards
+        return np.stack([column, row], axis=-1)[:, None]  # (N, 1, 2)
+
+    @classmethod
+    def from_mujoco(
+        cls, model: Any, camera: str, image_size: int, plane_z: float | None = None
+    ) -> PinholeView:
+        """The view of a named camera of a MuJoCo model, posed by forward kinematics at the
+        model's reference configuration (exact for cameras fixed to the world)."""
+        import mujoco
+
+        camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+        if camera_id < 0:
+            raise ValueError(f"the MuJoCo model has no camera named {camera!r}")
+        if np.any(model.cam_sensorsize[camera_id] > 0):
+            raise ValueError(f"camera {camera!r} uses sensor intrinsics; only fovy is supported")
+        data = mujoco.MjData(model)
+        mujoco.mj_forward(model, data)  # camera poses
+        return cls(
+            position=tuple(float(v) for v in data.cam_xpos[camera_id]),
+            rotation=tuple(float(v) for v in data.cam_xmat[camera_id]),
+            fovy=float(model.cam_fovy[camera_id]),
+            image_size=int(image_size),
+            plane_z=plane_z,
+        )
+
+
+def two_room_view(image_size: int) -> PlanarView:
+    """Two-Room: the arena is the unit square, y up; image row 0 is y = 1."""
+    size = float(image_size)
+    return PlanarView(matrix=((size, 0.0), (0.0, -size)), offset=(0.0, size))
+
+
+def pusht_view(image_size: int) -> PlanarView:
+    """PushT: gym-pusht's 512 px world, y down; tracks: agent xy, block xy."""
+    from lewm_mpc.envs.pusht import WORLD_SIZE
+
+    ratio = image_size / WORLD_SIZE
+    return PlanarView(matrix=((ratio, 0.0), (0.0, ratio)), offset=(0.0, 0.0), tracks=2)
+
+
+def _reacher(env: Any) -> View:
+    from lewm_mpc.envs.reacher import CAMERA, FINGERTIP_HEIGHT
+
+    return PinholeView.from_mujoco(env.model, CAMERA, env.config.image_size, FINGERTIP_HEIGHT)
+
+
+def _cube(env: Any) -> View:
+    from lewm_mpc.envs.cube import CAMERA
+
+    return PinholeView.from_mujoco(env.sim.model, CAMERA, env.config.image_size)
+
+
+_VIEWS: dict[str, Callable[[Any], View]] = {
+    "lewm_mpc.envs.two_room": lambda env: two_room_view(env.config.image_size),
+    "lewm_mpc.envs.pusht": lambda env: pusht_view(env.config.image_size),
+    "lewm_mpc.envs.reacher": _reacher,
+    "lewm_mpc.envs.cube": _cube,
+}
+
+
+def view_for_env(env: Any) -> View:
+    """The view of an env (or a wrapper of one) at its observation size: Two-Room arena
+    coordinates, PushT world pixels, Reacher's and Cube's camera.
+
+    Raises:
+        ValueError: for an env this module does not know.
+    """
+    unwrapped = getattr(env, "unwrapped", env)
+    factory = _VIEWS.get(type(unwrapped).__module__)
+    if factory is None:
+        raise ValueError(f"no pixel view for {type(unwrapped).__name__}; pass a View explicitly")
+    return factory(unwrapped)
