@@ -60,6 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="Two-Room: hard keep-out box across the straight path (probe-based guardrail)",
     )
+    parser.add_argument(
+        "--task",
+        default=None,
+        choices=("latent", "probed"),
+        help="task energy: GoalDistance in latent space, or ProbedGoalDistance through the "
+        "probe (default: probed with --keepout, as in benchmarks/tworoom_guardrails.py, else "
+        "latent)",
+    )
     parser.add_argument("--box-half", type=float, default=0.07, help="keep-out half side")
     parser.add_argument("--margin", type=float, default=0.03, help="keep-out safety margin")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -89,8 +97,6 @@ def run_from_args(args: argparse.Namespace) -> Rendered:
     paths = tuple(check_video_path(path) for path in args.out)
     if args.keepout and spec.name != "tworoom":
         raise ValueError(f"--keepout is defined for tworoom only, not {spec.name}")
-    if not 0 < args.box_half < 0.5 or args.margin < 0:
-        raise ValueError("--box-half must be in (0, 0.5) and --margin >= 0")
     if args.pair < 0:
         raise ValueError(f"--pair must be >= 0, got {args.pair}")
     with tempfile.TemporaryDirectory() as scratch:
@@ -116,7 +122,8 @@ def _render(
 ) -> Rendered:
     import lewm_mpc as lm
     from lewm_mpc.data import EpisodeDataset
-    from lewm_mpc.energies import KeepOutBox, fit_probe_from_dataset
+    from lewm_mpc.energies import KeepOutBox, ProbedGoalDistance, fit_probe_from_dataset
+    from lewm_mpc.envs.two_room_keepout import KeepOutScenario
     from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs
     from lewm_mpc.recipes import get_recipe
     from lewm_mpc.render import RegionBox, render_episode, view_for_env, write_video
@@ -133,8 +140,8 @@ def _render(
     if model.config.obs_kind != "pixels":
         raise ValueError("render needs a pixel model (its frames are the video)")
     train_meta = model.metadata.get("train_config", {})
-    split = {"val_fraction": train_meta.get("val_fraction", 0.1)}
-    train_ids, val_ids = dataset.split(split["val_fraction"], seed=train_meta.get("seed", 0))
+    val_fraction, split_seed = train_meta.get("val_fraction", 0.1), train_meta.get("seed", 0)
+    train_ids, val_ids = dataset.split(val_fraction, seed=split_seed)  # the model's split
     recipe = get_recipe(spec.name)
     probe = fit_probe_from_dataset(
         model, dataset, train_ids, recipe.probe_target,
@@ -143,34 +150,26 @@ def _render(
     )  # fmt: skip
     config = EvalConfig(
         num_pairs=args.pair + 1, goal_offset=args.goal_offset, budget=args.steps,
-        seed=args.seed, val_fraction=split["val_fraction"],
-        split_seed=train_meta.get("seed", 0),
+        seed=args.seed, val_fraction=val_fraction, split_seed=split_seed,
     )  # fmt: skip
-    box_half, margin = args.box_half, args.margin
-    if args.smoke:  # smoke datasets hold short moves: a small box still fits between start, goal
-        box_half, margin = min(box_half, 0.03), min(margin, 0.01)
-    reach = box_half + margin
-
-    def keepout_fits(start: Any, goal: Any) -> bool:  # box between start and goal, both free
-        from lewm_mpc.envs.two_room import room_of
-
-        center = (start + goal) / 2
-        clear = min(abs(start - center).max(), abs(goal - center).max()) > reach
-        return bool(room_of(start) == room_of(goal) and clear)
-
-    pairs, _ = sample_pairs(dataset, val_ids, spec, config, keepout_fits if args.keepout else None)
+    scenario = KeepOutScenario(args.box_half, args.margin)
+    if args.smoke:  # smoke datasets hold short moves: a smaller box and distance still fit
+        scenario = KeepOutScenario(0.03, 0.01, min_distance=0.1, clearance=0.02)
+    accept = scenario.accepts if args.keepout else None
+    pairs, _ = sample_pairs(dataset, val_ids, spec, config, accept)
     pair = pairs[args.pair]
     guardrails, regions = [], []
     if args.keepout:
-        center = (pair.start_state[:2] + pair.goal_state[:2]) / 2
-        low, high = tuple(center - box_half), tuple(center + box_half)
-        box = KeepOutBox(probe, low, high, margin, substeps=5)
+        low, high = scenario.box(pair.start_state, pair.goal_state)
+        box = KeepOutBox(probe, tuple(low), tuple(high), scenario.margin, substeps=5)
         guardrails = [lm.Guardrail(box, name="keepout", weight=1.0, hard=True)]
-        regions = [RegionBox(low, high)]
+        regions = [RegionBox(tuple(low), tuple(high))]
+    task = args.task or ("probed" if args.keepout else "latent")
+    energy = ProbedGoalDistance(probe) if task == "probed" else lm.GoalDistance()
     budget = SMOKE_BUDGETS[args.planner] if args.smoke else {}
     planner_class = {"cem": lm.CEM, "mppi": lm.MPPI, "gradient": lm.GradientPlanner}
     planner = planner_class[args.planner](
-        model, seed=args.seed, energy=lm.GoalDistance(), guardrails=guardrails, **budget
+        model, seed=args.seed, energy=energy, guardrails=guardrails, **budget
     )
     env = spec.make(obs_mode="pixels", env_config=dataset.meta.env_config)
     try:
