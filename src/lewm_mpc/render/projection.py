@@ -1,7 +1,7 @@
 """World -> pixel maps: where a probed physical quantity appears in an env's observation.
 
-A *view* maps a batch of probed quantities ``(N, P)`` (the recipe's probe target: Two-Room agent
-xy, Reacher fingertip xy, PushT agent xy + block xy, Cube cube xyz) to ``(N, K, 2)`` continuous
+A *view* maps probed quantities ``(..., P)`` (the recipe's probe target: Two-Room agent
+xy, Reacher fingertip xy, PushT agent xy + block xy, Cube cube xyz) to ``(..., K, 2)`` continuous
 pixel coordinates ``(column, row)`` in the observation image, one per *track* (PushT has two:
 agent and block). Pixel ``k`` covers ``[k, k + 1)``. :func:`view_for_env` builds the view of a
 live env; the MuJoCo envs get a pinhole projection through the camera they render with.
@@ -31,18 +31,18 @@ class View(Protocol):
         ...
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
-        """(N, K * track_dim) quantities -> (N, K, 2) pixel coordinates (column, row)."""
+        """(..., K * track_dim) quantities -> (..., K, 2) pixel coordinates (column, row)."""
         ...
 
 
 def _tracks_of(points: np.ndarray, tracks: int, dim: int) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] < tracks * dim:
+    if points.ndim < 1 or points.shape[-1] < tracks * dim:
         raise ValueError(
-            f"expected (N, >= {tracks * dim}) points ({tracks} track(s) of {dim}), "
+            f"expected (..., >= {tracks * dim}) points ({tracks} track(s) of {dim}), "
             f"got shape {points.shape}"
         )
-    return points[:, : tracks * dim].reshape(len(points), tracks, dim)  # (N, K, d)
+    return points[..., : tracks * dim].reshape(*points.shape[:-1], tracks, dim)  # (..., K, d)
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,9 @@ class PlanarView:
         return 2
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
-        """(N, 2K) world xy -> (N, K, 2) pixel (column, row)."""
-        xy = _tracks_of(points, self.tracks, 2)  # (N, K, 2)
-        return xy @ np.asarray(self.matrix).T + np.asarray(self.offset)  # (N, K, 2)
+        """(..., 2K) world xy -> (..., K, 2) pixel (column, row)."""
+        xy = _tracks_of(points, self.tracks, 2)  # (..., K, 2)
+        return xy @ np.asarray(self.matrix).T + np.asarray(self.offset)  # (..., K, 2)
 
 
 @dataclass(frozen=True)
@@ -105,17 +105,18 @@ class PinholeView:
         return 0.5 * self.image_size / np.tan(np.deg2rad(self.fovy) / 2)
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
-        """(N, 2 or 3) world points -> (N, 1, 2) pixel (column, row)."""
-        xyz = _tracks_of(points, 1, self.track_dim)[:, 0]  # (N, d)
+        """(..., 2 or 3) world points -> (..., 1, 2) pixel (column, row)."""
+        xyz = _tracks_of(points, 1, self.track_dim)  # (..., 1, d)
         if self.plane_z is not None:
-            xyz = np.concatenate([xyz, np.full((len(xyz), 1), self.plane_z)], axis=1)  # (N, 3)
+            height = np.full((*xyz.shape[:-1], 1), self.plane_z)
+            xyz = np.concatenate([xyz, height], axis=-1)  # (..., 1, 3)
         rotation = np.asarray(self.rotation, dtype=np.float64).reshape(3, 3)
-        camera = (xyz - np.asarray(self.position)) @ rotation  # (N, 3) in camera axes
-        depth = np.maximum(-camera[:, 2], 1e-9)  # in front of the camera: camera z < 0
+        camera = (xyz - np.asarray(self.position)) @ rotation  # (..., 1, 3) in camera axes
+        depth = np.maximum(-camera[..., 2], 1e-9)  # in front of the camera: camera z < 0
         centre = self.image_size / 2
-        column = centre + self.focal * camera[:, 0] / depth
-        row = centre - self.focal * camera[:, 1] / depth  # image rows grow downwards
-        return np.stack([column, row], axis=-1)[:, None]  # (N, 1, 2)
+        column = centre + self.focal * camera[..., 0] / depth
+        row = centre - self.focal * camera[..., 1] / depth  # image rows grow downwards
+        return np.stack([column, row], axis=-1)  # (..., 1, 2)
 
     @classmethod
     def from_mujoco(
