@@ -91,7 +91,9 @@ def main(args: Args) -> None:
             ))  # fmt: skip
         env.close()
         out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"video: {write_video(out, tile_videos(videos))}")
+        write_video(out, tile_videos(videos))
+        if not args.smoke or args.out:  # a smoke run's default video goes with its temp dir
+            print(f"video: {out}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ travel (so a detour exists). ``benchmarks/tworoom_guardrails.py`` measures this 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,7 +64,9 @@ class KeepOutScenario:
         return bool(low <= center[across] - reach or center[across] + reach <= high)
 
 
-def inside_box(points: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """(T,) whether each (T, >= 2) agent position (states) lies in the box."""
-    xy = np.asarray(points)[..., :2]
-    return np.all((xy >= low) & (xy <= high), axis=-1)
+def inside_box(
+    states: np.ndarray, low: Sequence[float] | np.ndarray, high: Sequence[float] | np.ndarray
+) -> np.ndarray:
+    """(T,) whether the agent position of each (T, >= 2) state lies in the box [low, high]."""
+    xy = np.asarray(states)[..., :2]  # (T, 2)
+    return np.all((xy >= np.asarray(low)) & (xy <= np.asarray(high)), axis=-1)
