@@ -37,41 +37,42 @@ def _positive(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``render`` arguments."""
     parser.description = DESCRIPTION
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
-    parser.add_argument("--env", default="tworoom", help="tworoom | reacher | pusht | cube")
-    parser.add_argument("--model", type=Path, default=None, help="checkpoint folder")
-    parser.add_argument("--data", type=Path, default=None, help="the model's dataset (.h5)")
-    parser.add_argument("--planner", default="cem", choices=PLANNERS)
-    parser.add_argument("--pair", type=int, default=0, help="index of the held-out pair")
-    parser.add_argument("--seed", type=int, default=0, help="pair sampling and planner seed")
-    parser.add_argument("--steps", type=_positive, default=50, help="env-step budget")
-    parser.add_argument("--goal-offset", type=_positive, default=25, help="env steps to goal")
-    parser.add_argument(
-        "--out", type=Path, nargs="+", default=[Path("episode.mp4")], help=".mp4 and/or .gif"
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    add = parser.add_argument
+    add("--env", default="tworoom", help="tworoom (default) | reacher | pusht | cube")
+    add("--model", type=Path, help="checkpoint folder (default: the benchmark's, under runs/)")
+    add("--data", type=Path, help="the model's dataset .h5 (default: the benchmark's)")
+    add("--planner", default="cem", choices=PLANNERS, help="default: cem, at its default budget")
+    add("--pair", type=int, default=0, help="index of the held-out pair (default 0)")
+    add("--seed", type=int, default=0, help="pair sampling, probe and planner seed (default 0)")
+    add("--steps", type=_positive, default=50, help="env-step budget (default 50)")
+    add("--goal-offset", type=_positive, default=25, help="env steps start -> goal (default 25)")
+    add(
+        "--out",
+        type=Path,
+        nargs="+",
+        default=[Path("episode.mp4")],
+        help="one or more .mp4/.gif files (default: episode.mp4)",
     )
-    parser.add_argument("--scale", type=_positive, default=4, help="frame upscaling")
-    parser.add_argument("--fps", type=_positive, default=10)
-    parser.add_argument(
-        "--probe", default="mlp", choices=("mlp", "linear"), help="probe kind (--smoke: linear)"
-    )
-    parser.add_argument("--probe-samples", type=_positive, default=4000)
-    parser.add_argument(
+    add("--scale", type=_positive, default=4, help="frame upscaling (default 4)")
+    add("--fps", type=_positive, default=10, help="frames per second (default 10)")
+    add("--probe", default="mlp", choices=("mlp", "linear"), help="probe kind (default mlp)")
+    add("--probe-samples", type=_positive, default=4000, help="frames to fit it on (default 4000)")
+    add(
         "--keepout",
         action="store_true",
         help="Two-Room: hard keep-out box across the straight path (probe-based guardrail)",
     )
-    parser.add_argument(
+    add(
         "--task",
-        default=None,
         choices=("latent", "probed"),
-        help="task energy: GoalDistance in latent space, or ProbedGoalDistance through the "
-        "probe (default: probed with --keepout, as in benchmarks/tworoom_guardrails.py, else "
-        "latent)",
+        help="task energy: GoalDistance in latent space, or ProbedGoalDistance through the probe "
+        "(default: probed with --keepout, as in benchmarks/tworoom_guardrails.py, else latent)",
     )
-    parser.add_argument("--box-half", type=float, default=0.07, help="keep-out half side")
-    parser.add_argument("--margin", type=float, default=0.03, help="keep-out safety margin")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument(
+    add("--box-half", type=float, default=0.07, help="keep-out half side (default 0.07)")
+    add("--margin", type=float, help="keep-out safety margin (default: calibrated, 99%%)")
+    add("--device", default="auto", help="auto (default) | cpu | cuda")
+    add(
         "--smoke",
         action="store_true",
         help="tiny data + model in a temp dir, tiny budgets, linear probe, small keep-out box",
@@ -122,7 +123,12 @@ def _render(
 ) -> Rendered:
     import lewm_mpc as lm
     from lewm_mpc.data import EpisodeDataset
-    from lewm_mpc.energies import KeepOutBox, ProbedGoalDistance, fit_probe_from_dataset
+    from lewm_mpc.energies import (
+        KeepOutBox,
+        ProbedGoalDistance,
+        calibrate_probe_margin,
+        fit_probe_from_dataset,
+    )
     from lewm_mpc.envs.two_room_keepout import KeepOutScenario
     from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs
     from lewm_mpc.recipes import get_recipe
@@ -144,15 +150,26 @@ def _render(
     train_ids, val_ids = dataset.split(val_fraction, seed=split_seed)  # the model's split
     recipe = get_recipe(spec.name)
     probe = fit_probe_from_dataset(
-        model, dataset, train_ids, recipe.probe_target,
+        model,
+        dataset,
+        train_ids,
+        recipe.probe_target,
         kind="linear" if args.smoke else args.probe,  # smoke: closed form, no MLP training
-        max_samples=args.probe_samples, seed=args.seed,
-    )  # fmt: skip
+        max_samples=args.probe_samples,
+        seed=args.seed,
+    )
     config = EvalConfig(
-        num_pairs=args.pair + 1, goal_offset=args.goal_offset, budget=args.steps,
-        seed=args.seed, val_fraction=val_fraction, split_seed=split_seed,
-    )  # fmt: skip
-    scenario = KeepOutScenario(args.box_half, args.margin)
+        num_pairs=args.pair + 1,
+        goal_offset=args.goal_offset,
+        budget=args.steps,
+        seed=args.seed,
+        val_fraction=val_fraction,
+        split_seed=split_seed,
+    )
+    margin = args.margin
+    if args.keepout and margin is None and not args.smoke:  # 99% of held-out probed errors
+        margin = calibrate_probe_margin(model, probe, dataset, val_ids, max_windows=500).margin
+    scenario = KeepOutScenario(args.box_half, margin or 0.0)
     if args.smoke:  # smoke datasets hold short moves: a smaller box and distance still fit
         scenario = KeepOutScenario(0.03, 0.01, min_distance=0.1, clearance=0.02)
     accept = scenario.accepts if args.keepout else None
@@ -175,10 +192,14 @@ def _render(
     try:
         episode = run_pair(env, planner, pair, config)
         frames = render_episode(
-            episode, probe, view_for_env(env), regions=regions,
-            executed=recipe.probe_target(episode.states), scale=args.scale,
+            episode,
+            probe,
+            view_for_env(env),
+            regions=regions,
+            executed=recipe.probe_target(episode.states),
+            scale=args.scale,
             title=f"{spec.name} {args.planner}",
-        )  # fmt: skip
+        )
     finally:
         env.close()
     written = tuple(write_video(path, frames, fps=args.fps) for path in paths)
