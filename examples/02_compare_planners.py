@@ -43,7 +43,7 @@ class Args:
     pair: int = 0  # which held-out pair
     steps: int = 50  # env-step budget per episode
     seed: int = 0
-    smoke: bool = False  # tiny data + model in a temp dir, tiny budgets, 10 steps
+    smoke: bool = False  # tiny data + model in a temp dir, tiny budgets, 5 steps
 
 
 def main(args: Args) -> None:
@@ -66,7 +66,7 @@ def main(args: Args) -> None:
             model, dataset, train_ids, recipe.probe_target,
             kind="linear" if args.smoke else "mlp", max_samples=4000,
         )  # fmt: skip
-        steps = 10 if args.smoke else args.steps
+        steps = 5 if args.smoke else args.steps
         config = EvalConfig(num_pairs=args.pair + 1, budget=steps, seed=args.seed)
         pair = sample_pairs(dataset, val_ids, spec, config)[0][args.pair]
 

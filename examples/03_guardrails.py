@@ -69,7 +69,7 @@ def main(args: Args) -> None:
         print(f"probe R^2 {probe.r2_mean:.3f}, safety margin {scenario.margin:.3f}")
 
         spec = get_env_spec("tworoom")
-        num_pairs, steps = (2, 10) if args.smoke else (args.pairs, 50)
+        num_pairs, steps = (2, 5) if args.smoke else (args.pairs, 50)
         config = EvalConfig(num_pairs=num_pairs, budget=steps, seed=args.seed)
         pairs, _ = sample_pairs(dataset, val_ids, spec, config, accept=scenario.accepts)
         budget = SMOKE_BUDGETS[args.planner] if args.smoke else {}
