@@ -25,16 +25,16 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 import lewm_mpc as lm
 from lewm_mpc.atomic import write_text_atomic
-from lewm_mpc.bench.keepout import KeepOut, inside
+from lewm_mpc.bench.keepout import KeepOut
 from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.energies import ProbedGoalDistance
 from lewm_mpc.envs import get_env_spec
+from lewm_mpc.envs.two_room_keepout import inside_box
 from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs, wilson_interval
 
 
@@ -67,25 +67,23 @@ def main(args: Args) -> dict:
     dataset = EpisodeDataset.load(args.work / "tworoom.h5")
     spec = get_env_spec("tworoom")
     train_ids, val_ids = dataset.split(0.1, seed=0)
-    scenario = KeepOut(
+    settings = KeepOut(
         args.box_half, args.min_distance, args.clearance, args.substeps,
         args.margin_quantile if args.margin_quantile > 0 else 0.99, args.probe, args.probe_samples,
         None if args.margin_quantile > 0 else args.margin,
     )  # fmt: skip
     started = time.perf_counter()
-    probe, margin, calibration = scenario.fit_probe(model, dataset, train_ids, val_ids, args.seed)
+    probe, margin, calibration = settings.fit_probe(model, dataset, train_ids, val_ids, args.seed)
     probe_seconds = time.perf_counter() - started  # with the margin calibration
     calibrated = (
         {"windows": calibration.windows, "per_step": calibration.per_step}
-        if scenario.margin is None
+        if settings.margin is None
         else None
     )
 
-    def accept(start: np.ndarray, goal: np.ndarray) -> bool:
-        return scenario.accepts(start, goal, margin)
-
+    scenario = settings.scenario(margin)
     config = EvalConfig(num_pairs=args.pairs, seed=args.seed)
-    pairs, _ = sample_pairs(dataset, val_ids, spec, config, accept=accept)
+    pairs, _ = sample_pairs(dataset, val_ids, spec, config, accept=scenario.accepts)
     env = spec.make(obs_mode="pixels")
     rows = []
     for name in args.planners.split(","):
@@ -95,7 +93,7 @@ def main(args: Args) -> dict:
             label = f"{name} {'+ keep-out' if guarded else 'task only'}"
             for pair in tqdm(pairs, desc=label, dynamic_ncols=True):
                 low, high = scenario.box(pair.start_state, pair.goal_state)
-                guardrails = [scenario.guardrail(probe, low, high, margin)] if guarded else []
+                guardrails = [settings.guardrail(probe, low, high, margin)] if guarded else []
                 energy = (
                     ProbedGoalDistance(probe, args.running_weight)
                     if args.task == "probed"
@@ -104,7 +102,7 @@ def main(args: Args) -> dict:
                 budget = {"iterations": args.iterations} if args.iterations > 0 else {}
                 planner = cls(model, seed=args.seed, energy=energy, guardrails=guardrails, **budget)
                 episode = run_pair(env, planner, pair, config)
-                hits = inside(episode.states, low, high)
+                hits = inside_box(episode.states, low, high)
                 successes += episode.succeeded
                 entered += bool(hits.any())
                 violating_steps += int(hits.sum())

@@ -32,11 +32,12 @@ from lewm_mpc.bench import (
     summarize,
     worker,
 )
-from lewm_mpc.bench.keepout import KeepOut, inside
+from lewm_mpc.bench.keepout import KeepOut
 from lewm_mpc.bench.report import markdown, plot_success_vs_latency
 from lewm_mpc.bench.worker import run_job
 from lewm_mpc.cli import main
 from lewm_mpc.envs import get_env_spec
+from lewm_mpc.envs.two_room_keepout import inside_box
 from lewm_mpc.evaluation import wilson_interval
 from lewm_mpc.training import TrainConfig, train
 
@@ -289,7 +290,7 @@ def test_keepout_scenario_counts_violations_on_the_true_state(
     half_held_out_model, tiny_dataset, monkeypatch
 ):
     # An untrained probe's calibrated margin leaves no room for a detour: fix a small one.
-    monkeypatch.setattr(worker, "KEEPOUT_SCENARIO", KeepOut(margin=0.01))
+    monkeypatch.setattr(worker, "KEEPOUT_SETTINGS", KeepOut(margin=0.01))
     worker.clear_cache()
     config = sweep_config(half_held_out_model, tiny_dataset, envs=("tworoom-keepout",),
                           planners=("CEM", "Gradient"), modes=("equal-budget",),
@@ -300,13 +301,14 @@ def test_keepout_scenario_counts_violations_on_the_true_state(
     for result in results:
         assert isinstance(result.violations, int) and result.violations >= 0
     # The pair suits the scenario: same room, far apart, the box between start and goal.
-    scenario = worker.KEEPOUT_SCENARIO
+    scenario = worker.KEEPOUT_SETTINGS.scenario(0.01)
     start = tiny_dataset_state(tiny_dataset, results[0].episode, results[0].start_step)
     goal = tiny_dataset_state(tiny_dataset, results[0].episode, results[0].start_step + 20)
     low, high = scenario.box(start, goal)
     assert np.linalg.norm(goal - start) >= scenario.min_distance
-    assert not inside(np.stack([start, goal]), low, high).any()
-    assert inside(((low + high) / 2)[None], low, high).all()
+    assert scenario.accepts(start, goal)
+    assert not inside_box(np.stack([start, goal]), low, high).any()
+    assert inside_box(((low + high) / 2)[None], low, high).all()
     row = summarize(results)[0]
     assert row.env == "tworoom-keepout" and row.episodes_violating is not None
     assert "tworoom-keepout" in markdown([row])

@@ -1,12 +1,11 @@
-"""Two-Room keep-out: a hard probe-based guardrail against a box across the straight path.
+"""Two-Room keep-out as benchmarked: the probe, its calibrated margin and the hard guardrail.
 
-The scenario of ``benchmarks/tworoom_guardrails.py``, shared with the planner-comparison sweep
-(its ``tworoom-keepout`` task). For each held-out pair (same room, start and goal at least
-``min_distance`` apart, and a free lane of ``clearance`` beside the margin-grown box, across
-the direction of travel) a square box is centred on the midpoint of the straight segment from
-start to goal. A probe maps latents to the agent position; :class:`~lewm_mpc.energies.KeepOutBox`
-penalizes every predicted step (and points interpolated between steps) inside the box grown by a
-safety margin, and is marked hard. Violations are counted on the TRUE simulator state.
+The settings shared by ``benchmarks/tworoom_guardrails.py`` and the planner-comparison sweep
+(its ``tworoom-keepout`` environment). The box geometry and the pair filter are
+:class:`~lewm_mpc.envs.two_room_keepout.KeepOutScenario`. A probe maps latents to the agent
+position; :class:`~lewm_mpc.energies.KeepOutBox` penalizes every predicted step (and points
+interpolated between steps) inside the box grown by a safety margin, and is marked hard.
+Violations are counted on the TRUE simulator state (``inside_box``).
 """
 
 from __future__ import annotations
@@ -25,13 +24,13 @@ from lewm_mpc.energies import (
     calibrate_probe_margin,
     fit_probe_from_dataset,
 )
-from lewm_mpc.envs.two_room import TwoRoomConfig, room_of
+from lewm_mpc.envs.two_room_keepout import KeepOutScenario
 from lewm_mpc.models import WorldModel
 
 
 @dataclass(frozen=True)
 class KeepOut:
-    """Placement of the keep-out box and its guardrail.
+    """The benchmarked keep-out: box placement, probe and safety margin.
 
     Attributes:
         box_half: half side of the square box (arena widths).
@@ -68,23 +67,9 @@ class KeepOut:
         if self.margin is not None and not self.margin >= 0:
             raise ValueError(f"KeepOut.margin must be >= 0 or None, got {self.margin}")
 
-    def accepts(self, start: np.ndarray, goal: np.ndarray, margin: float) -> bool:
-        """Whether a pair suits the scenario: same room, far apart, room for a detour."""
-        room = room_of(start)
-        if room != room_of(goal) or np.linalg.norm(goal - start) < self.min_distance:
-            return False
-        arena = TwoRoomConfig()
-        radius = arena.agent_radius
-        rooms = [(radius, arena.wall_left - radius), (arena.wall_right + radius, 1 - radius)]
-        center, reach = (start + goal) / 2, self.box_half + margin + self.clearance
-        across = 1 if abs(goal[0] - start[0]) >= abs(goal[1] - start[1]) else 0
-        low, high = rooms[room] if across == 0 else (radius, 1 - radius)
-        return bool(low <= center[across] - reach or center[across] + reach <= high)
-
-    def box(self, start: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(low, high) corners of the box centred between start and goal (agent xy)."""
-        center = (np.asarray(start[:2]) + np.asarray(goal[:2])) / 2
-        return center - self.box_half, center + self.box_half
+    def scenario(self, margin: float) -> KeepOutScenario:
+        """The box geometry and pair filter with safety ``margin``."""
+        return KeepOutScenario(self.box_half, margin, self.min_distance, self.clearance)
 
     def guardrail(
         self, probe: Probe, low: np.ndarray, high: np.ndarray, margin: float
@@ -117,9 +102,3 @@ class KeepOut:
             model, probe, dataset, val_ids, quantile=self.margin_quantile, seed=seed
         )
         return probe, calibration.margin if self.margin is None else self.margin, calibration
-
-
-def inside(states: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """(T,) whether each true agent position (the first two state columns) lies in the box."""
-    positions = np.asarray(states)[..., :2]
-    return np.all((positions >= low) & (positions <= high), axis=-1)

@@ -19,10 +19,11 @@ import torch
 
 from lewm_mpc.bench.budget import make_planner
 from lewm_mpc.bench.jobs import KEEPOUT, Job, Source, base_env
-from lewm_mpc.bench.keepout import KeepOut, inside
+from lewm_mpc.bench.keepout import KeepOut
 from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.energies import Guardrail, Probe, ProbedGoalDistance
 from lewm_mpc.envs import EnvSpec, get_env_spec
+from lewm_mpc.envs.two_room_keepout import KeepOutScenario, inside_box
 from lewm_mpc.evaluation import EvalConfig, Pair, run_pair, sample_pairs
 from lewm_mpc.models import WorldModel
 
@@ -121,15 +122,17 @@ class _EnvContext:
         self._pairs: dict[tuple[int, int], list[Pair]] = {}
         self.probe: Probe | None = None
         self.margin = 0.0
+        self.keepout: KeepOutScenario | None = None
         if env == KEEPOUT:  # the agent-position probe and its calibrated safety margin
             train_ids, _ = self.dataset.split(self.val_fraction, seed=self.split_seed)
-            self.probe, self.margin, _ = KEEPOUT_SCENARIO.fit_probe(
+            self.probe, self.margin, _ = KEEPOUT_SETTINGS.fit_probe(
                 self.model, self.dataset, train_ids, self.val_ids, seed=self.split_seed
             )
+            self.keepout = KEEPOUT_SETTINGS.scenario(self.margin)
 
     def accept(self, start: np.ndarray, goal: np.ndarray) -> bool:
         """Pair filter of the env's scenario (the keep-out scenario needs room for a detour)."""
-        return self.probe is None or KEEPOUT_SCENARIO.accepts(start, goal, self.margin)
+        return self.keepout is None or self.keepout.accepts(start, goal)
 
     def eval_config(self, job: Job, num_pairs: int) -> EvalConfig:
         return EvalConfig(
@@ -155,7 +158,7 @@ class _EnvContext:
         self.env.close()
 
 
-KEEPOUT_SCENARIO = KeepOut()  # the sweep's keep-out settings (those of the guardrails benchmark)
+KEEPOUT_SETTINGS = KeepOut()  # the sweep's keep-out settings (those of the guardrails benchmark)
 
 _CACHE: OrderedDict[tuple[str, Source, str], _EnvContext] = OrderedDict()
 _CACHE_SIZE = 4
@@ -183,9 +186,9 @@ def clear_cache() -> None:
 
 def _keepout(context: _EnvContext, pair: Pair) -> tuple[np.ndarray, np.ndarray, Guardrail]:
     """The pair's keep-out box (low, high) and its hard guardrail."""
-    assert context.probe is not None
-    low, high = KEEPOUT_SCENARIO.box(pair.start_state, pair.goal_state)
-    return low, high, KEEPOUT_SCENARIO.guardrail(context.probe, low, high, context.margin)
+    assert context.probe is not None and context.keepout is not None
+    low, high = context.keepout.box(pair.start_state, pair.goal_state)
+    return low, high, KEEPOUT_SETTINGS.guardrail(context.probe, low, high, context.margin)
 
 
 def run_job(job: Job) -> JobResult:
@@ -209,7 +212,7 @@ def run_job(job: Job) -> JobResult:
                                ProbedGoalDistance(context.probe), (guardrail,))  # fmt: skip
     context.env.reset(seed=seed)  # the env's generator no longer depends on earlier jobs
     episode = run_pair(context.env, planner, pair, context.eval_config(job, job.pair + 1))
-    violations = None if context.probe is None else int(inside(episode.states, low, high).sum())
+    violations = None if context.probe is None else int(inside_box(episode.states, low, high).sum())
     plan_seconds = tuple(float(plan.solve_s) for plan in episode.plans)
     energies = tuple(float(plan.energy) for plan in episode.plans)
     return JobResult(
