@@ -19,6 +19,10 @@ ENV = {**os.environ, "MUJOCO_GL": "egl"}
 # What a successful smoke run prints, per example (others: any non-empty output).
 EXPECTED_STDOUT = {
     "01_plan_in_a_loop.py": r"episode 0: success=(True|False) after \d+ steps",
+    "02_compare_planners.py": r"CEM: success=(True|False) after \d+ steps.*\n"
+    r"MPPI: success=.*\nGradient: success=",
+    "03_guardrails.py": r"no guardrail *: success \d+/2, entered the box in \d+/2 episodes.*\n"
+    r".*with keep-out *: success \d+/2, entered the box in \d+/2",
     # The analytic model plans the smoke episodes to the goal with every planner.
     "04_bring_your_own_model.py": r"CEM: success [12]/2.*\nMPPI: success [12]/2.*\n"
     r"Gradient: success [12]/2",
