@@ -44,6 +44,37 @@ def test_rollout_matches_teacher_forced_prediction_for_mlp():
         assert torch.allclose(model.rollout(z0, actions)[:, 1], direct, atol=1e-6)
 
 
+@pytest.mark.parametrize(("history", "depth"), [(1, 2), (3, 1), (2, 3)])
+def test_fused_rollout_matches_step_by_step_predict_values_and_action_gradients(history, depth):
+    """The eval-mode fused rollout is the same maths as one ``predict`` per step."""
+    torch.manual_seed(0)
+    model = WorldModel(tiny_config(history=history, predictor_depth=depth)).eval()
+    norm = model.pred_projector.net[1]  # BatchNorm with non-trivial statistics to fold
+    norm.running_mean.normal_()
+    norm.running_var.uniform_(0.5, 2.0)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    z0 = torch.randn(6, 16)
+    actions = (torch.rand(6, 5, 10) * 2 - 1).requires_grad_(True)
+    fused = model.rollout(z0, actions)
+    stepwise = model._rollout_by_predict(z0, model.embed_actions(actions))
+    assert torch.allclose(fused, stepwise, atol=1e-5)
+    (grad_fused,) = torch.autograd.grad(fused.square().sum(), actions)
+    (grad_stepwise,) = torch.autograd.grad(stepwise.square().sum(), actions)
+    assert torch.allclose(grad_fused, grad_stepwise, rtol=1e-4, atol=1e-5)
+
+
+def test_training_mode_rollout_uses_batch_statistics_not_the_fused_path():
+    torch.manual_seed(0)
+    model = WorldModel(tiny_config()).train()
+    z0, actions = torch.randn(6, 16), torch.rand(6, 3, 10)
+    with torch.no_grad():
+        trained = model.rollout(z0, actions)
+        stepwise = model._rollout_by_predict(z0, model.embed_actions(actions))
+    assert torch.allclose(trained, stepwise, atol=1e-6)
+
+
 def test_paper_config_builds_and_runs_forward_on_cpu():
     config = named_config("paper")
     assert (config.image_size, config.latent_dim, config.history) == (224, 192, 3)

@@ -23,6 +23,7 @@ from lewm_mpc.models.encoders import (
     StateEncoder,
     ViTEncoder,
 )
+from lewm_mpc.models.fused_rollout import fuse_mlp_step, fused_mlp_rollout
 from lewm_mpc.models.predictors import MLPPredictor, TransformerPredictor
 from lewm_mpc.models.sigreg import SIGRegConfig, sigreg
 
@@ -161,9 +162,21 @@ class WorldModel(nn.Module):
 
         Returns:
             (S, H + 1, D) embeddings, index 0 being ``z0``.
+
+        In eval mode the residual-MLP predictor runs fused (:mod:`lewm_mpc.models.fused_rollout`:
+        same matmuls, fewer ops); otherwise each step calls :meth:`predict` on its window.
         """
-        num, horizon = actions.shape[0], actions.shape[1]
         action_embeddings = self.embed_actions(actions)  # (S, H, E)
+        fused = fuse_mlp_step(self.predictor, self.pred_projector)
+        if fused is not None:
+            return fused_mlp_rollout(fused, self.history, z0, action_embeddings)
+        return self._rollout_by_predict(z0, action_embeddings)
+
+    def _rollout_by_predict(
+        self, z0: torch.Tensor, action_embeddings: torch.Tensor
+    ) -> torch.Tensor:
+        """The unfused rollout: (S, D), (S, H, E) -> (S, H + 1, D), one :meth:`predict` a step."""
+        num, horizon = action_embeddings.shape[0], action_embeddings.shape[1]
         latents = z0.new_empty(num, horizon + 1, z0.shape[-1])  # (S, H+1, D)
         latents[:, 0] = z0
         window = self.history
