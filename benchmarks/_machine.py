@@ -40,10 +40,22 @@ def matmul_peak_gflops(
     return 2 * size**3 / best / 1e9
 
 
+def cpu_model_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def machine_info(device: torch.device | str = "cpu") -> dict[str, object]:
     """Threads, versions and the device name, for results files."""
     device = torch.device(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model_name()
     return {
         "device": str(device),
         "device_name": name or platform.machine(),
