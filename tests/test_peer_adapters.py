@@ -234,3 +234,49 @@ def test_runner_with_our_planners(peers, tiny_dataset, tmp_path, monkeypatch):
     ]
     with pytest.raises(ValueError, match="unknown planners"):
         run_peers.main(run_peers.Args(model=model_dir, data=tiny_dataset, planners="nope/CEM"))
+
+
+def test_runner_interleaves_planners_slot_by_slot_and_pairs_latency_ratios(peers):
+    adapters, run_peers = peers
+    calls: list[tuple[str, int]] = []
+
+    class Logged:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def reset(self, seed: int) -> None:
+            self.seed = seed
+
+        def plan(self, obs, goal):
+            calls.append((self.name, self.seed))
+            return np.zeros((2, 2))
+
+    class Scorer:
+        def encode(self, obs, goal):
+            return obs, goal
+
+        def score(self, z0, z_goal, actions):
+            return adapters.ScoredPlan(energy=1.0, out_of_bounds=0.0, actions=actions)
+
+    pairs = [(np.zeros(1), np.zeros(1))] * 3
+    args = run_peers.Args(pairs=3, repeats=2, warmup=1, seed=0)
+    contenders = {name: Logged(name) for name in ("a", "b", "c")}
+    stats = run_peers.measure(contenders, Scorer(), pairs, args, _NullBar())
+    timed = calls[3:]  # after one warm-up plan each
+    slots = [timed[i : i + 3] for i in range(0, len(timed), 3)]
+    assert len(slots) == 6
+    for index, slot in enumerate(slots):
+        assert sorted(name for name, _ in slot) == ["a", "b", "c"]  # each planner once a slot
+        assert {seed for _, seed in slot} == {index}  # same pair, same seed for all of them
+    assert [slot[0][0] for slot in slots[:3]] == ["a", "b", "c"]  # order rotated
+    assert all(row["plans_timed"] == 6 for row in stats.values())
+
+    ours = {"seconds_per_slot": [1.0, 2.0, 4.0], "latency_p50_s": 2.0}
+    peer = {"seconds_per_slot": [2.0, 2.0, 12.0], "latency_p50_s": 2.0}
+    assert run_peers._paired_latency_ratio(peer, ours) == 2.0  # median of (2, 1, 3)
+    assert run_peers._paired_latency_ratio({"latency_p50_s": 3.0}, ours) == 1.5
+
+
+class _NullBar:
+    def update(self, _: int) -> None:
+        pass

@@ -11,8 +11,10 @@ Install the peers into their own venv first (``benchmarks/peers/README.md``), th
 
     .venv-peers/bin/python benchmarks/peers/run_peers.py
 
-Writes ``benchmarks/results/peers.{json,md}`` (atomically, after every planner; a rerun with the
-same settings keeps the planners already measured: ``--fresh`` to redo them).
+Plans are timed interleaved (every planner once per start/goal slot, order rotated), so the speed
+drift of a shared machine hits all alike; the latency ratio is the median of per-slot ratios.
+Writes ``benchmarks/results/peers.{json,md}`` atomically; a rerun with the same settings keeps
+the planners already measured (``--fresh`` to redo them).
 ``--planners ours`` runs only our planners (no peer installed needed).
 """
 
@@ -36,6 +38,9 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the adapter modules beside this file
 
 from adapters import Budget, PeerBudget, PlanScorer, peer_budgets
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_machine.py
+from _machine import cpu_model_name
 
 import lewm_mpc as lm
 from lewm_mpc.atomic import write_text_atomic
@@ -139,39 +144,61 @@ def load_pairs(args: Args) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def measure(
-    contender: Contender,
+    contenders: dict[str, Contender],
     scorer: PlanScorer,
     pairs: list[tuple[np.ndarray, np.ndarray]],
     args: Args,
     bar: tqdm,
-) -> dict[str, Any]:
-    """Warm up, then time ``repeats`` cold plans per pair and score each with our energy."""
+) -> dict[str, dict[str, Any]]:
+    """Warm every contender up, then time ``repeats`` cold plans per pair, interleaved.
+
+    The plans are timed in slots (repeat, pair); within a slot every contender plans once, in
+    an order rotated from slot to slot. Drift of a shared machine's speed (other tenants,
+    clocks) then hits all contenders alike instead of whichever happened to run during it, and
+    each slot gives a paired latency ratio. Each plan is scored with our energy.
+
+    Returns:
+        Per contender name: latency p50/p95/min, the per-slot seconds, energies and the
+        fraction of returned action entries outside the bounds.
+    """
     latents = [scorer.encode(obs, goal) for obs, goal in pairs]
-    for index in range(args.warmup):
-        contender.reset(args.seed + 10_000 + index)
-        contender.plan(*pairs[0])
-    seconds, energies, outside = [], [], []
+    names = list(contenders)
+    for name in names:
+        for index in range(args.warmup):
+            contenders[name].reset(args.seed + 10_000 + index)
+            contenders[name].plan(*pairs[0])
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    energies: dict[str, list[float]] = {name: [] for name in names}
+    outside: dict[str, list[float]] = {name: [] for name in names}
+    slot = 0
     for repeat in range(args.repeats):
         for index, (obs, goal) in enumerate(pairs):
-            contender.reset(args.seed + repeat * len(pairs) + index)
-            start = time.perf_counter()
-            actions = contender.plan(obs, goal)
-            seconds.append(time.perf_counter() - start)
-            scored = scorer.score(*latents[index], actions)
-            energies.append(scored.energy)
-            outside.append(scored.out_of_bounds)
-            bar.update(1)
-    energy = np.array(energies).reshape(args.repeats, len(pairs))
-    return {
-        "latency_p50_s": float(np.median(seconds)),
-        "latency_p95_s": float(np.percentile(seconds, 95)),
-        "latency_min_s": float(np.min(seconds)),
-        "plans_timed": len(seconds),
-        "energy_mean": float(energy.mean()),
-        "energy_median": float(np.median(energy)),
-        "energy_per_pair": [float(e) for e in energy.mean(axis=0)],
-        "out_of_bounds_fraction": float(np.mean(outside)),
-    }
+            for name in names[slot % len(names) :] + names[: slot % len(names)]:
+                contender = contenders[name]
+                contender.reset(args.seed + repeat * len(pairs) + index)
+                start = time.perf_counter()
+                actions = contender.plan(obs, goal)
+                seconds[name].append(time.perf_counter() - start)
+                scored = scorer.score(*latents[index], actions)
+                energies[name].append(scored.energy)
+                outside[name].append(scored.out_of_bounds)
+                bar.update(1)
+            slot += 1
+    stats = {}
+    for name in names:
+        energy = np.array(energies[name]).reshape(args.repeats, len(pairs))
+        stats[name] = {
+            "latency_p50_s": float(np.median(seconds[name])),
+            "latency_p95_s": float(np.percentile(seconds[name], 95)),
+            "latency_min_s": float(np.min(seconds[name])),
+            "plans_timed": len(seconds[name]),
+            "seconds_per_slot": [float(x) for x in seconds[name]],
+            "energy_mean": float(energy.mean()),
+            "energy_median": float(np.median(energy)),
+            "energy_per_pair": [float(e) for e in energy.mean(axis=0)],
+            "out_of_bounds_fraction": float(np.mean(outside[name])),
+        }
+    return stats
 
 
 def _setup(args: Args) -> dict[str, Any]:
@@ -204,33 +231,29 @@ def main(args: Args) -> dict[str, Any]:
         previous = json.loads(path.read_text())
         if previous.get("setup") == setup:
             rows = {r["name"]: r for r in previous["rows"]}
-    result: dict[str, Any] = {}
-    total = sum(args.repeats * len(pairs) for n in names if n not in rows)
-    with tqdm(total=total, desc="peers", dynamic_ncols=True) as bar:
-        for name in names:
-            if name in rows:
-                continue
-            row = budgets[name]
-            bar.set_postfix_str(name)
-            try:
-                contender, library = build(row, model, args.budget(), args.seed)
-            except ImportError as error:
-                raise ImportError(
-                    f"{name} needs its library ({error}); install the peers with "
-                    "`bash benchmarks/peers/setup_venv.sh` and run with .venv-peers/bin/python, "
-                    "or pick planners with --planners (e.g. --planners ours)"
-                ) from error
-            rows[name] = {
-                "name": name, "family": row.family, "library": library,
-                "kwargs": {k: v for k, v in row.kwargs.items()},
-                "energy_evals_per_plan": row.energy_evals, "notes": list(row.notes),
-                **measure(contender, scorer, pairs, args, bar),
-            }  # fmt: skip
-            result = _assemble(args, setup, rows, budgets)
-            _write(args.out, result)
-    if not result:
-        result = _assemble(args, setup, rows, budgets)
-        _write(args.out, result)
+    todo = [name for name in names if name not in rows]
+    contenders: dict[str, Contender] = {}
+    for name in todo:
+        try:
+            contenders[name], library = build(budgets[name], model, args.budget(), args.seed)
+        except ImportError as error:
+            raise ImportError(
+                f"{name} needs its library ({error}); install the peers with "
+                "`bash benchmarks/peers/setup_venv.sh` and run with .venv-peers/bin/python, "
+                "or pick planners with --planners (e.g. --planners ours)"
+            ) from error
+        row = budgets[name]
+        rows[name] = {
+            "name": name, "family": row.family, "library": library,
+            "kwargs": {k: v for k, v in row.kwargs.items()},
+            "energy_evals_per_plan": row.energy_evals, "notes": list(row.notes),
+        }  # fmt: skip
+    if contenders:
+        with tqdm(total=len(contenders) * args.repeats * len(pairs), desc="peers") as bar:
+            for name, stats in measure(contenders, scorer, pairs, args, bar).items():
+                rows[name].update(stats)
+    result = _assemble(args, setup, rows, budgets)
+    _write(args.out, result)
     print(_markdown(result))
     return result
 
@@ -243,9 +266,7 @@ def _assemble(
     for row in ordered:
         reference = ours.get(row["family"])
         row["ours"] = reference["name"] if reference else None
-        row["latency_ratio_to_ours"] = (
-            row["latency_p50_s"] / reference["latency_p50_s"] if reference else None
-        )
+        row["latency_ratio_to_ours"] = _paired_latency_ratio(row, reference) if reference else None
         row["energy_ratio_to_ours"] = (
             _geometric_mean_ratio(row["energy_per_pair"], reference["energy_per_pair"])
             if reference
@@ -257,11 +278,20 @@ def _assemble(
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(),
+            "processor": cpu_model_name(),
         },
         "budget": asdict(args.budget()),
         "rows": ordered,
     }
+
+
+def _paired_latency_ratio(row: dict[str, Any], reference: dict[str, Any]) -> float:
+    """Median over timing slots of row / reference plan seconds (same repeat and pair, timed
+    back to back); the ratio of the p50s when the rows were not timed in the same slots."""
+    mine, theirs = row.get("seconds_per_slot"), reference.get("seconds_per_slot")
+    if mine and theirs and len(mine) == len(theirs):
+        return float(np.median(np.asarray(mine) / np.asarray(theirs)))
+    return row["latency_p50_s"] / reference["latency_p50_s"]
 
 
 def _geometric_mean_ratio(values: list[float], reference: list[float]) -> float:
@@ -282,7 +312,9 @@ def _markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Same world model (`{setup['model']}`), same energy (`lm.GoalDistance()`), same "
         f"{setup['pairs']} held-out start/goal pairs x {setup['repeats']} cold plans each, "
-        f"{result['machine']['torch_threads']} torch threads, torch {result['machine']['torch']}. "
+        f"{result['machine']['torch_threads']} torch threads on {result['machine']['processor']}, "
+        f"torch {result['machine']['torch']}; plans timed interleaved (every planner once per "
+        "slot, order rotated), latency ratio = median over slots of the per-slot ratio. "
         f"Sampling budget {budget['num_samples']} samples x {budget['iterations']} iterations "
         f"(top {budget['topk']}), horizon {budget['horizon']} blocks; gradient budget "
         f"{budget['grad_restarts']} restarts x {budget['grad_iterations']} steps. Energy: OUR "
