@@ -294,6 +294,36 @@ def test_gradient_planner_leaves_no_gradients_and_no_graph(hybrid):
     assert result.energy == pytest.approx(energy, rel=0.02)
 
 
+@planners
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_reduced_precision_rollout_still_reaches_the_known_optimum(cls, dtype):
+    planner = make(cls, LinearLatentModel(), rollout_dtype=dtype)
+    z0, goal = np.zeros(2, np.float32), np.array([0.5, -0.3], np.float32)
+    result = planner.plan(z0, goal)
+    action, energy = optimum(z0, goal, 4, 2)
+    assert result.energy == pytest.approx(energy, rel=0.05)
+    assert np.allclose(result.actions.mean(0), action, atol=0.03)
+    assert result.latents.dtype == np.float32 and isinstance(result.energy, float)
+
+
+@planners
+def test_bfloat16_rollout_runs_the_world_model_in_reduced_precision(cls):
+    from conftest import tiny_config
+
+    torch.manual_seed(0)
+    model = lm.WorldModel(tiny_config()).eval()
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    planner = cls(model, horizon=3, rollout_dtype="bfloat16", **tiny_budget(cls))
+    result = planner.plan(image, image)
+    assert all(parameter.grad is None for parameter in model.parameters())
+    assert result.latents.dtype == np.float32
+    blocks = torch.from_numpy(result.actions).reshape(1, 3, -1)  # (1, H, block * A)
+    with torch.no_grad():
+        exact = model.rollout(model.encode(torch.from_numpy(image)[None]), blocks)[0].numpy()
+    error = np.abs(result.latents - exact).max()
+    assert 0 < error < 0.1 * np.abs(exact).max()  # bfloat16 rounding: visible, but small
+
+
 def test_gradient_planner_through_the_pixel_world_model_keeps_parameters_clean():
     from conftest import tiny_config
 
@@ -401,6 +431,8 @@ def test_cem_with_icem_options_stays_bounded_deterministic_and_optimal():
         (lm.CEM, {"noise_beta": -1.0}, "noise_beta"),
         (lm.CEM, {"keep_elites": 1.5}, "keep_elites"),
         (lm.CEM, {"keep_elites": 1.0, "topk": 300}, "keep_elites"),
+        (lm.CEM, {"rollout_dtype": "int8"}, "rollout_dtype"),
+        (lm.GradientPlanner, {"rollout_dtype": "float64"}, "rollout_dtype"),
     ],
 )
 def test_invalid_planner_configs_raise(cls, kwargs, message):

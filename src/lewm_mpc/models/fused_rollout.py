@@ -114,6 +114,25 @@ def fuse_mlp_step(predictor: nn.Module, projector: nn.Module) -> FusedMLPStep | 
     )
 
 
+def _cast(step: FusedMLPStep, dtype: torch.dtype) -> FusedMLPStep:
+    """The step's matmul weights and biases in ``dtype`` (layer norms keep their own)."""
+    return FusedMLPStep(
+        latent_weight_t=step.latent_weight_t.to(dtype),
+        action_weight=step.action_weight.to(dtype),
+        first_bias=step.first_bias.to(dtype),
+        first_norm=step.first_norm,
+        hidden=tuple(
+            _HiddenLayer(layer.weight_t.to(dtype), layer.bias.to(dtype), layer.norm)
+            for layer in step.hidden
+        ),
+        out_weight_t=step.out_weight_t.to(dtype),
+        proj_weight_t=step.proj_weight_t.to(dtype),
+        proj_bias=step.proj_bias.to(dtype),
+        head_weight_t=step.head_weight_t.to(dtype),
+        head_bias=step.head_bias.to(dtype),
+    )
+
+
 def _norm_gelu(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
     return F.gelu(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
 
@@ -134,6 +153,15 @@ def fused_mlp_rollout(
         (S, H + 1, D) embeddings, index 0 being ``z0``.
     """
     horizon = action_embeddings.shape[1]
+    device_type = z0.device.type
+    if torch.is_autocast_enabled(device_type):
+        # Under autocast run every op in its dtype, casting weights and inputs once, not at
+        # every op (layer norms accumulate in float32 internally).
+        dtype = torch.get_autocast_dtype(device_type)
+        with torch.autocast(device_type, enabled=False):
+            return fused_mlp_rollout(
+                _cast(step, dtype), history, z0.to(dtype), action_embeddings.to(dtype)
+            )
     # The first layer's action part for every step at once: (S, H, hidden).
     action_part = F.linear(action_embeddings, step.action_weight, step.first_bias)
     latents = [z0]  # H + 1 tensors of (S, D)
