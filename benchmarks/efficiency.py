@@ -15,6 +15,7 @@ default, which picks a GPU when one is present) runs the same measurements on a 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -167,7 +168,7 @@ def variants(planner: lm.CEM, obs: np.ndarray, goal: np.ndarray, args: Args) -> 
         reference = eager_rollout(probe_z, probe_a)
     planner.reset()
     reference_plan = planner.plan(obs, goal).actions
-    names = ["eager, inference_mode (default)", "eager, no_grad"]
+    names = ["eager, inference_mode (default)", "eager, no_grad", "eager, rollout_dtype=bfloat16"]
     modes = [mode for mode in args.compile_modes.split(",") if mode]
     rows = []
     for name in tqdm([*names, *(f"compile mode={m}" for m in modes)], desc="variants"):
@@ -176,6 +177,12 @@ def variants(planner: lm.CEM, obs: np.ndarray, goal: np.ndarray, args: Args) -> 
             if name == names[1]:
                 with no_grad_instead_of_inference_mode():
                     latencies = plan_latencies(planner, obs, goal, args)
+            elif name == names[2]:
+                actions, latencies = bfloat16_plans(planner, obs, goal, args)
+                row["same_plan_as_eager"] = bool(np.array_equal(actions, reference_plan))
+                with torch.inference_mode(), torch.autocast(model.device.type, torch.bfloat16):
+                    diff = (model.rollout(probe_z, probe_a).float() - reference).abs().max()
+                row["max_abs_diff_latents"] = float(diff)
             else:
                 if name != names[0]:
                     torch._dynamo.reset()
@@ -203,6 +210,21 @@ def variants(planner: lm.CEM, obs: np.ndarray, goal: np.ndarray, args: Args) -> 
         if base and row.get("p50_s"):
             row["speedup_vs_default"] = round(base / row["p50_s"], 3)
     return rows
+
+
+def bfloat16_plans(
+    planner: lm.CEM, obs: np.ndarray, goal: np.ndarray, args: Args
+) -> tuple[np.ndarray, list[float]]:
+    """A cold plan's actions and plan latencies with ``rollout_dtype="bfloat16"`` (the
+    planner's config is restored afterwards)."""
+    default = planner.config
+    planner.config = dataclasses.replace(default, rollout_dtype="bfloat16")
+    try:
+        planner.reset()
+        actions = planner.plan(obs, goal).actions
+        return actions, plan_latencies(planner, obs, goal, args)
+    finally:
+        planner.config = default
 
 
 # ---------------------------------------------------------------------------------- main

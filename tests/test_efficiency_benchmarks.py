@@ -51,8 +51,10 @@ def test_efficiency_writes_flops_breakdown_and_variants(tiny_model, tiny_dataset
     assert [row["variant"] for row in result["variants"]] == [
         "eager, inference_mode (default)",
         "eager, no_grad",
+        "eager, rollout_dtype=bfloat16",
     ]
     assert all("p50_s" in row for row in result["variants"])
+    assert result["variants"][2]["max_abs_diff_latents"] > 0  # it really ran in bfloat16
     assert json.loads((tmp_path / "efficiency.json").read_text())["flops"] == flops
     assert "per energy evaluation" in (tmp_path / "efficiency.md").read_text()
 
