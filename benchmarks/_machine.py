@@ -40,6 +40,13 @@ def matmul_peak_gflops(
     return 2 * size**3 / best / 1e9
 
 
+def round_robin(count: int, round_index: int) -> list[int]:
+    """Indices ``0..count-1`` rotated by ``round_index``: the order in which interleaved
+    timing visits its contenders in that round, so none always runs first."""
+    shift = round_index % count
+    return [*range(shift, count), *range(shift)]
+
+
 def cpu_model_name() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux), else ``platform.processor()``."""
     try:

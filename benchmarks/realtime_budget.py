@@ -36,7 +36,7 @@ from lewm_mpc.evaluation import EvalConfig, evaluate
 from lewm_mpc.planners.base import ROLLOUT_DTYPES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _machine.py beside this file
-from _machine import cpu_model_name
+from _machine import cpu_model_name, round_robin
 
 BUDGETS = (
     "300x30,300x15,300x10,300x8,200x10,150x10,150x8,100x8,100x5,64x5,"
@@ -153,8 +153,7 @@ def interleaved_latencies(
             planner.plan(obs, goal)
     latencies: list[list[float]] = [[] for _ in planners]
     for round_index in range(plans):
-        shift = round_index % len(planners)
-        for index in [*range(shift, len(planners)), *range(shift)]:
+        for index in round_robin(len(planners), round_index):
             planners[index].reset()
             latencies[index].append(planners[index].plan(obs, goal).solve_s)
     return latencies

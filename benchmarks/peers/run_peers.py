@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the adapter modules 
 from adapters import Budget, PeerBudget, PlanScorer, peer_budgets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_machine.py
-from _machine import cpu_model_name
+from _machine import cpu_model_name, round_robin
 
 import lewm_mpc as lm
 from lewm_mpc.atomic import write_text_atomic
@@ -173,7 +173,7 @@ def measure(
     slot = 0
     for repeat in range(args.repeats):
         for index, (obs, goal) in enumerate(pairs):
-            for name in names[slot % len(names) :] + names[: slot % len(names)]:
+            for name in (names[i] for i in round_robin(len(names), slot)):
                 contender = contenders[name]
                 contender.reset(args.seed + repeat * len(pairs) + index)
                 start = time.perf_counter()

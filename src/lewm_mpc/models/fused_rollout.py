@@ -20,6 +20,7 @@ flow through them (the gradient planner differentiates the rollout with respect 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -116,20 +117,16 @@ def fuse_mlp_step(predictor: nn.Module, projector: nn.Module) -> FusedMLPStep | 
 
 def _cast(step: FusedMLPStep, dtype: torch.dtype) -> FusedMLPStep:
     """The step's matmul weights and biases in ``dtype`` (layer norms keep their own)."""
-    return FusedMLPStep(
-        latent_weight_t=step.latent_weight_t.to(dtype),
-        action_weight=step.action_weight.to(dtype),
-        first_bias=step.first_bias.to(dtype),
-        first_norm=step.first_norm,
-        hidden=tuple(
-            _HiddenLayer(layer.weight_t.to(dtype), layer.bias.to(dtype), layer.norm)
-            for layer in step.hidden
-        ),
-        out_weight_t=step.out_weight_t.to(dtype),
-        proj_weight_t=step.proj_weight_t.to(dtype),
-        proj_bias=step.proj_bias.to(dtype),
-        head_weight_t=step.head_weight_t.to(dtype),
-        head_bias=step.head_bias.to(dtype),
+
+    def cast_tensors(item):  # every tensor field of a step or hidden layer
+        return dataclasses.replace(item, **{
+            field.name: getattr(item, field.name).to(dtype)
+            for field in dataclasses.fields(item)
+            if isinstance(getattr(item, field.name), torch.Tensor)
+        })  # fmt: skip
+
+    return dataclasses.replace(
+        cast_tensors(step), hidden=tuple(cast_tensors(layer) for layer in step.hidden)
     )
 
 
