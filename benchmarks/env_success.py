@@ -38,8 +38,8 @@ from tqdm.auto import tqdm
 
 import lewm_mpc as lm
 from lewm_mpc.atomic import write_text_atomic
-from lewm_mpc.collection import collect_dataset
 from lewm_mpc.data import EpisodeDataset
+from lewm_mpc.data.collection import collect_dataset
 from lewm_mpc.energies import fit_probe_from_dataset
 from lewm_mpc.envs import EnvSpec, get_env_spec
 from lewm_mpc.evaluation import EvalConfig, Pair, evaluate, run_pair, sample_pairs, wilson_interval
@@ -211,7 +211,7 @@ def main(args: Args) -> dict[str, Any]:
 
     result = {
         "env": spec.name,
-        "lewm_success_pct": LEWM[spec.name],
+        "lewm_success_pct": LEWM.get(spec.name),  # None: not in the LeWM paper
         "recipe": {
             "episodes": recipe.episodes,
             "episode_steps": recipe.episode_steps,
@@ -256,8 +256,9 @@ def markdown(out: Path) -> str:
         budget, probe = r["oracle_budget"], r["probe"]
         cem_budget = (r["cem"].get("num_samples", 300), r["cem"].get("iterations", 30))
         at = "" if cem_budget == (300, 30) else " at {}x{}".format(*cem_budget)
+        lewm = "-" if r["lewm_success_pct"] is None else f"{r['lewm_success_pct']}%"
         lines.append(
-            f"| {r['env']} | {r['lewm_success_pct']}% | **{_pct(r['cem'])}**{at} | "
+            f"| {r['env']} | {lewm} | **{_pct(r['cem'])}**{at} | "
             f"{_pct(r['random'])} | {_pct(r['oracle'])} | {_pct(r['learned_at_oracle_budget'])} "
             f"| {r['cem']['pairs']} ({r['oracle']['pairs']}, CEM "
             f"{budget['num_samples']}x{budget['iterations']}) | "

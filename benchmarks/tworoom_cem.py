@@ -23,8 +23,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import lewm_mpc as lm
 from lewm_mpc.atomic import write_text_atomic
-from lewm_mpc.collection import collect_dataset
 from lewm_mpc.data import EpisodeDataset
+from lewm_mpc.data.collection import collect_dataset
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.evaluation import EvalConfig, evaluate
 from lewm_mpc.training import TrainConfig, train

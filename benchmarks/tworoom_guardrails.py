@@ -30,11 +30,10 @@ from tqdm.auto import tqdm
 
 import lewm_mpc as lm
 from lewm_mpc.atomic import write_text_atomic
-from lewm_mpc.bench.keepout import KeepOut
 from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.energies import ProbedGoalDistance
 from lewm_mpc.envs import get_env_spec
-from lewm_mpc.envs.two_room_keepout import inside_box
+from lewm_mpc.envs.two_room_keepout import KeepOut, inside_box
 from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs, wilson_interval
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import lewm_mpc as lm
 from lewm_mpc.bench.jobs import default_source_paths
-from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs
 from lewm_mpc.recipes import build_from_recipe, get_recipe, smoke_recipe
@@ -37,8 +36,9 @@ SMOKE_BUDGETS = {
 @dataclass(frozen=True)
 class Args:
     env: str = "tworoom"  # tworoom | reacher | pusht | cube
-    model: str | None = None  # checkpoint folder (default: the benchmark's, under runs/)
-    data: str | None = None  # the model's dataset (default: the benchmark's)
+    model: str | None = None  # checkpoint folder (default: make demo's for tworoom, else the
+    # benchmark's, under runs/)
+    data: str | None = None  # the model's dataset (default: the one its checkpoint records)
     out: str | None = None  # video (.mp4/.gif); default runs/examples/02_compare_planners.mp4
     pair: int = 0  # which held-out pair
     steps: int = 50  # env-step budget per episode
@@ -52,14 +52,14 @@ def main(args: Args) -> None:
         if args.smoke:  # a throwaway seconds-scale dataset + model
             model_dir, data = build_from_recipe(smoke_recipe(spec.name), scratch, args.seed)
         else:
-            model_dir, data = default_source_paths(spec.name)
-            model_dir, data = Path(args.model or model_dir), Path(args.data or data)
+            default = (
+                "runs/demo/model" if spec.name == "tworoom" else default_source_paths(spec.name)[0]
+            )
+            model_dir, data = Path(args.model or default), args.data
         out = Path(args.out or (f"{scratch}/compare.mp4" if args.smoke else
                                 "runs/examples/02_compare_planners.mp4"))  # fmt: skip
-        model = lm.WorldModel.load(model_dir)
-        dataset = EpisodeDataset.load(data)
-        split = model.metadata.get("train_config", {})  # the model's own train/val split
-        train_ids, val_ids = dataset.split(split.get("val_fraction", 0.1), split.get("seed", 0))
+        run = lm.load_run(model_dir, data)  # the model, its dataset and its own train/val split
+        model, dataset, train_ids, val_ids = run.model, run.dataset, run.train_ids, run.val_ids
 
         # A probe reads the physical quantity (e.g. the agent position) from latents.
         probe = lm.fit_probe_from_dataset(

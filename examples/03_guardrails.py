@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lewm_mpc as lm
-from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.energies import ProbedGoalDistance, calibrate_probe_margin
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.envs.two_room_keepout import KeepOutScenario, inside_box
@@ -38,8 +37,8 @@ SMOKE_BUDGETS = {
 
 @dataclass(frozen=True)
 class Args:
-    model: str = "runs/bench_tworoom/model"  # Two-Room pixel model (benchmarks/tworoom_cem.py)
-    data: str = "runs/bench_tworoom/tworoom.h5"  # its dataset
+    model: str = "runs/demo/model"  # Two-Room pixel model (made by `make demo`)
+    data: str | None = None  # its dataset (default: the one its checkpoint records)
     planner: str = "cem"  # cem | mppi | gradient
     pairs: int = 5  # held-out same-room pairs with room for a detour
     box_half: float = 0.07  # half side of the keep-out square (arena widths)
@@ -53,11 +52,9 @@ def main(args: Args) -> None:
         if args.smoke:  # a throwaway seconds-scale dataset + model
             model_dir, data = build_from_recipe(smoke_recipe("tworoom"), scratch, args.seed)
         else:
-            model_dir, data = Path(args.model), Path(args.data)
-        model = lm.WorldModel.load(model_dir)
-        dataset = EpisodeDataset.load(data)
-        split = model.metadata.get("train_config", {})  # the model's own train/val split
-        train_ids, val_ids = dataset.split(split.get("val_fraction", 0.1), split.get("seed", 0))
+            model_dir, data = Path(args.model), args.data
+        run = lm.load_run(model_dir, data)  # the model, its dataset and its own train/val split
+        model, dataset, train_ids, val_ids = run.model, run.dataset, run.train_ids, run.val_ids
 
         # Probe latent -> agent xy (Two-Room's state), and a calibrated safety margin.
         kind = "linear" if args.smoke else "mlp"

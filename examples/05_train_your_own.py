@@ -18,12 +18,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lewm_mpc as lm
-from lewm_mpc.collection import collect_dataset
 from lewm_mpc.data import EpisodeDataset
+from lewm_mpc.data.collection import collect_dataset
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.evaluation import EvalConfig, evaluate
+from lewm_mpc.models.device import resolve_device
 from lewm_mpc.recipes import get_recipe, smoke_recipe
-from lewm_mpc.training import resolve_device, train
+from lewm_mpc.training import train
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def main(args: Args) -> None:
         )
         dataset = EpisodeDataset.load(data)
         spec = get_env_spec(recipe.env)
-        report = evaluate(planner, dataset, spec, config, obs_mode=model.config.obs_kind)
+        report = evaluate(planner, dataset, spec, config, obs_mode=model.config.obs_mode)
         print(report.summary())  # success k/n = rate (95% CI low-high), latency, ...
 
 

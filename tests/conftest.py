@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from lewm_mpc.collection import collect_dataset
+from lewm_mpc.data.collection import collect_dataset
 from lewm_mpc.models import WorldModelConfig, named_config
 
 os.environ.setdefault("MUJOCO_GL", "egl")

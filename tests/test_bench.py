@@ -32,12 +32,11 @@ from lewm_mpc.bench import (
     summarize,
     worker,
 )
-from lewm_mpc.bench.keepout import KeepOut
 from lewm_mpc.bench.report import markdown, plot_success_vs_latency
 from lewm_mpc.bench.worker import run_job
 from lewm_mpc.cli import main
 from lewm_mpc.envs import get_env_spec
-from lewm_mpc.envs.two_room_keepout import inside_box
+from lewm_mpc.envs.two_room_keepout import KeepOut, inside_box
 from lewm_mpc.evaluation import wilson_interval
 from lewm_mpc.training import TrainConfig, train
 

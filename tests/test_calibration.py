@@ -9,7 +9,7 @@ import torch
 from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.energies import calibrate_probe_margin
 from lewm_mpc.envs import get_env_spec
-from lewm_mpc.oracle import SimulatorModel
+from lewm_mpc.models.simulator import SimulatorModel
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,18 @@ import torch
 
 from conftest import tiny_config
 from lewm_mpc import CheckpointError, WorldModel
+from lewm_mpc.models.run_meta import DatasetRef, RunMeta, SplitMeta, TrainingMeta
+
+RUN_META = RunMeta(
+    obs_mode="pixels",
+    env_id="lewm_mpc/TwoRoom-v0",
+    env_config={"image_size": 64},
+    dataset=DatasetRef("data/tworoom.h5", "ab" * 32),
+    split=SplitMeta(0.25, 3, (1, 4)),
+    training=TrainingMeta(20, 8, 3, 1e-3, 1e-3, 0.09, 3),
+    step=20,
+    train_seconds=1.5,
+)
 
 
 @pytest.fixture()
@@ -16,7 +28,7 @@ def saved(tmp_path):
     torch.manual_seed(0)
     model = WorldModel(tiny_config())
     model.set_action_stats(torch.tensor([0.1, -0.2]), torch.tensor([0.5, 0.7]))
-    model.metadata = {"env_id": "lewm_mpc/TwoRoom-v0"}
+    model.run_meta = RUN_META
     model.eval().save(tmp_path / "ckpt")
     return model, tmp_path / "ckpt"
 
@@ -24,7 +36,7 @@ def saved(tmp_path):
 def test_round_trip_gives_identical_outputs(saved):
     model, path = saved
     loaded = WorldModel.load(path)
-    assert not loaded.training and loaded.metadata == {"env_id": "lewm_mpc/TwoRoom-v0"}
+    assert not loaded.training and loaded.run_meta == RUN_META
     pixels = torch.randint(0, 256, (3, 64, 64, 3), dtype=torch.uint8)
     actions = torch.rand(3, 5, 10)
     with torch.no_grad():
@@ -38,7 +50,7 @@ def test_files_are_safetensors_and_json_not_pickle(saved):
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
     header_len = int.from_bytes((path / "model.safetensors").read_bytes()[:8], "little")
     json.loads((path / "model.safetensors").read_bytes()[8 : 8 + header_len])
-    assert json.loads((path / "config.json").read_text())["format_version"] == 1
+    assert json.loads((path / "config.json").read_text())["format_version"] == 2
 
 
 def test_missing_files_are_refused(saved, tmp_path):
@@ -91,4 +103,70 @@ def test_corrupted_or_mismatched_config_is_refused(saved):
     wrong["config"]["bogus"] = 1
     config_path.write_text(json.dumps(wrong))
     with pytest.raises(CheckpointError, match="bogus"):
+        WorldModel.load(path)
+
+
+def _write_version_1(path, model, extra) -> None:
+    """A checkpoint as version 1 wrote it: free-form ``extra`` instead of ``run_meta``."""
+    model.save(path)
+    payload = json.loads((path / "config.json").read_text())
+    del payload["run_meta"]
+    payload.update(format_version=1, extra=extra)
+    (path / "config.json").write_text(json.dumps(payload, indent=2, sort_keys=True))
+
+
+def test_a_version_1_checkpoint_loads_with_its_metadata_converted(tmp_path):
+    torch.manual_seed(0)
+    model = WorldModel(tiny_config()).eval()
+    train_config = {
+        "steps": 20, "batch_size": 8, "num_frames": 3, "lr": 1e-3, "warmup_steps": 2,
+        "weight_decay": 1e-3, "grad_clip": 1.0, "sigreg_weight": 0.09, "sigreg_projections": 32,
+        "sigreg_knots": 17, "val_fraction": 0.2, "val_every": 10, "val_batches": 2,
+        "checkpoint_every": 5, "seed": 7, "device": "auto",
+    }  # fmt: skip
+    extra = {
+        "env_id": "lewm_mpc/TwoRoom-v0", "env_config": {"image_size": 64}, "obs_key": "pixels",
+        "train_config": train_config, "step": 20, "train_seconds": 3.25,
+    }  # fmt: skip
+    _write_version_1(tmp_path / "old", model, extra)
+    loaded = WorldModel.load(tmp_path / "old")
+    meta = loaded.run_meta
+    assert meta == RunMeta(
+        obs_mode="pixels",
+        env_id="lewm_mpc/TwoRoom-v0",
+        env_config={"image_size": 64},
+        split=SplitMeta(0.2, 7),
+        training=TrainingMeta(20, 8, 3, 1e-3, 1e-3, 0.09, 7),
+        step=20,
+        train_seconds=3.25,
+    )
+    assert meta.dataset is None and meta.split.val_episodes is None
+    pixels = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(model.encode(pixels), loaded.encode(pixels))
+    # a hand-saved version-1 model with no metadata at all
+    _write_version_1(tmp_path / "bare", model, {})
+    assert WorldModel.load(tmp_path / "bare").run_meta == RunMeta(obs_mode="pixels")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda meta: meta.update(obs_mode="depth"), "obs_mode"),
+        (lambda meta: meta.update(obs_mode="state"), "encodes 'pixels'"),
+        (lambda meta: meta.update(step=-1), "step"),
+        (lambda meta: meta.update(surprise=1), "unknown run_meta keys"),
+        (lambda meta: meta["dataset"].update(sha256="xyz"), "sha256"),
+        (lambda meta: meta["split"].update(val_episodes=[3, 1]), "sorted"),
+        (lambda meta: meta["split"].update(val_fraction=1.5), "val_fraction"),
+        (lambda meta: meta["training"].pop("lr"), "lr"),
+        (lambda meta: meta.update(format_version=7), "format_version 7"),
+    ],
+)
+def test_invalid_run_metadata_is_refused(saved, change, message):
+    _, path = saved
+    payload = json.loads((path / "config.json").read_text())
+    change(payload["run_meta"])
+    (path / "config.json").write_text(json.dumps(payload))
+    with pytest.raises(CheckpointError, match=message):
         WorldModel.load(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -111,7 +112,11 @@ def assert_same_dataset(a: Path, b: Path) -> None:
     for key in DATA_KEYS:
         np.testing.assert_array_equal(getattr(first, key), getattr(second, key), err_msg=key)
     with h5py.File(a) as fa, h5py.File(b) as fb:
-        assert dict(fa.attrs) == dict(fb.attrs)
+        assert attrs_of(fa) == attrs_of(fb)
+
+
+def attrs_of(file: h5py.File) -> dict:
+    return {name: np.asarray(value).tolist() for name, value in file.attrs.items()}
 
 
 def assert_no_tmp(directory: Path) -> None:
@@ -137,8 +142,9 @@ def make_episode(length: int, start: float = 0.0, action_dim: int = 2) -> Episod
     return Episode(pixels=pixels, state=np.stack([rows, -rows], axis=1), action=action)
 
 
+BOUNDS = {"action_low": (-1.0, -1.0), "action_high": (1.0, 1.0)}
 META = DatasetMeta(
-    env_id="point", env_config={"size": SIZE, "walls": (1, 2)}, seed=0, episode_steps=9
+    env_id="point", env_config={"size": SIZE, "walls": (1, 2)}, seed=0, episode_steps=9, **BOUNDS
 )
 
 
@@ -170,7 +176,7 @@ def test_write_load_round_trip(tmp_path):
     info = inspect_dataset(path)
     assert (info.num_episodes, info.num_rows, info.image_shape) == (3, 21, (SIZE, SIZE, 3))
     with h5py.File(path) as file:
-        assert file.attrs["format_version"] == 1 and file.attrs["num_episodes"] == 3
+        assert file.attrs["format_version"] == 2 and file.attrs["num_episodes"] == 3
         assert file["pixels"].chunks == (1, SIZE, SIZE, 3)
 
 
@@ -187,7 +193,7 @@ def test_episode_validation():
     with pytest.raises(ValueError, match="same number"):
         Episode(pixels=good.pixels[:4], state=good.state, action=good.action)
     with pytest.raises(ValueError, match="JSON"):
-        DatasetMeta(env_id="x", env_config={"f": object()}, seed=0, episode_steps=1)
+        DatasetMeta(env_id="x", env_config={"f": object()}, seed=0, episode_steps=1, **BOUNDS)
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
@@ -225,8 +231,8 @@ def test_unreadable_files_are_refused(tmp_path):
     versioned = tmp_path / "version.h5"
     versioned.write_bytes(path.read_bytes())
     with h5py.File(versioned, "r+") as file:
-        file.attrs["format_version"] = 2
-    with pytest.raises(ValueError, match="format_version 2"):
+        file.attrs["format_version"] = 99
+    with pytest.raises(ValueError, match="format_version 99"):
         EpisodeDataset.load(versioned)
 
     keyless = tmp_path / "keyless.h5"
@@ -261,7 +267,7 @@ def test_merge_renumbers_and_checks_meta(tmp_path):
     remerged = EpisodeDataset.load(merge([a, lzf], tmp_path / "m2.h5"))
     for key in DATA_KEYS:
         np.testing.assert_array_equal(getattr(remerged, key), getattr(merged, key))
-    other = DatasetMeta(env_id="point", env_config={}, seed=1, episode_steps=9)
+    other = DatasetMeta(env_id="point", env_config={}, seed=1, episode_steps=9, **BOUNDS)
     c = write_episodes(tmp_path / "c.h5", [make_episode(3)], other)
     with pytest.raises(ValueError, match="metas differ"):
         merge([a, c], tmp_path / "bad.h5")
@@ -295,7 +301,9 @@ def test_collect_layout_and_determinism(tmp_path, reference):
     data = EpisodeDataset.load(reference)
     assert data.num_episodes == 8 and data.num_rows == 8 * 7
     np.testing.assert_array_equal(data.episode_lengths, 7)
-    assert data.meta == DatasetMeta("point", {"size": SIZE}, SEED, 6)
+    assert data.meta == DatasetMeta(
+        env_id="point", env_config={"size": SIZE}, seed=SEED, episode_steps=6, **BOUNDS
+    )
     assert np.isnan(data.action[data.episode_starts + 6]).all()
     # Row t's state is the point before action t; the next state follows the dynamics.
     expected = np.clip(data.state[:-1] + 0.1 * data.action[:-1], 0, 1)
@@ -443,7 +451,8 @@ def window_data() -> EpisodeDataset:
         state = np.stack([rows, np.full(length, episode, np.float32)], axis=1)
         episodes.append(Episode(pixels=pixels, state=state, action=action))
         row += length
-    return EpisodeDataset.from_episodes(episodes, META)
+    bounds = {"action_low": (-1e4,) * 3, "action_high": (1e4,) * 3}
+    return EpisodeDataset.from_episodes(episodes, dataclasses.replace(META, **bounds))
 
 
 def brute_force_windows(data: EpisodeDataset, ids, num_frames: int, frameskip: int):
@@ -466,8 +475,8 @@ def brute_force_windows(data: EpisodeDataset, ids, num_frames: int, frameskip: i
 def test_window_sampler_matches_brute_force(window_data, num_frames, frameskip):
     ids = np.array([0, 2, 3, 4])
     expected = brute_force_windows(window_data, ids, num_frames, frameskip)
-    for obs_key in ("pixels", "state"):
-        sampler = WindowSampler(window_data, ids, num_frames, frameskip, 7, obs_key=obs_key)
+    for obs_mode in ("pixels", "state"):
+        sampler = WindowSampler(window_data, ids, num_frames, frameskip, 7, obs_mode=obs_mode)
         assert sampler.num_windows == len(expected)
         np.testing.assert_array_equal(sampler.window_rows, sorted(expected))
         for batch in [sampler.sample(), sampler.sample(), *sampler.iterate_epoch()]:
@@ -477,9 +486,9 @@ def test_window_sampler_matches_brute_force(window_data, num_frames, frameskip):
             assert np.isfinite(batch.actions).all()
             for obs, actions, row in zip(batch.obs, batch.actions, batch.rows, strict=True):
                 pixels, state, blocks = expected[int(row)]
-                np.testing.assert_array_equal(obs, pixels if obs_key == "pixels" else state)
+                np.testing.assert_array_equal(obs, pixels if obs_mode == "pixels" else state)
                 np.testing.assert_array_equal(actions, blocks)
-            if obs_key == "state":
+            if obs_mode == "state":
                 assert batch.obs.shape == (batch_size, num_frames, 2)
                 assert (batch.obs[:, :, 1] == batch.obs[:, :1, 1]).all()  # one episode each
                 assert not np.isin(batch.obs[:, 0, 1], [1]).any()  # episode 1 not selected
@@ -490,9 +499,9 @@ def test_window_sampler_matches_brute_force(window_data, num_frames, frameskip):
 
 def test_window_epoch_and_determinism(window_data):
     ids = window_data.episode_ids
-    first = WindowSampler(window_data, ids, 2, 2, 5, obs_key="state", seed=4)
-    second = WindowSampler(window_data, ids, 2, 2, 5, obs_key="state", seed=4)
-    other = WindowSampler(window_data, ids, 2, 2, 5, obs_key="state", seed=5)
+    first = WindowSampler(window_data, ids, 2, 2, 5, obs_mode="state", seed=4)
+    second = WindowSampler(window_data, ids, 2, 2, 5, obs_mode="state", seed=4)
+    other = WindowSampler(window_data, ids, 2, 2, 5, obs_mode="state", seed=5)
     batches = [first.sample() for _ in range(3)]
     for batch in batches:
         np.testing.assert_array_equal(batch.rows, second.sample().rows)
@@ -517,7 +526,7 @@ def test_window_sampler_validation(window_data):
         {"num_frames": 0},
         {"frameskip": 0},
         {"batch_size": 0},
-        {"obs_key": "action"},
+        {"obs_mode": "action"},
         {"episode_ids": np.array([0, 99])},
         {"episode_ids": np.array([0, 0])},
         {"episode_ids": np.array([], dtype=np.int64)},
@@ -542,6 +551,54 @@ def test_action_stats(window_data):
     assert mean.dtype == np.float32 and std.shape == (3,)
     constant = EpisodeDataset.from_episodes(
         [Episode(np.zeros((3, 2, 2, 3), np.uint8), np.zeros((3, 1)), [[1.0], [1.0], [np.nan]])],
-        META,
+        dataclasses.replace(META, action_low=(-2.0,), action_high=(2.0,)),
     )
     np.testing.assert_array_equal(action_stats(constant)[1], np.float32([1e-6]))
+    # Rows recorded in blocks of 2 actions: statistics are those of one env action.
+    blocked = EpisodeDataset.from_episodes(
+        [
+            Episode(
+                np.zeros((3, 2, 2, 3), np.uint8),
+                np.zeros((3, 1)),
+                [[1.0, 3.0], [5.0, 7.0], [np.nan, np.nan]],
+            )
+        ],
+        dataclasses.replace(META, action_low=(-9.0,), action_high=(9.0,), action_block=2),
+    )
+    mean, std = action_stats(blocked)
+    np.testing.assert_allclose(mean, [4.0])
+    np.testing.assert_allclose(std, [np.sqrt(5.0)])
+
+
+# --------------------------------------------------------------------------------------------
+# Format version 1
+
+
+def write_version_1(path: Path, episodes: list[Episode], env_id: str) -> Path:
+    """A file as format version 1 wrote it: no bounds, block, observations or rate."""
+    write_episodes(path, episodes, dataclasses.replace(META, env_id=env_id, env_config={}))
+    with h5py.File(path, "r+") as file:
+        for name in ("action_low", "action_high", "action_block", "observations"):
+            del file.attrs[name]
+        file.attrs["format_version"] = 1
+    return path
+
+
+def test_version_1_files_still_read(tmp_path):
+    episodes = [make_episode(6), make_episode(4, start=10)]
+    path = write_version_1(tmp_path / "old.h5", episodes, "lewm_mpc/TwoRoom-v0")
+    data = EpisodeDataset.load(path)
+    assert data.meta.format_version == 1 and data.meta.action_low is None
+    assert data.meta.action_block == 1 and data.meta.env_id == "lewm_mpc/TwoRoom-v0"
+    assert data.meta.observation("pixels").shape == (SIZE, SIZE, 3)
+    assert data.meta.observation("state").shape == (2,)
+    np.testing.assert_array_equal(data.state, np.concatenate([e.state for e in episodes]))
+    # bounds come from the built-in env, only when asked for
+    assert data.meta.action_bounds() == ((-1.0, -1.0), (1.0, 1.0))
+    # merging (or extending) writes the current version, with the resolved bounds
+    merged = inspect_dataset(merge([path], tmp_path / "new.h5"))
+    assert merged.meta.format_version == 2 and merged.meta.action_low == (-1.0, -1.0)
+
+    unknown = write_version_1(tmp_path / "unknown.h5", episodes, "someone/Else-v0")
+    with pytest.raises(ValueError, match=r"records no action bounds.*not a built-in"):
+        EpisodeDataset.load(unknown).meta.action_bounds()

@@ -137,7 +137,7 @@ def test_tiny_end_to_end_collect_train_plan(tmp_path):
 
 
 def test_env_config_travels_from_dataset_to_training_and_evaluation(tmp_path):
-    from lewm_mpc.collection import collect_dataset
+    from lewm_mpc.data.collection import collect_dataset
 
     path = collect_dataset(
         "tworoom", tmp_path / "d.h5", 4, 30, progress=False, env_config={"image_size": 32}

@@ -9,7 +9,7 @@ import torch
 import lewm_mpc as lm
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.evaluation import EvalConfig, Pair, run_pair
-from lewm_mpc.oracle import SimulatorModel
+from lewm_mpc.models.simulator import SimulatorModel
 
 ENVS = ("tworoom", "reacher", "pusht", "cube")
 
@@ -93,7 +93,7 @@ def test_pusht_scene_steps_exactly_like_gym_pusht() -> None:
     """The oracle's PushT stepping skips gym-pusht's coverage and info, not its physics."""
     from gym_pusht.envs.pusht import PushTEnv as GymPushT
 
-    from lewm_mpc.envs.pusht import AGENT_HIGH, AGENT_LOW
+    from lewm_mpc.envs.pusht import AGENT_HIGH, AGENT_LOW, wrap_angle
 
     env = get_env_spec("pusht").make(obs_mode="state").unwrapped
     env.reset(seed=0)
@@ -109,9 +109,13 @@ def test_pusht_scene_steps_exactly_like_gym_pusht() -> None:
         ours, env._sim = env._sim, reference  # place gym-pusht's own bodies at the state
         env._place_bodies(state)
         reference.step(np.clip(state[:2] + 40.0 * action, AGENT_LOW, AGENT_HIGH))
-        expected = env._read()
+        agent, block = reference.agent, reference.block
+        expected = np.array(
+            [*agent.position, *block.position, wrap_angle(block.angle), *agent.velocity,
+             *block.velocity, block.angular_velocity]
+        )  # fmt: skip
         env._sim = ours
-        env._advance(action)
+        env.advance(action)
         np.testing.assert_array_equal(env.get_state(), expected)
         moved += bool(np.any(expected[7:] != 0))
     assert moved > 5  # the block was pushed: contacts were exercised
@@ -130,7 +134,7 @@ def test_cube_fast_path_steps_exactly_like_ogbench(state_env) -> None:
         expected.append(cube.get_state())
     cube.set_state(start)
     for action, want in zip(actions, expected, strict=True):
-        cube._advance(action)
+        cube.advance(action)
         np.testing.assert_array_equal(cube.get_state(), want)
 
 

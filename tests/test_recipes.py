@@ -7,14 +7,23 @@ import pytest
 
 from lewm_mpc.cli import build_parser, cmd_collect
 from lewm_mpc.envs import ENV_SPECS, get_env_spec
-from lewm_mpc.recipes import RECIPES, Recipe, get_recipe
+from lewm_mpc.recipes import Recipe, get_recipe
 
-PROBE_SIZES = {"tworoom": 2, "reacher": 2, "pusht": 4, "cube": 3}
+PROBE_SIZES = {"tworoom": 2, "reacher": 2, "pusht": 4, "cube": 3, "pointmass": 2}
 
 
-def test_every_env_has_a_recipe() -> None:
-    assert set(RECIPES) == set(ENV_SPECS)
-    assert get_recipe("lewm_mpc/Reacher-v0") is RECIPES["reacher"]
+@pytest.mark.parametrize("name", sorted(ENV_SPECS))
+def test_every_env_has_a_recipe_from_its_definition(name: str) -> None:
+    spec = get_env_spec(name)
+    recipe = get_recipe(spec.gym_id)
+    assert (recipe.env, recipe.episodes, recipe.episode_steps, recipe.workers) == (
+        name,
+        spec.recipe.episodes,
+        spec.recipe.episode_steps,
+        spec.recipe.workers,
+    )
+    assert recipe.train.steps == spec.recipe.train_steps
+    assert recipe.probe_name == spec.probe.name
 
 
 @pytest.mark.parametrize("name", sorted(ENV_SPECS))
@@ -27,7 +36,7 @@ def test_probe_target_reads_env_states(name: str) -> None:
             states.append(env.unwrapped.get_state())
     finally:
         env.close()
-    targets = RECIPES[name].probe_target(np.stack(states))
+    targets = get_recipe(name).probe_target(np.stack(states))
     assert targets.shape == (3, PROBE_SIZES[name])
     assert np.isfinite(targets).all()
     assert not np.allclose(targets[0], targets[1])  # it depends on the state
@@ -44,7 +53,8 @@ def test_recipe_validation() -> None:
 def test_cli_collect_defaults_come_from_the_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     monkeypatch.setattr(
-        "lewm_mpc.collection.collect_dataset", lambda *args, **kwargs: calls.append(args) or "x"
+        "lewm_mpc.data.collection.collect_dataset",
+        lambda *args, **kwargs: calls.append(args) or "x",
     )
     for argv in (
         ["collect", "cube", "--out", "x.h5"],
@@ -52,6 +62,6 @@ def test_cli_collect_defaults_come_from_the_recipe(monkeypatch: pytest.MonkeyPat
     ):
         args = build_parser().parse_args(argv)
         cmd_collect(args)
-    recipe = RECIPES["cube"]
+    recipe = get_recipe("cube")
     assert calls[0][2:] == (recipe.episodes, recipe.episode_steps, 0, recipe.workers)
     assert calls[1][2:] == (3, recipe.episode_steps, 0, 1)

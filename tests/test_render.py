@@ -11,12 +11,12 @@ import lewm_mpc as lm
 from lewm_mpc.cli import main
 from lewm_mpc.control import run_episode
 from lewm_mpc.envs import get_env_spec
+from lewm_mpc.envs.two_room import two_room_view
 from lewm_mpc.recipes import get_recipe
 from lewm_mpc.render import RegionBox, render_episode, view_for_env, write_video
 from lewm_mpc.render.episode import HEADER
 from lewm_mpc.render.layout import BORDER
 from lewm_mpc.render.overlay import PLAN_RGB
-from lewm_mpc.render.projection import two_room_view
 
 SCALE = 4
 

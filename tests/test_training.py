@@ -43,7 +43,9 @@ def test_training_writes_a_loadable_checkpoint_and_metrics(tiny_dataset, tmp_pat
     assert [r["step"] for r in records] == list(range(1, 21))
     assert {"val_loss", "val_pred"} <= records[-1].keys()
     model = WorldModel.load(tmp_path / "run")
-    assert model.metadata["env_id"] == "lewm_mpc/TwoRoom-v0" and model.metadata["step"] == 20
+    assert model.run_meta.env_id == "lewm_mpc/TwoRoom-v0" and model.run_meta.step == 20
+    assert model.run_meta.dataset.path == str(tiny_dataset)
+    assert model.run_meta.split.val_fraction == 0.1 and model.run_meta.training.steps == 20
     assert model.action_std.min() > 0  # action statistics travel with the checkpoint
 
 
@@ -109,7 +111,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(tiny_dataset, tmp_p
     state = json.loads((tmp_path / "run/train_state.json").read_text())
     interrupted_at = state["step"]
     assert 12 <= interrupted_at < steps
-    assert WorldModel.load(tmp_path / "run").metadata["step"] == interrupted_at
+    assert WorldModel.load(tmp_path / "run").run_meta.step == interrupted_at
 
     train(
         tiny_dataset,

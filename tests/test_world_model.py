@@ -25,7 +25,7 @@ def test_pixel_model_shapes(history):
 
 
 def test_state_model_shapes_and_loss_backward():
-    model = WorldModel(tiny_config(obs_kind="state", state_dim=5))
+    model = WorldModel(tiny_config(obs_mode="state", state_dim=5))
     obs, actions = torch.randn(8, 3, 5), torch.rand(8, 3, 10)
     terms = model.loss(obs, actions)
     terms.total.backward()
@@ -91,8 +91,8 @@ def test_paper_config_builds_and_runs_forward_on_cpu():
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"obs_kind": "voxels"}, "obs_kind"),
-        ({"obs_kind": "state"}, "state_dim"),
+        ({"obs_mode": "voxels"}, "obs_mode"),
+        ({"obs_mode": "state"}, "state_dim"),
         ({"latent_dim": 0}, "latent_dim"),
         ({"action_low": (-1.0,)}, "action_dim"),
         ({"action_low": (1.0, 1.0)}, "action_low < action_high"),

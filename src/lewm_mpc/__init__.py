@@ -16,7 +16,7 @@ from lewm_mpc.energies import (
     fit_probe_from_dataset,
 )
 from lewm_mpc.models import CheckpointError, WorldModel, WorldModelConfig, named_config
-from lewm_mpc.oracle import SimulatorModel
+from lewm_mpc.models.simulator import SimulatorModel
 from lewm_mpc.planners import (
     CEM,
     MPPI,
@@ -26,8 +26,15 @@ from lewm_mpc.planners import (
     MPPIConfig,
     Planner,
     PlannerConfig,
+    SamplingPlanner,
+    build_planner,
+    load_preset,
+    make_planner,
+    planner_names,
+    register_planner,
 )
-from lewm_mpc.types import Energy, LatentWorldModel, PlanResult, Policy
+from lewm_mpc.runs import Run, load_run
+from lewm_mpc.types import Energy, LatentWorldModel, ObsMode, PlanResult, Policy
 
 __version__ = "0.1.0"
 
@@ -49,18 +56,27 @@ __all__ = [
     "LatentWorldModel",
     "MPPIConfig",
     "Objective",
+    "ObsMode",
     "PlanResult",
     "Planner",
     "PlannerConfig",
     "Policy",
     "Probe",
+    "Run",
+    "SamplingPlanner",
     "SimulatorModel",
     "StayInsideBox",
     "WeightedGoalDistance",
     "WorldModel",
     "WorldModelConfig",
+    "build_planner",
     "energies",
     "envs",
     "fit_probe_from_dataset",
+    "load_preset",
+    "load_run",
+    "make_planner",
     "named_config",
+    "planner_names",
+    "register_planner",
 ]

@@ -11,23 +11,43 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lewm_mpc.planners.base import Planner
+    from lewm_mpc.runs import Run
 
 DEMO_EPISODES = 300
 
 
 def _add_planner_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("planner (CEM)")
-    group.add_argument("--horizon", type=int, default=5, help="planned blocks")
-    group.add_argument("--samples", type=int, default=300, help="candidates per iteration")
-    group.add_argument("--iterations", type=int, default=30, help="CEM iterations")
-    group.add_argument("--topk", type=int, default=30, help="elites")
-    group.add_argument("--receding", type=int, default=1, help="blocks executed per plan")
+    group = parser.add_argument_group(
+        "planner", "budget flags left out keep the planner's (or the preset's) own values"
+    )
+    group.add_argument(
+        "--planner",
+        default="cem",
+        help="registry name: cem (default) | mppi | gradient | hybrid | one a --plugin registers",
+    )
+    group.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="module path or .py file that registers user planners (repeatable)",
+    )
+    group.add_argument("--preset", default=None, help="planner preset: shipped name or .toml path")
+    group.add_argument("--horizon", type=int, default=None, help="planned blocks (5)")
+    group.add_argument("--samples", type=int, default=None, help="candidates per iteration (300)")
+    group.add_argument("--iterations", type=int, default=None, help="iterations (30)")
+    group.add_argument("--topk", type=int, default=None, help="CEM elites (30)")
+    group.add_argument("--receding", type=int, default=None, help="blocks executed per plan (1)")
     group.add_argument("--deadline", type=float, default=None, help="per-plan deadline, s")
     group.add_argument(
         "--running-weight",
         type=float,
-        default=1.0,
-        help="GoalDistance running weight (0 = LeWM terminal cost)",
+        default=None,
+        help="GoalDistance running weight (1.0; 0 = LeWM terminal cost)",
     )
     group.add_argument("--planner-seed", type=int, default=0)
 
@@ -65,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="actions per episode (recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="processes (recipe's)")
+    p.add_argument("--policy", default=None, help="data policy (default: the env's first)")
     p.add_argument(
         "--image-size",
         type=int,
@@ -77,9 +98,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run directory")
     _add_train_args(p)
 
-    p = sub.add_parser("eval", help="evaluate planning on held-out start/goal pairs")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate planning on held-out start/goal pairs (or, with --offline, prediction "
+        "error and probe R² on held-out episodes, no simulator)",
+    )
     p.add_argument("--model", type=Path, required=True, help="run/checkpoint directory")
-    p.add_argument("--data", type=Path, required=True, help="dataset .h5 (validation split)")
+    p.add_argument(
+        "--data", type=Path, default=None,
+        help="dataset .h5 (default: the one the model was trained on, if unchanged)",
+    )  # fmt: skip
+    p.add_argument(
+        "--offline", action="store_true",
+        help="no simulator: open-loop k-step prediction error and linear-probe R² on the "
+        "model's held-out episodes",
+    )  # fmt: skip
+    p.add_argument(
+        "--offline-horizon", type=int, default=5, help="--offline: model steps K (default 5)"
+    )
     p.add_argument("--out", type=Path, default=None, help="JSON report path")
     p.add_argument("--video", type=Path, default=None, help="mp4/gif of the first pair")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -109,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_collect(args: argparse.Namespace) -> None:
-    from lewm_mpc.collection import collect_dataset
+    from lewm_mpc.data.collection import collect_dataset
     from lewm_mpc.recipes import get_recipe
 
     recipe = get_recipe(args.env)
@@ -122,6 +158,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
         args.seed,
         recipe.workers if args.workers is None else args.workers,
         env_config=env_config,
+        policy=args.policy,
     )
     print(f"dataset: {path}")
 
@@ -137,7 +174,7 @@ def _train(args: argparse.Namespace, data: Path, out: Path) -> None:
         if value is not None
     }  # fmt: skip
     config = TrainConfig(seed=args.seed, device=args.device, **overrides)
-    summary = train(data, out, named_config(args.config), config, obs_key=args.obs)
+    summary = train(data, out, named_config(args.config), config, obs_mode=args.obs)
     print(
         f"model: {summary.run_dir} ({summary.num_parameters / 1e6:.2f}M params, "
         f"{summary.steps} steps, val prediction loss {summary.val_prediction:.4f}, "
@@ -149,39 +186,74 @@ def cmd_train(args: argparse.Namespace) -> None:
     _train(args, args.data, args.out)
 
 
+def _load_planners(args: argparse.Namespace) -> None:
+    """Import the ``--plugin`` modules, then check ``--planner``: a plugin may register it."""
+    from lewm_mpc.planners.plugins import load_plugins
+    from lewm_mpc.planners.registry import get_planner_entry
+
+    load_plugins(args.plugin)
+    if args.preset is None and not getattr(args, "offline", False):
+        get_planner_entry(args.planner)  # an unknown name: the message lists the known ones
+
+
+def _planner(args: argparse.Namespace, model: object) -> Planner:
+    """The planner the flags ask for: ``--preset``, else ``--planner`` with its own defaults;
+    budget flags given on the command line override either."""
+    from lewm_mpc.energies import GoalDistance
+    from lewm_mpc.planners.presets import build_planner
+    from lewm_mpc.planners.registry import make_planner
+
+    fields = {
+        "horizon": args.horizon, "num_samples": args.samples, "iterations": args.iterations,
+        "topk": args.topk, "receding_horizon": args.receding,
+    }  # fmt: skip
+    overrides = {name: value for name, value in fields.items() if value is not None}
+    overrides["seed"] = args.planner_seed
+    if args.running_weight is not None:
+        overrides["energy"] = GoalDistance(args.running_weight)
+    if args.preset is not None:
+        return build_planner(model, args.preset, **overrides)
+    overrides.setdefault("energy", GoalDistance())
+    return make_planner(args.planner, model, **overrides)
+
+
+def _evaluate_offline(args: argparse.Namespace, run: Run, out: Path | None) -> None:
+    from lewm_mpc.offline_eval import OfflineConfig, evaluate_offline
+
+    report = evaluate_offline(run, OfflineConfig(horizon=args.offline_horizon))
+    print(report.table())
+    if out is not None:
+        print(f"report: {report.save(out)}")
+
+
 def _evaluate(
-    args: argparse.Namespace, model_dir: Path, data: Path, out: Path | None, video: Path | None
+    args: argparse.Namespace,
+    model_dir: Path,
+    data: Path | None,
+    out: Path | None,
+    video: Path | None,
 ) -> float:
     import torch
 
-    from lewm_mpc.data import EpisodeDataset
-    from lewm_mpc.energies import GoalDistance
-    from lewm_mpc.envs import get_env_spec
     from lewm_mpc.evaluation import EvalConfig, evaluate
-    from lewm_mpc.models import WorldModel
-    from lewm_mpc.planners import CEM
+    from lewm_mpc.models.device import resolve_device
     from lewm_mpc.render import write_episode_video
-    from lewm_mpc.training import resolve_device
+    from lewm_mpc.runs import load_run
 
-    model = WorldModel.load(model_dir, resolve_device(args.device))
-    dataset = EpisodeDataset.load(data)
-    trained_on = model.metadata.get("env_id", dataset.meta.env_id)
-    if trained_on != dataset.meta.env_id:
-        raise ValueError(
-            f"model was trained on {trained_on} but {data} holds {dataset.meta.env_id}"
-        )
-    if video is not None and model.config.obs_kind != "pixels":
+    run = load_run(model_dir, data, device=resolve_device(args.device))
+    if getattr(args, "offline", False):
+        _evaluate_offline(args, run, out)
+        return float("nan")
+    spec = run.require_env("closed-loop evaluation")
+    model, dataset = run.model, run.dataset
+    if video is not None and run.obs_mode != "pixels":
         raise ValueError("--video needs a pixel model")
-    train_meta = model.metadata.get("train_config", {})
-    planner = CEM(
-        model, horizon=args.horizon, num_samples=args.samples, iterations=args.iterations,
-        topk=args.topk, receding_horizon=args.receding, seed=args.planner_seed,
-        energy=GoalDistance(args.running_weight),
-    )  # fmt: skip
+    planner = _planner(args, model)
+    split = run.meta.split
     config = EvalConfig(
         num_pairs=args.pairs, goal_offset=args.goal_offset, budget=args.budget,
-        seed=args.eval_seed, val_fraction=train_meta.get("val_fraction", 0.1),
-        split_seed=train_meta.get("seed", 0), deadline_s=args.deadline,
+        seed=args.eval_seed, deadline_s=args.deadline,
+        **({} if split is None else {"val_fraction": split.val_fraction, "split_seed": split.seed}),
     )  # fmt: skip
 
     def save_first_video(index, pair, episode) -> None:
@@ -192,10 +264,11 @@ def _evaluate(
         report = evaluate(
             planner,
             dataset,
-            get_env_spec(dataset.meta.env_id),
+            spec,
             config,
-            obs_mode=model.config.obs_kind,
+            obs_mode=run.obs_mode,
             on_episode=save_first_video,
+            episode_ids=run.val_ids,
         )
     print(report.summary())
     if out is not None:
@@ -207,12 +280,14 @@ def _evaluate(
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    _load_planners(args)
     _evaluate(args, args.model, args.data, args.out, args.video)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from lewm_mpc.collection import collect_dataset
+    from lewm_mpc.data.collection import collect_dataset
 
+    _load_planners(args)
     started = time.perf_counter()
     out: Path = args.out
     data = collect_dataset("tworoom", out / "tworoom.h5", args.episodes, None, args.seed, 1)

@@ -198,6 +198,7 @@ def evaluate(
     obs_mode: str = "pixels",
     progress: bool = True,
     on_episode: Callable[[int, Pair, Episode], None] | None = None,
+    episode_ids: np.ndarray | None = None,
 ) -> EvalReport:
     """Run the protocol and aggregate the results.
 
@@ -210,10 +211,14 @@ def evaluate(
         progress: show a progress bar over pairs.
         on_episode: called as ``on_episode(index, pair, episode)`` after each pair (e.g. to
             render a video), so callers need not re-run episodes.
+        episode_ids: the held-out episodes to draw pairs from (e.g. ``load_run(...).val_ids``);
+            default: the validation split of ``config.val_fraction`` and ``config.split_seed``.
     """
     config = config or EvalConfig()
     started = time.perf_counter()
-    _, val_ids = dataset.split(config.val_fraction, seed=config.split_seed)
+    if episode_ids is None:
+        _, episode_ids = dataset.split(config.val_fraction, seed=config.split_seed)
+    val_ids = np.asarray(episode_ids, dtype=np.int64)
     pairs, skipped = sample_pairs(dataset, val_ids, spec, config)
     env = spec.make(obs_mode=obs_mode, env_config=dataset.meta.env_config)
     results: list[PairResult] = []

@@ -1,10 +1,10 @@
-"""Per-environment data and training budgets that fit two CPU cores (the default scale).
+"""Data and training budgets that fit two CPU cores (the default scale).
 
 A :class:`Recipe` says how much data to collect for an environment, how long to train the
 ``"cpu"`` world model on it, and which physical quantity a position probe should read from its
-latents (agent, fingertip, block or cube position). ``benchmarks/env_success.py`` uses them and
-reports the resulting dataset size, training minutes, validation loss and probe R²; the env
-cards quote those numbers.
+latents. Each env's defaults come from its definition (``EnvSpec.recipe`` and ``EnvSpec.probe``);
+``benchmarks/env_success.py`` uses them and reports the resulting dataset size, training minutes,
+validation loss and probe R²; the env cards quote those numbers.
 """
 
 from __future__ import annotations
@@ -20,26 +20,6 @@ from lewm_mpc.models.config import WorldModelConfig, named_config
 from lewm_mpc.training import TrainConfig
 
 
-def _tworoom_position(states: np.ndarray) -> np.ndarray:
-    return np.asarray(states)[..., :2]  # agent xy
-
-
-def _reacher_position(states: np.ndarray) -> np.ndarray:
-    from lewm_mpc.envs.reacher import fingertip_position
-
-    return fingertip_position(states)  # fingertip xy (m)
-
-
-def _pusht_position(states: np.ndarray) -> np.ndarray:
-    return np.asarray(states)[..., :4]  # agent xy, block xy (px)
-
-
-def _cube_position(states: np.ndarray) -> np.ndarray:
-    from lewm_mpc.envs.cube import cube_position
-
-    return cube_position(states)  # cube xyz (m)
-
-
 @dataclass(frozen=True)
 class Recipe:
     """How to build a world model for one environment on the CPU.
@@ -51,8 +31,8 @@ class Recipe:
         workers: collection processes (rendering-bound envs gain from more).
         train: optimization settings.
         model: architecture.
-        probe_name: what ``probe_target`` returns, for reports.
-        probe_target: env states (M, Ds) -> the probed quantity (M, P).
+        probe_name: what ``probe_target`` returns, for reports (None: the env's probe).
+        probe_target: env states (M, Ds) -> the probed quantity (M, P) (None: the env's).
     """
 
     env: str
@@ -61,11 +41,14 @@ class Recipe:
     workers: int = 1
     train: TrainConfig = field(default_factory=TrainConfig)
     model: WorldModelConfig = field(default_factory=lambda: named_config("cpu"))
-    probe_name: str = "agent xy"
-    probe_target: Callable[[np.ndarray], np.ndarray] = _tworoom_position
+    probe_name: str | None = None
+    probe_target: Callable[[np.ndarray], np.ndarray] | None = None
 
     def __post_init__(self) -> None:
-        get_env_spec(self.env)  # a clear error for an unknown env
+        probe = get_env_spec(self.env).probe  # a clear error for an unknown env
+        if self.probe_target is None:
+            object.__setattr__(self, "probe_name", probe.name)
+            object.__setattr__(self, "probe_target", probe.read)
         for name in ("episodes", "episode_steps", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Recipe.{name} must be >= 1, got {getattr(self, name)}")
@@ -76,26 +59,15 @@ class Recipe:
         return self.episodes * (self.episode_steps + 1)
 
 
-RECIPES: dict[str, Recipe] = {
-    "tworoom": Recipe("tworoom", episodes=300, episode_steps=100),
-    "reacher": Recipe(
-        "reacher", episodes=300, episode_steps=200,
-        probe_name="fingertip xy", probe_target=_reacher_position,
-    ),
-    "pusht": Recipe(
-        "pusht", episodes=300, episode_steps=200,
-        probe_name="agent xy + block xy", probe_target=_pusht_position,
-    ),
-    "cube": Recipe(
-        "cube", episodes=100, episode_steps=200, workers=2,
-        probe_name="cube xyz", probe_target=_cube_position,
-    ),
-}  # fmt: skip
-
-
 def get_recipe(env: str) -> Recipe:
-    """The recipe of an environment (any name ``get_env_spec`` accepts)."""
-    return RECIPES[get_env_spec(env).name]
+    """The default recipe of an environment (any name ``get_env_spec`` accepts), from its
+    definition."""
+    spec = get_env_spec(env)
+    defaults = spec.recipe
+    return Recipe(
+        spec.name, episodes=defaults.episodes, episode_steps=defaults.episode_steps,
+        workers=defaults.workers, train=TrainConfig(steps=defaults.train_steps),
+    )  # fmt: skip
 
 
 def smoke_recipe(env: str) -> Recipe:
@@ -107,8 +79,7 @@ def smoke_recipe(env: str) -> Recipe:
         checkpoint_every=5, sigreg_projections=16,
     )  # fmt: skip
     model = named_config("cpu", cnn_channels=(8, 8, 8, 8), latent_dim=16, predictor_hidden=32)
-    return Recipe(recipe.env, episodes=4, episode_steps=30, train=train, model=model,
-                  probe_name=recipe.probe_name, probe_target=recipe.probe_target)  # fmt: skip
+    return Recipe(recipe.env, episodes=4, episode_steps=30, train=train, model=model)
 
 
 def build_from_recipe(
@@ -116,7 +87,7 @@ def build_from_recipe(
 ) -> tuple[Path, Path]:
     """Collect ``recipe``'s dataset into ``folder/data.h5`` and train its model into
     ``folder/model`` (both resume if present); returns (model dir, dataset path)."""
-    from lewm_mpc.collection import collect_dataset
+    from lewm_mpc.data.collection import collect_dataset
     from lewm_mpc.training import train
 
     folder = Path(folder)

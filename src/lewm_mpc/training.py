@@ -26,13 +26,17 @@ from lewm_mpc.atomic import atomic_write, defer_interrupts, graceful_interrupts
 from lewm_mpc.data import EpisodeDataset, WindowSampler, action_stats
 from lewm_mpc.models.checkpoint import (
     CheckpointError,
+    file_sha256,
     load_tensors_checked,
     read_json,
     save_tensors_atomic,
 )
 from lewm_mpc.models.config import WorldModelConfig
+from lewm_mpc.models.device import resolve_device
 from lewm_mpc.models.jepa import WorldModel
+from lewm_mpc.models.run_meta import DatasetRef, RunMeta, SplitMeta, TrainingMeta
 from lewm_mpc.models.sigreg import SIGRegConfig
+from lewm_mpc.types import ObsMode
 
 STATE_JSON = "train_state.json"
 STATE_TENSORS = "train_state.safetensors"
@@ -120,33 +124,39 @@ class TrainSummary:
     num_parameters: int
 
 
-def resolve_device(name: str) -> torch.device:
-    """ "auto" -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device
-
-
 def model_config_for(
-    dataset: EpisodeDataset,
-    base: WorldModelConfig,
-    obs_key: str,
-    action_low: tuple[float, ...],
-    action_high: tuple[float, ...],
+    dataset: EpisodeDataset, base: WorldModelConfig, obs_mode: ObsMode
 ) -> WorldModelConfig:
-    """Fill the data-dependent fields (observation kind/size, action dim and bounds)."""
-    if obs_key == "pixels":
+    """Fill the data-dependent fields: observation kind and size, action dim and bounds (from
+    the dataset's meta).
+
+    Raises:
+        ValueError: The dataset records no action bounds, or the model's ``action_block`` is not
+            a multiple of the dataset's (rows recorded in blocks cannot be split).
+    """
+    low, high = dataset.meta.action_bounds()
+    if base.action_block % dataset.action_block:
+        raise ValueError(
+            f"the model's action_block {base.action_block} must be a multiple of the dataset's "
+            f"{dataset.action_block} (env actions per row)"
+        )
+    if obs_mode == "pixels":
         image = dataset.image_shape
-        fields: dict[str, Any] = {"obs_kind": "pixels", "image_size": image[0]}
+        fields: dict[str, Any] = {"obs_mode": "pixels", "image_size": image[0]}
     else:
-        fields = {"obs_kind": "state", "state_dim": dataset.state_dim}
+        fields = {"obs_mode": "state", "state_dim": dataset.state_dim}
     return dataclasses.replace(
-        base, action_dim=dataset.action_dim, action_low=tuple(action_low),
-        action_high=tuple(action_high), **fields,
-    )  # fmt: skip
+        base, action_dim=len(low), action_low=low, action_high=high, **fields
+    )
+
+
+def _normalized_identity(identity: Any) -> Any:
+    """A stored run identity with its model config in the current spelling (``obs_kind`` of
+    earlier runs read as ``obs_mode``), so runs started before the rename still resume."""
+    if isinstance(identity, dict) and isinstance(identity.get("model_config"), dict):
+        config = WorldModelConfig.from_dict(identity["model_config"]).to_dict()
+        identity = {**identity, "model_config": json.loads(json.dumps(config))}
+    return identity
 
 
 class Trainer:
@@ -158,24 +168,35 @@ class Trainer:
         dataset: EpisodeDataset,
         model_config: WorldModelConfig,
         config: TrainConfig,
-        obs_key: str = "pixels",
+        obs_mode: ObsMode = "pixels",
+        dataset_ref: DatasetRef | None = None,
     ) -> None:
+        """Build the model, optimizer and samplers (nothing is read or written yet).
+
+        Args:
+            run_dir: Output folder.
+            dataset: The episodes.
+            model_config: Full architecture (see :func:`model_config_for`).
+            config: Optimization settings.
+            obs_mode: ``"pixels"`` or ``"state"``.
+            dataset_ref: The dataset file (path and hash), recorded in the checkpoint.
+        """
         self.run_dir = Path(run_dir)
         self.config = config
         self.dataset = dataset
-        self.obs_key = obs_key
+        self.obs_mode = obs_mode
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
         self.model = WorldModel(model_config).to(self.device)
         train_ids, val_ids = dataset.split(config.val_fraction, seed=config.seed)
         mean, std = action_stats(dataset, train_ids)
         self.model.set_action_stats(torch.as_tensor(mean), torch.as_tensor(std))
-        block = model_config.action_block
+        block = model_config.action_block // dataset.action_block  # rows per model step
         self.train_sampler = WindowSampler(
-            dataset, train_ids, config.num_frames, block, config.batch_size, obs_key, config.seed
+            dataset, train_ids, config.num_frames, block, config.batch_size, obs_mode, config.seed
         )
         self.val_sampler = WindowSampler(
-            dataset, val_ids, config.num_frames, block, config.batch_size, obs_key,
+            dataset, val_ids, config.num_frames, block, config.batch_size, obs_mode,
             config.seed + 1,
         )  # fmt: skip
         self.optimizer = torch.optim.AdamW(
@@ -186,12 +207,14 @@ class Trainer:
         self.step = 0
         self.train_seconds = 0.0  # accumulated over sessions (resumes included)
         self._session_start = time.perf_counter()
-        self.model.metadata = {
-            "env_id": dataset.meta.env_id,
-            "env_config": dataset.meta.env_config,
-            "obs_key": obs_key,
-            "train_config": dataclasses.asdict(config),
-        }
+        self.model.run_meta = RunMeta(
+            obs_mode=model_config.obs_mode,  # type: ignore[arg-type]
+            env_id=dataset.meta.env_id,
+            env_config=dataset.meta.env_config,
+            dataset=dataset_ref,
+            split=SplitMeta(config.val_fraction, config.seed, tuple(int(i) for i in val_ids)),
+            training=TrainingMeta.from_config(config),
+        )
 
     # ------------------------------------------------------------------------ training
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
@@ -250,7 +273,7 @@ class Trainer:
         return {
             "model_config": self.model.config.to_dict(),
             "train_config": dataclasses.asdict(self.config),
-            "obs_key": self.obs_key,
+            "obs_key": self.obs_mode,
             "dataset": {
                 "env_id": self.dataset.meta.env_id,
                 "rows": self.dataset.num_rows,
@@ -272,8 +295,9 @@ class Trainer:
         self.train_seconds += now - self._session_start
         self._session_start = now
         with defer_interrupts():
-            self.model.metadata["step"] = self.step
-            self.model.metadata["train_seconds"] = round(self.train_seconds, 2)
+            self.model.run_meta = dataclasses.replace(
+                self.model.run_meta, step=self.step, train_seconds=round(self.train_seconds, 2)
+            )
             self.model.save(self.run_dir)
             sha = save_tensors_atomic(tensors, self.run_dir / STATE_TENSORS)
             state = {
@@ -297,7 +321,7 @@ class Trainer:
                 )
             return False
         state = read_json(path, "training state")
-        if state.get("identity") != json.loads(json.dumps(self._identity())):
+        if _normalized_identity(state.get("identity")) != json.loads(json.dumps(self._identity())):
             raise ValueError(
                 f"{self.run_dir} holds a run with a different model/training config or dataset; "
                 "pass the same settings to resume it, or choose another output folder "
@@ -323,7 +347,7 @@ class Trainer:
         torch.set_rng_state(tensors["rng.torch"])
         self.train_sampler.load_state_dict(state["sampler"])
         self.step = int(state["step"])
-        self.train_seconds = float(restored.metadata.get("train_seconds", 0.0))
+        self.train_seconds = restored.run_meta.train_seconds
         return True
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -406,27 +430,25 @@ def train(
     run_dir: str | Path,
     model_config: WorldModelConfig | None = None,
     config: TrainConfig | None = None,
-    obs_key: str = "pixels",
+    obs_mode: ObsMode = "pixels",
     progress: bool = True,
 ) -> TrainSummary:
     """Train (or resume) a world model on a collected dataset.
 
+    Any dataset that records its action bounds works: collected ones, or a robot's own data
+    written with ``lewm_mpc.data.write_episodes`` (no environment is needed).
+
     Args:
-        dataset_path: HDF5 dataset written by ``lewm_mpc.data.collect``.
+        dataset_path: HDF5 dataset (``lewm_mpc.data`` format).
         run_dir: output folder (checkpoint, resume state, metrics).
-        model_config: architecture; data-dependent fields are filled from the dataset and env.
+        model_config: architecture; data-dependent fields are filled from the dataset.
         config: optimization settings.
-        obs_key: "pixels" or "state" observations.
+        obs_mode: "pixels" or "state" observations.
         progress: show a tqdm bar.
     """
-    from lewm_mpc.envs import get_env_spec
-
     dataset = EpisodeDataset.load(dataset_path)
-    spec = get_env_spec(dataset.meta.env_id)
-    env = spec.make(obs_mode="state", env_config=dataset.meta.env_config)
-    low, high = env.action_space.low, env.action_space.high
-    env.close()
     base = model_config or WorldModelConfig()
-    full = model_config_for(dataset, base, obs_key, tuple(map(float, low)), tuple(map(float, high)))
-    trainer = Trainer(run_dir, dataset, full, config or TrainConfig(), obs_key)
+    full = model_config_for(dataset, base, obs_mode)
+    reference = DatasetRef(str(dataset_path), file_sha256(Path(dataset_path)))
+    trainer = Trainer(run_dir, dataset, full, config or TrainConfig(), obs_mode, reference)
     return trainer.fit(progress)

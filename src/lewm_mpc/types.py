@@ -8,10 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+
+ObsMode = Literal["pixels", "state"]
+"""What a model or an env observes: rendered frames (uint8 HxWx3) or state vectors."""
+OBS_MODES: tuple[ObsMode, ...] = ("pixels", "state")
+
+
+def check_obs_mode(obs_mode: object) -> ObsMode:
+    """``obs_mode`` itself if it is ``"pixels"`` or ``"state"``; ValueError otherwise."""
+    if obs_mode not in OBS_MODES:
+        raise ValueError(f"obs_mode must be 'pixels' or 'state', got {obs_mode!r}")
+    return obs_mode  # type: ignore[return-value]
 
 
 @runtime_checkable

@@ -3,20 +3,29 @@
 Energy evaluations (candidate plans rolled out and scored) per plan: CEM and MPPI spend
 ``samples x iterations``, gradient shooting ``restarts x steps`` (each step also
 back-propagates), the hybrid ``cem_iterations x samples`` of CEM then ``restarts x steps`` of
-Adam. :class:`Budget` refuses a budget that these cannot split exactly.
+Adam; a user-registered sampling planner (config subclassing ``SamplingConfig``) spends
+``samples x iterations`` like CEM and MPPI. :class:`Budget` refuses a budget that these cannot
+split exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lewm_mpc.energies import Guardrail
-from lewm_mpc.planners import CEM, MPPI, GradientPlanner, Planner
+from lewm_mpc.planners import GradientPlanner, Planner, PlannerEntry, SamplingConfig, registry
 from lewm_mpc.types import Energy, LatentWorldModel
 
-PLANNERS: tuple[str, ...] = ("CEM", "MPPI", "Gradient", "Hybrid")
+# Display names (as results files spell them) -> planner registry names.
+REGISTRY_NAMES: dict[str, str] = {
+    "CEM": "cem",
+    "MPPI": "mppi",
+    "Gradient": "gradient",
+    "Hybrid": "hybrid",
+}
+PLANNERS: tuple[str, ...] = tuple(REGISTRY_NAMES)
 
 
 @dataclass(frozen=True)
@@ -101,38 +110,81 @@ def make_planner(
     energy: Energy | None = None,
     guardrails: Sequence[Guardrail] = (),
 ) -> Planner:
-    """One of :data:`PLANNERS` configured to spend exactly ``budget.evals`` per plan.
+    """A planner configured to spend exactly ``budget.evals`` per plan.
 
     Args:
-        name: "CEM", "MPPI", "Gradient" or "Hybrid".
+        name: "CEM", "MPPI", "Gradient" or "Hybrid", or a registry name (any case) of a
+            planner whose config subclasses :class:`~lewm_mpc.planners.SamplingConfig`.
         model: the world model.
         budget: the per-plan budget.
         seed: the planner's generator seed.
         energy: task energy (None: the planners' default latent goal distance).
         guardrails: guardrail energies added to the task energy.
+
+    Raises:
+        ValueError: an unknown name, or a planner whose budget bench cannot split.
     """
-    common: dict[str, Any] = {
-        "seed": seed,
-        "guardrails": list(guardrails),
-        "energy": energy,
-        "horizon": budget.horizon,
-        "receding_horizon": budget.receding_horizon,
-    }
-    if name == "CEM":
-        return CEM(model, num_samples=budget.samples, iterations=budget.iterations,
-                   topk=budget.topk, **common)  # fmt: skip
-    if name == "MPPI":
-        return MPPI(model, num_samples=budget.samples, iterations=budget.iterations, **common)
-    if name == "Gradient":
-        return GradientPlanner(model, restarts=budget.restarts,
-                               iterations=budget.gradient_steps, **common)  # fmt: skip
-    if name == "Hybrid":
-        return GradientPlanner(
-            model, restarts=budget.restarts, iterations=budget.hybrid_steps,
-            cem_iterations=budget.hybrid_cem_iterations, cem_samples=budget.samples,
-            cem_topk=budget.topk, **common,
-        )  # fmt: skip
-    raise ValueError(f"unknown planner {name!r}; expected one of {list(PLANNERS)}")
+    entry = registry.get_planner_entry(REGISTRY_NAMES.get(name, name))
+    return registry.make_planner(
+        entry.name,
+        model,
+        **_budget_fields(entry)(budget),
+        seed=seed,
+        guardrails=list(guardrails),
+        energy=energy,
+        horizon=budget.horizon,
+        receding_horizon=budget.receding_horizon,
+    )
+
+
+def bench_name(name: str) -> str:
+    """The name a sweep records for planner ``name`` (any case): a built-in's display name
+    (``"cem"`` -> ``"CEM"``), else the registry name of a sampling planner.
+
+    Raises:
+        ValueError: an unknown name (listing the known ones), or a planner whose evaluation
+            budget bench cannot split.
+    """
+    key = name.strip().lower()
+    for display, registered in REGISTRY_NAMES.items():
+        if key in (display.lower(), registered):
+            return display
+    entry = registry.get_planner_entry(key)
+    _budget_fields(entry)
+    return entry.name
+
+
+def _sampling_fields(budget: Budget) -> dict[str, Any]:
+    return {"num_samples": budget.samples, "iterations": budget.iterations}
+
+
+# Config fields that make each planner spend exactly ``budget.evals`` per plan.
+_BUDGET_FIELDS: dict[str, Callable[[Budget], dict[str, Any]]] = {
+    "cem": lambda b: {**_sampling_fields(b), "topk": b.topk},
+    "mppi": _sampling_fields,
+    "gradient": lambda b: {"restarts": b.restarts, "iterations": b.gradient_steps},
+    "hybrid": lambda b: {
+        "restarts": b.restarts,
+        "iterations": b.hybrid_steps,
+        "cem_iterations": b.hybrid_cem_iterations,
+        "cem_samples": b.samples,
+        "cem_topk": b.topk,
+    },
+}
+
+
+def _budget_fields(entry: PlannerEntry) -> Callable[[Budget], dict[str, Any]]:
+    """How a budget sets ``entry``'s config: a built-in's own split, else ``samples x
+    iterations`` for any sampling planner (its config subclasses ``SamplingConfig``)."""
+    if entry.name in _BUDGET_FIELDS:
+        return _BUDGET_FIELDS[entry.name]
+    if issubclass(entry.config_class, SamplingConfig):
+        return _sampling_fields
+    raise ValueError(
+        f"planner {entry.name!r} ({entry.config_class.__name__}): bench can only split the "
+        "evaluation budget for sampling planners (config subclassing SamplingConfig: "
+        f"num_samples x iterations) and the built-ins {list(PLANNERS)}"
+    )
 
 
 def configured_evals(planner: Planner) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +21,9 @@ command skips them (resume after Ctrl-C). Writes OUT/summary.{json,csv,md} and
 OUT/success_vs_latency.png. Models default to runs/bench/ENV/{model,data.h5} (made by
 benchmarks/env_success.py) and runs/bench_tworoom/{model,tworoom.h5}. Each job runs with
 --threads torch threads (1 by default), so results are identical whichever executor runs them
-(equal-time results depend on the clock)."""
+(equal-time results depend on the clock). A user planner whose config subclasses
+SamplingConfig joins the comparison by registry name: --plugin my_planners.py --planners
+CEM,myname."""
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -55,7 +58,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sweep = parser.add_argument_group("sweep")
     sweep.add_argument("--envs", type=_names, default=ENVS, help=f"comma list of {list(ENVS)}")
     sweep.add_argument(
-        "--planners", type=_names, default=PLANNERS, help=f"comma list of {list(PLANNERS)}"
+        "--planners",
+        type=_names,
+        default=PLANNERS,
+        help=f"comma list of {list(PLANNERS)} or registry names (any case) of sampling planners, "
+        "such as those a --plugin registers",
+    )
+    sweep.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="module path or .py file that registers user planners, imported here and in every "
+        "worker (repeatable)",
     )
     sweep.add_argument("--seeds", type=_seeds, default=(0,), help="comma list of seeds")
     sweep.add_argument(
@@ -163,6 +178,7 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
         threads=args.threads,
         models=dict(args.model),
         data=dict(args.data),
+        plugins=tuple(args.plugin),
     )
 
 
@@ -177,7 +193,18 @@ def run_from_args(args: argparse.Namespace, echo: Callable[[str], None] = print)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``lewm-mpc bench`` with these arguments (default: ``sys.argv[1:]``); the entry of
-    ``benchmarks/compare_planners.py``. Returns the exit status."""
-    from lewm_mpc.cli import main as cli_main
-
-    return cli_main(["bench", *(sys.argv[1:] if argv is None else argv)])
+    ``benchmarks/compare_planners.py``. Returns the exit status (2 for bad input)."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    parser = argparse.ArgumentParser(prog="lewm-mpc bench", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        run_from_args(args)
+    except KeyboardInterrupt:
+        print("lewm-mpc bench: interrupted; finished jobs are saved, rerun to resume",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    except (ValueError, FileNotFoundError, ImportError, OSError) as error:
+        print(f"lewm-mpc bench: error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -18,6 +18,7 @@ Modes:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,14 +26,23 @@ from typing import Any
 
 import numpy as np
 
-from lewm_mpc.bench.budget import PLANNERS, Budget
+from lewm_mpc.bench.budget import PLANNERS, REGISTRY_NAMES, Budget, bench_name
 from lewm_mpc.envs import ENV_SPECS
+from lewm_mpc.planners import planner_names
+from lewm_mpc.planners.plugins import is_plugin_file, load_plugins
 
 MODES: tuple[str, ...] = ("equal-budget", "equal-time")
 KEEPOUT = "tworoom-keepout"
 # The sweep's environments: the four envs, plus Two-Room's keep-out scenario
-# (``lewm_mpc.bench.keepout``: same model, a hard guardrail, violations on the true state).
+# (``lewm_mpc.envs.two_room_keepout``: same model, a hard guardrail, violations on the true state).
 ENVS: tuple[str, ...] = (*ENV_SPECS, KEEPOUT)
+_REGISTRY_NAME = re.compile(r"[a-z][a-z0-9_\-]*")  # the registry's names
+
+
+def _is_user_planner(name: str) -> bool:
+    """Whether a job's ``planner`` can be a user planner's registry name (jobs of built-ins
+    record display names; the planner itself is registered only where its plugin is loaded)."""
+    return bool(_REGISTRY_NAME.fullmatch(name)) and name not in REGISTRY_NAMES.values()
 
 
 def base_env(env: str) -> str:
@@ -107,7 +117,7 @@ class Job:
 
     Attributes:
         env: environment name (one of :data:`ENVS`, which includes the keep-out scenario).
-        planner: one of :data:`PLANNERS`.
+        planner: one of :data:`PLANNERS`, or the registry name of a user sampling planner.
         seed: seeds the held-out pairs (``EvalConfig(seed=seed)``) and, with ``pair``, the
             planner and the env's generator.
         pair: index into the pairs drawn with that seed.
@@ -117,6 +127,8 @@ class Job:
         source: the model and dataset.
         device: torch device of the model.
         threads: torch intra-op threads while the job runs (results can depend on it).
+        plugins: modules or ``.py`` files imported before the job runs, registering user
+            planners (where a planner comes from is not part of the job's identity).
     """
 
     env: str
@@ -129,12 +141,16 @@ class Job:
     source: Source
     device: str = "cpu"
     threads: int = 1
+    plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.env not in ENVS:
             raise ValueError(f"unknown env {self.env!r}; expected one of {list(ENVS)}")
-        if self.planner not in PLANNERS:
-            raise ValueError(f"unknown planner {self.planner!r}; expected one of {list(PLANNERS)}")
+        if self.planner not in PLANNERS and not _is_user_planner(self.planner):
+            raise ValueError(
+                f"unknown planner {self.planner!r}; expected one of {list(PLANNERS)} or a user "
+                "planner's registry name (lower case)"
+            )
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; expected one of {list(MODES)}")
         if self.pair < 0 or self.seed < 0:
@@ -148,8 +164,10 @@ class Job:
             )
 
     def key(self) -> str:
-        """The job's identity: canonical JSON of every field."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        """The job's identity: canonical JSON of every field but ``plugins``."""
+        fields = asdict(self)
+        del fields["plugins"]
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
     @property
     def planner_seed(self) -> int:
@@ -164,16 +182,33 @@ class Job:
     def from_dict(cls, data: Mapping[str, Any]) -> Job:
         """Inverse of :meth:`to_dict`."""
         fields = dict(data)
+        nested = ("budget", "protocol", "source", "plugins")
         return cls(
-            **{k: v for k, v in fields.items() if k not in ("budget", "protocol", "source")},
+            **{k: v for k, v in fields.items() if k not in nested},
             budget=Budget(**fields["budget"]),
             protocol=Protocol(**fields["protocol"]),
             source=Source(**fields["source"]),
+            plugins=tuple(fields.get("plugins", ())),  # rows written before plugins have none
         )
 
     def label(self) -> str:
         """Short human-readable name."""
         return f"{self.env}/{self.planner}/{self.mode}/seed {self.seed}/pair {self.pair}"
+
+
+def _planner_names(values: Sequence[str]) -> tuple[str, ...]:
+    """Each name as a sweep records it (:func:`~lewm_mpc.bench.budget.bench_name`)."""
+    registered = planner_names()
+    unknown = [v for v in values if v.strip().lower() not in registered]
+    if unknown or not values:
+        raise ValueError(
+            f"planners must be a non-empty subset of {list(PLANNERS)} or of the registered "
+            f"planners {list(registered)} (load user planners with --plugin), got {list(values)}"
+        )
+    names = tuple(bench_name(v) for v in values)
+    if len(set(names)) != len(names):
+        raise ValueError(f"planners has duplicates: {list(values)}")
+    return names
 
 
 def _names(values: Sequence[str], known: Sequence[str], what: str) -> tuple[str, ...]:
@@ -192,7 +227,9 @@ class SweepConfig:
 
     Attributes:
         envs: environment names.
-        planners: planner names (:data:`PLANNERS`).
+        planners: planner names: :data:`PLANNERS`, or registry names (any case) of planners
+            whose config subclasses ``SamplingConfig``; stored as a sweep records them
+            (``"cem"`` -> ``"CEM"``).
         seeds: seeds; each draws its own held-out pairs.
         pairs: pairs per seed.
         modes: :data:`MODES` to run.
@@ -211,6 +248,8 @@ class SweepConfig:
             count keeps results identical whichever executor runs them).
         models: env -> checkpoint directory overrides (default :func:`default_source_paths`).
         data: env -> dataset overrides.
+        plugins: modules or ``.py`` files that register user planners; imported here and in
+            every worker process before a job runs (``.py`` paths are stored absolute).
     """
 
     envs: tuple[str, ...] = ENVS
@@ -231,10 +270,14 @@ class SweepConfig:
     threads: int = 1
     models: Mapping[str, str] = field(default_factory=dict)
     data: Mapping[str, str] = field(default_factory=dict)
+    plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _names(self.envs, ENVS, "envs")
-        _names(self.planners, PLANNERS, "planners")
+        plugins = tuple(str(Path(p).resolve()) if is_plugin_file(p) else p for p in self.plugins)
+        load_plugins(plugins)  # registers the user planners named in ``planners``
+        object.__setattr__(self, "plugins", plugins)
+        object.__setattr__(self, "planners", _planner_names(self.planners))
         _names(self.modes, MODES, "modes")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ValueError(f"seeds must be distinct non-negative integers, got {self.seeds}")
@@ -289,5 +332,6 @@ def make_jobs(config: SweepConfig) -> list[Job]:
                 for pair in range(config.pairs):
                     for planner in config.planners:
                         jobs.append(Job(env, planner, seed, pair, mode, budget, protocol, source,
-                                        config.device, config.threads))  # fmt: skip
+                                        config.device, config.threads,
+                                        config.plugins))  # fmt: skip
     return jobs

@@ -177,7 +177,8 @@ def plot_success_vs_latency(rows: Sequence[SummaryRow], path: str | Path) -> Pat
     envs = _order([row.env for row in rows], ENVS)
     figure, axes = plt.subplots(1, max(1, len(envs)), figsize=(4.2 * max(1, len(envs)), 3.6),
                                 squeeze=False)  # fmt: skip
-    colors = {name: f"C{i}" for i, name in enumerate(PLANNERS)}
+    names = [*PLANNERS, *_order([row.planner for row in rows if row.planner not in PLANNERS], ())]
+    colors = {name: f"C{i}" for i, name in enumerate(names)}  # built-ins keep their colours
     markers = {"equal-budget": "o", "equal-time": "s"}
     for axis, env in zip(axes[0], envs, strict=False):
         for row in (r for r in rows if r.env == env):

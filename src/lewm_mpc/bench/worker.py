@@ -19,13 +19,12 @@ import torch
 
 from lewm_mpc.bench.budget import make_planner
 from lewm_mpc.bench.jobs import KEEPOUT, Job, Source, base_env
-from lewm_mpc.bench.keepout import KeepOut
-from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.energies import Guardrail, Probe, ProbedGoalDistance
 from lewm_mpc.envs import EnvSpec, get_env_spec
-from lewm_mpc.envs.two_room_keepout import KeepOutScenario, inside_box
+from lewm_mpc.envs.two_room_keepout import KeepOut, KeepOutScenario, inside_box
 from lewm_mpc.evaluation import EvalConfig, Pair, run_pair, sample_pairs
-from lewm_mpc.models import WorldModel
+from lewm_mpc.planners.plugins import load_plugins
+from lewm_mpc.runs import DEFAULT_SPLIT, load_run
 
 # Timing fields: everything else in a result is a deterministic function of the job.
 TIMING_FIELDS = ("plan_seconds", "latency_p50_s", "latency_p95_s", "seconds")
@@ -102,31 +101,29 @@ class _EnvContext:
     def __init__(self, env: str, source: Source, device: str) -> None:
         self.name = env
         self.spec: EnvSpec = get_env_spec(base_env(env))
-        self.model = WorldModel.load(source.model_dir, device)
-        self.dataset = EpisodeDataset.load(source.data_path)
-        trained_on = self.model.metadata.get("env_id", self.dataset.meta.env_id)
-        if trained_on != self.dataset.meta.env_id or self.dataset.meta.env_id != self.spec.gym_id:
+        run = load_run(source.model_dir, source.data_path, device=device)
+        self.model, self.dataset = run.model, run.dataset
+        if run.env_spec is None or run.env_spec.gym_id != self.spec.gym_id:
             raise ValueError(
-                f"{env!r} job: model {source.model_dir} was trained on {trained_on} and "
+                f"{env!r} job: model {source.model_dir} was trained on {run.meta.env_id} and "
                 f"dataset {source.data_path} holds {self.dataset.meta.env_id}; both must be "
                 f"{self.spec.gym_id}"
             )
         # The held-out split the model was trained with.
-        train_config = self.model.metadata.get("train_config", {})
-        self.val_fraction = float(train_config.get("val_fraction", 0.1))
-        self.split_seed = int(train_config.get("seed", 0))
-        _, self.val_ids = self.dataset.split(self.val_fraction, seed=self.split_seed)
+        split = run.meta.split
+        self.val_fraction = DEFAULT_SPLIT[0] if split is None else split.val_fraction
+        self.split_seed = DEFAULT_SPLIT[1] if split is None else split.seed
+        self.val_ids = run.val_ids
         self.env = self.spec.make(
-            obs_mode=self.model.config.obs_kind, env_config=self.dataset.meta.env_config
+            obs_mode=self.model.config.obs_mode, env_config=self.dataset.meta.env_config
         )
         self._pairs: dict[tuple[int, int], list[Pair]] = {}
         self.probe: Probe | None = None
         self.margin = 0.0
         self.keepout: KeepOutScenario | None = None
         if env == KEEPOUT:  # the agent-position probe and its calibrated safety margin
-            train_ids, _ = self.dataset.split(self.val_fraction, seed=self.split_seed)
             self.probe, self.margin, _ = KEEPOUT_SETTINGS.fit_probe(
-                self.model, self.dataset, train_ids, self.val_ids, seed=self.split_seed
+                self.model, self.dataset, run.train_ids, self.val_ids, seed=self.split_seed
             )
             self.keepout = KEEPOUT_SETTINGS.scenario(self.margin)
 
@@ -194,11 +191,13 @@ def _keepout(context: _EnvContext, pair: Pair) -> tuple[np.ndarray, np.ndarray, 
 def run_job(job: Job) -> JobResult:
     """Run one job in this process (loading its model and data on first use).
 
-    Sets torch's intra-op threads to ``job.threads`` (and leaves them so; the inline executor
-    restores its own count).
+    Imports the job's plugins first (a fresh worker process has not registered its user
+    planners yet). Sets torch's intra-op threads to ``job.threads`` (and leaves them so; the
+    inline executor restores its own count).
     """
     started = time.perf_counter()
     os.environ.setdefault("MUJOCO_GL", "egl")
+    load_plugins(job.plugins)
     torch.set_num_threads(job.threads)
     context = _context(job)
     pair = context.pair(job)

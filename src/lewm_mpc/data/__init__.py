@@ -12,6 +12,7 @@ from lewm_mpc.data.format import (
     DatasetInfo,
     DatasetMeta,
     Episode,
+    ObservationSpec,
     inspect_dataset,
 )
 from lewm_mpc.data.windows import WindowBatch, WindowSampler, action_stats
@@ -28,6 +29,7 @@ __all__ = [
     "DatasetMeta",
     "Episode",
     "EpisodeDataset",
+    "ObservationSpec",
     "Policy",
     "WindowBatch",
     "WindowSampler",

@@ -60,6 +60,25 @@ def _pixels_of(observation: Any) -> np.ndarray:
     return pixels.copy()
 
 
+def env_action_bounds(env: gym.Env) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(low, high)`` of an env's Box action space, as tuples of floats.
+
+    Raises:
+        ValueError: The action space is not a 1-D box with finite bounds.
+    """
+    space = env.action_space
+    low, high = getattr(space, "low", None), getattr(space, "high", None)
+    if low is None or high is None or np.ndim(low) != 1:
+        raise ValueError(f"collection needs a 1-D Box action space, got {space}")
+    return tuple(map(float, low)), tuple(map(float, high))
+
+
+def env_control_hz(env: gym.Env) -> float | None:
+    """An env's control rate: its ``render_fps`` (one frame per step), if it declares one."""
+    rate = env.unwrapped.metadata.get("render_fps")
+    return float(rate) if isinstance(rate, (int, float)) and rate > 0 else None
+
+
 def _state_of(env: gym.Env) -> np.ndarray:
     return np.array(env.unwrapped.get_state(), dtype=np.float64).reshape(-1)  # (Ds,)
 
@@ -220,6 +239,16 @@ def _run_parallel(
     executor.shutdown(wait=True)
 
 
+def _refuse_mismatch(path: Path, meta: DatasetMeta, existing: DatasetMeta) -> None:
+    differences = meta.mismatches(existing)
+    if differences:
+        raise ValueError(
+            f"{path} already exists and was collected with different settings "
+            f"({'; '.join(differences)}); it was left untouched. Use another path, or "
+            "delete the file yourself to recollect"
+        )
+
+
 def collect(
     make_env: Callable[[], gym.Env],
     make_policy: Callable[[gym.Env], Policy],
@@ -227,12 +256,13 @@ def collect(
     num_episodes: int,
     episode_steps: int,
     seed: int,
-    env_id: str,
+    env_id: str | None,
     env_config: Mapping[str, Any],
     progress: bool = True,
     *,
     workers: int = 1,
     chunk_size: int = 32,
+    data_policy: str | None = None,
 ) -> Path:
     """Collect ``num_episodes`` episodes into the dataset file ``path``; resumable and atomic.
 
@@ -253,13 +283,17 @@ def collect(
         episode_steps: Actions per episode (rows per episode = ``episode_steps + 1``, fewer if
             the env terminates early).
         seed: Base seed (>= 0); episode ``i`` depends only on ``(seed, i)``.
-        env_id: Environment id stored in the file.
-        env_config: Environment arguments stored in the file (JSON-serializable).
+        env_id: Environment id stored in the file (``None``: none).
+        env_config: Environment arguments stored in the file (JSON-serializable). The action
+            bounds and control rate (``render_fps``) stored with them are read from one env
+            built with ``make_env`` before collecting.
         progress: Show a tqdm progress bar over episodes.
         workers: Processes collecting chunks in parallel (spawn start method). With
             ``workers > 1`` the factories must be picklable (module-level functions or
             ``functools.partial`` of them). Results do not depend on ``workers``.
         chunk_size: Episodes per part file. Results do not depend on it.
+        data_policy: Name of the policy ``make_policy`` makes, stored in the file (a file of
+            another recorded policy is refused).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -276,21 +310,28 @@ def collect(
     ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    meta = DatasetMeta(env_id=env_id, env_config=env_config, seed=seed, episode_steps=episode_steps)
-
+    settings = {
+        "env_id": env_id, "env_config": env_config, "seed": seed, "episode_steps": episode_steps,
+        "data_policy": data_policy,
+    }  # fmt: skip
     already = 0
     if path.exists():
         info = inspect_dataset(path)
-        differences = meta.mismatches(info.meta)
-        if differences:
-            raise ValueError(
-                f"{path} already exists and was collected with different settings "
-                f"({'; '.join(differences)}); it was left untouched. Use another path, or "
-                "delete the file yourself to recollect"
-            )
+        # What is known without an env first: a complete file is returned without building one.
+        requested = DatasetMeta(action_low=None, action_high=None, format_version=1, **settings)
+        _refuse_mismatch(path, requested, info.meta)
         if info.num_episodes >= num_episodes:
             return path
         already = info.num_episodes
+    probe = make_env()
+    try:
+        low, high = env_action_bounds(probe)
+        control_hz = env_control_hz(probe)
+    finally:
+        probe.close()
+    meta = DatasetMeta(action_low=low, action_high=high, control_hz=control_hz, **settings)
+    if already:
+        _refuse_mismatch(path, meta, info.meta)
 
     parts_dir = path.with_name(path.name + ".parts")
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -304,7 +345,7 @@ def collect(
         total=num_episodes,
         initial=covered,
         unit="episode",
-        desc=f"collect {env_id}",
+        desc=f"collect {env_id or path.name}",
         disable=not progress,
     ) as bar:
         if workers == 1 or len(todo) <= 1:

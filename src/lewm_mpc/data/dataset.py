@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 
@@ -20,6 +21,7 @@ from lewm_mpc.data.format import (
     _not_readable,
     _open_for_reading,
     _read_info,
+    observations_of,
 )
 
 
@@ -46,14 +48,16 @@ class EpisodeDataset:
         Args:
             pixels: uint8 (N, H, W, 3).
             state: float64 (N, Ds).
-            action: float32 (N, A), NaN on each episode's last row.
+            action: float32 (N, meta.action_block * A), NaN on each episode's last row.
             episode_idx: int64 (N,), contiguous increasing episode ids.
             step_idx: int64 (N,), ``0 .. L-1`` within each episode.
-            meta: How the data was generated.
+            meta: How the data was generated; its ``observations`` are filled from the arrays
+                when ``None``.
             source: Name used in error messages (the file path when loaded).
 
         Raises:
-            ValueError: Inconsistent shapes, dtypes or episode structure.
+            ValueError: Inconsistent shapes, dtypes or episode structure, or arrays that disagree
+                with ``meta`` (action width, observations).
         """
         arrays = {
             PIXELS_KEY: np.asarray(pixels),
@@ -84,6 +88,17 @@ class EpisodeDataset:
         ids, starts, lengths = _episode_layout(
             arrays[EPISODE_IDX_KEY], arrays[STEP_IDX_KEY], arrays[ACTION_KEY], source
         )
+        observations = observations_of(arrays[PIXELS_KEY].shape[1:], arrays[STATE_KEY].shape[1])
+        if meta.observations is None:
+            meta = dataclasses.replace(meta, observations=observations)
+        elif meta.observations != observations:
+            raise ValueError(f"{source}: meta observations {meta.observations} != {observations}")
+        width = arrays[ACTION_KEY].shape[1]
+        if meta.action_dim is not None and width != meta.action_block * meta.action_dim:
+            raise ValueError(
+                f"{source}: action rows are {width} wide, but action_block {meta.action_block} "
+                f"x {meta.action_dim} action bounds need {meta.action_block * meta.action_dim}"
+            )
         for key, array in arrays.items():
             view = array.view()
             view.setflags(write=False)
@@ -167,7 +182,7 @@ class EpisodeDataset:
 
     @property
     def action(self) -> np.ndarray:
-        """float32 (N, A), NaN on each episode's last row; read-only."""
+        """float32 (N, action_block * A), NaN on each episode's last row; read-only."""
         return self._arrays[ACTION_KEY]
 
     @property
@@ -224,8 +239,13 @@ class EpisodeDataset:
 
     @property
     def action_dim(self) -> int:
-        """``A``."""
+        """Width of the ``action`` column: ``A`` when rows are env steps (``action_block`` 1)."""
         return int(self.action.shape[1])
+
+    @property
+    def action_block(self) -> int:
+        """Env actions per row (``meta.action_block``)."""
+        return self._meta.action_block
 
     def episode_positions(self, episode_ids: np.ndarray | Sequence[int]) -> np.ndarray:
         """Positions (0 .. E-1) of the given episode ids in :attr:`episode_ids`.

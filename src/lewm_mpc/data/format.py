@@ -12,8 +12,15 @@ Datasets (``N`` rows):
 - ``episode_idx`` int64   (N,)
 - ``step_idx``    int64   (N,), 0 .. L-1 within each episode
 
-File attributes: ``format_version``, ``env_id``, ``env_config`` (JSON), ``seed``,
-``num_episodes``, ``episode_steps`` (actions per episode).
+File attributes: ``format_version``, ``action_low`` / ``action_high`` (float64 (A,), the bounds
+of one env action), ``action_block`` (env actions per row; the ``action`` column is
+``action_block * A`` wide), ``observations`` (JSON list of ``{key, shape, dtype}``), ``env_config``
+(JSON), ``seed``, ``num_episodes``; and, when known, ``env_id``, ``episode_steps`` (actions per
+episode) and ``control_hz`` (rows per second).
+
+Version 1 files (no bounds, block, observations or rate; ``env_id`` and ``episode_steps`` always
+present) are still read: their rows are env steps, and their action bounds come from the built-in
+environment ``env_id`` names, when asked for (:meth:`DatasetMeta.action_bounds`).
 
 Every write goes to a temporary file next to ``path``, is fsynced, then renamed onto ``path``:
 a reader never sees a half-written file under the final name.
@@ -22,20 +29,42 @@ a reader never sees a half-written file under the final name.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-FORMAT_VERSION = 1
+from lewm_mpc.data.meta import (
+    FORMAT_VERSION,
+    OBSERVATION_KEYS,
+    PIXELS_KEY,
+    READABLE_VERSIONS,
+    STATE_KEY,
+    DatasetMeta,
+    ObservationSpec,
+    observations_of,
+)
 
-PIXELS_KEY = "pixels"
-STATE_KEY = "state"
+__all__ = [  # the meta's names are re-exported: the format is their home too
+    "FORMAT_VERSION",
+    "OBSERVATION_KEYS",
+    "PIXELS_KEY",
+    "READABLE_VERSIONS",
+    "STATE_KEY",
+    "DatasetInfo",
+    "DatasetMeta",
+    "Episode",
+    "ObservationSpec",
+    "inspect_dataset",
+    "observations_of",
+]
+
 ACTION_KEY = "action"
 EPISODE_IDX_KEY = "episode_idx"
 STEP_IDX_KEY = "step_idx"
@@ -47,7 +76,23 @@ ENV_CONFIG_ATTR = "env_config"
 SEED_ATTR = "seed"
 NUM_EPISODES_ATTR = "num_episodes"
 EPISODE_STEPS_ATTR = "episode_steps"
-ATTR_KEYS = (
+ACTION_LOW_ATTR = "action_low"
+ACTION_HIGH_ATTR = "action_high"
+ACTION_BLOCK_ATTR = "action_block"
+CONTROL_HZ_ATTR = "control_hz"
+DATA_POLICY_ATTR = "data_policy"
+OBSERVATIONS_ATTR = "observations"
+ATTR_KEYS = (  # required in every file of the current version
+    FORMAT_VERSION_ATTR,
+    ENV_CONFIG_ATTR,
+    SEED_ATTR,
+    NUM_EPISODES_ATTR,
+    ACTION_LOW_ATTR,
+    ACTION_HIGH_ATTR,
+    ACTION_BLOCK_ATTR,
+    OBSERVATIONS_ATTR,
+)
+ATTR_KEYS_V1 = (
     FORMAT_VERSION_ATTR,
     ENV_ID_ATTR,
     ENV_CONFIG_ATTR,
@@ -64,66 +109,6 @@ TMP_SUFFIX = ".tmp"
 _PIXEL_COMPRESSION = "gzip"
 _PIXEL_COMPRESSION_LEVEL = 1
 _COPY_BLOCK_ROWS = 4096  # rows copied at once by merge (bounds memory on large files)
-
-
-def _normalized_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON round trip of ``config``: tuples become lists, keys become strings."""
-    try:
-        return json.loads(json.dumps(dict(config), sort_keys=True))
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"env_config must be JSON-serializable: {error}") from error
-
-
-@dataclass(frozen=True)
-class DatasetMeta:
-    """How a dataset was generated; two datasets with equal metas can be merged.
-
-    Attributes:
-        env_id: Environment id (e.g. ``"tworoom"``).
-        env_config: Environment constructor arguments; stored as JSON, so it is normalized by a
-            JSON round trip (tuples become lists).
-        seed: Base seed of the collection; episode ``i`` is seeded from ``(seed, i)``.
-        episode_steps: Nominal number of actions per episode (rows per episode minus one).
-        format_version: Version of the file format.
-    """
-
-    env_id: str
-    env_config: dict[str, Any] = field(hash=False)
-    seed: int
-    episode_steps: int
-    format_version: int = FORMAT_VERSION
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.env_id, str) or not self.env_id:
-            raise ValueError(f"env_id must be a non-empty string, got {self.env_id!r}")
-        if not isinstance(self.env_config, Mapping):
-            raise ValueError(f"env_config must be a mapping, got {type(self.env_config).__name__}")
-        object.__setattr__(self, "env_config", _normalized_config(self.env_config))
-        for name in ("seed", "episode_steps", "format_version"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ValueError(f"{name} must be an int, got {value!r}")
-            object.__setattr__(self, name, int(value))
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
-        if self.episode_steps < 1:
-            raise ValueError(f"episode_steps must be >= 1, got {self.episode_steps}")
-
-    def mismatches(self, other: DatasetMeta) -> tuple[str, ...]:
-        """Human-readable differences from ``other`` (empty when the two match).
-
-        Args:
-            other: The meta to compare with.
-
-        Returns:
-            One ``"field: mine != theirs"`` string per differing field.
-        """
-        names = ("env_id", "env_config", "seed", "episode_steps", "format_version")
-        return tuple(
-            f"{name}: {getattr(self, name)!r} != {getattr(other, name)!r}"
-            for name in names
-            if getattr(self, name) != getattr(other, name)
-        )
 
 
 @dataclass(frozen=True)
@@ -180,10 +165,10 @@ class DatasetInfo:
         path: The file.
         meta: How it was generated.
         num_episodes: Number of episodes.
-        num_rows: Number of rows (env steps, all episodes).
+        num_rows: Number of rows (all episodes).
         image_shape: ``(H, W, 3)``.
         state_dim: ``Ds``.
-        action_dim: ``A``.
+        action_dim: Width of the ``action`` column, ``meta.action_block * A``.
     """
 
     path: Path
@@ -219,35 +204,67 @@ def _attr_str(file: h5py.File, name: str, path: Path) -> str:
     return value
 
 
+def _attr_json(file: h5py.File, name: str, path: Path) -> Any:
+    try:
+        return json.loads(_attr_str(file, name, path))
+    except json.JSONDecodeError as error:
+        raise _not_readable(path, f"{name} is not valid JSON: {error}") from error
+
+
+def _attr_floats(file: h5py.File, name: str, path: Path) -> tuple[float, ...]:
+    value = np.asarray(file.attrs[name])
+    if value.ndim != 1 or not np.issubdtype(value.dtype, np.number):
+        raise _not_readable(path, f"attribute {name!r} must be a 1-D numeric array, got {value!r}")
+    return tuple(float(entry) for entry in value)
+
+
+def _read_meta(file: h5py.File, path: Path, version: int) -> DatasetMeta:
+    """The meta of a file of format ``version`` (1 or 2), without its observations."""
+    env_config = _attr_json(file, ENV_CONFIG_ATTR, path)
+    if not isinstance(env_config, dict):
+        raise _not_readable(path, f"env_config must be a JSON object, got {env_config!r}")
+    fields: dict[str, Any] = {
+        "env_config": env_config,
+        "seed": _attr_int(file, SEED_ATTR, path),
+        "format_version": version,
+    }
+    optional = {ENV_ID_ATTR: _attr_str, EPISODE_STEPS_ATTR: _attr_int}
+    for name, read in optional.items():
+        if name in file.attrs:
+            fields[name] = read(file, name, path)
+    if version == 1:  # rows are env steps; bounds are resolved from env_id when asked for
+        return DatasetMeta(action_low=None, action_high=None, **fields)
+    if CONTROL_HZ_ATTR in file.attrs:
+        fields["control_hz"] = float(np.asarray(file.attrs[CONTROL_HZ_ATTR]))
+    if DATA_POLICY_ATTR in file.attrs:
+        fields["data_policy"] = _attr_str(file, DATA_POLICY_ATTR, path)
+    return DatasetMeta(
+        action_low=_attr_floats(file, ACTION_LOW_ATTR, path),
+        action_high=_attr_floats(file, ACTION_HIGH_ATTR, path),
+        action_block=_attr_int(file, ACTION_BLOCK_ATTR, path),
+        **fields,
+    )
+
+
 def _read_info(file: h5py.File, path: Path) -> DatasetInfo:
     """Header of an open file; checks version, keys, dtypes and shapes (not the row contents)."""
-    missing_attrs = [name for name in ATTR_KEYS if name not in file.attrs]
-    if FORMAT_VERSION_ATTR in missing_attrs:
+    if FORMAT_VERSION_ATTR not in file.attrs:
         raise _not_readable(path, f"attribute {FORMAT_VERSION_ATTR!r} is missing")
     version = _attr_int(file, FORMAT_VERSION_ATTR, path)
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ValueError(
-            f"{path} has format_version {version}; this lewm_mpc reads version {FORMAT_VERSION}"
+            f"{path} has format_version {version}; this lewm_mpc reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
+    required = ATTR_KEYS_V1 if version == 1 else ATTR_KEYS
+    missing_attrs = [name for name in required if name not in file.attrs]
     if missing_attrs:
         raise _not_readable(path, f"missing attributes {missing_attrs}")
     missing_keys = [key for key in DATA_KEYS if not isinstance(file.get(key), h5py.Dataset)]
     if missing_keys:
         raise _not_readable(path, f"missing datasets {missing_keys}")
     try:
-        env_config = json.loads(_attr_str(file, ENV_CONFIG_ATTR, path))
-    except json.JSONDecodeError as error:
-        raise _not_readable(path, f"env_config is not valid JSON: {error}") from error
-    if not isinstance(env_config, dict):
-        raise _not_readable(path, f"env_config must be a JSON object, got {env_config!r}")
-    try:
-        meta = DatasetMeta(
-            env_id=_attr_str(file, ENV_ID_ATTR, path),
-            env_config=env_config,
-            seed=_attr_int(file, SEED_ATTR, path),
-            episode_steps=_attr_int(file, EPISODE_STEPS_ATTR, path),
-            format_version=version,
-        )
+        meta = _read_meta(file, path, version)
     except ValueError as error:
         raise _not_readable(path, str(error)) from error
 
@@ -275,9 +292,23 @@ def _read_info(file: h5py.File, path: Path) -> DatasetInfo:
         raise _not_readable(path, f"datasets have different numbers of rows: {lengths}")
     if num_rows == 0:
         raise _not_readable(path, "it contains no rows")
+    observations = observations_of(pixels.shape[1:], int(state.shape[1]))
+    if version >= 2:
+        recorded = _attr_json(file, OBSERVATIONS_ATTR, path)
+        if recorded != [entry.to_dict() for entry in observations]:
+            raise _not_readable(
+                path, f"attribute observations {recorded} disagrees with the stored columns"
+            )
+        expected_width = meta.action_block * len(meta.action_low or ())
+        if action.shape[1] != expected_width:
+            raise _not_readable(
+                path,
+                f"action rows are {action.shape[1]} wide, but action_block "
+                f"{meta.action_block} x {len(meta.action_low or ())} bounds need {expected_width}",
+            )
     return DatasetInfo(
         path=path,
-        meta=meta,
+        meta=dataclasses.replace(meta, observations=observations),
         num_episodes=_attr_int(file, NUM_EPISODES_ATTR, path),
         num_rows=int(num_rows),
         image_shape=tuple(int(n) for n in pixels.shape[1:]),  # type: ignore[arg-type]

@@ -1,8 +1,10 @@
-"""Training windows: ``num_frames`` observations ``frameskip`` steps apart with their action blocks.
+"""Training windows: ``num_frames`` observations ``frameskip`` rows apart with their action blocks.
 
 A window starting at row ``t`` holds frames ``t, t + fs, …, t + (T-1)·fs`` and ``T`` action blocks;
-block ``j`` is ``action[t + j·fs : t + (j+1)·fs]`` flattened to ``(fs·A,)``. A start is valid when
-all ``T·fs`` actions are real (none is an episode's NaN last row), so windows never cross episodes.
+block ``j`` is ``action[t + j·fs : t + (j+1)·fs]`` flattened to ``(fs·W,)``, ``W`` being the width
+of a row's action (``A`` when rows are env steps; ``action_block · A`` for data recorded in blocks,
+whose model blocks then hold ``fs · action_block`` env actions). A start is valid when all ``T·fs``
+actions are real (none is an episode's NaN last row), so windows never cross episodes.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ from typing import Any
 import numpy as np
 
 from lewm_mpc.data.dataset import EpisodeDataset
-from lewm_mpc.data.format import PIXELS_KEY, STATE_KEY
-
-OBS_KEYS = (PIXELS_KEY, STATE_KEY)
+from lewm_mpc.data.format import PIXELS_KEY
+from lewm_mpc.types import ObsMode, check_obs_mode
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class WindowBatch:
 
     Attributes:
         obs: uint8 (B, T, H, W, 3) pixels or float32 (B, T, Ds) states.
-        actions: float32 (B, T, fs·A) action blocks; block ``j`` follows frame ``j``.
+        actions: float32 (B, T, fs·W) action blocks; block ``j`` follows frame ``j``.
         rows: int64 (B,) global dataset row of each window's first frame.
     """
 
@@ -62,7 +63,7 @@ class WindowSampler:
         num_frames: int,
         frameskip: int,
         batch_size: int,
-        obs_key: str = PIXELS_KEY,
+        obs_mode: ObsMode = PIXELS_KEY,
         seed: int = 0,
     ) -> None:
         """Precompute the valid windows.
@@ -71,9 +72,9 @@ class WindowSampler:
             dataset: The episodes.
             episode_ids: Ids of the episodes to draw windows from (e.g. the train split).
             num_frames: Frames per window ``T`` (>= 1).
-            frameskip: Env steps between frames ``fs`` (>= 1); also the action block length.
+            frameskip: Rows between frames ``fs`` (>= 1); also the rows per action block.
             batch_size: Windows per batch ``B`` (>= 1).
-            obs_key: ``"pixels"`` or ``"state"``.
+            obs_mode: ``"pixels"`` or ``"state"``.
             seed: Seed of the sampler's generator.
 
         Raises:
@@ -87,8 +88,7 @@ class WindowSampler:
         ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if obs_key not in OBS_KEYS:
-            raise ValueError(f"obs_key must be one of {OBS_KEYS}, got {obs_key!r}")
+        check_obs_mode(obs_mode)
         positions = _selected_positions(dataset, episode_ids)  # (E',)
         span = int(num_frames) * int(frameskip)  # actions per window
         starts = dataset.episode_starts[positions]  # (E',)
@@ -110,9 +110,10 @@ class WindowSampler:
         self._num_frames = int(num_frames)
         self._frameskip = int(frameskip)
         self._batch_size = int(batch_size)
-        self._obs_key = obs_key
+        self._obs_mode = obs_mode
         self._seed = seed
-        self._source = dataset.pixels if obs_key == PIXELS_KEY else dataset.state.astype(np.float32)
+        pixels = obs_mode == PIXELS_KEY
+        self._source = dataset.pixels if pixels else dataset.state.astype(np.float32)
         self._frame_offsets = np.arange(self._num_frames) * self._frameskip  # (T,)
         self._action_offsets = np.arange(span)  # (T·fs,)
         self._gen = np.random.default_rng(seed)
@@ -148,9 +149,9 @@ class WindowSampler:
         return self._batch_size
 
     @property
-    def obs_key(self) -> str:
+    def obs_mode(self) -> str:
         """``"pixels"`` or ``"state"``."""
-        return self._obs_key
+        return self._obs_mode
 
     def gather(self, rows: np.ndarray) -> WindowBatch:
         """The windows starting at the given global rows.
@@ -165,8 +166,8 @@ class WindowSampler:
         frame_rows = rows[:, None] + self._frame_offsets[None, :]  # (B, T)
         obs = self._source[frame_rows]  # (B, T, H, W, 3) or (B, T, Ds)
         action_rows = rows[:, None] + self._action_offsets[None, :]  # (B, T·fs)
-        actions = self._dataset.action[action_rows]  # (B, T·fs, A)
-        actions = actions.reshape(rows.shape[0], self._num_frames, -1)  # (B, T, fs·A)
+        actions = self._dataset.action[action_rows]  # (B, T·fs, W)
+        actions = actions.reshape(rows.shape[0], self._num_frames, -1)  # (B, T, fs·W)
         return WindowBatch(obs=obs, actions=actions, rows=rows)
 
     def sample(self) -> WindowBatch:
@@ -222,7 +223,8 @@ def action_stats(
         episode_ids: Episodes to use (e.g. the train split); ``None`` uses all.
 
     Returns:
-        ``(mean, std)``, float32 (A,) each; std is floored at 1e-6.
+        ``(mean, std)`` of one env action, float32 (A,) each (rows recorded in blocks of
+        ``meta.action_block`` actions are split into single actions); std is floored at 1e-6.
     """
     if episode_ids is None:
         rows = np.ones(dataset.num_rows, dtype=bool)
@@ -230,7 +232,9 @@ def action_stats(
         positions = _selected_positions(dataset, np.asarray(episode_ids))
         rows = np.isin(dataset.episode_idx, dataset.episode_ids[positions])  # (N,)
     rows &= ~np.isnan(dataset.action).any(axis=1)
-    actions = dataset.action[rows].astype(np.float64)  # (M, A)
+    block = dataset.meta.action_block
+    actions = dataset.action[rows].astype(np.float64)  # (M, block·A)
+    actions = actions.reshape(actions.shape[0] * block, -1)  # (M·block, A)
     if actions.shape[0] == 0:
         raise ValueError("the selected episodes hold no real action")
     mean = actions.mean(axis=0)

@@ -17,7 +17,12 @@ from lewm_mpc.data.format import (
     _COPY_BLOCK_ROWS,
     _PIXEL_COMPRESSION,
     _PIXEL_COMPRESSION_LEVEL,
+    ACTION_BLOCK_ATTR,
+    ACTION_HIGH_ATTR,
     ACTION_KEY,
+    ACTION_LOW_ATTR,
+    CONTROL_HZ_ATTR,
+    DATA_POLICY_ATTR,
     ENV_CONFIG_ATTR,
     ENV_ID_ATTR,
     EPISODE_IDX_KEY,
@@ -25,6 +30,7 @@ from lewm_mpc.data.format import (
     FORMAT_VERSION,
     FORMAT_VERSION_ATTR,
     NUM_EPISODES_ATTR,
+    OBSERVATIONS_ATTR,
     PIXELS_KEY,
     SEED_ATTR,
     STATE_KEY,
@@ -38,6 +44,7 @@ from lewm_mpc.data.format import (
     _open_h5,
     _read,
     inspect_dataset,
+    observations_of,
 )
 
 
@@ -60,6 +67,25 @@ def stray_tmp_files(path: str | os.PathLike[str]) -> list[Path]:
     return sorted(path.parent.glob(f".{glob.escape(path.name)}.*{TMP_SUFFIX}"))
 
 
+def _checked_against(
+    meta: DatasetMeta, image_shape: tuple[int, ...], state_dim: int, action_dim: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The bounds to record; ValueError if ``meta`` disagrees with the data's shapes."""
+    low, high = meta.action_bounds()  # only a version-1 meta resolves them from its env
+    if action_dim != meta.action_block * len(low):
+        raise ValueError(
+            f"action rows are {action_dim} wide, but the meta's action_block {meta.action_block} "
+            f"x {len(low)} action bounds need {meta.action_block * len(low)}"
+        )
+    observations = observations_of(image_shape, state_dim)
+    if meta.observations is not None and meta.observations != observations:
+        raise ValueError(
+            f"the meta's observations {meta.observations} disagree with the episodes' "
+            f"{observations}"
+        )
+    return low, high
+
+
 def _write_header(
     file: h5py.File,
     meta: DatasetMeta,
@@ -69,12 +95,26 @@ def _write_header(
     state_dim: int,
     action_dim: int,
 ) -> None:
+    """Attributes (always of the current format version) and empty datasets."""
+    low, high = _checked_against(meta, image_shape, state_dim, action_dim)
     file.attrs[FORMAT_VERSION_ATTR] = FORMAT_VERSION
-    file.attrs[ENV_ID_ATTR] = meta.env_id
     file.attrs[ENV_CONFIG_ATTR] = json.dumps(meta.env_config, sort_keys=True)
     file.attrs[SEED_ATTR] = meta.seed
     file.attrs[NUM_EPISODES_ATTR] = num_episodes
-    file.attrs[EPISODE_STEPS_ATTR] = meta.episode_steps
+    file.attrs[ACTION_LOW_ATTR] = np.asarray(low, dtype=np.float64)
+    file.attrs[ACTION_HIGH_ATTR] = np.asarray(high, dtype=np.float64)
+    file.attrs[ACTION_BLOCK_ATTR] = meta.action_block
+    observations = observations_of(image_shape, state_dim)
+    file.attrs[OBSERVATIONS_ATTR] = json.dumps([entry.to_dict() for entry in observations])
+    optional = {
+        ENV_ID_ATTR: meta.env_id,
+        EPISODE_STEPS_ATTR: meta.episode_steps,
+        CONTROL_HZ_ATTR: meta.control_hz,
+        DATA_POLICY_ATTR: meta.data_policy,
+    }
+    for name, value in optional.items():
+        if value is not None:  # absent attribute = unknown
+            file.attrs[name] = value
     file.create_dataset(
         PIXELS_KEY,
         shape=(num_rows, *image_shape),
@@ -107,7 +147,8 @@ def write_episodes(
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ValueError: No episodes, or episodes with different shapes.
+        ValueError: No episodes, episodes with different shapes, or shapes that disagree with
+            ``meta`` (action width, observations).
     """
     path = Path(path)
     if not episodes:
@@ -125,6 +166,7 @@ def write_episodes(
                 f"episode {number} has shapes pixels {episode.pixels.shape}, state "
                 f"{episode.state.shape}, action {episode.action.shape}, unlike episode 0"
             )
+    _checked_against(meta, image_shape, state_dim, action_dim)  # before creating any file
     num_rows = sum(episode.length for episode in episodes)
     with _atomic_h5(path) as file:
         _write_header(file, meta, len(episodes), num_rows, image_shape, state_dim, action_dim)
@@ -197,10 +239,12 @@ def merge(parts: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) 
             )
     total_rows = sum(info.num_rows for info in infos)
     total_episodes = sum(info.num_episodes for info in infos)
+    # A part of the current version records what version-1 parts lack (bounds, control rate).
+    meta = next((info.meta for info in infos if info.meta.action_low is not None), reference.meta)
     with _atomic_h5(out) as target:
         _write_header(
             target,
-            reference.meta,
+            meta,
             total_episodes,
             total_rows,
             reference.image_shape,

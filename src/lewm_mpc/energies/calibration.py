@@ -100,7 +100,7 @@ def calibrate_probe_margin(
     block = world_model.action_block
     sampler = WindowSampler(
         dataset, np.asarray(episode_ids, dtype=np.int64), num_frames=steps + 1, frameskip=block,
-        batch_size=batch_size, obs_key="pixels" if pixels else "state",
+        batch_size=batch_size, obs_mode="pixels" if pixels else "state",
     )  # fmt: skip
     rows = sampler.window_rows
     if len(rows) > max_windows:

@@ -17,25 +17,21 @@ collisions, invisible here) only mirrors the goal, so it is not part of the stat
 
 from __future__ import annotations
 
-import atexit
-import functools
-import os
-import weakref
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
-from lewm_mpc.envs import ENV_SPECS
-from lewm_mpc.envs.spec import configure_spaces
+from lewm_mpc.envs.base import GoalEnv
+from lewm_mpc.envs.spec import EnvDefinition, EnvRecipe, ProbeTarget
+from lewm_mpc.envs.views import PinholeView
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user chose a backend
 try:
     import mujoco
     from ogbench.manipspace import lie
     from ogbench.manipspace.envs.cube_env import CubeEnv as _OGBenchCubeEnv
+
+    from lewm_mpc.envs.mujoco_rendering import FastRenderers  # sets MUJOCO_GL when headless
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         f"Cube needs mujoco and ogbench ({error}): pip install 'lewm-mpc[cube]'"
@@ -46,14 +42,9 @@ CAMERA = "front_pixels"  # OGBench's camera for its visual-cube tasks
 ACTION_SCALE = (0.05, 0.05, 0.05, 0.3, 1.0)  # OGBench: action 1.0 -> metres, radians, opening
 # mj_getState components; the order in the vector is MuJoCo's (time, qpos, qvel, act, history,
 # warm start, ctrl), whatever the order of the flags here.
-_STATE_SIG = int(
-    mujoco.mjtState.mjSTATE_TIME
-    | mujoco.mjtState.mjSTATE_QPOS
-    | mujoco.mjtState.mjSTATE_QVEL
-    | mujoco.mjtState.mjSTATE_ACT
-    | mujoco.mjtState.mjSTATE_HISTORY
-    | mujoco.mjtState.mjSTATE_WARMSTART
-    | mujoco.mjtState.mjSTATE_CTRL
+_STATE_SIG = sum(
+    int(getattr(mujoco.mjtState, f"mjSTATE_{part}"))
+    for part in ("TIME", "QPOS", "QVEL", "ACT", "HISTORY", "WARMSTART", "CTRL")
 )
 # Layout of the cube-single model (checked against the compiled model on first reset):
 # time 1, qpos 21 (arm 6, gripper 8, cube 7), qvel 20, act 0, warm start 20, ctrl 7.
@@ -79,10 +70,9 @@ class CubeConfig:
     transparent_arm: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int):
-            raise ValueError(f"image_size must be an int >= 16, got {self.image_size!r}")
-        if not 16 <= self.image_size <= 1024:
-            raise ValueError(f"image_size must be in [16, 1024], got {self.image_size!r}")
+        size = self.image_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 1024:
+            raise ValueError(f"image_size must be an int in [16, 1024], got {size!r}")
         if not (np.isfinite(self.success_radius) and self.success_radius > 0):
             raise ValueError(
                 f"success_radius must be a positive finite number, got {self.success_radius!r}"
@@ -110,66 +100,23 @@ class _OGBenchScene(_OGBenchCubeEnv):
         return None
 
 
-_OPEN_RENDERERS: weakref.WeakSet[Any] = weakref.WeakSet()
+class CubeEnv(GoalEnv[CubeConfig]):
+    """Move a cube to a goal position with a UR5e arm (OGBench cube-single; a :class:`GoalEnv`).
 
-
-def _close_open_renderers() -> None:
-    """Frees renderers of envs never closed while EGL still works (no noise at exit)."""
-    for renderer in list(_OPEN_RENDERERS):
-        renderer.close()
-
-
-def _fast_renderer(model: Any, size: int) -> Any:
-    """A ``mujoco.Renderer`` without multisampling, shadows, reflections or skybox."""
-    model.vis.quality.offsamples = 0
-    model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), size)
-    model.vis.global_.offheight = max(int(model.vis.global_.offheight), size)
-    renderer = mujoco.Renderer(model, height=size, width=size)
-    if not _OPEN_RENDERERS:  # registered after the GL backend's own exit hook: runs before it
-        atexit.unregister(_close_open_renderers)
-        atexit.register(_close_open_renderers)
-    for flag in (
-        mujoco.mjtRndFlag.mjRND_SHADOW,
-        mujoco.mjtRndFlag.mjRND_REFLECTION,
-        mujoco.mjtRndFlag.mjRND_SKYBOX,
-    ):
-        renderer.scene.flags[flag] = 0
-    _OPEN_RENDERERS.add(renderer)
-    return renderer
-
-
-class CubeEnv(gym.Env):
-    """Move a cube to a goal position with a UR5e arm (OGBench cube-single; gymnasium API).
-
-    Observations are the frame of OGBench's ``front_pixels`` camera (``obs_mode="pixels"``,
-    uint8 (S, S, 3)) or the env state itself (``obs_mode="state"``, float32 (69,)). The goal is a
-    full env state (arm and cube); only its cube position matters for success. It is not drawn:
-    its image is ``render_state(goal)``. Reward is 1.0 on success; episodes never terminate (the
-    time limit comes from registration).
-
-    Args:
-        config: Environment configuration; defaults to ``CubeConfig()``.
-        obs_mode: ``"pixels"`` or ``"state"``.
-        render_mode: ``None`` or ``"rgb_array"``.
+    Frames come from OGBench's ``front_pixels`` camera; the state observation is the env state
+    itself as float32 (69,). The goal is a full env state (arm and cube); only its cube position
+    matters for success. The MuJoCo model is compiled on the first reset (1-3 s).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}  # noqa: RUF012
+    name = "cube"
+    config_class = CubeConfig
+    state_dim = STATE_DIM
+    action_dim = 5
 
-    def __init__(
-        self,
-        config: CubeConfig | None = None,
-        obs_mode: str = "pixels",
-        render_mode: str | None = None,
-    ) -> None:
-        self.config = CubeConfig() if config is None else config
-        configure_spaces(
-            self, obs_mode, render_mode, self.config.image_size,
-            gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32), 5,
-        )  # fmt: skip
-        radius = self.config.success_radius
-        self.is_success = functools.partial(CubeEnv.is_success, success_radius=radius)
-        self.is_success_batch = functools.partial(CubeEnv.is_success_batch, success_radius=radius)
-        # The MuJoCo model is compiled on the first reset (1-3 s).
+    def __init__(self, config: CubeConfig | None = None, obs_mode: str = "pixels",
+                 render_mode: str | None = None) -> None:  # fmt: skip
+        super().__init__(config, obs_mode, render_mode)
         self.sim = _OGBenchScene(
             env_type="single",
             ob_type="pixels",  # OGBench's visual-cube colours (purple gripper, see-through arm)
@@ -180,113 +127,22 @@ class CubeEnv(gym.Env):
             visualize_info=False,  # no target marker, no success colouring
             pixel_transparent_arm=self.config.transparent_arm,
         )
-        self._renderers: dict[int, Any] = {}
-        self._renderer_model: Any = None
-        self._goal: np.ndarray | None = None
+        self._renderers: FastRenderers | None = None
         self._compiled = False  # the model is compiled by the first reset
 
-    # ----------------------------------------------------------------------------- gym API
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Starts an episode; ``options`` may set ``"state"`` and/or ``"goal"`` (env states).
-
-        By default the arm and the cube start at random (OGBench's sampling: effector above the
-        table, cube anywhere on the table with a random yaw) and the goal is a random arm pose
-        with the cube resting elsewhere on the table, more than ``success_radius`` away.
-        """
-        super().reset(seed=seed)
-        options = {} if options is None else dict(options)
-        unknown = set(options) - {"state", "goal"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; known: ['goal', 'state']")
-        state = options.get("state")
-        goal = options.get("goal")
-        state = None if state is None else self._validated(state, "state")
-        goal = None if goal is None else self._validated(goal, "goal")
-        self.sim.np_random = self.np_random  # OGBench's random initialization uses our seed
-        self.sim.reset()
-        if not self._compiled:
-            self._check_layout()
-            self._compiled = True
-        if state is not None:
-            self._restore(state)
-        else:
-            self._refresh()
-        self.set_goal(self._sample_goal() if goal is None else goal)
-        return self._observation(), self._info()
-
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Applies ``clip(action, -1, 1)`` for one 0.05 s control step; reward 1.0 on success."""
-        if self._goal is None:
-            raise RuntimeError("call reset() before step()")
-        self.sim.pre_step()  # OGBench's bookkeeping: the previous qpos/qvel of ogbench_info
-        self._advance(action)
+        """One 0.05 s control step, with OGBench's bookkeeping (what its oracles read)."""
+        self._require_started("step()")
+        self.sim.pre_step()  # the previous qpos/qvel of ogbench_info
+        result = super().step(action)
         self.sim.post_step()  # OGBench's success flag
-        info = self._info()
-        return self._observation(), float(info["success"]), False, False, info
-
-    def render(self) -> np.ndarray | None:
-        """The current frame at ``image_size`` if ``render_mode == "rgb_array"``, else None."""
-        if self.render_mode != "rgb_array" or self._goal is None:
-            return None
-        return self._render_current(self.config.image_size)
+        return result
 
     def close(self) -> None:
         """Releases the renderers (their GL contexts)."""
-        for renderer in self._renderers.values():
-            renderer.close()
-            _OPEN_RENDERERS.discard(renderer)
-        self._renderers.clear()
+        if self._renderers is not None:
+            self._renderers.close()
         super().close()
-
-    # ------------------------------------------------------------------------ state access
-    def get_state(self) -> np.ndarray:
-        """The full MuJoCo state, float64 (69,) copy (layout in the module docstring)."""
-        if self._goal is None:
-            raise RuntimeError("call reset() before get_state()")
-        return self._read_state()
-
-    def set_state(self, state: np.ndarray) -> None:
-        """Restores a state from ``get_state``; ValueError for a bad shape or non-finite values."""
-        if self._goal is None:
-            raise RuntimeError("call reset() before set_state()")
-        self._restore(self._validated(state, "state"))
-
-    @property
-    def goal_state(self) -> np.ndarray:
-        """The goal state, float64 (69,) copy."""
-        if self._goal is None:
-            raise RuntimeError("call reset() before goal_state")
-        return self._goal.copy()
-
-    def set_goal(self, goal: np.ndarray) -> None:
-        """Sets the goal state (same validation as ``set_state``); moves the hidden marker."""
-        if not self._compiled:
-            raise RuntimeError("call reset() before set_goal()")
-        goal = self._validated(goal, "goal")
-        mocap = self.sim.model.body("object_target_0").mocapid[0]
-        self.sim.data.mocap_pos[mocap] = goal[CUBE_POS]
-        self.sim.data.mocap_quat[mocap] = goal[CUBE_QUAT]
-        self._goal = goal
-
-    def render_state(self, state: np.ndarray, size: int | None = None) -> np.ndarray:
-        """Renders the scene at ``state`` (goal not drawn), uint8 (size, size, 3).
-
-        The current episode is left untouched (its state is saved and restored).
-        """
-        if self._goal is None:
-            raise RuntimeError("call reset() before render_state()")
-        state = self._validated(state, "state")
-        size = self.config.image_size if size is None else int(size)
-        if not 16 <= size <= 1024:
-            raise ValueError(f"size must be in [16, 1024], got {size}")
-        saved = self._read_state()
-        try:
-            self._restore(state)
-            return self._render_current(size)
-        finally:
-            self._restore(saved)
 
     def ogbench_info(self) -> dict[str, Any]:
         """OGBench's observation-info dict at the current state (as its scripted oracles read).
@@ -294,44 +150,62 @@ class CubeEnv(gym.Env):
         Effector pose, gripper opening and contact, cube pose (``privileged/block_0_*``) and
         OGBench's target (``privileged/target_block_*``, here the goal's cube).
         """
-        if self._goal is None:
-            raise RuntimeError("call reset() before ogbench_info()")
+        self._require_started("ogbench_info()")
         return self.sim.compute_ob_info()
 
-    @staticmethod
-    def is_success(
-        state: np.ndarray, goal: np.ndarray, success_radius: float = SUCCESS_RADIUS
-    ) -> bool:
-        """Whether the cube of ``state`` is within ``success_radius`` of the cube of ``goal``.
+    def sample_state(self, rng: np.random.Generator) -> np.ndarray:
+        """OGBench's random initialization (drawn by ``reset`` from the env's generator):
+        effector above the table, cube at rest anywhere on the table with a random yaw."""
+        self._refresh()
+        return self._read_state()
 
-        On an instance the radius defaults to that instance's ``config.success_radius``.
-        """
-        state, goal = np.asarray(state), np.asarray(goal)
-        if state.shape != (STATE_DIM,) or goal.shape != (STATE_DIM,):
-            raise ValueError(
-                f"state and goal must have shape ({STATE_DIM},), got {state.shape}, {goal.shape}"
-            )
-        distance = np.linalg.norm(cube_position(state) - cube_position(goal))
-        return bool(distance <= success_radius)
+    def sample_goal(self, rng: np.random.Generator, start: np.ndarray) -> np.ndarray:
+        """A random arm pose with the cube at rest on the table, more than ``success_radius``
+        from the start's cube."""
+        try:
+            self.sim.initialize_arm()  # random effector pose above the table (OGBench, IK)
+            while True:
+                xy = rng.uniform(*self.sim._target_sampling_bounds)
+                position = np.array([xy[0], xy[1], _CUBE_Z])
+                if np.linalg.norm(position - start[CUBE_POS]) > self.config.success_radius:
+                    break
+            quat = lie.SO3.from_z_radians(rng.uniform(0.0, 2 * np.pi)).wxyz
+            cube_joint = self.sim.data.joint("object_joint_0")
+            cube_joint.qpos[:3] = position
+            cube_joint.qpos[3:] = quat
+            self.sim.data.qvel[:] = 0.0
+            self._refresh()
+            return self._read_state()
+        finally:
+            self._write_state(start)
 
-    @staticmethod
-    def is_success_batch(
-        states: np.ndarray, goals: np.ndarray, success_radius: float = SUCCESS_RADIUS
-    ) -> np.ndarray:
-        """Vectorized ``is_success`` over (..., 69) arrays (broadcast); returns bool (...)."""
-        distance = np.linalg.norm(cube_position(states) - cube_position(goals), axis=-1)
-        return distance <= success_radius
+    @classmethod
+    def goal_error(cls, states: np.ndarray, goals: np.ndarray, config: CubeConfig) -> np.ndarray:
+        """Cube-goal distance (...,), m."""
+        return np.linalg.norm(cube_position(states) - cube_position(goals), axis=-1)
 
-    # ---------------------------------------------------------------------------- helpers
-    def _validated(self, value: np.ndarray, name: str) -> np.ndarray:
-        state = np.array(value, dtype=np.float64)  # copy: never alias the caller's array
-        if state.shape != (STATE_DIM,):
-            raise ValueError(f"{name} must have shape ({STATE_DIM},), got {state.shape}")
-        if not np.all(np.isfinite(state)):
-            raise ValueError(f"{name} must be finite, got non-finite entries")
+    @classmethod
+    def success_mask(cls, states: np.ndarray, goals: np.ndarray, config: CubeConfig) -> np.ndarray:
+        """Cube within ``config.success_radius`` of the goal's cube (OGBench's test)."""
+        return cls.goal_error(states, goals, config) <= config.success_radius
+
+    def _coerce_state(self, state: np.ndarray, name: str) -> np.ndarray:
+        state = super()._coerce_state(state, name)
         if not np.linalg.norm(state[CUBE_QUAT]) > 1e-6:
             raise ValueError(f"{name} has a zero cube quaternion (entries {CUBE_QUAT})")
         return state
+
+    def _begin_episode(self) -> None:
+        self.sim.np_random = self.np_random  # OGBench's random initialization uses our seed
+        self.sim.reset()
+        if not self._compiled:
+            self._check_layout()
+            self._compiled = True
+
+    def _goal_changed(self) -> None:
+        mocap = self.sim.model.body("object_target_0").mocapid[0]  # the hidden target marker
+        self.sim.data.mocap_pos[mocap] = self._goal[CUBE_POS]
+        self.sim.data.mocap_quat[mocap] = self._goal[CUBE_QUAT]
 
     def _check_layout(self) -> None:
         """Checks that the compiled OGBench model matches the state layout constants."""
@@ -350,109 +224,50 @@ class CubeEnv(gym.Env):
         mujoco.mj_getState(self.sim.model, self.sim.data, state, _STATE_SIG)
         return state
 
+    def _write_state(self, state: np.ndarray) -> None:
+        mujoco.mj_setState(self.sim.model, self.sim.data, state, _STATE_SIG)
+        self._refresh()
+
     def _refresh(self) -> None:
         """Recomputes positions, contacts and contact forces from the state."""
         mujoco.mj_forward(self.sim.model, self.sim.data)
         mujoco.mj_rnePostConstraint(self.sim.model, self.sim.data)  # gripper contact force
 
-    def _advance(self, action: np.ndarray) -> None:
-        """The dynamics of ``step`` alone, as the simulator oracle steps: OGBench's control
-        (differential IK) and physics, then the derived quantities at the new state; none of
-        OGBench's bookkeeping, no observation or info."""
-        if self._goal is None:
-            raise RuntimeError("call reset() before step()")
-        action = np.array(action, dtype=np.float64)
-        if action.shape != (5,) or not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be a finite array of shape (5,), got {action!r}")
+    def _physics_step(self, action: np.ndarray) -> None:
+        """OGBench's control (differential IK) and physics, then the derived quantities at the
+        new state (as after ``set_state``); none of OGBench's bookkeeping."""
         sim = self.sim
-        sim.set_control(np.clip(action, -1.0, 1.0))
+        sim.set_control(action)
         mujoco.mj_step(sim.model, sim.data, nstep=sim._n_steps)
-        self._refresh()  # derived quantities at the new state, as after set_state
-
-    def _restore(self, state: np.ndarray) -> None:
-        mujoco.mj_setState(self.sim.model, self.sim.data, state, _STATE_SIG)
         self._refresh()
 
-    def _sample_goal(self) -> np.ndarray:
-        """A random arm pose with the cube at rest on the table, away from the current cube."""
-        start = self._read_state()
-        rng = self.np_random
+    def _draw(self, state: np.ndarray, size: int) -> np.ndarray:
+        saved = self._read_state()
         try:
-            self.sim.initialize_arm()  # random effector pose above the table (OGBench, IK)
-            while True:
-                xy = rng.uniform(*self.sim._target_sampling_bounds)
-                position = np.array([xy[0], xy[1], _CUBE_Z])
-                if np.linalg.norm(position - start[CUBE_POS]) > self.config.success_radius:
-                    break
-            quat = lie.SO3.from_z_radians(rng.uniform(0.0, 2 * np.pi)).wxyz
-            cube_joint = self.sim.data.joint("object_joint_0")
-            cube_joint.qpos[:3] = position
-            cube_joint.qpos[3:] = quat
-            self.sim.data.qvel[:] = 0.0
-            self._refresh()
-            return self._read_state()
+            self._write_state(state)
+            model = self.sim.model
+            if self._renderers is None or self._renderers.model is not model:
+                if self._renderers is not None:  # OGBench recompiled its model
+                    self._renderers.close()
+                self._renderers = FastRenderers(model)
+            return self._renderers.render(self.sim.data, size, CAMERA, self.sim._scene_option)
         finally:
-            self._restore(start)
+            if not np.array_equal(saved, state):
+                self._write_state(saved)
 
-    def _render_current(self, size: int) -> np.ndarray:
-        model = self.sim.model
-        if self._renderer_model is not model:  # first use, or OGBench recompiled its model
-            self.close()
-            self._renderer_model = model
-        renderer = self._renderers.get(size)
-        if renderer is None:
-            renderer = self._renderers[size] = _fast_renderer(model, size)
-        renderer.update_scene(self.sim.data, camera=CAMERA, scene_option=self.sim._scene_option)
-        return renderer.render()  # a fresh array
-
-    def _observation(self) -> np.ndarray:
-        if self.obs_mode == "pixels":
-            return self._render_current(self.config.image_size)
-        return self._read_state().astype(np.float32)
-
-    def _info(self) -> dict[str, Any]:
-        state = self._read_state()
-        cube, goal_cube = state[CUBE_POS], self._goal[CUBE_POS]
-        distance = float(np.linalg.norm(cube - goal_cube))
+    def _extra_info(self, state: np.ndarray) -> dict[str, Any]:
         return {
-            "state": state,
-            "goal": self._goal.copy(),
-            "success": distance <= self.config.success_radius,
-            "distance": distance,
-            "cube_pos": cube.copy(),
-            "goal_pos": goal_cube.copy(),
+            "cube_pos": state[CUBE_POS].copy(),
+            "goal_pos": self._goal[CUBE_POS].copy(),
             "effector_pos": self.sim.data.site_xpos[self.sim._pinch_site_id].copy(),
         }
 
 
-# ------------------------------------------------------------- EnvSpec module contract
-SPEC = ENV_SPECS["cube"]  # the registry in lewm_mpc.envs is the single source
-
-
-def make_env(
-    obs_mode: str = "pixels", env_config: Mapping[str, Any] | None = None, **kwargs: Any
-) -> gym.Env:
-    """``gym.make`` of Cube with optional config-field overrides (see ``EnvSpec``)."""
-    try:
-        config = CubeConfig(**env_config) if env_config else None
-    except TypeError as error:
-        raise ValueError(f"invalid Cube env_config {dict(env_config or {})}: {error}") from None
-    return gym.make(SPEC.gym_id, obs_mode=obs_mode, config=config, **kwargs)
-
-
-def make_expert(env: gym.Env) -> Any:
-    """OGBench's noisy pick-and-place oracle (a ``Policy``) driving ``env``."""
-    from lewm_mpc.envs.cube_expert import CubeExpert
-
-    return CubeExpert(env.unwrapped)
-
-
-def is_success(state: np.ndarray, goal: np.ndarray) -> bool:
-    """Cube within the default success radius (0.04 m) of the goal's cube."""
-    return CubeEnv.is_success(state, goal)
-
-
-def goal_features(states: np.ndarray) -> np.ndarray:
-    """Task features of (..., 69) states: the cube position over the default success radius
-    (0.04 m), float64 (..., 3), so that a feature distance of at most 1 is a success."""
-    return cube_position(states) / SUCCESS_RADIUS
+DEFINITION = EnvDefinition(
+    env_class=CubeEnv,
+    experts={"ogbench": "lewm_mpc.envs.cube_expert:CubeExpert.from_env"},
+    goal_features=lambda states: cube_position(states) / SUCCESS_RADIUS,
+    probe=ProbeTarget("cube xyz", cube_position),
+    view=lambda env: PinholeView.from_mujoco(env.sim.model, CAMERA, env.config.image_size),
+    recipe=EnvRecipe(episodes=100, episode_steps=200, workers=2),
+)

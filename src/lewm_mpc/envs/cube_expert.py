@@ -75,6 +75,11 @@ class CubeExpert:
         self._target: tuple[np.ndarray, float] | None = None
         self._burst_left = 0
 
+    @classmethod
+    def from_env(cls, env: Any) -> CubeExpert:
+        """The policy with default settings for ``env`` (the unwrapped Cube env it drives)."""
+        return cls(env)
+
     def reset(self, rng: np.random.Generator) -> None:
         """Starts an episode: takes ``rng``, draws the noise level, forgets the target."""
         self._rng = rng

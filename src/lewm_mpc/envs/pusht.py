@@ -18,19 +18,17 @@ gym-pusht; the angle is wrapped to [-pi, pi); the block velocity is that of its 
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
-from lewm_mpc.envs import ENV_SPECS
-from lewm_mpc.envs.spec import configure_spaces
+from lewm_mpc.envs.base import GoalEnv
+from lewm_mpc.envs.spec import EnvDefinition, EnvRecipe, ProbeTarget
+from lewm_mpc.envs.views import PlanarView
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame prints a banner on import
 try:
@@ -170,45 +168,27 @@ class _PushTScene(gym_pusht.PushTEnv):
         return None
 
 
-class PushTEnv(gym.Env):
-    """Push the T block (and bring the agent) to a goal state; gymnasium API.
+class PushTEnv(GoalEnv[PushTConfig]):
+    """Push the T block (and bring the agent) to a goal state (a :class:`GoalEnv`).
 
     Actions are relative: the agent's PD target is ``agent xy + action_scale * clip(action)``,
-    clipped to the workspace, held for one 0.1 s control step (10 physics substeps). Observations
-    are 64 px frames of the agent and the block (``obs_mode="pixels"``; gym-pusht's fixed green
-    goal T is not drawn) or the state vector as float32 (``obs_mode="state"``). The goal is a
-    full state (``goal_state``, ``info["goal"]``); its image is ``render_state(goal)``.
+    clipped to the workspace, held for one 0.1 s control step (10 physics substeps). Frames show
+    the agent and the block (gym-pusht's fixed green goal T is not drawn). States (and the reset
+    options, ``set_state``, ``set_goal``) may also be given as 5-d poses, meaning at rest.
 
     The state vector is Markov: every step rebuilds gym-pusht's pymunk space from it (fresh
     contact cache and broadphase), so ``set_state(get_state())`` reproduces a trajectory
     exactly. The price: contact impulses are not warm-started across control steps.
-
-    Args:
-        config: Environment configuration; defaults to ``PushTConfig()``.
-        obs_mode: ``"pixels"`` or ``"state"``.
-        render_mode: ``None`` or ``"rgb_array"``.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    name = "pusht"
+    config_class = PushTConfig
+    state_dim = STATE_DIM
+    action_dim = 2
 
-    def __init__(
-        self,
-        config: PushTConfig | None = None,
-        obs_mode: str = "pixels",
-        render_mode: str | None = None,
-    ) -> None:
-        self.config = PushTConfig() if config is None else config
-        configure_spaces(
-            self, obs_mode, render_mode, self.config.image_size,
-            gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32), 2,
-        )  # fmt: skip
-        # Instance-bound success tests with this config's thresholds (shadow the static ones).
-        thresholds = {
-            "success_distance": self.config.success_distance,
-            "success_angle": self.config.success_angle,
-        }
-        self.is_success = functools.partial(PushTEnv.is_success, **thresholds)
-        self.is_success_batch = functools.partial(PushTEnv.is_success_batch, **thresholds)
+    def __init__(self, config: PushTConfig | None = None, obs_mode: str = "pixels",
+                 render_mode: str | None = None) -> None:  # fmt: skip
+        super().__init__(config, obs_mode, render_mode)
         self._sim = _PushTScene(obs_type="state", render_mode="rgb_array")
         self._sim._setup()  # builds the pymunk space (walls, agent, block)
         self._screen = pygame.Surface((WORLD_SIZE, WORLD_SIZE), depth=32)
@@ -216,77 +196,58 @@ class PushTEnv(gym.Env):
         shifts = self._screen.get_shifts()[:3]  # bit offsets of R, G, B in a pixel word
         byte = [shift // 8 if sys.byteorder == "little" else 3 - shift // 8 for shift in shifts]
         self._rgb_bytes = np.array(byte)
-        self._state: np.ndarray | None = None
-        self._goal: np.ndarray | None = None
+        self._state = np.zeros(STATE_DIM)
 
-    # ----------------------------------------------------------------------------- gym API
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Starts an episode; ``options`` may set ``"state"`` and/or ``"goal"`` (full states,
-        or 5-d poses meaning at rest). By default both are random (``sample_state``)."""
-        super().reset(seed=seed)
-        options = {} if options is None else dict(options)
-        unknown = set(options) - {"state", "goal"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; known: ['goal', 'state']")
-        if options.get("state") is not None:
-            self.set_state(options["state"])
-        else:
-            self._state = sample_state(self.np_random)
-        if options.get("goal") is not None:
-            self.set_goal(options["goal"])
-        else:
-            self._goal = sample_state(self.np_random)
+    def sample_state(self, rng: np.random.Generator) -> np.ndarray:
+        """A random state at rest (see :func:`sample_state`)."""
+        return sample_state(rng)
+
+    @classmethod
+    def goal_error(cls, states: np.ndarray, goals: np.ndarray, config: PushTConfig) -> np.ndarray:
+        """``||(agent xy, block xy) - goal's||`` (...,), px."""
+        return pose_error(states, goals)[0]
+
+    @classmethod
+    def success_mask(cls, states: np.ndarray, goals: np.ndarray, config: PushTConfig) -> np.ndarray:
+        """Position error below ``success_distance`` and wrapped angle error below
+        ``success_angle`` (velocities ignored)."""
+        distance, angle_error = pose_error(states, goals)
+        return (distance < config.success_distance) & (angle_error < config.success_angle)
+
+    def _coerce_state(self, state: np.ndarray, name: str) -> np.ndarray:
+        if state.shape not in ((STATE_DIM,), (POSE_DIM,)):
+            raise ValueError(
+                f"{name} must have shape ({STATE_DIM},) (full state) or ({POSE_DIM},) (pose at "
+                f"rest), got {state.shape}"
+            )
+        full = np.zeros(STATE_DIM)
+        full[: state.size] = state
+        full[4] = wrap_angle(full[4])
+        return full
+
+    def _write_state(self, state: np.ndarray) -> None:
+        self._state = state.copy()
         self._load(self._state)
-        return self._observation(), self._info(self._sim.coverage())
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Moves the agent's PD target by ``action_scale * clip(action, -1, 1)``; one 0.1 s step."""
-        self._advance(action)
-        info = self._info(self._sim.coverage())
-        return self._observation(), float(info["success"]), False, False, info
-
-    def render(self) -> np.ndarray | None:
-        """The current frame at ``image_size`` if ``render_mode == "rgb_array"``, else None."""
-        if self.render_mode != "rgb_array" or self._state is None:
-            return None
-        return self.render_state(self._state)
-
-    # ------------------------------------------------------------------------ state access
-    def get_state(self) -> np.ndarray:
-        """The full state, float64 (10,) copy (layout in the module docstring)."""
-        if self._state is None:
-            raise RuntimeError("call reset() before get_state()")
+    def _read_state(self) -> np.ndarray:
         return self._state.copy()
 
-    def set_state(self, state: np.ndarray) -> None:
-        """Sets the full state ((10,), or a (5,) pose at rest); ValueError for a bad shape/NaN."""
-        self._state = self._validated(state, "state")
+    def _physics_step(self, action: np.ndarray) -> None:
+        target = np.clip(self._state[:2] + self.config.action_scale * action, AGENT_LOW, AGENT_HIGH)
+        self._load(self._state)
+        self._sim.step(target)  # gym-pusht's PD control and physics
+        agent, block = self._sim.agent, self._sim.block
+        self._state = np.array(
+            [*agent.position, *block.position, wrap_angle(block.angle), *agent.velocity,
+             *block.velocity, block.angular_velocity],
+            dtype=np.float64,
+        )  # fmt: skip
 
-    @property
-    def goal_state(self) -> np.ndarray:
-        """The goal state, float64 (10,) copy."""
-        if self._goal is None:
-            raise RuntimeError("call reset() before goal_state")
-        return self._goal.copy()
-
-    def set_goal(self, goal: np.ndarray) -> None:
-        """Sets the goal state (same validation as ``set_state``)."""
-        self._goal = self._validated(goal, "goal")
-
-    def render_state(self, state: np.ndarray, size: int | None = None) -> np.ndarray:
-        """Renders the agent and the block at ``state`` (no goal drawn), uint8 (size, size, 3).
-
-        gym-pusht's drawing code (pygame) at its native 512 px, box-averaged down to ``size``
-        by repeated exact 2x halving (so the image is anti-aliased: about 1/8 px resolution at
-        64 px). The current episode is not disturbed (every step rebuilds the simulator from the
-        state vector).
-        """
-        size = self.config.image_size if size is None else int(size)
-        if size < 1:
-            raise ValueError(f"size must be >= 1, got {size}")
-        self._place_bodies(self._validated(state, "state"))
+    def _draw(self, state: np.ndarray, size: int) -> np.ndarray:
+        """gym-pusht's drawing code (pygame) at its native 512 px, box-averaged down to ``size``
+        by repeated exact 2x halving (anti-aliased: about 1/8 px resolution at 64 px). The
+        episode is not disturbed (every step rebuilds the simulator from the state vector)."""
+        self._place_bodies(state)
         self._screen.fill((255, 255, 255))
         self._sim.space.debug_draw(self._draw_options)
         # Zero-copy view of the 32-bit surface: (x, y) words, transposed to rows = y.
@@ -300,50 +261,15 @@ class PushTEnv(gym.Env):
             frame = cv2.resize(frame, (size, size), interpolation=interpolation)
         return frame[..., self._rgb_bytes]  # fancy indexing: a new (size, size, 3) array
 
-    @staticmethod
-    def is_success(
-        state: np.ndarray,
-        goal: np.ndarray,
-        success_distance: float = SUCCESS_DISTANCE,
-        success_angle: float = SUCCESS_ANGLE,
-    ) -> bool:
-        """Whether the pose error of ``state`` to ``goal`` is within both thresholds.
-
-        ``||(agent xy, block xy) - goal's|| < success_distance`` (one norm of the 4-vector) and
-        wrapped block angle error ``< success_angle``. Velocities are ignored. On an instance the
-        thresholds default to that instance's config.
-        """
-        state, goal = np.asarray(state), np.asarray(goal)
-        if state.ndim != 1 or goal.ndim != 1:
-            raise ValueError(f"state and goal must be 1-d, got {state.shape} and {goal.shape}")
-        distance, angle_error = pose_error(state, goal)
-        return bool(distance < success_distance and angle_error < success_angle)
-
-    @staticmethod
-    def is_success_batch(
-        states: np.ndarray,
-        goals: np.ndarray,
-        success_distance: float = SUCCESS_DISTANCE,
-        success_angle: float = SUCCESS_ANGLE,
-    ) -> np.ndarray:
-        """Vectorized ``is_success`` over (..., 5 or 10) arrays (broadcast); returns bool (...)."""
-        distance, angle_error = pose_error(states, goals)
-        return (distance < success_distance) & (angle_error < success_angle)
-
-    # ---------------------------------------------------------------------------- helpers
-    def _validated(self, value: np.ndarray, name: str) -> np.ndarray:
-        array = np.array(value, dtype=np.float64)  # copy: never alias the caller's array
-        if array.shape not in ((STATE_DIM,), (POSE_DIM,)):
-            raise ValueError(
-                f"{name} must have shape ({STATE_DIM},) (full state) or ({POSE_DIM},) (pose at "
-                f"rest), got {array.shape}"
-            )
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"{name} must be finite, got {array}")
-        state = np.zeros(STATE_DIM)
-        state[: array.size] = array
-        state[4] = wrap_angle(state[4])
-        return state
+    def _extra_info(self, state: np.ndarray) -> dict[str, Any]:
+        self._place_bodies(state)
+        self._sim.goal_pose = self._goal[2:5].copy()  # gym-pusht's coverage is against this
+        coverage = self._sim.coverage()
+        return {
+            "angle_error": float(pose_error(state, self._goal)[1]),
+            "coverage": coverage,  # gym-pusht's: block/goal-T overlap area over the T's area
+            "iou": coverage / (2.0 - coverage),  # the two T's have the same area
+        }
 
     def _place_bodies(self, state: np.ndarray) -> None:
         """Puts gym-pusht's bodies at ``state`` (angle before position: the block rotates about
@@ -361,96 +287,41 @@ class PushTEnv(gym.Env):
     def _load(self, state: np.ndarray) -> None:
         """Rebuilds the simulator at ``state``: a fresh pymunk space, then the bodies."""
         self._sim._setup()
-        assert self._goal is not None
-        self._sim.goal_pose = self._goal[2:5].copy()  # gym-pusht's coverage is against this
         self._place_bodies(state)
 
-    def _advance(self, action: np.ndarray) -> None:
-        """The dynamics of ``step`` alone (no coverage, observation or info), as the simulator
-        oracle steps."""
-        if self._state is None or self._goal is None:
-            raise RuntimeError("call reset() before step()")
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (2,) or not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be a finite array of shape (2,), got {action!r}")
-        target = self._state[:2] + self.config.action_scale * np.clip(action, -1.0, 1.0)
-        target = np.clip(target, AGENT_LOW, AGENT_HIGH)
-        self._load(self._state)
-        self._sim.step(target)  # gym-pusht's PD control and physics
-        self._state = self._read()
 
-    def _read(self) -> np.ndarray:
-        agent, block = self._sim.agent, self._sim.block
-        return np.array(
-            [*agent.position, *block.position, wrap_angle(block.angle), *agent.velocity,
-             *block.velocity, block.angular_velocity],
-            dtype=np.float64,
-        )  # fmt: skip
-
-    def _observation(self) -> np.ndarray:
-        if self.obs_mode == "pixels":
-            return self.render_state(self._state)
-        return self._state.astype(np.float32)
-
-    def _info(self, coverage: float) -> dict[str, Any]:
-        distance, angle_error = pose_error(self._state, self._goal)
-        success = bool(
-            distance < self.config.success_distance and angle_error < self.config.success_angle
-        )
-        return {
-            "state": self._state.copy(),
-            "goal": self._goal.copy(),
-            "success": success,
-            "distance": float(distance),
-            "angle_error": float(angle_error),
-            "coverage": coverage,  # gym-pusht's: block/goal-T overlap area over the T's area
-            "iou": coverage / (2.0 - coverage),  # the two T's have the same area
-        }
-
-
-# ------------------------------------------------------------- EnvSpec module contract
-SPEC = ENV_SPECS["pusht"]  # the registry in lewm_mpc.envs is the single source
-
-
-def make_env(
-    obs_mode: str = "pixels", env_config: Mapping[str, Any] | None = None, **kwargs: Any
-) -> gym.Env:
-    """``gym.make`` of PushT with optional config-field overrides (see ``EnvSpec``)."""
-    try:
-        config = PushTConfig(**env_config) if env_config else None
-    except TypeError as error:
-        raise ValueError(f"invalid PushT env_config {dict(env_config or {})}: {error}") from None
-    return gym.make(SPEC.gym_id, obs_mode=obs_mode, config=config, **kwargs)
-
-
-def make_expert(env: gym.Env) -> Any:
-    """The scripted pusher (a ``Policy``) for a PushT env."""
-    from lewm_mpc.envs.pusht_expert import PushTExpert
-
-    return PushTExpert(env.unwrapped.config)
-
-
-def is_success(state: np.ndarray, goal: np.ndarray) -> bool:
-    """Pose within the default thresholds of the goal (20 px on the 4-vector, pi/9 rad)."""
-    return PushTEnv.is_success(state, goal)
+def pusht_view(image_size: int) -> PlanarView:
+    """PushT: gym-pusht's 512 px world, y down; tracks: agent xy, block xy."""
+    ratio = image_size / WORLD_SIZE
+    return PlanarView(matrix=((ratio, 0.0), (0.0, ratio)), offset=(0.0, 0.0), tracks=2)
 
 
 def goal_features(states: np.ndarray) -> np.ndarray:
-    """Task features of (..., 10) states (or (..., 5) poses), float64 (..., 6).
+    """Task features of (..., 10) states, float64 (..., 6).
 
     ``[agent xy, block xy] / success_distance`` and ``(cos, sin)`` of the block angle over
     ``success_angle`` (defaults: 20 px, pi/9): a feature distance below 1 is about a success
     (the position part is exactly the success test's norm; the chord is about the angle error).
     """
     states = np.asarray(states, dtype=np.float64)
-    if states.shape[-1] not in (POSE_DIM, STATE_DIM):
-        raise ValueError(
-            f"PushT states have shape (..., {STATE_DIM}) (or (..., {POSE_DIM}) poses), "
-            f"got {states.shape}"
-        )
     angle = states[..., 4:5]
     return np.concatenate(
         [states[..., :4] / SUCCESS_DISTANCE, np.cos(angle) / SUCCESS_ANGLE,
          np.sin(angle) / SUCCESS_ANGLE],
         axis=-1,
     )  # fmt: skip
+
+
+DEFINITION = EnvDefinition(
+    env_class=PushTEnv,
+    experts={
+        "scripted": "lewm_mpc.envs.pusht_expert:PushTExpert.from_env",
+        "goal": "lewm_mpc.envs.pusht_goal_expert:PushTGoalExpert.from_env",
+    },
+    goal_features=goal_features,
+    probe=ProbeTarget(
+        "agent xy + block xy", lambda states: np.asarray(states, np.float64)[..., :4]
+    ),
+    view=lambda env: pusht_view(env.config.image_size),
+    recipe=EnvRecipe(episodes=300, episode_steps=200),
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -80,6 +81,11 @@ class PushTExpert:
         self.gain = float(gain)
         self._rng: np.random.Generator | None = None
         self._mode: str | None = None  # "move", "approach" or "push"
+
+    @classmethod
+    def from_env(cls, env: Any) -> PushTExpert:
+        """The policy with default settings for ``env`` (an unwrapped PushT env)."""
+        return cls(env.config)
 
     def reset(self, rng: np.random.Generator) -> None:
         """Starts an episode: takes ownership of ``rng`` and forgets the current task."""

@@ -15,33 +15,25 @@ sphere is hidden: a goal is a pose of the arm, and its image is the arm in that 
 
 from __future__ import annotations
 
-import atexit
-import functools
-import os
-import sys
-import weakref
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-if sys.platform.startswith("linux") and not (
-    os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-):
-    os.environ.setdefault("MUJOCO_GL", "egl")  # headless: must be set before mujoco is imported
-
 try:
     import mujoco
     from dm_control.suite import reacher as _suite_reacher
+
+    from lewm_mpc.envs.mujoco_rendering import FastRenderers
 except ImportError as _error:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         f"Reacher needs dm-control and mujoco ({_error}): pip install 'lewm-mpc[reacher]'"
     ) from _error
 
-from lewm_mpc.envs import ENV_SPECS
-from lewm_mpc.envs.spec import configure_spaces
+from lewm_mpc.envs.base import GoalEnv
+from lewm_mpc.envs.spec import EnvDefinition, EnvRecipe, ProbeTarget
+from lewm_mpc.envs.views import PinholeView
 
 SUCCESS_TOLERANCE = 0.05  # rad, on every joint (reference threshold)
 LINK_LENGTHS = (0.12, 0.12)  # shoulder -> wrist, wrist -> fingertip centre (m), from the suite XML
@@ -50,19 +42,6 @@ FINGERTIP_HEIGHT = 0.01  # m: the arm moves in the plane z = 0.01 (world xy = ar
 CAMERA = "fixed"  # the suite's top-down camera, 0.75 m above the arena centre
 _HIDDEN_GROUP = 5  # geom group of the target sphere; switched off in the scene options
 _WRIST_SLACK = 0.3  # rad a state's wrist may pass its +-160 deg stops (soft limit: <= 0.17 seen)
-
-
-_OPEN_ENVS: weakref.WeakSet[ReacherEnv] = weakref.WeakSet()  # envs holding renderers
-
-
-def _close_open_envs() -> None:
-    """Frees the GL contexts left open at exit (``__del__`` at teardown raises EGL errors).
-
-    Registered with ``atexit`` after the first renderer exists, hence after mujoco's own hook
-    that terminates the EGL display: atexit runs hooks in reverse, so this one runs first.
-    """
-    for env in list(_OPEN_ENVS):
-        env.close()
 
 
 @dataclass(frozen=True)
@@ -139,40 +118,24 @@ def load_model() -> mujoco.MjModel:
 _STATE_HIGH = np.array([1.0, 1.0, 1.0, 1.0, np.inf, np.inf], dtype=np.float32)
 
 
-class ReacherEnv(gym.Env):
-    """Two-link planar arm; reach a goal joint configuration (gymnasium API).
+class ReacherEnv(GoalEnv[ReacherConfig]):
+    """Two-link planar arm; reach a goal joint configuration (a :class:`GoalEnv`).
 
-    Observations are the top-down frame (``obs_mode="pixels"``, uint8 (S, S, 3)) or
-    ``[cos q0, sin q0, cos q1, sin q1, dq0, dq1]`` (``obs_mode="state"``, float32 (6,)). Actions
-    are the two motor commands in [-1, 1] (the suite's control range; torque = 0.05 N m per unit).
-    The goal is a full state (its velocities are ignored): ``goal_state`` / ``info["goal"]``,
-    its image is ``render_state(goal)``. Reward is 1.0 on success; episodes never terminate (the
-    time limit comes from registration).
-
-    Args:
-        config: Environment configuration; defaults to ``ReacherConfig()``.
-        obs_mode: ``"pixels"`` or ``"state"``.
-        render_mode: ``None`` or ``"rgb_array"``.
+    The state is ``[shoulder, wrist, d_shoulder, d_wrist]`` float64 (4,); the state observation is
+    ``[cos q0, sin q0, cos q1, sin q1, dq0, dq1]`` float32 (6,). Actions are the two motor
+    commands in [-1, 1] (torque = 0.05 N m per unit). Success: every joint within
+    ``config.success_tolerance`` rad of the goal's (velocities ignored).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 25}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}  # noqa: RUF012
+    name = "reacher"
+    config_class = ReacherConfig
+    state_dim = STATE_DIM
+    action_dim = 2
 
-    def __init__(
-        self,
-        config: ReacherConfig | None = None,
-        obs_mode: str = "pixels",
-        render_mode: str | None = None,
-    ) -> None:
-        self.config = ReacherConfig() if config is None else config
-        configure_spaces(
-            self, obs_mode, render_mode, self.config.image_size,
-            gym.spaces.Box(-_STATE_HIGH, _STATE_HIGH, (6,), np.float32), 2,
-        )  # fmt: skip
-        # Instance-bound success tests with this config's tolerance (shadow the static defaults).
-        tolerance = self.config.success_tolerance
-        self.is_success = functools.partial(ReacherEnv.is_success, tolerance=tolerance)
-        self.is_success_batch = functools.partial(ReacherEnv.is_success_batch, tolerance=tolerance)
-
+    def __init__(self, config: ReacherConfig | None = None, obs_mode: str = "pixels",
+                 render_mode: str | None = None) -> None:  # fmt: skip
+        super().__init__(config, obs_mode, render_mode)
         self.model = load_model()
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self.dt)}
         self._data = mujoco.MjData(self.model)  # the simulation
@@ -181,86 +144,25 @@ class ReacherEnv(gym.Env):
         self.wrist_range = tuple(float(v) for v in self.model.jnt_range[wrist])
         self._scene_option = mujoco.MjvOption()
         self._scene_option.geomgroup[_HIDDEN_GROUP] = 0
-        self._renderers: dict[int, mujoco.Renderer] = {}
-        self._goal: np.ndarray | None = None
-        self._started = False
+        self._renderers = FastRenderers(self.model)
 
     @property
     def dt(self) -> float:
         """Seconds of simulated time per env step."""
         return self.config.frame_skip * float(self.model.opt.timestep)
 
-    # ----------------------------------------------------------------------------- gym API
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Starts an episode; ``options`` may set ``"state"`` and/or ``"goal"`` (full states).
-
-        By default the start and the goal are drawn like the suite's episodes: shoulder uniform
-        in [-pi, pi), wrist uniform in its range, zero velocity.
-        """
-        super().reset(seed=seed)
-        options = {} if options is None else dict(options)
-        unknown = set(options) - {"state", "goal"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; known: ['goal', 'state']")
-        start = options.get("state")
-        goal = options.get("goal")
-        # Validate both before changing anything.
-        start = (
-            self.sample_state(self.np_random) if start is None else self._validated(start, "state")
-        )
-        goal = self.sample_state(self.np_random) if goal is None else self._validated(goal, "goal")
-        self._write_state(start)
-        self._goal = goal
-        self._started = True
-        return self._observation(), self._info()
-
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Applies ``clip(action, -1, 1)`` to the motors for ``frame_skip`` physics steps."""
-        self._advance(action)
-        info = self._info()
-        return self._observation(), float(info["success"]), False, False, info
-
-    def render(self) -> np.ndarray | None:
-        """The current frame at ``image_size`` if ``render_mode == "rgb_array"``, else None."""
-        if self.render_mode != "rgb_array" or not self._started:
-            return None
-        return self.render_state(self.get_state())
+    def state_observation_space(self) -> gym.spaces.Box:
+        """``(cos q, sin q)`` of both joints and their velocities."""
+        return gym.spaces.Box(-_STATE_HIGH, _STATE_HIGH, (6,), np.float32)
 
     def close(self) -> None:
         """Frees the renderers' GL contexts."""
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
-        _OPEN_ENVS.discard(self)
+        self._renderers.close()
         super().close()
 
-    # ------------------------------------------------------------------------ state access
-    def get_state(self) -> np.ndarray:
-        """``[qpos, qvel]``, float64 (4,) copy."""
-        if not self._started:
-            raise RuntimeError("call reset() before get_state()")
-        return np.concatenate([self._data.qpos, self._data.qvel])
-
-    def set_state(self, state: np.ndarray) -> None:
-        """Sets angles and velocities; ValueError for a bad shape, NaN or a wrist off its range."""
-        self._write_state(self._validated(state, "state"))
-        self._started = True
-
-    @property
-    def goal_state(self) -> np.ndarray:
-        """The goal state, float64 (4,) copy (only its joint angles matter)."""
-        if self._goal is None:
-            raise RuntimeError("call reset() before goal_state")
-        return self._goal.copy()
-
-    def set_goal(self, goal: np.ndarray) -> None:
-        """Sets the goal state (same validation as ``set_state``)."""
-        self._goal = self._validated(goal, "goal")
-
     def sample_state(self, rng: np.random.Generator) -> np.ndarray:
-        """A random pose at rest: shoulder in [-pi, pi), wrist in its range; float64 (4,)."""
+        """A random pose at rest, like the suite's episodes: shoulder uniform in [-pi, pi),
+        wrist uniform in its range; float64 (4,)."""
         shoulder = rng.uniform(-np.pi, np.pi)
         wrist = rng.uniform(*self.wrist_range)
         return np.array([shoulder, wrist, 0.0, 0.0])
@@ -272,54 +174,24 @@ class ReacherEnv(gym.Env):
         velocities = np.zeros(2) if velocities is None else np.asarray(velocities, np.float64)
         return np.concatenate([angles, velocities.reshape(2)])
 
-    def render_state(self, state: np.ndarray, size: int | None = None) -> np.ndarray:
-        """Renders the arm at ``state`` (target hidden), uint8 (size, size, 3).
+    @classmethod
+    def goal_error(cls, states: np.ndarray, goals: np.ndarray, config: ReacherConfig) -> np.ndarray:
+        """The largest joint error (...,), rad."""
+        return np.max(joint_errors(states, goals), axis=-1)
 
-        Uses a separate ``MjData``: the running episode is not disturbed.
-        """
-        state = self._validated(state, "state")
-        size = self.config.image_size if size is None else int(size)
-        data = self._render_data
-        data.qpos[:] = state[:2]
-        data.qvel[:] = state[2:]
-        mujoco.mj_forward(self.model, data)  # body, camera and light poses
-        renderer = self._renderer(size)
-        renderer.update_scene(data, camera=CAMERA, scene_option=self._scene_option)
-        return renderer.render()  # a fresh array each call
-
-    @staticmethod
-    def is_success(
-        state: np.ndarray, goal: np.ndarray, tolerance: float = SUCCESS_TOLERANCE
-    ) -> bool:
-        """Whether every joint of ``state`` is within ``tolerance`` rad of ``goal`` (both (4,)).
-
-        On an instance the tolerance defaults to that instance's ``config.success_tolerance``.
-        """
-        state = np.asarray(state, dtype=np.float64)
-        goal = np.asarray(goal, dtype=np.float64)
-        if state.shape != (STATE_DIM,) or goal.shape != (STATE_DIM,):
-            raise ValueError(
-                f"state and goal must have shape ({STATE_DIM},), got {state.shape} and {goal.shape}"
-            )
-        return bool(np.max(joint_errors(state, goal)) < tolerance)
-
-    @staticmethod
-    def is_success_batch(
-        states: np.ndarray, goals: np.ndarray, tolerance: float = SUCCESS_TOLERANCE
+    @classmethod
+    def success_mask(
+        cls, states: np.ndarray, goals: np.ndarray, config: ReacherConfig
     ) -> np.ndarray:
-        """Vectorized ``is_success`` over (..., 4) arrays (broadcast); returns bool (...)."""
-        return np.max(joint_errors(states, goals), axis=-1) < tolerance
+        """Every joint within ``config.success_tolerance`` of the goal's."""
+        return cls.goal_error(states, goals, config) < config.success_tolerance
 
-    # ---------------------------------------------------------------------------- helpers
-    def _validated(self, value: np.ndarray, name: str) -> np.ndarray:
-        state = np.array(value, dtype=np.float64)  # copy: never alias the caller's array
+    def _coerce_state(self, state: np.ndarray, name: str) -> np.ndarray:
         if state.shape != (STATE_DIM,):
             raise ValueError(
                 f"{name} must have shape ({STATE_DIM},) = [shoulder, wrist, d_shoulder, d_wrist], "
                 f"got {state.shape}"
             )
-        if not np.all(np.isfinite(state)):
-            raise ValueError(f"{name} must be finite, got {state}")
         low, high = self.wrist_range
         if not low - _WRIST_SLACK <= state[1] <= high + _WRIST_SLACK:
             raise ValueError(
@@ -330,90 +202,37 @@ class ReacherEnv(gym.Env):
             state[0] = wrap_angle(state[0])
         return state
 
-    def _advance(self, action: np.ndarray) -> None:
-        """The dynamics of ``step`` alone (no observation or info), as the simulator oracle
-        steps."""
-        if not self._started or self._goal is None:
-            raise RuntimeError("call reset() before step()")
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (2,) or not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be a finite array of shape (2,), got {action!r}")
-        data = self._data
-        data.ctrl[:] = np.clip(action, -1.0, 1.0)
-        mujoco.mj_step(self.model, data, nstep=self.config.frame_skip)
-        if not -np.pi <= data.qpos[0] < np.pi:
-            data.qpos[0] = wrap_angle(data.qpos[0])
-
     def _write_state(self, state: np.ndarray) -> None:
         mujoco.mj_resetData(self.model, self._data)
         self._data.qpos[:] = state[:2]
         self._data.qvel[:] = state[2:]
 
-    def _renderer(self, size: int) -> mujoco.Renderer:
-        renderer = self._renderers.get(size)
-        if renderer is None:
-            if size < 1:
-                raise ValueError(f"size must be >= 1, got {size}")
-            visual = self.model.vis.global_
-            visual.offwidth = max(visual.offwidth, size)
-            visual.offheight = max(visual.offheight, size)
-            renderer = mujoco.Renderer(self.model, height=size, width=size)
-            flags = renderer.scene.flags
-            for flag in ("mjRND_SHADOW", "mjRND_REFLECTION", "mjRND_SKYBOX"):
-                flags[getattr(mujoco.mjtRndFlag, flag)] = False
-            self._renderers[size] = renderer
-            if not _OPEN_ENVS:
-                atexit.unregister(_close_open_envs)
-                atexit.register(_close_open_envs)
-            _OPEN_ENVS.add(self)
-        return renderer
+    def _read_state(self) -> np.ndarray:
+        return np.concatenate([self._data.qpos, self._data.qvel])
 
-    def _observation(self) -> np.ndarray:
-        state = self.get_state()
-        if self.obs_mode == "pixels":
-            return self.render_state(state)
+    def _physics_step(self, action: np.ndarray) -> None:
+        data = self._data
+        data.ctrl[:] = action
+        mujoco.mj_step(self.model, data, nstep=self.config.frame_skip)
+        if not -np.pi <= data.qpos[0] < np.pi:
+            data.qpos[0] = wrap_angle(data.qpos[0])
+
+    def _draw(self, state: np.ndarray, size: int) -> np.ndarray:
+        data = self._render_data  # a separate MjData: the running episode is not disturbed
+        data.qpos[:] = state[:2]
+        data.qvel[:] = state[2:]
+        mujoco.mj_forward(self.model, data)  # body, camera and light poses
+        return self._renderers.render(data, size, CAMERA, self._scene_option)
+
+    def _state_observation(self, state: np.ndarray) -> np.ndarray:
         cos, sin = np.cos(state[:2]), np.sin(state[:2])
         return np.array([cos[0], sin[0], cos[1], sin[1], state[2], state[3]], dtype=np.float32)
 
-    def _info(self) -> dict[str, Any]:
-        state = self.get_state()
-        errors = joint_errors(state, self._goal)
-        distance = float(np.max(errors))
+    def _extra_info(self, state: np.ndarray) -> dict[str, Any]:
         return {
-            "state": state,
-            "goal": self._goal.copy(),
-            "success": distance < self.config.success_tolerance,
-            "distance": distance,
-            "joint_errors": errors,
+            "joint_errors": joint_errors(state, self._goal),
             "fingertip": fingertip_position(state),
         }
-
-
-# ------------------------------------------------------------- EnvSpec module contract
-SPEC = ENV_SPECS["reacher"]  # the registry in lewm_mpc.envs is the single source
-
-
-def make_env(
-    obs_mode: str = "pixels", env_config: Mapping[str, Any] | None = None, **kwargs: Any
-) -> gym.Env:
-    """``gym.make`` of Reacher with optional config-field overrides (see ``EnvSpec``)."""
-    try:
-        config = ReacherConfig(**env_config) if env_config else None
-    except TypeError as error:
-        raise ValueError(f"invalid Reacher env_config {dict(env_config or {})}: {error}") from None
-    return gym.make(SPEC.gym_id, obs_mode=obs_mode, config=config, **kwargs)
-
-
-def make_expert(env: gym.Env) -> Any:
-    """The smoothed random-action data policy (a ``Policy``) for a Reacher env."""
-    from lewm_mpc.envs.reacher_expert import ReacherRandomPolicy
-
-    return ReacherRandomPolicy()
-
-
-def is_success(state: np.ndarray, goal: np.ndarray) -> bool:
-    """Every joint within the default tolerance (0.05 rad) of the goal."""
-    return ReacherEnv.is_success(state, goal)
 
 
 def goal_features(states: np.ndarray) -> np.ndarray:
@@ -423,9 +242,18 @@ def goal_features(states: np.ndarray) -> np.ndarray:
     The chord between two angles is about their difference for small errors, so a feature
     distance below 1 is about a success (exactly the per-joint test when one joint is off).
     """
-    states = np.asarray(states, dtype=np.float64)
-    if states.shape[-1:] != (STATE_DIM,):
-        raise ValueError(f"Reacher states have shape (..., {STATE_DIM}), got {states.shape}")
-    angles = states[..., :2]
+    angles = np.asarray(states, dtype=np.float64)[..., :2]
     features = np.stack([np.cos(angles), np.sin(angles)], axis=-1)  # (..., 2 joints, 2)
-    return features.reshape(*states.shape[:-1], 4) / SUCCESS_TOLERANCE
+    return features.reshape(*angles.shape[:-1], 4) / SUCCESS_TOLERANCE
+
+
+DEFINITION = EnvDefinition(
+    env_class=ReacherEnv,
+    experts={"random": "lewm_mpc.envs.reacher_expert:ReacherRandomPolicy.from_env"},
+    goal_features=goal_features,
+    probe=ProbeTarget("fingertip xy", fingertip_position),
+    view=lambda env: PinholeView.from_mujoco(
+        env.model, CAMERA, env.config.image_size, FINGERTIP_HEIGHT
+    ),
+    recipe=EnvRecipe(episodes=300, episode_steps=200),
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -32,6 +34,11 @@ class ReacherRandomPolicy:
         self._rng: np.random.Generator | None = None
         self._action = np.zeros(2, np.float32)
         self._steps_left = 0
+
+    @classmethod
+    def from_env(cls, env: Any) -> ReacherRandomPolicy:
+        """The policy with default settings for ``env`` (an unwrapped Reacher env; unused)."""
+        return cls()
 
     def reset(self, rng: np.random.Generator) -> None:
         """Starts an episode: takes ownership of ``rng`` and drops the held action."""

@@ -8,14 +8,14 @@ top of the arena (y = 1). The agent collides as an axis-aligned square of half-s
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 
-from lewm_mpc.envs.spec import configure_spaces
+from lewm_mpc.envs.base import GoalEnv
+from lewm_mpc.envs.spec import EnvDefinition, EnvRecipe, ProbeTarget
+from lewm_mpc.envs.views import PlanarView
 
 SUCCESS_RADIUS = 16 / 224  # reference threshold: 16 px of a 224 px arena
 _EPS = 1e-6  # geometric tolerance: touching the wall is allowed, overlapping it is not
@@ -198,192 +198,86 @@ def render_state(config: TwoRoomConfig, state: np.ndarray, size: int | None = No
     return frame
 
 
-class TwoRoomEnv(gym.Env):
-    """Two rooms joined by one door; reach a goal position (gymnasium API).
+class TwoRoomEnv(GoalEnv[TwoRoomConfig]):
+    """Two rooms joined by one door; reach a goal position (a :class:`GoalEnv`).
 
-    Observations are the rendered frame (``obs_mode="pixels"``, uint8 (S, S, 3)) or the agent
-    position (``obs_mode="state"``, float32 (2,)). The goal is not part of the observation: it is
-    given by ``goal_state`` and ``info["goal"]``, and its image is ``render_state(goal)``.
-    Reward is 1.0 on success; episodes never terminate (the time limit comes from registration).
-
-    Args:
-        config: Environment configuration; defaults to ``TwoRoomConfig()``.
-        obs_mode: ``"pixels"`` or ``"state"``.
-        render_mode: ``None`` or ``"rgb_array"``.
+    The state is the agent position, float64 (2,); the state observation is the same as
+    float32. Success: agent within ``config.success_radius`` of the goal position.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    name = "tworoom"
+    config_class = TwoRoomConfig
+    state_dim = 2
+    action_dim = 2
 
-    def __init__(
-        self,
-        config: TwoRoomConfig | None = None,
-        obs_mode: str = "pixels",
-        render_mode: str | None = None,
-    ) -> None:
-        self.config = TwoRoomConfig() if config is None else config
-        configure_spaces(
-            self, obs_mode, render_mode, self.config.image_size,
-            gym.spaces.Box(0.0, 1.0, (2,), np.float32), 2,
-        )  # fmt: skip
-        # Instance-bound success tests with this config's radius (shadow the static defaults).
-        radius = self.config.success_radius
-        self.is_success = functools.partial(TwoRoomEnv.is_success, success_radius=radius)
-        self.is_success_batch = functools.partial(
-            TwoRoomEnv.is_success_batch, success_radius=radius
-        )
-        self._pos: np.ndarray | None = None
-        self._goal: np.ndarray | None = None
+    def __init__(self, config: TwoRoomConfig | None = None, obs_mode: str = "pixels",
+                 render_mode: str | None = None) -> None:  # fmt: skip
+        super().__init__(config, obs_mode, render_mode)
+        self._pos = np.zeros(2)
 
-    # ----------------------------------------------------------------------------- gym API
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Starts an episode; ``options`` may set ``"state"`` and/or ``"goal"`` (agent xy)."""
-        super().reset(seed=seed)
-        options = {} if options is None else dict(options)
-        unknown = set(options) - {"state", "goal"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; known: ['goal', 'state']")
-        if options.get("state") is not None:
-            self.set_state(options["state"])
-        else:
-            self._pos = self.sample_free_position(self.np_random)
-        if options.get("goal") is not None:
-            self.set_goal(options["goal"])
-        else:
-            self._goal = self.sample_free_position(self.np_random)
-        return self._observation(), self._info()
+    def state_observation_space(self) -> gym.spaces.Box:
+        """The arena's unit square."""
+        return gym.spaces.Box(0.0, 1.0, (2,), np.float32)
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Moves the agent by ``speed * clip(action, -1, 1)``; reward 1.0 on success."""
-        self._advance(action)
-        info = self._info()
-        return self._observation(), float(info["success"]), False, False, info
-
-    def render(self) -> np.ndarray | None:
-        """The current frame at ``image_size`` if ``render_mode == "rgb_array"``, else None."""
-        if self.render_mode != "rgb_array" or self._pos is None:
-            return None
-        return self.render_state(self._pos)
-
-    # ------------------------------------------------------------------------ state access
-    def get_state(self) -> np.ndarray:
-        """The agent position, float64 (2,) copy."""
-        if self._pos is None:
-            raise RuntimeError("call reset() before get_state()")
-        return self._pos.copy()
-
-    def set_state(self, state: np.ndarray) -> None:
-        """Teleports the agent; raises ValueError for a bad shape, NaN, or a non-free position."""
-        self._pos = self._validated(state, "state")
-
-    @property
-    def goal_state(self) -> np.ndarray:
-        """The goal position, float64 (2,) copy."""
-        if self._goal is None:
-            raise RuntimeError("call reset() before goal_state")
-        return self._goal.copy()
-
-    def set_goal(self, goal: np.ndarray) -> None:
-        """Sets the goal position (same validation as ``set_state``)."""
-        self._goal = self._validated(goal, "goal")
+    def sample_state(self, rng: np.random.Generator) -> np.ndarray:
+        """A free agent position, uniform over the free space, float64 (2,)."""
+        return sample_free_position(self.config, rng)
 
     def sample_free_position(self, rng: np.random.Generator) -> np.ndarray:
         """Samples a free agent position uniformly, float64 (2,)."""
         return sample_free_position(self.config, rng)
 
-    def render_state(self, state: np.ndarray, size: int | None = None) -> np.ndarray:
-        """Renders the agent at ``state`` (goal not drawn), uint8 (size, size, 3)."""
-        return render_state(self.config, state, size)
+    @classmethod
+    def goal_error(cls, states: np.ndarray, goals: np.ndarray, config: TwoRoomConfig) -> np.ndarray:
+        """Agent-goal distance (...,) in arena widths."""
+        return np.linalg.norm(np.asarray(states) - np.asarray(goals), axis=-1)
 
-    @staticmethod
-    def is_success(
-        state: np.ndarray, goal: np.ndarray, success_radius: float = SUCCESS_RADIUS
-    ) -> bool:
-        """Whether ``state`` is within ``success_radius`` of ``goal`` (both (2,)).
-
-        On an instance the radius defaults to that instance's ``config.success_radius``.
-        """
-        diff = np.asarray(state, dtype=np.float64) - np.asarray(goal, dtype=np.float64)
-        if diff.shape != (2,):
-            raise ValueError(f"state and goal must have shape (2,), got {diff.shape}")
-        return bool(np.hypot(diff[0], diff[1]) < success_radius)
-
-    @staticmethod
-    def is_success_batch(
-        states: np.ndarray, goals: np.ndarray, success_radius: float = SUCCESS_RADIUS
+    @classmethod
+    def success_mask(
+        cls, states: np.ndarray, goals: np.ndarray, config: TwoRoomConfig
     ) -> np.ndarray:
-        """Vectorized ``is_success`` over (..., 2) arrays (broadcast); returns bool (...)."""
-        diff = np.asarray(states, dtype=np.float64) - np.asarray(goals, dtype=np.float64)
-        return np.linalg.norm(diff, axis=-1) < success_radius
+        """Agent within ``config.success_radius`` of the goal."""
+        return cls.goal_error(states, goals, config) < config.success_radius
 
-    # ---------------------------------------------------------------------------- helpers
-    def _validated(self, value: np.ndarray, name: str) -> np.ndarray:
-        pos = np.array(value, dtype=np.float64)  # copy: never alias the caller's array
-        if pos.shape != (2,):
-            raise ValueError(f"{name} must have shape (2,), got {pos.shape}")
-        if not np.all(np.isfinite(pos)):
-            raise ValueError(f"{name} must be finite, got {pos}")
-        if not is_free_position(self.config, pos):
+    def _coerce_state(self, state: np.ndarray, name: str) -> np.ndarray:
+        state = super()._coerce_state(state, name)
+        if not is_free_position(self.config, state):
             raise ValueError(
-                f"{name} {pos} is not free: the agent (radius {self.config.agent_radius}) "
+                f"{name} {state} is not free: the agent (radius {self.config.agent_radius}) "
                 "must lie inside the arena and not overlap the wall"
             )
-        return pos
+        return state
 
-    def _advance(self, action: np.ndarray) -> None:
-        """The dynamics of ``step`` alone (no observation or info), as the simulator oracle
-        steps."""
-        if self._pos is None or self._goal is None:
-            raise RuntimeError("call reset() before step()")
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (2,) or not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be a finite array of shape (2,), got {action!r}")
+    def _write_state(self, state: np.ndarray) -> None:
+        self._pos = state.copy()
+
+    def _read_state(self) -> np.ndarray:
+        return self._pos.copy()
+
+    def _physics_step(self, action: np.ndarray) -> None:
         self._pos = move(self.config, self._pos, action)
 
-    def _observation(self) -> np.ndarray:
-        if self.obs_mode == "pixels":
-            return self.render_state(self._pos)
-        return self._pos.astype(np.float32)
-
-    def _info(self) -> dict[str, Any]:
-        distance = float(np.linalg.norm(self._pos - self._goal))
-        return {
-            "state": self._pos.copy(),
-            "goal": self._goal.copy(),
-            "success": distance < self.config.success_radius,
-            "distance": distance,
-        }
+    def _draw(self, state: np.ndarray, size: int) -> np.ndarray:
+        return render_state(self.config, state, size)
 
 
-# ------------------------------------------------------------- EnvSpec module contract
-def make_env(
-    obs_mode: str = "pixels", env_config: Mapping[str, Any] | None = None, **kwargs: Any
-) -> gym.Env:
-    """``gym.make`` of Two-Room with optional config-field overrides (see ``EnvSpec``)."""
-    try:
-        config = TwoRoomConfig(**env_config) if env_config else None
-    except TypeError as error:
-        raise ValueError(f"invalid Two-Room env_config {dict(env_config or {})}: {error}") from None
-    return gym.make("lewm_mpc/TwoRoom-v0", obs_mode=obs_mode, config=config, **kwargs)
-
-
-def make_expert(env: gym.Env) -> Any:
-    """The noisy scripted expert (a ``Policy``) for a Two-Room env."""
-    from lewm_mpc.envs.two_room_expert import TwoRoomExpert
-
-    return TwoRoomExpert(env.unwrapped.config)
-
-
-def is_success(state: np.ndarray, goal: np.ndarray) -> bool:
-    """Agent within the default success radius of the goal."""
-    return TwoRoomEnv.is_success(state, goal)
+def two_room_view(image_size: int) -> PlanarView:
+    """Two-Room: the arena is the unit square, y up; image row 0 is y = 1."""
+    size = float(image_size)
+    return PlanarView(matrix=((size, 0.0), (0.0, -size)), offset=(0.0, size))
 
 
 def goal_features(states: np.ndarray) -> np.ndarray:
     """Task features of (..., 2) states: the agent position in units of the default success
     radius, float64 (..., 2), so that a feature distance below 1 is a success."""
-    states = np.asarray(states, dtype=np.float64)
-    if states.shape[-1:] != (2,):
-        raise ValueError(f"Two-Room states have shape (..., 2), got {states.shape}")
-    return states / SUCCESS_RADIUS
+    return np.asarray(states, dtype=np.float64) / SUCCESS_RADIUS
+
+
+DEFINITION = EnvDefinition(
+    env_class=TwoRoomEnv,
+    experts={"scripted": "lewm_mpc.envs.two_room_expert:TwoRoomExpert.from_env"},
+    goal_features=goal_features,
+    probe=ProbeTarget("agent xy", lambda states: np.asarray(states, np.float64)[..., :2]),
+    view=lambda env: two_room_view(env.config.image_size),
+    recipe=EnvRecipe(episodes=300, episode_steps=100),
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from lewm_mpc.envs.two_room import TwoRoomConfig, room_of, sample_free_position
@@ -61,6 +63,11 @@ class TwoRoomExpert:
         self._tolerance = self.target_tolerance
         self._speed_scale = 1.0
         self._burst_left = 0
+
+    @classmethod
+    def from_env(cls, env: Any) -> TwoRoomExpert:
+        """The policy with default settings for ``env`` (an unwrapped Two-Room env)."""
+        return cls(env.config)
 
     def reset(self, rng: np.random.Generator) -> None:
         """Starts an episode: takes ownership of ``rng`` and forgets the current target."""

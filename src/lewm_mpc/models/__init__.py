@@ -1,4 +1,6 @@
-"""World models: encoders, predictors, the JEPA model, SIGReg and checkpoints."""
+"""World models: encoders, predictors, the JEPA model, SIGReg, checkpoints, and the simulator
+model (``SimulatorModel``, the true simulator as a world model; import it from
+``lewm_mpc.models.simulator`` or ``lewm_mpc``)."""
 
 from lewm_mpc.models.checkpoint import CheckpointError
 from lewm_mpc.models.config import WorldModelConfig, named_config

@@ -1,9 +1,11 @@
 """World-model checkpoints: ``model.safetensors`` + ``config.json``, never pickle.
 
 ``config.json`` holds a format version, the architecture, the SHA-256 of the weights file and
-free-form ``extra`` metadata (env id, training summary). Loading refuses, with one clear
-``CheckpointError`` line, a missing file, a truncated or corrupted file, an unknown format
-version, or weights that do not match the config.
+the typed run metadata (:class:`~lewm_mpc.models.run_meta.RunMeta`: env, dataset, split,
+training summary). Version-1 checkpoints, whose free-form ``extra`` held that metadata, still
+load: it is converted to a ``RunMeta``. Loading refuses, with one clear ``CheckpointError`` line,
+a missing file, a truncated or corrupted file, an unknown format version, invalid run metadata,
+or weights that do not match the config.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from safetensors.torch import load_file, save_file
 
 from lewm_mpc.atomic import atomic_write, defer_interrupts
 from lewm_mpc.models.config import WorldModelConfig
+from lewm_mpc.models.run_meta import RunMeta
 
 if TYPE_CHECKING:
     from lewm_mpc.models.jepa import WorldModel
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
@@ -80,8 +84,9 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def save_world_model(model: WorldModel, directory: Path, extra: dict[str, Any]) -> Path:
-    """Write weights then config, each atomically, with Ctrl-C held until both are written."""
+def save_world_model(model: WorldModel, directory: Path) -> Path:
+    """Write weights then config (with ``model.run_meta``), each atomically, with Ctrl-C held
+    until both are written."""
     directory.mkdir(parents=True, exist_ok=True)
     with defer_interrupts():
         sha = save_tensors_atomic(model.state_dict(), directory / WEIGHTS_FILE)
@@ -90,15 +95,15 @@ def save_world_model(model: WorldModel, directory: Path, extra: dict[str, Any]) 
             "kind": "lewm_mpc.WorldModel",
             "config": model.config.to_dict(),
             "weights_sha256": sha,
-            "extra": extra,
+            "run_meta": model.run_meta.to_dict(),
         }
         with atomic_write(directory / CONFIG_FILE) as tmp:
             tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
     return directory
 
 
-def read_checkpoint_config(directory: Path) -> tuple[WorldModelConfig, dict[str, Any], str]:
-    """Parse and validate ``config.json``: (architecture, extra metadata, weights hash)."""
+def read_checkpoint_config(directory: Path) -> tuple[WorldModelConfig, RunMeta, str]:
+    """Parse and validate ``config.json``: (architecture, run metadata, weights hash)."""
     directory = Path(directory)
     if not directory.exists():
         raise CheckpointError(f"checkpoint directory {directory} does not exist")
@@ -110,9 +115,10 @@ def read_checkpoint_config(directory: Path) -> tuple[WorldModelConfig, dict[str,
     path = directory / CONFIG_FILE
     payload = read_json(path, "checkpoint config")
     version = payload.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise CheckpointError(
-            f"{path} has format_version {version!r}; this lewm_mpc reads version {FORMAT_VERSION}"
+            f"{path} has format_version {version!r}; this lewm_mpc reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
     try:
         config = WorldModelConfig.from_dict(payload["config"])
@@ -121,14 +127,37 @@ def read_checkpoint_config(directory: Path) -> tuple[WorldModelConfig, dict[str,
     sha = payload.get("weights_sha256")
     if not isinstance(sha, str):
         raise CheckpointError(f"{path} lacks the weights_sha256 entry")
-    return config, dict(payload.get("extra", {})), sha
+    return config, _run_meta(payload, version, config, path), sha
+
+
+def _run_meta(
+    payload: dict[str, Any], version: int, config: WorldModelConfig, path: Path
+) -> RunMeta:
+    """The run metadata of a parsed ``config.json`` (converted from ``extra`` in version 1)."""
+    try:
+        if version == 1:
+            extra = payload.get("extra", {})
+            if not isinstance(extra, dict):
+                raise ValueError(f"extra must be a JSON object, got {extra!r}")
+            return RunMeta.from_legacy(extra, config.obs_mode)  # type: ignore[arg-type]
+        if "run_meta" not in payload:
+            raise ValueError("the run_meta entry is missing")
+        meta = RunMeta.from_dict(payload["run_meta"])
+    except ValueError as error:
+        raise CheckpointError(f"{path} holds invalid run metadata: {error}") from None
+    if meta.obs_mode != config.obs_mode:
+        raise CheckpointError(
+            f"{path} holds invalid run metadata: obs_mode {meta.obs_mode!r} but the model "
+            f"encodes {config.obs_mode!r}"
+        )
+    return meta
 
 
 def load_world_model(directory: Path, device: str | torch.device = "cpu") -> WorldModel:
     """Rebuild a :class:`WorldModel` from a checkpoint directory, in eval mode."""
     from lewm_mpc.models.jepa import WorldModel
 
-    config, extra, sha = read_checkpoint_config(directory)
+    config, run_meta, sha = read_checkpoint_config(directory)
     tensors = load_tensors_checked(Path(directory) / WEIGHTS_FILE, sha)
     model = WorldModel(config)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -142,5 +171,5 @@ def load_world_model(directory: Path, device: str | torch.device = "cpu") -> Wor
             f"unexpected {unexpected[:5]}, wrong shape {reshaped[:5]}"
         )
     model.load_state_dict(tensors)
-    model.metadata = extra
+    model.run_meta = run_meta
     return model.to(device).eval()

@@ -6,7 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-OBS_KINDS = ("pixels", "state")
+from lewm_mpc.types import ObsMode, check_obs_mode
+
 ENCODERS = ("cnn", "vit")
 PREDICTORS = ("mlp", "transformer")
 
@@ -16,9 +17,9 @@ class WorldModelConfig:
     """Architecture of a JEPA world model.
 
     Attributes:
-        obs_kind: "pixels" (uint8 HxWx3 images) or "state" (float vectors).
+        obs_mode: "pixels" (uint8 HxWx3 images) or "state" (float vectors).
         image_size: side of square pixel observations.
-        state_dim: size of state observations (required when obs_kind == "state").
+        state_dim: size of state observations (required when obs_mode == "state").
         action_dim: size A of one env action.
         action_block: env actions per model step (frameskip).
         action_low: per-dimension lower env-action bound, length A.
@@ -42,7 +43,7 @@ class WorldModelConfig:
         history: past embeddings the predictor sees.
     """
 
-    obs_kind: str = "pixels"
+    obs_mode: ObsMode = "pixels"
     image_size: int = 64
     state_dim: int | None = None
     action_dim: int = 2
@@ -71,11 +72,11 @@ class WorldModelConfig:
         # JSON round trips turn tuples into lists: normalize before validating.
         for name in ("action_low", "action_high", "cnn_channels"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        _check_choice("obs_kind", self.obs_kind, OBS_KINDS)
+        check_obs_mode(self.obs_mode)
         _check_choice("encoder", self.encoder, ENCODERS)
         _check_choice("predictor", self.predictor, PREDICTORS)
-        if self.obs_kind == "state" and (self.state_dim is None or self.state_dim < 1):
-            raise ValueError("obs_kind='state' needs state_dim >= 1")
+        if self.obs_mode == "state" and (self.state_dim is None or self.state_dim < 1):
+            raise ValueError("obs_mode='state' needs state_dim >= 1")
         for name in (
             "image_size", "action_dim", "action_block", "latent_dim", "feature_dim",
             "projector_hidden", "action_embed_dim", "predictor_hidden", "predictor_depth",
@@ -98,7 +99,7 @@ class WorldModelConfig:
     @property
     def obs_shape(self) -> tuple[int, ...]:
         """Shape of one observation."""
-        if self.obs_kind == "pixels":
+        if self.obs_mode == "pixels":
             return (self.image_size, self.image_size, 3)
         assert self.state_dim is not None
         return (self.state_dim,)
@@ -109,7 +110,11 @@ class WorldModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorldModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error (``obs_kind``, the name of
+        ``obs_mode`` in earlier checkpoints, is read as ``obs_mode``)."""
+        data = dict(data)
+        if "obs_kind" in data and "obs_mode" not in data:
+            data["obs_mode"] = data.pop("obs_kind")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

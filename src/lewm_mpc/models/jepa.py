@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -25,6 +24,7 @@ from lewm_mpc.models.encoders import (
 )
 from lewm_mpc.models.fused_rollout import fuse_mlp_step, fused_mlp_rollout
 from lewm_mpc.models.predictors import MLPPredictor, TransformerPredictor
+from lewm_mpc.models.run_meta import RunMeta
 from lewm_mpc.models.sigreg import SIGRegConfig, sigreg
 
 
@@ -38,7 +38,7 @@ class LossTerms:
 
 
 def _build_encoder(config: WorldModelConfig) -> tuple[nn.Module, int]:
-    if config.obs_kind == "state":
+    if config.obs_mode == "state":
         assert config.state_dim is not None
         encoder = StateEncoder(config.state_dim, config.state_hidden, config.feature_dim)
         return encoder, config.feature_dim
@@ -76,7 +76,8 @@ class WorldModel(nn.Module):
     def __init__(self, config: WorldModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.metadata: dict[str, Any] = {}  # free-form info saved with checkpoints
+        # What the checkpoint knows about its run (env, dataset, split, training); saved with it.
+        self.run_meta = RunMeta(obs_mode=config.obs_mode)  # type: ignore[arg-type]
         self.encoder, feature_dim = _build_encoder(config)
         self.projector = Projector(feature_dim, config.projector_hidden, config.latent_dim)
         self.action_encoder = ActionEncoder(
@@ -121,7 +122,7 @@ class WorldModel(nn.Module):
     @property
     def obs_dtype(self) -> torch.dtype:
         """uint8 for pixel models, float32 for state models."""
-        return torch.uint8 if self.config.obs_kind == "pixels" else torch.float32
+        return torch.uint8 if self.config.obs_mode == "pixels" else torch.float32
 
     @property
     def device(self) -> torch.device:
@@ -219,10 +220,10 @@ class WorldModel(nn.Module):
 
     # ------------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        """Write ``model.safetensors`` + ``config.json`` (with ``metadata``) into ``path``."""
+        """Write ``model.safetensors`` + ``config.json`` (with :attr:`run_meta`) into ``path``."""
         from lewm_mpc.models.checkpoint import save_world_model
 
-        return save_world_model(self, Path(path), self.metadata)
+        return save_world_model(self, Path(path))
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> WorldModel:

@@ -2,7 +2,11 @@
 deadlines, feasible-first ranking and the :class:`PlanResult` they all return.
 
 A planner subclass implements only ``_optimize`` (its update rule); it receives encoded start
-and goal latents and an initial mean plan, and returns an :class:`Optimized`.
+and goal latents and an initial mean plan, and returns an :class:`Optimized`. The building
+blocks an update rule needs are public (:meth:`Planner.clamp`, :meth:`Planner.evaluate`,
+:meth:`Planner.rank`, :meth:`Planner.better`, :attr:`Planner.generator`,
+:meth:`Planner.time_up`), so one planner may run another's loop on its behalf. Sampling
+planners share one loop: :class:`~lewm_mpc.planners.sampling.SamplingPlanner`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from lewm_mpc.energies import Guardrail, Objective, ObjectiveValue
 from lewm_mpc.types import Energy, LatentWorldModel, PlanResult
 
 ROLLOUT_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
 @dataclass(frozen=True)
@@ -36,14 +41,16 @@ class PlannerConfig:
         rollout_dtype: precision of the model rollout: "float32" (default, exact), or
             "bfloat16"/"float16" to run it under ``torch.autocast`` (matmuls in reduced
             precision, faster where the hardware has native support: recent GPUs, CPUs with
-            AVX-512 BF16 or AMX). Sampling, energies and ranking stay in float32.
+            AVX-512 BF16 or AMX). Sampling, energies and ranking stay in float32. The matching
+            ``torch.dtype`` (``torch.float32``/``torch.bfloat16``/``torch.float16``) is
+            accepted too and stored as its name.
     """
 
     horizon: int = 5
     receding_horizon: int = 1
     seed: int = 0
     warm_start: bool = True
-    rollout_dtype: str = "float32"
+    rollout_dtype: str | torch.dtype = "float32"  # a str once constructed
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
@@ -53,9 +60,13 @@ class PlannerConfig:
                 f"receding_horizon must be in [1, horizon={self.horizon}], "
                 f"got {self.receding_horizon}"
             )
-        if self.rollout_dtype not in ROLLOUT_DTYPES:
+        dtype: Any = self.rollout_dtype
+        if isinstance(dtype, torch.dtype) and dtype in _DTYPE_NAMES:
+            object.__setattr__(self, "rollout_dtype", _DTYPE_NAMES[dtype])  # frozen: normalize
+        elif not isinstance(dtype, str) or dtype not in ROLLOUT_DTYPES:
             raise ValueError(
-                f"rollout_dtype must be one of {sorted(ROLLOUT_DTYPES)}, got {self.rollout_dtype!r}"
+                f"rollout_dtype must be one of {sorted(ROLLOUT_DTYPES)} or the matching "
+                f"torch.dtype, got {dtype!r}"
             )
 
 
@@ -123,6 +134,11 @@ class Planner(abc.ABC):
                 f"{type(self).__name__} needs a {self.config_class.__name__}, "
                 f"got {type(config).__name__}"
             )
+        unknown = sorted(set(overrides) - {field.name for field in dataclasses.fields(config)})
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}: {type(config).__name__} has no fields {unknown}"
+            )
         self.config = dataclasses.replace(config, **overrides) if overrides else config
         self.model = model
         self.objective = Objective(energy, guardrails)
@@ -134,7 +150,7 @@ class Planner(abc.ABC):
         self.high = model.action_high.to(device).float().repeat(block)
         self.center = (self.low + self.high) / 2
         self.half_range = (self.high - self.low) / 2
-        self._gen = torch.Generator(device=device).manual_seed(self.config.seed)
+        self.generator = torch.Generator(device=device).manual_seed(self.config.seed)
         self._previous: torch.Tensor | None = None
 
     # ------------------------------------------------------------------------ public API
@@ -142,7 +158,7 @@ class Planner(abc.ABC):
         """Start a new episode: forget the warm start; optionally reseed the RNG."""
         self._previous = None
         if seed is not None:
-            self._gen.manual_seed(seed)
+            self.generator.manual_seed(seed)
 
     def plan(self, obs: Any, goal: Any, deadline_s: float | None = None) -> PlanResult:
         """Plan an action sequence from ``obs`` toward ``goal``.
@@ -192,24 +208,73 @@ class Planner(abc.ABC):
         """Update rule. z0, z_goal: (B, D); init: (B, H, block*A) initial mean."""
 
     @staticmethod
-    def _time_up(deadline: float | None) -> bool:
+    def time_up(deadline: float | None) -> bool:
+        """Whether ``deadline`` (a ``time.perf_counter()`` value, None: never) has passed."""
         return deadline is not None and time.perf_counter() >= deadline
 
+    def clamp(self, actions: torch.Tensor) -> torch.Tensor:
+        """Project plans onto the action bounds.
+
+        Args:
+            actions: (..., block*A) plans in env units.
+
+        Returns:
+            The plans clipped to ``[low, high]``, same shape.
+        """
+        return self._clamp(actions)
+
+    def evaluate(
+        self, z0: torch.Tensor, z_goal: torch.Tensor, candidates: torch.Tensor
+    ) -> tuple[torch.Tensor, ObjectiveValue]:
+        """Roll out and score candidate plans with the model and the objective.
+
+        The rollout runs in ``config.rollout_dtype``; energies are float32.
+
+        Args:
+            z0: (B, D) start latents.
+            z_goal: (B, D) goal latents.
+            candidates: (B, S, H, block*A) plans inside the bounds.
+
+        Returns:
+            latents (B, S, H+1, D) and the objective with (B, S) tensors.
+
+        Raises:
+            ValueError: an energy term is NaN for some candidate.
+        """
+        return self._evaluate(z0, z_goal, candidates)
+
+    def rank(self, value: ObjectiveValue) -> torch.Tensor:
+        """Order candidates best first: by energy, feasible first when hard guardrails exist.
+
+        Args:
+            value: the candidates' objective, (B, S) tensors.
+
+        Returns:
+            (B, S) candidate indices, best first.
+        """
+        return self._ranking(value)
+
+    def better(self, candidate: ObjectiveValue, best: ObjectiveValue) -> torch.Tensor:
+        """(B,) mask: ``candidate`` strictly better than ``best`` (feasibility, then energy).
+
+        Args:
+            candidate: one plan's objective per env, (B,) tensors.
+            best: the incumbent's objective, (B,) tensors.
+        """
+        if not self._has_hard:
+            return candidate.total < best.total
+        cand_bad, best_bad = candidate.violation > 0, best.violation > 0
+        both_bad_better = cand_bad & best_bad & (candidate.violation < best.violation)
+        same_ok_better = ~cand_bad & ~best_bad & (candidate.total < best.total)
+        return (~cand_bad & best_bad) | both_bad_better | same_ok_better
+
+    # The public methods above go through these, so an instance may wrap them (stage timers).
     def _clamp(self, actions: torch.Tensor) -> torch.Tensor:
-        """Project (..., block*A) plans onto the action bounds."""
         return torch.maximum(torch.minimum(actions, self.high), self.low)
 
     def _evaluate(
         self, z0: torch.Tensor, z_goal: torch.Tensor, candidates: torch.Tensor
     ) -> tuple[torch.Tensor, ObjectiveValue]:
-        """Roll out and score candidates.
-
-        Args:
-            z0: (B, D); z_goal: (B, D); candidates: (B, S, H, block*A).
-
-        Returns:
-            latents (B, S, H+1, D) and the objective with (B, S) tensors.
-        """
         num_envs, num = candidates.shape[:2]
         flat = candidates.reshape(num_envs * num, *candidates.shape[2:])  # (B*S, H, block*A)
         start = z0.unsqueeze(1).expand(-1, num, -1).reshape(num_envs * num, -1)  # (B*S, D)
@@ -232,21 +297,11 @@ class Planner(abc.ABC):
             value.violation.view(num_envs, num),
             {name: term.view(num_envs, num) for name, term in value.terms.items()},
         )
-        return latents.view(num_envs, num, *latents.shape[1:]), unflat
+        return latents.view(num_envs, num, *latents.shape[1:]), unflat  # (B, S, H+1, D)
 
     def _ranking(self, value: ObjectiveValue) -> torch.Tensor:
-        """(B, S) candidate order, best first: feasible-first when hard guardrails exist."""
         order = torch.argsort(value.total, dim=1)
         return _feasible_first(value, order) if self._has_hard else order
-
-    def _better(self, candidate: ObjectiveValue, best: ObjectiveValue) -> torch.Tensor:
-        """(B,) mask: candidate strictly better than best (feasibility, then energy)."""
-        if not self._has_hard:
-            return candidate.total < best.total
-        cand_bad, best_bad = candidate.violation > 0, best.violation > 0
-        both_bad_better = cand_bad & best_bad & (candidate.violation < best.violation)
-        same_ok_better = ~cand_bad & ~best_bad & (candidate.total < best.total)
-        return (~cand_bad & best_bad) | both_bad_better | same_ok_better
 
     # ---------------------------------------------------------------------- internals
     def _initial_mean(self, num_envs: int) -> torch.Tensor:
@@ -373,10 +428,10 @@ class BestSoFar:
             candidates: (B, S, H, block*A) scored plans.
             latents: (B, S, H+1, D) their latents.
             value: their objective, (B, S) tensors.
-            order: (B, S) ranking from ``planner._ranking(value)`` if already computed.
+            order: (B, S) ranking from ``planner.rank(value)`` if already computed.
         """
         if order is None:
-            order = self._planner._ranking(value)
+            order = self._planner.rank(value)
         rows = torch.arange(candidates.shape[0], device=candidates.device)
         top = order[:, 0]  # (B,)
         current = _select(value, rows, top)
@@ -387,7 +442,7 @@ class BestSoFar:
                 current,
             )
         else:
-            improved = self._planner._better(current, self.value)  # (B,)
+            improved = self._planner.better(current, self.value)  # (B,)
             self.actions = torch.where(improved[:, None, None], candidates[rows, top], self.actions)
             self.latents = torch.where(improved[:, None, None], latents[rows, top], self.latents)
             self.value = _merge(improved, current, self.value)

@@ -1,7 +1,6 @@
 """Cross-entropy method over action sequences (LeWorldModel's planner), with iCEM's options.
 
-Also home of the pieces other update rules reuse: :func:`cem_search` (the whole CEM loop, run on
-behalf of any planner, e.g. to initialize gradient restarts) and :func:`colored_noise`.
+Also home of :func:`colored_noise`, the temporally correlated noise iCEM samples.
 """
 
 from __future__ import annotations
@@ -11,11 +10,13 @@ from dataclasses import dataclass
 
 import torch
 
-from lewm_mpc.planners.base import BestSoFar, Optimized, Planner, PlannerConfig
+from lewm_mpc.energies import ObjectiveValue
+from lewm_mpc.planners.base import Planner
+from lewm_mpc.planners.sampling import SamplingConfig, SamplingPlanner, SamplingState
 
 
 @dataclass(frozen=True)
-class CEMConfig(PlannerConfig):
+class CEMConfig(SamplingConfig):
     """CEM knobs (defaults: LeWorldModel's reference budget; the iCEM options are off).
 
     Attributes:
@@ -34,8 +35,6 @@ class CEMConfig(PlannerConfig):
             ``num_samples`` plans.
     """
 
-    num_samples: int = 300
-    iterations: int = 30
     topk: int = 30
     init_std: float = 1.0
     min_std: float = 0.02
@@ -44,10 +43,6 @@ class CEMConfig(PlannerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.num_samples < 2:
-            raise ValueError(f"num_samples must be >= 2, got {self.num_samples}")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
         if not 1 <= self.topk <= self.num_samples:
             raise ValueError(
                 f"topk must be in [1, num_samples={self.num_samples}], got {self.topk}"
@@ -73,7 +68,7 @@ class CEMConfig(PlannerConfig):
         return round(self.keep_elites * self.topk)
 
 
-class CEM(Planner):
+class CEM(SamplingPlanner):
     """Sample Gaussian plans, keep the ``topk`` best, refit mean and std, repeat.
 
     The current mean is always one of the candidates, and the best candidate ever scored is
@@ -83,74 +78,30 @@ class CEM(Planner):
     config_class = CEMConfig
     config: CEMConfig
 
-    def _optimize(
-        self, z0: torch.Tensor, z_goal: torch.Tensor, init: torch.Tensor, deadline: float | None
-    ) -> Optimized:
-        return cem_search(self, self.config, z0, z_goal, init, deadline).optimized
+    def initial_state(self, init: torch.Tensor) -> SamplingState:
+        """``init`` with a std of ``init_std`` half ranges."""
+        std = (self.config.init_std * self.half_range).expand_as(init).clone()  # (B, H, bA)
+        return SamplingState(init, std)
 
+    def noise(self, state: SamplingState, num_samples: int) -> torch.Tensor:
+        """(B, S, H, block*A) noise, white or 1/f^``noise_beta`` along env time."""
+        return _sample_noise(self, self.config.noise_beta, num_samples, state.mean)
 
-@dataclass(frozen=True)
-class CEMSearch:
-    """Outcome of :func:`cem_search`: the anytime result and the final sampling Gaussian.
-
-    Attributes:
-        optimized: best plan ever scored (its ``mean`` is the final Gaussian mean).
-        std: (B, H, block*A) final Gaussian std.
-    """
-
-    optimized: Optimized
-    std: torch.Tensor
-
-
-def cem_search(
-    planner: Planner,
-    cfg: CEMConfig,
-    z0: torch.Tensor,
-    z_goal: torch.Tensor,
-    init: torch.Tensor,
-    deadline: float | None,
-) -> CEMSearch:
-    """Run the CEM loop with ``planner``'s model, objective, bounds and generator.
-
-    Args:
-        planner: supplies evaluation, ranking, bounds and the random generator.
-        cfg: the CEM budget (its ``horizon``/``seed``/``warm_start`` fields are not used here).
-        z0: (B, D) start latents.
-        z_goal: (B, D) goal latents.
-        init: (B, H, block*A) initial mean.
-        deadline: ``time.perf_counter()`` value after which iterating stops (None: no limit).
-
-    Returns:
-        The best plan ever scored and the final Gaussian.
-    """
-    mean = init  # (B, H, block*A)
-    std = (cfg.init_std * planner.half_range).expand_as(mean).clone()  # (B, H, block*A)
-    min_std = cfg.min_std * planner.half_range
-    best = BestSoFar(planner)
-    kept: torch.Tensor | None = None  # (B, num_kept, H, block*A) previous elites
-    iterations = 0
-    for _ in range(cfg.iterations):
-        noise = _sample_noise(planner, cfg.noise_beta, cfg.num_samples, mean)  # (B, S, H, bA)
-        candidates = mean.unsqueeze(1) + std.unsqueeze(1) * noise
-        candidates[:, 0] = mean
-        if kept is not None:
-            candidates[:, cfg.num_samples - kept.shape[1] :] = kept
-        candidates = planner._clamp(candidates)
-        latents, value = planner._evaluate(z0, z_goal, candidates)  # (B, S, H+1, D), (B, S)
-        order = planner._ranking(value)  # (B, S)
+    def update(
+        self,
+        state: SamplingState,
+        candidates: torch.Tensor,
+        value: ObjectiveValue,
+        order: torch.Tensor,
+    ) -> SamplingState:
+        """Refit the Gaussian to the ``topk`` elites (std floored at ``min_std``)."""
+        cfg = self.config
         elites = candidates.gather(
-            1, order[:, : cfg.topk, None, None].expand(-1, -1, *mean.shape[1:])
+            1, order[:, : cfg.topk, None, None].expand(-1, -1, *candidates.shape[2:])
         )  # (B, K, H, block*A)
-        mean = elites.mean(dim=1)
-        std = torch.maximum(elites.std(dim=1, correction=0), min_std)
-        if cfg.num_kept > 0:
-            kept = elites[:, : cfg.num_kept]
-        best.update(candidates, latents, value, order)
-        iterations += 1
-        if planner._time_up(deadline):
-            break
-    optimized = best.result(mean, iterations, iterations * cfg.num_samples)
-    return CEMSearch(optimized, std)
+        std = torch.maximum(elites.std(dim=1, correction=0), cfg.min_std * self.half_range)
+        kept = elites[:, : cfg.num_kept] if cfg.num_kept > 0 else None
+        return SamplingState(elites.mean(dim=1), std, kept)
 
 
 def _sample_noise(
@@ -159,12 +110,12 @@ def _sample_noise(
     """(B, S, H, block*A) standard-normal noise, white or 1/f^beta along env time."""
     shape = (mean.shape[0], num_samples, *mean.shape[1:])
     if beta == 0:
-        return torch.randn(shape, generator=planner._gen, device=mean.device, dtype=mean.dtype)
+        return torch.randn(shape, generator=planner.generator, device=mean.device, dtype=mean.dtype)
     block = planner.model.action_block
     action_dim = mean.shape[-1] // block
     steps = mean.shape[1] * block  # env time axis: H * block
     noise = colored_noise(
-        (mean.shape[0], num_samples, action_dim, steps), beta, planner._gen
+        (mean.shape[0], num_samples, action_dim, steps), beta, planner.generator
     )  # (B, S, A, H*block)
     noise = noise.to(device=mean.device, dtype=mean.dtype).transpose(-1, -2)  # (B, S, H*block, A)
     return noise.reshape(shape)  # (B, S, H, block*A)

@@ -13,11 +13,14 @@ import torch
 
 from lewm_mpc.energies import Guardrail, ObjectiveValue
 from lewm_mpc.planners.base import BestSoFar, Optimized, Planner, PlannerConfig
-from lewm_mpc.planners.cem import CEMConfig, cem_search
+from lewm_mpc.planners.cem import CEM, CEMConfig
 from lewm_mpc.types import Energy, LatentWorldModel
 
 _BETAS = (0.9, 0.999)  # Adam's moment decay rates
 _EPS = 1e-8
+HYBRID_DEFAULTS: dict[str, Any] = {"cem_iterations": 10, "iterations": 50}
+"""Config fields of the hybrid preset (:meth:`GradientConfig.hybrid`) that differ from the
+plain gradient planner's defaults."""
 
 
 @dataclass(frozen=True)
@@ -82,13 +85,14 @@ class GradientConfig(PlannerConfig):
             self.cem_config()  # validates cem_samples / cem_topk
 
     def cem_config(self) -> CEMConfig:
-        """The CEM budget of the initialization stage."""
+        """The CEM budget of the initialization stage (at this config's rollout precision)."""
         try:
             return CEMConfig(
                 horizon=self.horizon,
                 num_samples=self.cem_samples,
                 iterations=max(self.cem_iterations, 1),
                 topk=self.cem_topk,
+                rollout_dtype=self.rollout_dtype,
             )
         except ValueError as error:
             raise ValueError(
@@ -102,8 +106,7 @@ class GradientConfig(PlannerConfig):
         CEM finds the right basin (robust to non-convex energies), Adam polishes the plan
         inside it far more cheaply than more CEM iterations would.
         """
-        preset: dict[str, Any] = {"cem_iterations": 10, "iterations": 50}
-        return cls(**{**preset, **overrides})
+        return cls(**{**HYBRID_DEFAULTS, **overrides})
 
 
 class GradientPlanner(Planner):
@@ -163,6 +166,22 @@ class GradientPlanner(Planner):
             **overrides,
         )
 
+    def cem_warmup(self) -> CEM:
+        """The CEM planner of the initialization stage (``cem_iterations > 0``).
+
+        It scores candidates with this planner's model, energy and guardrails, and draws from
+        this planner's generator, so one seed fixes both stages.
+        """
+        objective = self.objective
+        cem = CEM(
+            self.model,
+            self.config.cem_config(),
+            energy=objective.task,
+            guardrails=objective.guardrails,
+        )
+        cem.generator = self.generator  # shared: the warm-up advances this planner's stream
+        return cem
+
     def _optimize(
         self, z0: torch.Tensor, z_goal: torch.Tensor, init: torch.Tensor, deadline: float | None
     ) -> Optimized:
@@ -179,19 +198,19 @@ class GradientPlanner(Planner):
         starts, spread = init, cfg.init_std * self.half_range.expand_as(init)  # (B, H, block*A)
         if cfg.cem_iterations > 0:
             with torch.no_grad():
-                search = cem_search(self, cfg.cem_config(), z0, z_goal, init, deadline)
+                search = self.cem_warmup().search(z0, z_goal, init, deadline)
             found = search.optimized
             best = BestSoFar.starting_from(self, found)
             iterations, energy_evals = found.iterations, found.energy_evals
-            starts, spread = found.actions, search.std
-            if self._time_up(deadline):
+            starts, spread = found.actions, search.state.std
+            if self.time_up(deadline):
                 return best.result(found.actions, iterations, energy_evals)
         noise = torch.randn(
             (num_envs, restarts, *init.shape[1:]),
-            generator=self._gen, device=init.device, dtype=init.dtype,
+            generator=self.generator, device=init.device, dtype=init.dtype,
         )  # (B, R, H, block*A)  # fmt: skip
         noise[:, 0] = 0.0
-        actions = self._clamp(starts.unsqueeze(1) + spread.unsqueeze(1) * noise)
+        actions = self.clamp(starts.unsqueeze(1) + spread.unsqueeze(1) * noise)
         hard = [g for g in self.objective.guardrails if g.hard]
         multipliers = torch.zeros((len(hard), num_envs, restarts), device=init.device)
         penalty = torch.full_like(multipliers, cfg.rho)  # (G, B, R)
@@ -199,7 +218,7 @@ class GradientPlanner(Planner):
         second_moment = torch.zeros_like(actions)
         for step in range(cfg.iterations):
             actions.requires_grad_(True)
-            latents, value = self._evaluate(z0, z_goal, actions)  # (B, R, H+1, D), (B, R)
+            latents, value = self.evaluate(z0, z_goal, actions)  # (B, R, H+1, D), (B, R)
             violations = _violations(value, hard, multipliers)  # (G, B, R)
             lagrangian = (multipliers * violations + penalty / 2 * violations.pow(2)).sum(0)
             loss = (value.total + lagrangian).sum()
@@ -219,14 +238,14 @@ class GradientPlanner(Planner):
             corrected_second = second_moment / (1 - _BETAS[1] ** (step + 1))
             lr = self._learning_rate(step)
             update = corrected_first / (corrected_second.sqrt() + _EPS)
-            actions = self._clamp(actions - lr * self.half_range * update)
+            actions = self.clamp(actions - lr * self.half_range * update)
             if hard and (step + 1) % cfg.multiplier_every == 0:
                 violations = violations.detach()
                 multipliers = (multipliers + penalty * violations).clamp_min(0.0)
                 penalty = (penalty * cfg.rho_growth).clamp_max(cfg.rho_max)
             iterations += 1
             energy_evals += restarts
-            if self._time_up(deadline):
+            if self.time_up(deadline):
                 break
         assert best.actions is not None
         return best.result(best.actions, iterations, energy_evals)

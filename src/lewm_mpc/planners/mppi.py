@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 
 from lewm_mpc.energies import ObjectiveValue
-from lewm_mpc.planners.base import BestSoFar, Optimized, Planner, PlannerConfig
+from lewm_mpc.planners.sampling import SamplingConfig, SamplingPlanner, SamplingState
 
 
 @dataclass(frozen=True)
-class MPPIConfig(PlannerConfig):
+class MPPIConfig(SamplingConfig):
     """MPPI knobs.
 
     The temperature is *relative* to the energy spread: a candidate's weight is
@@ -35,8 +35,6 @@ class MPPIConfig(PlannerConfig):
         min_std: std floor (fraction of the half range) when ``adapt_std`` is on.
     """
 
-    num_samples: int = 300
-    iterations: int = 30
     temperature: float = 0.1
     noise_std: float = 1.0
     topk: int | None = None
@@ -45,10 +43,6 @@ class MPPIConfig(PlannerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.num_samples < 2:
-            raise ValueError(f"num_samples must be >= 2, got {self.num_samples}")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.topk is not None and not 1 <= self.topk <= self.num_samples:
@@ -62,7 +56,7 @@ class MPPIConfig(PlannerConfig):
             )
 
 
-class MPPI(Planner):
+class MPPI(SamplingPlanner):
     """Sample Gaussian plans around the mean, move the mean to their softmax-weighted average.
 
     The current mean is always one of the candidates, and the best candidate ever scored is
@@ -74,35 +68,26 @@ class MPPI(Planner):
     config_class = MPPIConfig
     config: MPPIConfig
 
-    def _optimize(
-        self, z0: torch.Tensor, z_goal: torch.Tensor, init: torch.Tensor, deadline: float | None
-    ) -> Optimized:
-        cfg = self.config
-        mean = init  # (B, H, block*A)
-        std = (cfg.noise_std * self.half_range).expand_as(mean).clone()  # (B, H, block*A)
-        min_std = cfg.min_std * self.half_range
-        best = BestSoFar(self)
-        iterations = 0
-        for _ in range(cfg.iterations):
-            noise = torch.randn(
-                (mean.shape[0], cfg.num_samples, *mean.shape[1:]),
-                generator=self._gen, device=mean.device, dtype=mean.dtype,
-            )  # (B, S, H, block*A)  # fmt: skip
-            candidates = mean.unsqueeze(1) + std.unsqueeze(1) * noise
-            candidates[:, 0] = mean
-            candidates = self._clamp(candidates)
-            latents, value = self._evaluate(z0, z_goal, candidates)  # (B, S, H+1, D), (B, S)
-            order = self._ranking(value)  # (B, S)
-            weights = self._weights(value, order)[:, :, None, None]  # (B, S, 1, 1)
-            mean = (weights * candidates).sum(dim=1)  # (B, H, block*A)
-            if cfg.adapt_std:
-                spread = (weights * (candidates - mean.unsqueeze(1)).pow(2)).sum(dim=1)
-                std = torch.maximum(spread.sqrt(), min_std)
-            best.update(candidates, latents, value, order)
-            iterations += 1
-            if self._time_up(deadline):
-                break
-        return best.result(mean, iterations, iterations * cfg.num_samples)
+    def initial_state(self, init: torch.Tensor) -> SamplingState:
+        """``init`` with a std of ``noise_std`` half ranges."""
+        std = (self.config.noise_std * self.half_range).expand_as(init).clone()  # (B, H, bA)
+        return SamplingState(init, std)
+
+    def update(
+        self,
+        state: SamplingState,
+        candidates: torch.Tensor,
+        value: ObjectiveValue,
+        order: torch.Tensor,
+    ) -> SamplingState:
+        """Softmax-weighted mean (and, with ``adapt_std``, weighted std) of the candidates."""
+        weights = self._weights(value, order)[:, :, None, None]  # (B, S, 1, 1)
+        mean = (weights * candidates).sum(dim=1)  # (B, H, block*A)
+        std = state.std
+        if self.config.adapt_std:
+            spread = (weights * (candidates - mean.unsqueeze(1)).pow(2)).sum(dim=1)
+            std = torch.maximum(spread.sqrt(), self.config.min_std * self.half_range)
+        return SamplingState(mean, std)
 
     def _weights(self, value: ObjectiveValue, order: torch.Tensor) -> torch.Tensor:
         """(B, S) softmax weights over candidates (zero outside the weighted set)."""

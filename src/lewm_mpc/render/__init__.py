@@ -6,16 +6,18 @@ energy terms over time.
     write_video("episode.mp4", frames)
     write_video("episode.gif", frames)
 
-Modules: :mod:`.draw` (primitives), :mod:`.projection` (world -> pixel views per env),
-:mod:`.overlay` (plan, path and regions), :mod:`.strip` (energy strip), :mod:`.layout`
-(frames and tiling), :mod:`.video` (writers), :mod:`.episode` (the episode renderer).
+Modules: :mod:`.draw` (primitives), :mod:`.overlay` (plan, path and regions), :mod:`.strip`
+(energy strip), :mod:`.layout` (frames and tiling), :mod:`.video` (writers), :mod:`.episode`
+(the episode renderer). World -> pixel views come from each env's definition
+(:mod:`lewm_mpc.envs.views`, :func:`lewm_mpc.envs.view_for_env`).
 """
 
+from lewm_mpc.envs import view_for_env
+from lewm_mpc.envs.views import PinholeView, PlanarView, View
 from lewm_mpc.render.draw import Painter, upscale
 from lewm_mpc.render.episode import render_episode
 from lewm_mpc.render.layout import side_by_side, tile_videos
 from lewm_mpc.render.overlay import RegionBox, probe_plan
-from lewm_mpc.render.projection import PinholeView, PlanarView, View, view_for_env
 from lewm_mpc.render.strip import EnergySeries, EnergyStrip
 from lewm_mpc.render.video import check_video_path, write_episode_video, write_video
 

@@ -12,11 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PLANNERS = ("cem", "mppi", "gradient")
+from lewm_mpc.planners.registry import make_planner, planner_names
+
+# --smoke budgets by registry name (other registered planners run at their defaults).
 SMOKE_BUDGETS: dict[str, dict[str, int]] = {
     "cem": {"num_samples": 16, "iterations": 2, "topk": 4},
     "mppi": {"num_samples": 16, "iterations": 2},
     "gradient": {"restarts": 2, "iterations": 3},
+    "hybrid": {
+        "restarts": 2,
+        "iterations": 3,
+        "cem_iterations": 2,
+        "cem_samples": 16,
+        "cem_topk": 4,
+    },
 }
 
 DESCRIPTION = """\
@@ -42,7 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--env", default="tworoom", help="tworoom (default) | reacher | pusht | cube")
     add("--model", type=Path, help="checkpoint folder (default: the benchmark's, under runs/)")
     add("--data", type=Path, help="the model's dataset .h5 (default: the benchmark's)")
-    add("--planner", default="cem", choices=PLANNERS, help="default: cem, at its default budget")
+    add(
+        "--planner",
+        default="cem",
+        type=str.lower,
+        choices=planner_names(),
+        help="a registered planner (default: cem), at its default budget",
+    )
     add("--pair", type=int, default=0, help="index of the held-out pair (default 0)")
     add("--seed", type=int, default=0, help="pair sampling, probe and planner seed (default 0)")
     add("--steps", type=_positive, default=50, help="env-step budget (default 50)")
@@ -109,8 +124,10 @@ def run_from_args(args: argparse.Namespace) -> Rendered:
             from lewm_mpc.bench.jobs import default_source_paths
 
             default_model, default_data = default_source_paths(spec.name)
-            model_dir, data = args.model or default_model, args.data or default_data
-        result = _render(args, spec, Path(model_dir), Path(data), paths)
+            model_dir = args.model or default_model
+            # A model given without --data renders on the dataset it records.
+            data = args.data or (None if args.model else default_data)
+        result = _render(args, spec, Path(model_dir), data, paths)
     outcome = "success" if result.success else "no success"
     print(f"{spec.name} {args.planner}: {outcome} after {result.steps} steps, {result.plans} plans")
     for path in result.paths:
@@ -119,10 +136,13 @@ def run_from_args(args: argparse.Namespace) -> Rendered:
 
 
 def _render(
-    args: argparse.Namespace, spec: Any, model_dir: Path, data: Path, paths: tuple[Path, ...]
+    args: argparse.Namespace,
+    spec: Any,
+    model_dir: Path,
+    data: Path | None,
+    paths: tuple[Path, ...],
 ) -> Rendered:
     import lewm_mpc as lm
-    from lewm_mpc.data import EpisodeDataset
     from lewm_mpc.energies import (
         KeepOutBox,
         ProbedGoalDistance,
@@ -131,23 +151,24 @@ def _render(
     )
     from lewm_mpc.envs.two_room_keepout import KeepOutScenario
     from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs
+    from lewm_mpc.models.device import resolve_device
     from lewm_mpc.recipes import get_recipe
     from lewm_mpc.render import RegionBox, render_episode, view_for_env, write_video
-    from lewm_mpc.training import resolve_device
+    from lewm_mpc.runs import load_run
 
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"no model checkpoint in {model_dir} (config.json missing)")
-    if not data.is_file():
+    if data is not None and not data.is_file():
         raise FileNotFoundError(f"dataset {data} does not exist")
-    model = lm.WorldModel.load(model_dir, resolve_device(args.device))
-    dataset = EpisodeDataset.load(data)
-    if dataset.meta.env_id != spec.gym_id:
-        raise ValueError(f"{data} holds {dataset.meta.env_id}, not {spec.gym_id}")
-    if model.config.obs_kind != "pixels":
+    run = load_run(model_dir, data, device=resolve_device(args.device))
+    model, dataset = run.model, run.dataset
+    if run.env_spec is None or run.env_spec.gym_id != spec.gym_id:
+        raise ValueError(f"{run.data_path} holds {dataset.meta.env_id}, not {spec.gym_id}")
+    if model.config.obs_mode != "pixels":
         raise ValueError("render needs a pixel model (its frames are the video)")
-    train_meta = model.metadata.get("train_config", {})
-    val_fraction, split_seed = train_meta.get("val_fraction", 0.1), train_meta.get("seed", 0)
-    train_ids, val_ids = dataset.split(val_fraction, seed=split_seed)  # the model's split
+    train_ids, val_ids = run.train_ids, run.val_ids  # the model's split
+    split = run.meta.split
+    val_fraction, split_seed = (0.1, 0) if split is None else (split.val_fraction, split.seed)
     recipe = get_recipe(spec.name)
     probe = fit_probe_from_dataset(
         model,
@@ -183,10 +204,9 @@ def _render(
         regions = [RegionBox(tuple(low), tuple(high))]
     task = args.task or ("probed" if args.keepout else "latent")
     energy = ProbedGoalDistance(probe) if task == "probed" else lm.GoalDistance()
-    budget = SMOKE_BUDGETS[args.planner] if args.smoke else {}
-    planner_class = {"cem": lm.CEM, "mppi": lm.MPPI, "gradient": lm.GradientPlanner}
-    planner = planner_class[args.planner](
-        model, seed=args.seed, energy=energy, guardrails=guardrails, **budget
+    budget = SMOKE_BUDGETS.get(args.planner, {}) if args.smoke else {}
+    planner = make_planner(
+        args.planner, model, seed=args.seed, energy=energy, guardrails=guardrails, **budget
     )
     env = spec.make(obs_mode="pixels", env_config=dataset.meta.env_config)
     try:

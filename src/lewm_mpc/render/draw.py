@@ -1,7 +1,7 @@
 """Drawing primitives on uint8 RGB images (Pillow's ImageDraw underneath).
 
 Coordinates are continuous pixel coordinates ``(x, y) = (column, row)``: pixel ``k`` covers
-``[k, k + 1)``, so its centre is at ``k + 0.5`` (the convention of :mod:`.projection`).
+``[k, k + 1)``, so its centre is at ``k + 0.5`` (the convention of :mod:`lewm_mpc.envs.views`).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lewm_mpc.control import Episode
+from lewm_mpc.envs.views import View
 from lewm_mpc.render.draw import Painter, upscale
 from lewm_mpc.render.layout import (
     BACKGROUND_RGB,
@@ -30,7 +31,6 @@ from lewm_mpc.render.overlay import (
     draw_trail,
     probe_plan,
 )
-from lewm_mpc.render.projection import View
 from lewm_mpc.render.strip import EnergySeries, EnergyStrip
 
 HEADER = 18  # px of the caption row above the panels

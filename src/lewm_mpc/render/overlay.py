@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lewm_mpc.envs.views import View
 from lewm_mpc.render.draw import Colour, Painter
-from lewm_mpc.render.projection import View
 
 PLAN_RGB: Colour = (30, 100, 230)
 TRAIL_RGB: Colour = (20, 20, 20)

@@ -1,5 +1,5 @@
-"""The simulator oracle: a :class:`~lewm_mpc.types.LatentWorldModel` whose latent is the true env
-state and whose rollout steps the true simulator.
+"""The simulator model (the oracle): a :class:`~lewm_mpc.types.LatentWorldModel` whose latent is
+the true env state and whose rollout steps the true simulator.
 
 Planning with it gives an upper bound that separates planner limits from world-model limits::
 
@@ -191,7 +191,7 @@ class SimulatorModel:
             sim.set_state(starts[sample])
             for step in range(horizon):
                 for action in steps[sample, step]:
-                    sim._advance(action)
+                    sim.advance(action)
                 states[sample, step + 1] = sim.get_state()
         return torch.from_numpy(states)
 

@@ -1,15 +1,15 @@
 """World -> pixel maps: where a probed physical quantity appears in an env's observation.
 
-A *view* maps probed quantities ``(..., P)`` (the recipe's probe target: Two-Room agent
-xy, Reacher fingertip xy, PushT agent xy + block xy, Cube cube xyz) to ``(..., K, 2)`` continuous
-pixel coordinates ``(column, row)`` in the observation image, one per *track* (PushT has two:
-agent and block). Pixel ``k`` covers ``[k, k + 1)``. :func:`view_for_env` builds the view of a
-live env; the MuJoCo envs get a pinhole projection through the camera they render with.
+A *view* maps probed quantities ``(..., P)`` (the env's probe target: Two-Room agent xy, Reacher
+fingertip xy, PushT agent xy + block xy, Cube cube xyz) to ``(..., K, 2)`` continuous pixel
+coordinates ``(column, row)`` in the observation image, one per *track* (PushT has two: agent and
+block). Pixel ``k`` covers ``[k, k + 1)``. Each env's definition says which view it has
+(``EnvDefinition.view``); :func:`lewm_mpc.envs.view_for_env` builds the view of a live env. The
+MuJoCo envs get a pinhole projection through the camera they render with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -140,51 +140,3 @@ class PinholeView:
             image_size=int(image_size),
             plane_z=plane_z,
         )
-
-
-def two_room_view(image_size: int) -> PlanarView:
-    """Two-Room: the arena is the unit square, y up; image row 0 is y = 1."""
-    size = float(image_size)
-    return PlanarView(matrix=((size, 0.0), (0.0, -size)), offset=(0.0, size))
-
-
-def pusht_view(image_size: int) -> PlanarView:
-    """PushT: gym-pusht's 512 px world, y down; tracks: agent xy, block xy."""
-    from lewm_mpc.envs.pusht import WORLD_SIZE
-
-    ratio = image_size / WORLD_SIZE
-    return PlanarView(matrix=((ratio, 0.0), (0.0, ratio)), offset=(0.0, 0.0), tracks=2)
-
-
-def _reacher(env: Any) -> View:
-    from lewm_mpc.envs.reacher import CAMERA, FINGERTIP_HEIGHT
-
-    return PinholeView.from_mujoco(env.model, CAMERA, env.config.image_size, FINGERTIP_HEIGHT)
-
-
-def _cube(env: Any) -> View:
-    from lewm_mpc.envs.cube import CAMERA
-
-    return PinholeView.from_mujoco(env.sim.model, CAMERA, env.config.image_size)
-
-
-_VIEWS: dict[str, Callable[[Any], View]] = {
-    "lewm_mpc.envs.two_room": lambda env: two_room_view(env.config.image_size),
-    "lewm_mpc.envs.pusht": lambda env: pusht_view(env.config.image_size),
-    "lewm_mpc.envs.reacher": _reacher,
-    "lewm_mpc.envs.cube": _cube,
-}
-
-
-def view_for_env(env: Any) -> View:
-    """The view of an env (or a wrapper of one) at its observation size: Two-Room arena
-    coordinates, PushT world pixels, Reacher's and Cube's camera.
-
-    Raises:
-        ValueError: for an env this module does not know.
-    """
-    unwrapped = getattr(env, "unwrapped", env)
-    factory = _VIEWS.get(type(unwrapped).__module__)
-    if factory is None:
-        raise ValueError(f"no pixel view for {type(unwrapped).__name__}; pass a View explicitly")
-    return factory(unwrapped)

@@ -27,6 +27,7 @@ def collect_dataset(
     workers: int = 1,
     progress: bool = True,
     env_config: Mapping[str, Any] | None = None,
+    policy: str | None = None,
 ) -> Path:
     """Collect (or resume/extend) a dataset of ``env_name`` with its data policy.
 
@@ -40,14 +41,20 @@ def collect_dataset(
         progress: show a progress bar.
         env_config: env config fields to override (e.g. ``{"image_size": 224}``); the full
             config is stored in the dataset and reused by training and evaluation.
+        policy: the env's data policy (``EnvSpec.expert_names``; default: its first), recorded
+            in the dataset.
     """
     spec = get_env_spec(env_name)
-    steps = episode_steps or spec.default_episode_steps
+    policy = spec.expert_names[0] if policy is None else policy
+    if policy not in spec.expert_names:
+        raise ValueError(f"{spec.name} has no data policy {policy!r}; known: {spec.expert_names}")
+    steps = episode_steps or spec.recipe.episode_steps
     make_env = functools.partial(spec.make, obs_mode="pixels", env_config=env_config)
     probe = make_env()
     config = env_config_of(probe)
     probe.close()
+    make_policy = functools.partial(spec.make_expert, policy=policy)
     return collect(
-        make_env, spec.make_expert, path, num_episodes, steps, seed, spec.gym_id, config,
-        progress, workers=workers,
+        make_env, make_policy, path, num_episodes, steps, seed, spec.gym_id, config,
+        progress, workers=workers, data_policy=policy,
     )  # fmt: skip
