@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from lewm_mpc.atomic import write_text_atomic
-from lewm_mpc.envs.pusht import PushTEnv, wrap_angle
+from lewm_mpc.envs.pusht import PushTEnv
 from lewm_mpc.envs.pusht_expert import PushTExpert
+from lewm_mpc.envs.pusht_geometry import wrap_angle
 from lewm_mpc.envs.pusht_goal_expert import PushTGoalExpert
 
 

@@ -93,7 +93,7 @@ def test_pusht_scene_steps_exactly_like_gym_pusht() -> None:
     """The oracle's PushT stepping skips gym-pusht's coverage and info, not its physics."""
     from gym_pusht.envs.pusht import PushTEnv as GymPushT
 
-    from lewm_mpc.envs.pusht import AGENT_HIGH, AGENT_LOW, wrap_angle
+    from lewm_mpc.envs.pusht_geometry import AGENT_HIGH, AGENT_LOW, wrap_angle
 
     env = get_env_spec("pusht").make(obs_mode="state").unwrapped
     env.reset(seed=0)

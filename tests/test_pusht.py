@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from lewm_mpc.envs import get_env_spec
-from lewm_mpc.envs.pusht import (
+from lewm_mpc.envs.pusht import PushTEnv
+from lewm_mpc.envs.pusht_expert import PushTExpert
+from lewm_mpc.envs.pusht_geometry import (
     AGENT_HIGH,
     AGENT_LOW,
     AGENT_RADIUS,
@@ -21,10 +23,8 @@ from lewm_mpc.envs.pusht import (
     SUCCESS_DISTANCE,
     TEE_BOXES,
     PushTConfig,
-    PushTEnv,
     sample_state,
 )
-from lewm_mpc.envs.pusht_expert import PushTExpert
 
 CONFIG = PushTConfig()
 # Agent just left of the T's bar (angle 0: bar y in [0, 30] below block y), at rest.

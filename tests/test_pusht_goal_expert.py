@@ -9,7 +9,8 @@ import pytest
 
 pytest.importorskip("gym_pusht")
 
-from lewm_mpc.envs.pusht import PushTConfig, PushTEnv, block_to_world, wrap_angle
+from lewm_mpc.envs.pusht import PushTEnv
+from lewm_mpc.envs.pusht_geometry import PushTConfig, block_to_world, wrap_angle
 from lewm_mpc.envs.pusht_goal_expert import PushTGoalExpert
 
 COG = np.array([[0.0, 45.0]])  # block frame

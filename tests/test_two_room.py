@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lewm_mpc.envs import TwoRoomConfig, TwoRoomEnv, TwoRoomExpert
-from lewm_mpc.envs.two_room import is_free_position, room_of
+from lewm_mpc.envs.two_room_geometry import is_free_position, room_of
 
 CONFIG = TwoRoomConfig()
 
@@ -123,7 +123,7 @@ def test_is_success_threshold() -> None:
 def test_sample_free_position_is_free_and_covers_both_rooms() -> None:
     env = TwoRoomEnv()
     rng = np.random.default_rng(0)
-    samples = np.stack([env.sample_free_position(rng) for _ in range(500)])
+    samples = np.stack([env.sample_state(rng) for _ in range(500)])
     assert all(is_free_position(CONFIG, p) for p in samples)
     assert 0.35 < np.mean(samples[:, 0] < 0.5) < 0.65
 

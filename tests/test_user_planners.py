@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,16 @@ def test_plugin_file_registers_its_planner_once(plugin):
     load_plugins([str(plugin)])
     load_plugins([str(plugin)])  # already imported: not registered twice
     assert NAME in planner_names()
+
+
+def test_plugin_module_path_is_found_in_the_working_directory(plugin, monkeypatch):
+    monkeypatch.chdir(plugin.parent)
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", ".")])
+    try:
+        load_plugins(["my_planners"])
+        assert NAME in planner_names() and str(plugin.parent) in sys.path
+    finally:
+        sys.modules.pop("my_planners", None)
 
 
 def test_eval_runs_a_plugin_planner(plugin, tiny_model, capsys):

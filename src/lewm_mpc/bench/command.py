@@ -23,7 +23,7 @@ benchmarks/env_success.py) and runs/bench_tworoom/{model,tworoom.h5}. Each job r
 --threads torch threads (1 by default), so results are identical whichever executor runs them
 (equal-time results depend on the clock). A user planner whose config subclasses
 SamplingConfig joins the comparison by registry name: --plugin my_planners.py --planners
-CEM,myname."""
+CEM,shooting."""
 
 
 def _names(text: str) -> tuple[str, ...]:

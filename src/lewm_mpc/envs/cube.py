@@ -1,18 +1,13 @@
 """Cube: OGBench's single-cube pick-and-place scene (UR5e arm + Robotiq 2F-85 gripper).
 
-Built around ``ogbench.manipspace.envs.cube_env.CubeEnv`` (``cube-single``) by composition: OGBench
-owns the MuJoCo scene, the 5-d end-effector action (dx, dy, dz, dyaw, gripper in [-1, 1], scaled by
-(0.05 m, 0.05 m, 0.05 m, 0.3 rad, 1.0) and turned into joint targets by differential IK) and its
-0.05 s control step (25 physics steps of 2 ms). This module adds the goal-conditioned contract of
-``lewm_mpc`` (full-state goals, exact ``get_state``/``set_state``), its own fast renderer, and the
-success test: the cube within ``success_radius`` (0.04 m, OGBench's threshold) of the goal cube.
-
-The env state is MuJoCo's own state vector (``mj_getState``) with the components
-``[time | qpos | qvel | act | history | qacc_warmstart | ctrl]``: positions and velocities of the
-arm, the gripper and the cube's free joint, plus the solver warm start and the last control, so a
-restored state steps bit-for-bit like the original. OGBench's controller keeps no state between
-steps (the IK restarts from the current joints), and its target marker (a mocap body without
-collisions, invisible here) only mirrors the goal, so it is not part of the state.
+OGBench's ``CubeEnv`` (``cube-single``), used by composition, owns the MuJoCo scene, the 5-d
+end-effector action (dx, dy, dz, dyaw, gripper in [-1, 1], scaled by (0.05 m, 0.05 m, 0.05 m,
+0.3 rad, 1.0), turned into joint targets by differential IK) and the 0.05 s control step. This
+module adds full-state goals, exact state save/restore, the fast renderer and the success test (cube
+within ``success_radius``, OGBench's 0.04 m, of the goal cube). The state is MuJoCo's own
+(``mj_getState``: ``[time | qpos | qvel | act | history | qacc_warmstart | ctrl]``), so a restored
+state steps bit-for-bit like the original; OGBench's controller keeps no state between steps and
+its target marker (invisible) only mirrors the goal.
 """
 
 from __future__ import annotations
@@ -40,15 +35,12 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 SUCCESS_RADIUS = 0.04  # OGBench: cube within 4 cm of its target
 CAMERA = "front_pixels"  # OGBench's camera for its visual-cube tasks
 ACTION_SCALE = (0.05, 0.05, 0.05, 0.3, 1.0)  # OGBench: action 1.0 -> metres, radians, opening
-# mj_getState components; the order in the vector is MuJoCo's (time, qpos, qvel, act, history,
-# warm start, ctrl), whatever the order of the flags here.
+# mj_getState components (MuJoCo orders them: time, qpos, qvel, act, history, warm start, ctrl).
 _STATE_SIG = sum(
     int(getattr(mujoco.mjtState, f"mjSTATE_{part}"))
     for part in ("TIME", "QPOS", "QVEL", "ACT", "HISTORY", "WARMSTART", "CTRL")
 )
-# Layout of the cube-single model (checked against the compiled model on first reset):
-# time 1, qpos 21 (arm 6, gripper 8, cube 7), qvel 20, act 0, warm start 20, ctrl 7.
-STATE_DIM = 69
+STATE_DIM = 69  # time 1, qpos 21 (arm 6, gripper 8, cube 7), qvel 20, warm start 20, ctrl 7
 CUBE_POS = slice(15, 18)  # cube xyz in the state: time (1) + arm and gripper qpos (14)
 CUBE_QUAT = slice(18, 22)  # cube orientation (w, x, y, z)
 _CUBE_Z = 0.02  # cube half-size: resting on the table
@@ -71,12 +63,10 @@ class CubeConfig:
 
     def __post_init__(self) -> None:
         size = self.image_size
-        if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 1024:
+        if type(size) is not int or not 16 <= size <= 1024:
             raise ValueError(f"image_size must be an int in [16, 1024], got {size!r}")
         if not (np.isfinite(self.success_radius) and self.success_radius > 0):
-            raise ValueError(
-                f"success_radius must be a positive finite number, got {self.success_radius!r}"
-            )
+            raise ValueError(f"success_radius must be finite and > 0, got {self.success_radius!r}")
         if not isinstance(self.transparent_arm, bool):
             raise ValueError(f"transparent_arm must be a bool, got {self.transparent_arm!r}")
 
@@ -90,11 +80,7 @@ def cube_position(state: np.ndarray) -> np.ndarray:
 
 
 class _OGBenchScene(_OGBenchCubeEnv):
-    """OGBench's cube scene whose observations are made by ``CubeEnv``, not by OGBench.
-
-    OGBench renders an observation inside every ``reset`` and ``step`` when ``ob_type="pixels"``
-    (with its slow default renderer); ``CubeEnv`` renders only when it needs a frame.
-    """
+    """OGBench's cube scene without its (slow) observation rendering in ``reset`` and ``step``."""
 
     def compute_observation(self) -> None:
         return None
@@ -127,7 +113,7 @@ class CubeEnv(GoalEnv[CubeConfig]):
             visualize_info=False,  # no target marker, no success colouring
             pixel_transparent_arm=self.config.transparent_arm,
         )
-        self._renderers: FastRenderers | None = None
+        self._renderers = FastRenderers()  # for the model compiled by the first reset
         self._compiled = False  # the model is compiled by the first reset
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -140,22 +126,17 @@ class CubeEnv(GoalEnv[CubeConfig]):
 
     def close(self) -> None:
         """Releases the renderers (their GL contexts)."""
-        if self._renderers is not None:
-            self._renderers.close()
+        self._renderers.close()
         super().close()
 
     def ogbench_info(self) -> dict[str, Any]:
-        """OGBench's observation-info dict at the current state (as its scripted oracles read).
-
-        Effector pose, gripper opening and contact, cube pose (``privileged/block_0_*``) and
-        OGBench's target (``privileged/target_block_*``, here the goal's cube).
-        """
+        """OGBench's observation-info dict (effector, gripper, cube pose, target = the goal's
+        cube) at the current state, as its scripted oracles read it."""
         self._require_started("ogbench_info()")
         return self.sim.compute_ob_info()
 
     def sample_state(self, rng: np.random.Generator) -> np.ndarray:
-        """OGBench's random initialization (drawn by ``reset`` from the env's generator):
-        effector above the table, cube at rest anywhere on the table with a random yaw."""
+        """OGBench's random start (drawn by ``reset``): effector above the table, cube on it."""
         self._refresh()
         return self._read_state()
 
@@ -236,21 +217,16 @@ class CubeEnv(GoalEnv[CubeConfig]):
     def _physics_step(self, action: np.ndarray) -> None:
         """OGBench's control (differential IK) and physics, then the derived quantities at the
         new state (as after ``set_state``); none of OGBench's bookkeeping."""
-        sim = self.sim
-        sim.set_control(action)
-        mujoco.mj_step(sim.model, sim.data, nstep=sim._n_steps)
+        self.sim.set_control(action)
+        mujoco.mj_step(self.sim.model, self.sim.data, nstep=self.sim._n_steps)
         self._refresh()
 
     def _draw(self, state: np.ndarray, size: int) -> np.ndarray:
         saved = self._read_state()
         try:
             self._write_state(state)
-            model = self.sim.model
-            if self._renderers is None or self._renderers.model is not model:
-                if self._renderers is not None:  # OGBench recompiled its model
-                    self._renderers.close()
-                self._renderers = FastRenderers(model)
-            return self._renderers.render(self.sim.data, size, CAMERA, self.sim._scene_option)
+            sim = self.sim
+            return self._renderers.render(sim.data, size, CAMERA, sim._scene_option, sim.model)
         finally:
             if not np.array_equal(saved, state):
                 self._write_state(saved)

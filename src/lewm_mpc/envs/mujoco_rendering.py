@@ -30,21 +30,28 @@ def _close_all() -> None:
 
 
 class FastRenderers:
-    """One fast ``mujoco.Renderer`` per image size for one MuJoCo model, created on first use.
+    """One fast ``mujoco.Renderer`` per image size for a MuJoCo model, created on first use.
 
     Args:
-        model: the ``mujoco.MjModel`` to draw.
+        model: the ``mujoco.MjModel`` to draw (None: the model given to the first ``render``).
     """
 
-    def __init__(self, model: mujoco.MjModel) -> None:
+    def __init__(self, model: mujoco.MjModel | None = None) -> None:
         self.model = model
         self._renderers: dict[int, mujoco.Renderer] = {}
 
     def render(
         self, data: mujoco.MjData, size: int, camera: str | int,
-        scene_option: mujoco.MjvOption | None = None,
+        scene_option: mujoco.MjvOption | None = None, model: mujoco.MjModel | None = None,
     ) -> Any:  # fmt: skip
-        """A fresh uint8 (size, size, 3) frame of ``data`` seen from ``camera``."""
+        """A fresh uint8 (size, size, 3) frame of ``data`` seen from ``camera``.
+
+        ``model``: the model ``data`` belongs to, when it may have been recompiled since the
+        last call (the renderers of the old one are freed).
+        """
+        if model is not None and model is not self.model:
+            self.close()
+            self.model = model
         renderer = self._renderer(size)
         renderer.update_scene(data, camera=camera, scene_option=scene_option)
         return renderer.render()  # a fresh array each call

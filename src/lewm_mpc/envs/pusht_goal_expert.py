@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lewm_mpc.envs.pusht import (
+from lewm_mpc.envs.pusht_geometry import (
     AGENT_HIGH,
     AGENT_LOW,
     AGENT_RADIUS,

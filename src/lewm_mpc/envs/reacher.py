@@ -1,16 +1,11 @@
 """Reacher: dm_control's two-link planar arm, goal = a target joint configuration.
 
-The physics is the suite's reacher model (``dm_control.suite.reacher``: 0.02 s Euler steps, joint
-damping 0.01, motors with gear 0.05 and control range [-1, 1], contacts disabled), stepped with
-``mujoco.mj_step`` directly, ``frame_skip`` physics steps per env step. Joint 0 (shoulder) is an
-unlimited hinge, joint 1 (wrist) is limited to +-160 degrees. The env state is
-``[shoulder, wrist, shoulder_velocity, wrist_velocity]`` (float64); the shoulder angle is kept in
-[-pi, pi). Solver warm starts are disabled so that the next state is a pure function of
-(state, action): ``set_state`` then reproduces a trajectory exactly.
-
-Frames come from the suite's top-down camera ``"fixed"`` through one ``mujoco.Renderer`` per image
-size, with the fast settings (no multisampling, shadows, reflections or skybox). The suite's target
-sphere is hidden: a goal is a pose of the arm, and its image is the arm in that pose.
+The suite's reacher model (``dm_control.suite.reacher``: 0.02 s Euler steps, joint damping 0.01,
+motors of gear 0.05, contacts disabled), ``frame_skip`` ``mujoco.mj_step`` calls per env step. The
+shoulder is an unlimited hinge (kept in [-pi, pi)), the wrist is limited to +-160 degrees. Solver
+warm starts are disabled, so ``set_state`` reproduces a trajectory exactly. Frames come from the
+suite's top-down camera ``"fixed"``; its target sphere is hidden (a goal's image is the arm in the
+goal pose).
 """
 
 from __future__ import annotations
@@ -66,9 +61,7 @@ class ReacherConfig:
                 raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
         tolerance = self.success_tolerance
         if not (isinstance(tolerance, (int, float)) and np.isfinite(tolerance) and tolerance > 0):
-            raise ValueError(
-                f"success_tolerance must be a positive finite number, got {tolerance!r}"
-            )
+            raise ValueError(f"success_tolerance must be finite and > 0, got {tolerance!r}")
 
 
 def wrap_angle(angle: np.ndarray | float) -> np.ndarray:
@@ -105,11 +98,10 @@ def fingertip_position(state: np.ndarray) -> np.ndarray:
 
 
 def load_model() -> mujoco.MjModel:
-    """The suite's reacher model, prepared: fast rendering, hidden target, no solver warm start."""
+    """The suite's reacher model with its target hidden and no solver warm start."""
     xml, assets = _suite_reacher.get_model_and_assets()
     model = mujoco.MjModel.from_xml_string(xml, assets)
     model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_WARMSTART)
-    model.vis.quality.offsamples = 0
     target = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "target")
     model.geom_group[target] = _HIDDEN_GROUP
     return model
@@ -161,8 +153,7 @@ class ReacherEnv(GoalEnv[ReacherConfig]):
         super().close()
 
     def sample_state(self, rng: np.random.Generator) -> np.ndarray:
-        """A random pose at rest, like the suite's episodes: shoulder uniform in [-pi, pi),
-        wrist uniform in its range; float64 (4,)."""
+        """A random pose at rest (the suite's: shoulder and wrist uniform in their ranges)."""
         shoulder = rng.uniform(-np.pi, np.pi)
         wrist = rng.uniform(*self.wrist_range)
         return np.array([shoulder, wrist, 0.0, 0.0])

@@ -211,8 +211,8 @@ class EnvSpec:
         """``gym.make`` of the env (with its time limit) with pixel or state observations and
         optional config-field overrides."""
         check_obs_mode(obs_mode)
+        config = self.config(env_config)  # imports the module: an ImportError names the extra
         self.register()
-        config = self.config(env_config) if env_config else None
         return gym.make(self.gym_id, obs_mode=obs_mode, config=config, **kwargs)
 
     def make_expert(self, env: gym.Env, policy: str | None = None) -> Policy:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from lewm_mpc.envs.two_room import TwoRoomConfig, room_of, sample_free_position
+from lewm_mpc.envs.two_room_geometry import TwoRoomConfig, room_of, sample_free_position
 
 
 class TwoRoomExpert:

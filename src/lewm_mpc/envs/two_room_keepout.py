@@ -31,7 +31,7 @@ from lewm_mpc.energies import (
     calibrate_probe_margin,
     fit_probe_from_dataset,
 )
-from lewm_mpc.envs.two_room import TwoRoomConfig, room_of
+from lewm_mpc.envs.two_room_geometry import TwoRoomConfig, room_of
 from lewm_mpc.models import WorldModel
 
 
