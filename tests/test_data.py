@@ -384,7 +384,13 @@ def test_collect_returns_complete_file_untouched(tmp_path, reference):
 
 
 @pytest.mark.parametrize(
-    "change", [{"seed": SEED + 1}, {"env_config": {"size": 9}}, {"num_episodes": 20, "seed": 0}]
+    "change",
+    [
+        {"seed": SEED + 1},
+        {"env_config": {"size": 9}},
+        {"num_episodes": 20, "seed": 0},
+        {"num_episodes": 20, "action_block": 2},
+    ],
 )
 def test_collect_refuses_mismatched_file(tmp_path, reference, change):
     path = tmp_path / "d.h5"
@@ -424,6 +430,27 @@ def test_collect_two_room(tmp_path):
     assert data.state_dim == 2 and data.action_dim == 2
     real = data.action[~np.isnan(data.action[:, 0])]
     assert real.shape == (20, 2) and (np.abs(real) <= 1).all()
+
+
+def test_collect_in_blocks_subsamples_single_steps(tmp_path, reference):
+    """Rows every K env steps: a frame, then K actions concatenated (same seed, same rollout)."""
+    data = EpisodeDataset.load(reference)
+    blocks = EpisodeDataset.load(run_collect(tmp_path / "b.h5", 8, action_block=2))
+    assert blocks.meta == DatasetMeta(
+        env_id="point", env_config={"size": SIZE}, seed=SEED, episode_steps=6, action_block=2,
+        **BOUNDS,
+    )  # fmt: skip
+    assert blocks.num_rows == 8 * 4 and blocks.action_dim == 4
+    rows = data.num_rows // 8
+    for key in ("pixels", "state"):
+        single = getattr(data, key).reshape(8, rows, *getattr(data, key).shape[1:])
+        np.testing.assert_array_equal(getattr(blocks, key), np.concatenate(single[:, ::2]))
+    grouped = data.action.reshape(8, rows, 2)[:, :-1].reshape(8, 3, 4)  # (E, L/K, K*A)
+    np.testing.assert_array_equal(blocks.action.reshape(8, 4, 4)[:, :-1], grouped)
+    assert np.isnan(blocks.action[blocks.episode_starts + 3]).all()
+    with pytest.raises(ValueError, match="multiple of action_block"):
+        run_collect(tmp_path / "x.h5", 8, action_block=4)
+    assert not (tmp_path / "x.h5").exists()
 
 
 def test_collect_with_two_workers_matches(tmp_path, reference):

@@ -14,7 +14,13 @@ from lewm_mpc.cli import main
 from lewm_mpc.control import run_episode
 from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.envs import get_env_spec
-from lewm_mpc.evaluation import EvalConfig, evaluate, sample_pairs, wilson_interval
+from lewm_mpc.evaluation import (
+    EvalConfig,
+    evaluate,
+    pair_episode_ids,
+    sample_pairs,
+    wilson_interval,
+)
 from lewm_mpc.render import write_episode_video
 from lewm_mpc.training import TrainConfig, train
 
@@ -61,6 +67,20 @@ def test_pairs_come_from_validation_episodes_and_skip_solved_starts(tiny_dataset
         sample_pairs(dataset, val_ids, spec, EvalConfig(num_pairs=500, goal_offset=10))
 
 
+def test_pairs_from_train_or_val_come_only_from_that_split(tiny_dataset):
+    dataset = EpisodeDataset.load(tiny_dataset)
+    spec = get_env_spec("tworoom")
+    train_ids, val_ids = dataset.split(0.25, seed=0)
+    for pairs_from, expected in (("val", val_ids), ("train", train_ids)):
+        config = EvalConfig(num_pairs=20, goal_offset=10, val_fraction=0.25, pairs_from=pairs_from)
+        np.testing.assert_array_equal(pair_episode_ids(dataset, config), expected)
+        np.testing.assert_array_equal(pair_episode_ids(dataset, config, val_ids), expected)
+        pairs, _ = sample_pairs(dataset, pair_episode_ids(dataset, config), spec, config)
+        assert {pair.episode for pair in pairs} <= set(expected.tolist())
+    with pytest.raises(ValueError, match="pairs_from"):
+        EvalConfig(pairs_from="test")
+
+
 def test_control_loop_executes_receding_blocks_until_the_budget(tiny_model):
     model = lm.WorldModel.load(tiny_model)
     planner = lm.CEM(model, num_samples=16, iterations=2, topk=4, receding_horizon=2)
@@ -89,6 +109,24 @@ def test_evaluate_reports_and_saves_json(tiny_model, tiny_dataset, tmp_path):
     saved = json.loads(report.save(tmp_path / "r.json").read_text())
     assert saved["num_pairs"] == 2 and saved["planner"]["class"] == "CEM"
     assert "success" in report.summary()
+
+
+def test_eval_cli_pairs_from_train(tiny_model, tiny_dataset, tmp_path, capsys):
+    from lewm_mpc.runs import load_run
+
+    run = load_run(tiny_model, tiny_dataset)
+    flags = ["eval", "--model", str(tiny_model), "--data", str(tiny_dataset), "--pairs", "3",
+             "--goal-offset", "10", "--budget", "5", "--samples", "8", "--iterations", "1",
+             "--topk", "2"]  # fmt: skip
+    for pairs_from, ids in (("train", run.train_ids), ("val", run.val_ids)):
+        out = tmp_path / f"{pairs_from}.json"
+        assert main([*flags, "--pairs-from", pairs_from, "--out", str(out)]) == 0
+        report = json.loads(out.read_text())
+        assert report["pairs_from"] == report["config"]["pairs_from"] == pairs_from
+        assert {pair["episode"] for pair in report["pairs"]} <= set(ids.tolist())
+    assert "pairs from training episodes" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*flags, "--pairs-from", "test"])  # argparse: not a choice
 
 
 def test_video_has_one_frame_per_step_plus_hold(tmp_path):

@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="processes (recipe's)")
     p.add_argument("--policy", default=None, help="data policy (default: the env's first)")
     p.add_argument(
+        "--action-block",
+        type=int,
+        default=1,
+        metavar="K",
+        help="env actions per stored frame (default 1); frames in between are not rendered; "
+        "--steps must be a multiple of K and the model's action block a multiple of K",
+    )
+    p.add_argument(
         "--image-size",
         type=int,
         default=None,
@@ -103,10 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate planning on held-out start/goal pairs (or, with --offline, prediction "
         "error and probe R² on held-out episodes, no simulator)",
     )
-    p.add_argument("--model", type=Path, required=True, help="run/checkpoint directory")
+    p.add_argument(
+        "--model", type=Path, required=True,
+        help="run/checkpoint directory, or a shipped model: pretrained:ENV",
+    )  # fmt: skip
     p.add_argument(
         "--data", type=Path, default=None,
-        help="dataset .h5 (default: the one the model was trained on, if unchanged)",
+        help="dataset .h5 (default: the one the model was trained on, if unchanged; for a "
+        "shipped model or one that records none, pairs come from regenerated held-out episodes)",
     )  # fmt: skip
     p.add_argument(
         "--offline", action="store_true",
@@ -120,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", type=Path, default=None, help="mp4/gif of the first pair")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     _add_eval_args(p, pairs=50)
+    p.add_argument(
+        "--pairs-from",
+        choices=("val", "train"),
+        default="val",
+        help="episodes the start/goal pairs come from: val = held out (default), train = the "
+        "training episodes, as LeWorldModel evaluates (report it apart)",
+    )
     _add_planner_args(p)
 
     p = sub.add_parser("demo", help="collect -> train -> plan -> video on Two-Room")
@@ -159,6 +178,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
         recipe.workers if args.workers is None else args.workers,
         env_config=env_config,
         policy=args.policy,
+        action_block=args.action_block,
     )
     print(f"dataset: {path}")
 
@@ -226,6 +246,74 @@ def _evaluate_offline(args: argparse.Namespace, run: Run, out: Path | None) -> N
         print(f"report: {report.save(out)}")
 
 
+def _without_dataset(model_dir: Path) -> bool:
+    """A shipped model, or one that records no dataset: ``eval`` regenerates held-out episodes."""
+    from lewm_mpc.models.checkpoint import read_checkpoint_config
+    from lewm_mpc.models.pretrained import is_pretrained, resolve_model_path
+
+    if is_pretrained(model_dir):
+        return True
+    _, meta, _ = read_checkpoint_config(resolve_model_path(model_dir))
+    return meta.dataset is None
+
+
+def _evaluate_heldout(
+    args: argparse.Namespace, model_dir: Path, out: Path | None, video: Path | None
+) -> float:
+    """``eval`` without a dataset: pairs from seeded held-out episodes of the env's data policy
+    (the one on the model's card, else the env's default)."""
+    import torch
+
+    from lewm_mpc.envs import get_env_spec
+    from lewm_mpc.evaluation import EvalConfig, evaluate_pairs, heldout_pairs
+    from lewm_mpc.models import WorldModel
+    from lewm_mpc.models.device import resolve_device
+    from lewm_mpc.models.pretrained import is_pretrained, read_card
+    from lewm_mpc.render import write_episode_video
+
+    model = WorldModel.load(model_dir, resolve_device(args.device))
+    meta = model.run_meta
+    if meta.env_id is None:
+        raise ValueError(
+            f"the model in {model_dir} records neither its dataset nor its environment; pass "
+            "its dataset with --data PATH"
+        )
+    spec = get_env_spec(meta.env_id)
+    if video is not None and meta.obs_mode != "pixels":
+        raise ValueError("--video needs a pixel model")
+    card = read_card(model_dir)
+    policy = None if card is None else card.data_policy
+    pairs, skipped = heldout_pairs(
+        spec, args.pairs, args.eval_seed, policy, meta.env_config, args.goal_offset
+    )
+    why = "a shipped model" if is_pretrained(model_dir) else "the model records no dataset"
+    print(
+        f"pairs: {len(pairs)} from regenerated held-out {spec.name} episodes "
+        f"({policy or spec.expert_names[0]} data policy; {why})"
+    )
+    config = EvalConfig(
+        num_pairs=args.pairs, goal_offset=args.goal_offset, budget=args.budget,
+        seed=args.eval_seed, deadline_s=args.deadline,
+    )  # fmt: skip
+
+    def save_first_video(index, pair, episode) -> None:
+        if index == 0 and video is not None:
+            write_episode_video(video, episode.observations, episode.goal, episode.success)
+
+    with torch.inference_mode():
+        report = evaluate_pairs(
+            _planner(args, model), pairs, spec, config, meta.obs_mode, meta.env_config,
+            skipped, on_episode=save_first_video,
+        )  # fmt: skip
+    print(report.summary())
+    if out is not None:
+        print(f"report: {report.save(out)}")
+    if video is not None:
+        outcome = "success" if report.pairs[0].success else "failure"
+        print(f"video: {video} (first pair: {outcome})")
+    return report.success_rate
+
+
 def _evaluate(
     args: argparse.Namespace,
     model_dir: Path,
@@ -240,6 +328,11 @@ def _evaluate(
     from lewm_mpc.render import write_episode_video
     from lewm_mpc.runs import load_run
 
+    pairs_from = getattr(args, "pairs_from", "val")
+    if data is None and not getattr(args, "offline", False) and _without_dataset(model_dir):
+        if pairs_from == "train":
+            raise ValueError("--pairs-from train needs the model's dataset: pass --data PATH")
+        return _evaluate_heldout(args, model_dir, out, video)
     run = load_run(model_dir, data, device=resolve_device(args.device))
     if getattr(args, "offline", False):
         _evaluate_offline(args, run, out)
@@ -252,7 +345,7 @@ def _evaluate(
     split = run.meta.split
     config = EvalConfig(
         num_pairs=args.pairs, goal_offset=args.goal_offset, budget=args.budget,
-        seed=args.eval_seed, deadline_s=args.deadline,
+        seed=args.eval_seed, deadline_s=args.deadline, pairs_from=pairs_from,
         **({} if split is None else {"val_fraction": split.val_fraction, "split_seed": split.seed}),
     )  # fmt: skip
 

@@ -4,6 +4,10 @@ Start/goal pairs come from held-out validation episodes: the start is a random s
 the state ``goal_offset`` env steps later in the same episode. Pairs whose start already
 satisfies the success test are skipped (and counted). Each pair gets ``budget`` env steps of
 MPC; success means the env's success test held at some step.
+
+``EvalConfig(pairs_from="train")`` draws the pairs from the training episodes instead, as
+LeWorldModel's evaluation does: for a like-for-like comparison with its published numbers, to be
+reported apart from the held-out ones.
 """
 
 from __future__ import annotations
@@ -12,17 +16,17 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from lewm_mpc.atomic import write_text_atomic
 from lewm_mpc.control import Episode, run_episode
-from lewm_mpc.data import EpisodeDataset
+from lewm_mpc.data import EpisodeDataset, episode_seed
 from lewm_mpc.envs import EnvSpec
 from lewm_mpc.planners.base import Planner
 
@@ -39,6 +43,8 @@ class EvalConfig:
         val_fraction: validation share used to split episodes (must match training).
         split_seed: seed of that split (must match training).
         deadline_s: optional per-plan deadline.
+        pairs_from: the episodes pairs come from: ``"val"``, the held-out ones (default), or
+            ``"train"``, the training ones (LeWorldModel's protocol).
     """
 
     num_pairs: int = 50
@@ -48,16 +54,27 @@ class EvalConfig:
     val_fraction: float = 0.1
     split_seed: int = 0
     deadline_s: float | None = None
+    pairs_from: Literal["val", "train"] = "val"
 
     def __post_init__(self) -> None:
         for name in ("num_pairs", "goal_offset", "budget"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.pairs_from not in ("val", "train"):
+            raise ValueError(f"pairs_from must be 'val' or 'train', got {self.pairs_from!r}")
 
 
 @dataclass(frozen=True)
 class Pair:
-    """A start/goal pair taken from a validation episode."""
+    """A start/goal pair taken from a dataset episode.
+
+    Attributes:
+        episode: episode id.
+        start_step: env step of the start in that episode (its row times the dataset's
+            ``action_block``).
+        start_state: the start state.
+        goal_state: the state ``goal_offset`` env steps later.
+    """
 
     episode: int
     start_step: int
@@ -97,20 +114,26 @@ class EvalReport:
     planner: dict[str, Any]
     pairs: tuple[PairResult, ...]
 
+    @property
+    def pairs_from(self) -> str:
+        """``"val"`` or ``"train"``: the episodes the pairs came from."""
+        return str(self.config.get("pairs_from", "val"))
+
     def summary(self) -> str:
         """One human-readable line."""
         low, high = self.ci95
         steps = "n/a" if self.steps_to_success_mean is None else f"{self.steps_to_success_mean:.1f}"
+        source = "" if self.pairs_from == "val" else " (pairs from training episodes, as LeWM)"
         return (
-            f"{self.env_id}: success {self.successes}/{self.num_pairs} = "
+            f"{self.env_id}{source}: success {self.successes}/{self.num_pairs} = "
             f"{100 * self.success_rate:.1f}% (95% CI {100 * low:.1f}-{100 * high:.1f}), "
             f"steps-to-success {steps}, plan latency p50 {1000 * self.latency_p50_s:.0f} ms "
             f"p95 {1000 * self.latency_p95_s:.0f} ms, skipped {self.skipped_solved} solved starts"
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return dataclasses.asdict(self)
+        """JSON-ready dict (``pairs_from`` at the top: which episodes the pairs came from)."""
+        return {"pairs_from": self.pairs_from, **dataclasses.asdict(self)}
 
     def save(self, path: str | Path) -> Path:
         """Write JSON atomically."""
@@ -130,6 +153,28 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
     return (max(0.0, center - half), min(1.0, center + half))
 
 
+def pair_episode_ids(
+    dataset: EpisodeDataset, config: EvalConfig, held_out: np.ndarray | None = None
+) -> np.ndarray:
+    """The episodes ``config.pairs_from`` names: the held-out ones, or all the others.
+
+    Args:
+        dataset: the dataset the model was trained on.
+        config: protocol settings.
+        held_out: the model's held-out episodes (e.g. ``load_run(...).val_ids``); default: the
+            validation split of ``config.val_fraction`` and ``config.split_seed``.
+
+    Returns:
+        Sorted int64 episode ids.
+    """
+    if held_out is None:
+        _, held_out = dataset.split(config.val_fraction, seed=config.split_seed)
+    held_out = np.asarray(held_out, dtype=np.int64)
+    if config.pairs_from == "val":
+        return np.sort(held_out)
+    return np.setdiff1d(dataset.episode_ids, held_out)  # the training episodes
+
+
 def sample_pairs(
     dataset: EpisodeDataset,
     episode_ids: np.ndarray,
@@ -141,18 +186,24 @@ def sample_pairs(
 
     Args:
         dataset: source of episodes.
-        episode_ids: episodes to draw from (the validation split).
+        episode_ids: episodes to draw from (see :func:`pair_episode_ids`).
         spec: the environment (its success test decides which starts are already solved).
-        config: protocol settings.
+        config: protocol settings (``goal_offset`` must be a multiple of the dataset's
+            ``action_block``: its rows are that many env steps apart).
         accept: optional extra filter on (start_state, goal_state), e.g. for a benchmark that
             needs pairs of a certain geometry; rejected pairs are not counted as skipped.
     """
+    block = dataset.action_block
+    if config.goal_offset % block:
+        raise ValueError(
+            f"goal_offset {config.goal_offset} must be a multiple of the dataset's action_block "
+            f"{block} (env steps between its rows)"
+        )
+    offset = config.goal_offset // block  # in rows
     rng = np.random.default_rng(config.seed)
-    # Every (episode, start) whose goal lies inside the episode, visited in a seeded order.
+    # Every (episode, start row) whose goal lies inside the episode, visited in a seeded order.
     candidates = [
-        (int(e), t)
-        for e in episode_ids
-        for t in range(dataset.episode_length(int(e)) - config.goal_offset)
+        (int(e), t) for e in episode_ids for t in range(dataset.episode_length(int(e)) - offset)
     ]
     pairs: list[Pair] = []
     skipped = 0
@@ -162,17 +213,100 @@ def sample_pairs(
         episode, start = candidates[index]
         row = dataset.episode_slice(episode).start + start
         start_state = dataset.state[row].astype(np.float64)
-        goal_state = dataset.state[row + config.goal_offset].astype(np.float64)
+        goal_state = dataset.state[row + offset].astype(np.float64)
         if spec.is_success(start_state, goal_state):
             skipped += 1
             continue
         if accept is not None and not accept(start_state, goal_state):
             continue
-        pairs.append(Pair(episode, start, start_state, goal_state))
+        pairs.append(Pair(episode, start * block, start_state, goal_state))
     if len(pairs) < config.num_pairs:
         raise ValueError(
             f"could only draw {len(pairs)} non-trivial pairs of the {config.num_pairs} asked "
-            f"from {len(episode_ids)} validation episodes; collect more data or ask for fewer"
+            f"from {len(episode_ids)} episodes; collect more data or ask for fewer"
+        )
+    return pairs, skipped
+
+
+# Base seed of regenerated held-out episodes; collections are seeded far below it, so these
+# episodes are none of the training data.
+HELDOUT_SEED_BASE = 10_000_000
+
+
+def heldout_pairs(
+    spec: EnvSpec,
+    num_pairs: int,
+    seed: int = 0,
+    policy: str | None = None,
+    env_config: Mapping[str, Any] | None = None,
+    goal_offset: int = 25,
+) -> tuple[list[Pair], int]:
+    """The protocol's pairs from freshly generated held-out episodes (no dataset needed).
+
+    Episode ``i`` is rolled out as collection would with base seed ``HELDOUT_SEED_BASE + seed``
+    (env reset with ``episode_seed(base, i)``, the data policy with ``default_rng([base, i])``),
+    in state mode (no rendering). Its start step is drawn uniformly over those a collected
+    episode of the env's recipe length offers, and it runs just until the goal, ``goal_offset``
+    steps later. Starts that already satisfy the success test are skipped (and counted). The
+    pairs depend only on the arguments.
+
+    Args:
+        spec: The environment.
+        num_pairs: Non-trivial pairs to return.
+        seed: Seeds the episodes (offset from ``HELDOUT_SEED_BASE``).
+        policy: Data policy name (the one that generated the model's training data; ``None``:
+            the env's default).
+        env_config: The env's config fields (the model's ``run_meta.env_config``).
+        goal_offset: Env steps between start and goal.
+
+    Returns:
+        The pairs (``Pair.episode`` is the regenerated episode's index) and the number of
+        solved starts skipped.
+
+    Raises:
+        ValueError: Invalid arguments, or too few non-trivial pairs after ``20 * num_pairs``
+            episodes.
+    """
+    if num_pairs < 1 or goal_offset < 1 or seed < 0:
+        raise ValueError(
+            f"num_pairs and goal_offset must be >= 1 and seed >= 0, got {num_pairs}, "
+            f"{goal_offset}, {seed}"
+        )
+    length = min(spec.default_episode_steps, spec.max_episode_steps)
+    if goal_offset >= length:
+        raise ValueError(f"goal_offset {goal_offset} must be below {spec.name}'s {length} steps")
+    base = HELDOUT_SEED_BASE + seed
+    env = spec.make(obs_mode="state", env_config=env_config)
+    expert = spec.make_expert(env, policy)
+    pairs: list[Pair] = []
+    skipped = 0
+    try:
+        for episode in range(20 * num_pairs):
+            if len(pairs) == num_pairs:
+                break
+            start = int(np.random.default_rng([base, episode, 1]).integers(length - goal_offset))
+            env.reset(seed=episode_seed(base, episode))
+            expert.reset(np.random.default_rng([base, episode]))
+            states = [np.array(env.unwrapped.get_state(), dtype=np.float64).reshape(-1)]
+            for _ in range(start + goal_offset):
+                action = np.asarray(expert.act(states[-1]), dtype=np.float32).reshape(-1)
+                _, _, terminated, truncated, _ = env.step(action)
+                states.append(np.array(env.unwrapped.get_state(), dtype=np.float64).reshape(-1))
+                if terminated or truncated:
+                    break
+            if len(states) <= start + goal_offset:  # ended before the goal
+                continue
+            start_state, goal_state = states[start], states[start + goal_offset]
+            if spec.is_success(start_state, goal_state):
+                skipped += 1
+                continue
+            pairs.append(Pair(episode, start, start_state, goal_state))
+    finally:
+        env.close()
+    if len(pairs) < num_pairs:
+        raise ValueError(
+            f"only {len(pairs)} of {num_pairs} regenerated {spec.name} episodes gave a "
+            f"non-trivial pair ({skipped} starts already solved); ask for fewer"
         )
     return pairs, skipped
 
@@ -204,22 +338,22 @@ def evaluate(
 
     Args:
         planner: any planner (its model decides the observation kind).
-        dataset: the dataset the model was trained on; pairs come from its validation split.
+        dataset: the dataset the model was trained on; pairs come from its validation split
+            (or its training episodes, ``config.pairs_from="train"``).
         spec: the environment.
         config: protocol settings.
         obs_mode: "pixels" or "state", matching the model.
         progress: show a progress bar over pairs.
         on_episode: called as ``on_episode(index, pair, episode)`` after each pair (e.g. to
             render a video), so callers need not re-run episodes.
-        episode_ids: the held-out episodes to draw pairs from (e.g. ``load_run(...).val_ids``);
+        episode_ids: the model's held-out episodes (e.g. ``load_run(...).val_ids``): pairs
+            come from them, or with ``config.pairs_from="train"`` from all the other episodes;
             default: the validation split of ``config.val_fraction`` and ``config.split_seed``.
     """
     config = config or EvalConfig()
     started = time.perf_counter()
-    if episode_ids is None:
-        _, episode_ids = dataset.split(config.val_fraction, seed=config.split_seed)
-    val_ids = np.asarray(episode_ids, dtype=np.int64)
-    pairs, skipped = sample_pairs(dataset, val_ids, spec, config)
+    source_ids = pair_episode_ids(dataset, config, episode_ids)
+    pairs, skipped = sample_pairs(dataset, source_ids, spec, config)
     env = spec.make(obs_mode=obs_mode, env_config=dataset.meta.env_config)
     results: list[PairResult] = []
     try:
@@ -237,6 +371,52 @@ def evaluate(
     finally:
         env.close()
     return _aggregate(spec.gym_id, results, skipped, config, planner, started)
+
+
+def evaluate_pairs(
+    planner: Planner,
+    pairs: Sequence[Pair],
+    spec: EnvSpec,
+    config: EvalConfig | None = None,
+    obs_mode: str = "pixels",
+    env_config: Mapping[str, Any] | None = None,
+    skipped_solved: int = 0,
+    progress: bool = True,
+    on_episode: Callable[[int, Pair, Episode], None] | None = None,
+) -> EvalReport:
+    """Run the protocol on given pairs (e.g. from :func:`heldout_pairs`) and aggregate.
+
+    Args:
+        planner: Any planner (its model decides the observation kind).
+        pairs: The start/goal pairs.
+        spec: The environment.
+        config: Protocol settings (``budget``, ``deadline_s``; recorded in the report).
+        obs_mode: ``"pixels"`` or ``"state"``, matching the model.
+        env_config: The env's config fields (the model's ``run_meta.env_config``).
+        skipped_solved: Solved starts skipped while drawing ``pairs`` (reported).
+        progress: Show a progress bar over pairs.
+        on_episode: Called as ``on_episode(index, pair, episode)`` after each pair.
+    """
+    config = config or EvalConfig()
+    started = time.perf_counter()
+    env = spec.make(obs_mode=obs_mode, env_config=env_config)
+    results: list[PairResult] = []
+    try:
+        for index, pair in enumerate(
+            tqdm(pairs, desc="eval", disable=not progress, dynamic_ncols=True)
+        ):
+            episode = run_pair(env, planner, pair, config)
+            if on_episode is not None:
+                on_episode(index, pair, episode)
+            results.append(PairResult(
+                episode=pair.episode, start_step=pair.start_step, success=episode.succeeded,
+                steps_to_success=episode.steps_to_success,
+                plan_seconds=tuple(float(s) for s in episode.plan_seconds),
+                energy_evals=sum(plan.energy_evals for plan in episode.plans),
+            ))  # fmt: skip
+    finally:
+        env.close()
+    return _aggregate(spec.gym_id, results, skipped_solved, config, planner, started)
 
 
 def _aggregate(

@@ -19,6 +19,7 @@ from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.envs import EnvSpec, get_env_spec
 from lewm_mpc.models import WorldModel
 from lewm_mpc.models.checkpoint import file_sha256
+from lewm_mpc.models.pretrained import PREFIX, is_pretrained, pretrained_root, resolve_model_path
 from lewm_mpc.models.run_meta import RunMeta
 from lewm_mpc.types import ObsMode
 
@@ -123,9 +124,11 @@ def load_run(
     """Load a model and its dataset, with the model's train/validation split.
 
     Args:
-        model_path: Checkpoint directory (``WorldModel.load``).
+        model_path: Checkpoint directory, or a shipped model's name ``"pretrained:<env>"``
+            (``WorldModel.load``).
         data_path: Dataset file; ``None`` uses the one the model was trained on (which must be
-            unchanged: same SHA-256).
+            unchanged: same SHA-256). Shipped models come without their dataset: pass it, or
+            evaluate on regenerated episodes (``lewm_mpc.evaluation.heldout_pairs``).
         device: Where the model goes.
 
     Returns:
@@ -137,10 +140,20 @@ def load_run(
         ValueError: The recorded dataset changed, the dataset's env differs from the model's,
             or it lacks the model's held-out episodes.
     """
-    model_path = Path(model_path)
+    name, model_path = model_path, resolve_model_path(model_path)
     model = WorldModel.load(model_path, device)
     meta = model.run_meta
-    path = recorded_dataset(meta, model_path) if data_path is None else Path(data_path)
+    try:
+        path = recorded_dataset(meta, model_path) if data_path is None else Path(data_path)
+    except FileNotFoundError:
+        shipped = model_path.resolve().parent == pretrained_root().resolve()
+        if not (is_pretrained(name) or shipped):
+            raise
+        raise FileNotFoundError(
+            f"the shipped model {PREFIX}{model_path.name} comes without its dataset; pass one "
+            "with --data PATH (data_path=...); closed-loop `lewm-mpc eval` needs none (it "
+            "regenerates held-out episodes: lewm_mpc.evaluation.heldout_pairs)"
+        ) from None
     dataset = EpisodeDataset.load(path)
     if meta.env_id != dataset.meta.env_id and meta.env_id is not None:
         raise ValueError(

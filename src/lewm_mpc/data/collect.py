@@ -5,6 +5,10 @@ policy with ``np.random.default_rng([seed, i])``. Episodes are collected in chun
 atomically as ``<path>.parts/part-<first>-<last>.h5``; an interrupted run keeps its complete parts
 and a rerun skips them. When every part exists they are merged atomically into ``path`` and the
 parts directory is removed. An existing ``path`` is never overwritten with different settings.
+
+With ``action_block=K`` a row is one frame followed by ``K`` env actions: the env steps ``K``
+times between stored frames, and only stored frames are rendered (for an env with state
+observations, through ``env.unwrapped.render_state``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ def episode_seed(seed: int, episode: int) -> int:
         A 32-bit seed derived from ``(seed, episode)`` through ``np.random.SeedSequence``.
     """
     return int(np.random.SeedSequence([seed, episode]).generate_state(1, np.uint32)[0])
+
+
+def _is_pixels(observation: Any) -> bool:
+    """Whether an observation carries a frame (a dict with ``"pixels"``, or a uint8 image)."""
+    if isinstance(observation, Mapping):
+        return PIXELS_KEY in observation
+    array = np.asarray(observation)
+    return array.dtype == np.uint8 and array.ndim == 3
 
 
 def _pixels_of(observation: Any) -> np.ndarray:
@@ -83,38 +95,71 @@ def _state_of(env: gym.Env) -> np.ndarray:
     return np.array(env.unwrapped.get_state(), dtype=np.float64).reshape(-1)  # (Ds,)
 
 
+def _frame_of(env: gym.Env, observation: Any, state: np.ndarray) -> np.ndarray:
+    """The stored frame: the pixel observation, else ``env.unwrapped.render_state(state)``."""
+    if _is_pixels(observation):
+        return _pixels_of(observation)
+    render_state = getattr(env.unwrapped, "render_state", None)
+    if render_state is None:
+        return _pixels_of(observation)  # raises: no pixels and no way to draw the state
+    return _pixels_of(render_state(state))
+
+
 def collect_episode(
-    env: gym.Env, policy: Policy, episode_steps: int, seed: int, episode: int
+    env: gym.Env,
+    policy: Policy,
+    episode_steps: int,
+    seed: int,
+    episode: int,
+    action_block: int = 1,
 ) -> Episode:
     """Roll out one deterministic episode.
 
     The env is reset with ``episode_seed(seed, episode)``, the policy with
     ``np.random.default_rng([seed, episode])``; then ``episode_steps`` actions are taken
-    (fewer if the env terminates or truncates first). The episode has one more row than actions;
-    its last row's action is NaN.
+    (fewer if the env terminates or truncates first). A row is stored every ``action_block``
+    actions: its frame and state, and the next ``action_block`` actions concatenated (an
+    incomplete last block is dropped). The episode has one more row than blocks; its last row's
+    action is NaN. The policy sees the state after every env step, so the trajectory does not
+    depend on ``action_block``.
 
     Args:
-        env: Env with pixel observations and ``env.unwrapped.get_state()``.
+        env: Env with ``env.unwrapped.get_state()`` and pixel observations (uint8 (H, W, 3), or
+            a dict with a ``"pixels"`` entry) or ``env.unwrapped.render_state(state)``, which
+            then draws the stored frames only.
         policy: The acting policy.
-        episode_steps: Number of actions.
+        episode_steps: Number of actions (a multiple of ``action_block``).
         seed: Base seed of the collection.
         episode: Episode index.
+        action_block: Env actions per stored row.
 
     Returns:
         The recorded episode.
     """
     observation, _ = env.reset(seed=episode_seed(seed, episode))
     policy.reset(np.random.default_rng([seed, episode]))
-    frames, states, actions = [_pixels_of(observation)], [_state_of(env)], []
-    for _ in range(episode_steps):
-        action = np.array(policy.act(states[-1]), dtype=np.float32).reshape(-1)  # (A,)
-        observation, _, terminated, truncated, _ = env.step(action)
-        actions.append(action)
-        frames.append(_pixels_of(observation))
-        states.append(_state_of(env))
-        if terminated or truncated:
+    state = _state_of(env)
+    frames, states, actions = [_frame_of(env, observation, state)], [state], []
+    ended = False
+    for _ in range(episode_steps // action_block):
+        block = []
+        for _ in range(action_block):
+            action = np.array(policy.act(state), dtype=np.float32).reshape(-1)  # (A,)
+            observation, _, terminated, truncated, _ = env.step(action)
+            state = _state_of(env)
+            block.append(action)
+            ended = terminated or truncated
+            if ended:
+                break
+        if len(block) < action_block:
+            break  # the env ended inside a block: the incomplete block is not stored
+        actions.append(np.concatenate(block))  # (K * A,)
+        frames.append(_frame_of(env, observation, state))
+        states.append(state)
+        if ended:
             break
-    actions.append(np.full_like(actions[0], np.nan))  # the last row has no action
+    width = actions[0].size if actions else action_block * int(env.action_space.shape[0])
+    actions.append(np.full(width, np.nan, dtype=np.float32))  # the last row has no action
     return Episode(pixels=np.stack(frames), state=np.stack(states), action=np.stack(actions))
 
 
@@ -148,7 +193,11 @@ def _collect_chunk(
         policy = make_policy(env)
         episodes = []
         for episode in range(chunk.first, chunk.last + 1):
-            episodes.append(collect_episode(env, policy, meta.episode_steps, meta.seed, episode))
+            episodes.append(
+                collect_episode(
+                    env, policy, meta.episode_steps, meta.seed, episode, meta.action_block
+                )
+            )
             if on_episode is not None:
                 on_episode()
     finally:
@@ -263,6 +312,7 @@ def collect(
     workers: int = 1,
     chunk_size: int = 32,
     data_policy: str | None = None,
+    action_block: int = 1,
 ) -> Path:
     """Collect ``num_episodes`` episodes into the dataset file ``path``; resumable and atomic.
 
@@ -275,13 +325,15 @@ def collect(
       parts under ``<path>.parts/`` are reused by the next call with the same settings.
 
     Args:
-        make_env: Creates an env with pixel observations (uint8 (H, W, 3), or a dict with a
-            ``"pixels"`` entry) and ``env.unwrapped.get_state()``.
+        make_env: Creates an env with ``env.unwrapped.get_state()`` and pixel observations
+            (uint8 (H, W, 3), or a dict with a ``"pixels"`` entry) or state observations and
+            ``env.unwrapped.render_state(state)`` (then only stored frames are rendered: the
+            fast choice with ``action_block > 1``).
         make_policy: Creates the policy for an env.
         path: Target HDF5 file.
         num_episodes: Number of episodes wanted in the file.
-        episode_steps: Actions per episode (rows per episode = ``episode_steps + 1``, fewer if
-            the env terminates early).
+        episode_steps: Env actions per episode, a multiple of ``action_block`` (rows per
+            episode = ``episode_steps / action_block + 1``, fewer if the env terminates early).
         seed: Base seed (>= 0); episode ``i`` depends only on ``(seed, i)``.
         env_id: Environment id stored in the file (``None``: none).
         env_config: Environment arguments stored in the file (JSON-serializable). The action
@@ -294,6 +346,11 @@ def collect(
         chunk_size: Episodes per part file. Results do not depend on it.
         data_policy: Name of the policy ``make_policy`` makes, stored in the file (a file of
             another recorded policy is refused).
+        action_block: Env actions per stored row (``K``): the env steps ``K`` times between
+            stored frames and a row's action is those ``K`` actions concatenated, ``(K * A,)``.
+            Recorded in the file (a file of another ``K`` is refused); its ``control_hz`` is then
+            rows per second, the env's rate over ``K``. A model's ``action_block`` must be a
+            multiple of it.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -307,12 +364,18 @@ def collect(
         ("num_episodes", num_episodes, 1),
         ("workers", workers, 1),
         ("chunk_size", chunk_size, 1),
+        ("action_block", action_block, 1),
     ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if isinstance(episode_steps, (int, np.integer)) and episode_steps % action_block:
+        raise ValueError(
+            f"episode_steps ({episode_steps}) must be a multiple of action_block "
+            f"({action_block}): an episode is a whole number of blocks"
+        )
     settings = {
         "env_id": env_id, "env_config": env_config, "seed": seed, "episode_steps": episode_steps,
-        "data_policy": data_policy,
+        "data_policy": data_policy, "action_block": int(action_block),
     }  # fmt: skip
     already = 0
     if path.exists():
@@ -329,6 +392,8 @@ def collect(
         control_hz = env_control_hz(probe)
     finally:
         probe.close()
+    if control_hz is not None:
+        control_hz /= action_block  # rows per second
     meta = DatasetMeta(action_low=low, action_high=high, control_hz=control_hz, **settings)
     if already:
         _refuse_mismatch(path, meta, info.meta)

@@ -28,6 +28,7 @@ def collect_dataset(
     progress: bool = True,
     env_config: Mapping[str, Any] | None = None,
     policy: str | None = None,
+    action_block: int = 1,
 ) -> Path:
     """Collect (or resume/extend) a dataset of ``env_name`` with its data policy.
 
@@ -43,18 +44,24 @@ def collect_dataset(
             config is stored in the dataset and reused by training and evaluation.
         policy: the env's data policy (``EnvSpec.expert_names``; default: its first), recorded
             in the dataset.
+        action_block: env actions per stored frame (``K``; ``episode_steps`` must be a multiple).
+            With ``K > 1`` the env runs with state observations and only the stored frames are
+            rendered (``render_state``): the frames and actions are those of a ``K = 1`` dataset
+            of the same seed, every ``K``-th frame kept and actions grouped by ``K``.
     """
     spec = get_env_spec(env_name)
     policy = spec.expert_names[0] if policy is None else policy
     if policy not in spec.expert_names:
         raise ValueError(f"{spec.name} has no data policy {policy!r}; known: {spec.expert_names}")
     steps = episode_steps or spec.recipe.episode_steps
-    make_env = functools.partial(spec.make, obs_mode="pixels", env_config=env_config)
+    # K > 1: state observations, so that the frames between stored ones are never rendered.
+    obs_mode = "pixels" if action_block == 1 else "state"
+    make_env = functools.partial(spec.make, obs_mode=obs_mode, env_config=env_config)
     probe = make_env()
     config = env_config_of(probe)
     probe.close()
     make_policy = functools.partial(spec.make_expert, policy=policy)
     return collect(
         make_env, make_policy, path, num_episodes, steps, seed, spec.gym_id, config,
-        progress, workers=workers, data_policy=policy,
+        progress, workers=workers, data_policy=policy, action_block=action_block,
     )  # fmt: skip

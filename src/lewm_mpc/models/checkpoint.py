@@ -6,6 +6,9 @@ training summary). Version-1 checkpoints, whose free-form ``extra`` held that me
 load: it is converted to a ``RunMeta``. Loading refuses, with one clear ``CheckpointError`` line,
 a missing file, a truncated or corrupted file, an unknown format version, invalid run metadata,
 or weights that do not match the config.
+
+Weights may be stored in a smaller floating dtype (``WorldModel.save(path, dtype=torch.float16)``:
+parameters only, buffers stay exact); they load back as float32.
 """
 
 from __future__ import annotations
@@ -84,12 +87,32 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def save_world_model(model: WorldModel, directory: Path) -> Path:
+def _cast_parameters(model: WorldModel, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` with its parameters cast to ``dtype`` (buffers, such as action
+    statistics and bounds, stay exact).
+
+    Raises:
+        ValueError: ``dtype`` is not a floating dtype, or a parameter overflows it.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"checkpoint weights need a floating dtype, got {dtype!r}")
+    names = {name for name, _ in model.named_parameters()}
+    tensors = model.state_dict()
+    for name in names:
+        cast = tensors[name].detach().to(dtype)
+        if not torch.isfinite(cast).all():
+            raise ValueError(f"parameter {name} overflows {dtype}; save it in a wider dtype")
+        tensors[name] = cast
+    return tensors
+
+
+def save_world_model(model: WorldModel, directory: Path, dtype: torch.dtype | None = None) -> Path:
     """Write weights then config (with ``model.run_meta``), each atomically, with Ctrl-C held
-    until both are written."""
+    until both are written. ``dtype`` (e.g. ``torch.float16``) stores the parameters smaller."""
+    tensors = model.state_dict() if dtype is None else _cast_parameters(model, dtype)
     directory.mkdir(parents=True, exist_ok=True)
     with defer_interrupts():
-        sha = save_tensors_atomic(model.state_dict(), directory / WEIGHTS_FILE)
+        sha = save_tensors_atomic(tensors, directory / WEIGHTS_FILE)
         payload = {
             "format_version": FORMAT_VERSION,
             "kind": "lewm_mpc.WorldModel",
@@ -97,6 +120,8 @@ def save_world_model(model: WorldModel, directory: Path) -> Path:
             "weights_sha256": sha,
             "run_meta": model.run_meta.to_dict(),
         }
+        if dtype is not None:
+            payload["weights_dtype"] = str(dtype).removeprefix("torch.")
         with atomic_write(directory / CONFIG_FILE) as tmp:
             tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
     return directory
@@ -170,6 +195,9 @@ def load_world_model(directory: Path, device: str | torch.device = "cpu") -> Wor
             f"weights in {directory} do not match its config: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}, wrong shape {reshaped[:5]}"
         )
-    model.load_state_dict(tensors)
+    # Weights stored in a smaller dtype (float16) load back as float32.
+    model.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    )
     model.run_meta = run_meta
     return model.to(device).eval()

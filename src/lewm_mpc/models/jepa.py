@@ -219,18 +219,27 @@ class WorldModel(nn.Module):
         return LossTerms(prediction + sigreg_weight * regularizer, prediction, regularizer)
 
     # ------------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write ``model.safetensors`` + ``config.json`` (with :attr:`run_meta`) into ``path``."""
+    def save(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write ``model.safetensors`` + ``config.json`` (with :attr:`run_meta`) into ``path``.
+
+        Args:
+            path: Checkpoint directory (created if missing).
+            dtype: Store the parameters in this floating dtype (e.g. ``torch.float16``, half the
+                size); ``None`` keeps float32. :meth:`load` always returns float32.
+        """
         from lewm_mpc.models.checkpoint import save_world_model
 
-        return save_world_model(self, Path(path))
+        return save_world_model(self, Path(path), dtype)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> WorldModel:
-        """Load a checkpoint directory written by :meth:`save` (eval mode, no pickle)."""
+        """Load a checkpoint directory written by :meth:`save`, or a model shipped with the
+        package by name, ``"pretrained:<env>"`` (:mod:`lewm_mpc.models.pretrained`); eval mode,
+        no pickle."""
         from lewm_mpc.models.checkpoint import load_world_model
+        from lewm_mpc.models.pretrained import resolve_model_path
 
-        return load_world_model(Path(path), device)
+        return load_world_model(resolve_model_path(path), device)
 
     def num_parameters(self) -> int:
         """Trainable parameter count."""

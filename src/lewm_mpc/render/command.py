@@ -49,7 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     add = parser.add_argument
     add("--env", default="tworoom", help="tworoom (default) | reacher | pusht | cube")
-    add("--model", type=Path, help="checkpoint folder (default: the benchmark's, under runs/)")
+    add(
+        "--model",
+        type=Path,
+        help="checkpoint folder or pretrained:ENV (default: the benchmark's, under runs/)",
+    )
     add("--data", type=Path, help="the model's dataset .h5 (default: the benchmark's)")
     add(
         "--planner",
@@ -122,9 +126,10 @@ def run_from_args(args: argparse.Namespace) -> Rendered:
             model_dir, data = build_from_recipe(smoke_recipe(spec.name), scratch, args.seed)
         else:
             from lewm_mpc.bench.jobs import default_source_paths
+            from lewm_mpc.models.pretrained import resolve_model_path
 
             default_model, default_data = default_source_paths(spec.name)
-            model_dir = args.model or default_model
+            model_dir = default_model if args.model is None else resolve_model_path(args.model)
             # A model given without --data renders on the dataset it records.
             data = args.data or (None if args.model else default_data)
         result = _render(args, spec, Path(model_dir), data, paths)

@@ -1,0 +1,197 @@
+"""Shipped world models (``pretrained:<env>``), float16 checkpoints and dataset-free evaluation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import lewm_mpc as lm
+from conftest import tiny_config
+from lewm_mpc.cli import main
+from lewm_mpc.envs import ENV_SPECS, get_env_spec
+from lewm_mpc.evaluation import HELDOUT_SEED_BASE, EvalConfig, evaluate_pairs, heldout_pairs
+from lewm_mpc.models import CheckpointError, WorldModel
+from lewm_mpc.models.pretrained import (
+    CARD_FILE,
+    ROOT_VARIABLE,
+    ModelCard,
+    export_pretrained,
+    pretrained_names,
+    pretrained_root,
+    read_card,
+    resolve_model_path,
+)
+from lewm_mpc.models.run_meta import DatasetRef
+from lewm_mpc.runs import load_run
+
+SHA = "ab" * 32
+
+
+def tiny_tworoom_model() -> WorldModel:
+    """An untrained tiny pixel model that records Two-Room as its environment."""
+    torch.manual_seed(0)
+    model = WorldModel(tiny_config())
+    gym_id = get_env_spec("tworoom").gym_id
+    model.run_meta = dataclasses.replace(model.run_meta, env_id=gym_id)
+    return model.eval()
+
+
+def tworoom_card(**overrides) -> ModelCard:
+    fields = dict(
+        env="tworoom", data_policy="scripted", episodes=300, episode_steps=100, train_steps=3000,
+        dataset_sha256=SHA, success_rate=0.8, eval_pairs=10,
+    )  # fmt: skip
+    return ModelCard(**{**fields, **overrides})
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch) -> Path:
+    """A pretrained root (in a temporary folder) shipping a tiny Two-Room model."""
+    root = tmp_path / "pretrained"
+    monkeypatch.setenv(ROOT_VARIABLE, str(root))
+    export_pretrained(tiny_tworoom_model(), tworoom_card())
+    return root
+
+
+def test_the_default_root_is_the_package_folder(monkeypatch):
+    monkeypatch.delenv(ROOT_VARIABLE, raising=False)
+    assert pretrained_root() == Path(lm.__file__).resolve().parent / "pretrained"
+
+
+def test_unknown_and_unshipped_names_give_clear_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv(ROOT_VARIABLE, str(tmp_path))
+    with pytest.raises(ValueError, match=r"unknown pretrained model 'pretrained:nosuch'; shipped"):
+        WorldModel.load("pretrained:nosuch")
+    with pytest.raises(ValueError, match=r"no pretrained model is shipped for reacher yet"):
+        WorldModel.load("pretrained:reacher")
+    export_pretrained(tiny_tworoom_model(), tworoom_card())
+    with pytest.raises(ValueError, match=r"shipped: pretrained:tworoom"):
+        lm.load_run("pretrained:nosuch")
+    assert main(["eval", "--model", "pretrained:nosuch"]) == 2
+    assert resolve_model_path("runs/x") == Path("runs/x")  # plain paths pass through
+
+
+def test_float16_export_round_trips_and_plans(shipped):
+    original = tiny_tworoom_model()
+    assert pretrained_names() == ("tworoom",)
+    folder = resolve_model_path("pretrained:Two-Room")
+    assert folder == shipped / "tworoom"
+    stored = load_file(str(folder / "model.safetensors"))
+    config = json.loads((folder / "config.json").read_text())
+    assert config["weights_dtype"] == "float16" and len(config["weights_sha256"]) == 64
+    model = WorldModel.load("pretrained:tworoom")
+    parameters = {name for name, _ in original.named_parameters()}
+    for name, tensor in original.state_dict().items():
+        loaded = model.state_dict()[name]
+        if name in parameters:  # parameters: float16 on disk, float32 again once loaded
+            assert stored[name].dtype == torch.float16 and loaded.dtype == torch.float32
+            torch.testing.assert_close(loaded, tensor.half().float(), rtol=0, atol=0)
+        else:  # buffers (action statistics and bounds) stay exact
+            torch.testing.assert_close(loaded, tensor, rtol=0, atol=0)
+    assert model.run_meta == original.run_meta
+    env = get_env_spec("tworoom").make()
+    obs, _ = env.reset(seed=0)
+    goal, _ = env.reset(seed=1)
+    env.close()
+    result = lm.CEM(model, num_samples=16, iterations=2, topk=4, seed=0).plan(obs, goal)
+    assert result.actions.shape == (25, 2) and np.isfinite(result.energy)
+    # The SHA-256 check still guards the shipped file.
+    raw = bytearray((folder / "model.safetensors").read_bytes())
+    raw[-1] ^= 0xFF
+    (folder / "model.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        WorldModel.load("pretrained:tworoom")
+
+
+def test_the_card_records_how_the_model_was_made(shipped):
+    card = read_card("pretrained:tworoom")
+    assert card == tworoom_card()
+    assert json.loads((shipped / "tworoom" / CARD_FILE).read_text())["dataset_sha256"] == SHA
+    model = tiny_tworoom_model()
+    trained_on = DatasetRef("data/tworoom.h5", "cd" * 32)
+    model.run_meta = dataclasses.replace(model.run_meta, dataset=trained_on)
+    with pytest.raises(ValueError, match="differs from the dataset"):
+        export_pretrained(model, tworoom_card())
+    with pytest.raises(ValueError, match="no data policy 'nope'"):
+        export_pretrained(tiny_tworoom_model(), tworoom_card(data_policy="nope"))
+    with pytest.raises(ValueError, match="not a share of 10"):
+        tworoom_card(success_rate=0.55)
+    with pytest.raises(FileNotFoundError, match="pretrained:tworoom comes without its dataset"):
+        load_run("pretrained:tworoom")
+
+
+def test_heldout_pairs_are_seeded_valid_and_unsolved():
+    spec = get_env_spec("tworoom")
+    pairs, skipped = heldout_pairs(spec, 6, seed=3)
+    again, skipped_again = heldout_pairs(spec, 6, seed=3)
+    other, _ = heldout_pairs(spec, 6, seed=4)
+    assert len(pairs) == 6 and skipped == skipped_again
+    for first, second in zip(pairs, again, strict=True):
+        assert (first.episode, first.start_step) == (second.episode, second.start_step)
+        np.testing.assert_array_equal(first.start_state, second.start_state)
+        np.testing.assert_array_equal(first.goal_state, second.goal_state)
+    starts = [(a.start_state, b.start_state) for a, b in zip(pairs, other, strict=True)]
+    assert any(not np.array_equal(a, b) for a, b in starts)  # another seed, other pairs
+    env = spec.make(obs_mode="state")
+    for pair in pairs:
+        assert pair.start_step + 25 <= spec.default_episode_steps
+        _, info = env.reset(options={"state": pair.start_state, "goal": pair.goal_state})
+        np.testing.assert_allclose(env.unwrapped.get_state(), pair.start_state)
+        assert not info["success"] and not spec.is_success(pair.start_state, pair.goal_state)
+    env.close()
+    assert HELDOUT_SEED_BASE > 1_000_000  # far above collection seeds
+    with pytest.raises(ValueError, match="goal_offset 100 must be below"):
+        heldout_pairs(spec, 1, goal_offset=100)
+
+
+def test_eval_of_a_pretrained_model_needs_no_dataset(shipped, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    budget = ["--budget", "5", "--horizon", "2", "--samples", "8", "--iterations", "1"]
+    args = ["eval", "--model", "pretrained:tworoom", "--pairs", "2", *budget, "--topk", "2"]
+    assert main([*args, "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "regenerated held-out tworoom episodes (scripted data policy" in printed
+    assert "success" in printed and "/2 =" in printed
+    report = json.loads(out.read_text())
+    assert report["num_pairs"] == 2 and report["env_id"] == "lewm_mpc/TwoRoom-v0"
+    # A checkpoint folder that records no dataset takes the same path; so does Python.
+    folder = tiny_tworoom_model().save(tmp_path / "model")
+    assert main(["eval", "--model", str(folder), "--pairs", "1", *budget, "--topk", "2"]) == 0
+    model = WorldModel.load("pretrained:tworoom")
+    pairs, skipped = heldout_pairs(get_env_spec("tworoom"), 1, seed=0)
+    planner = lm.CEM(model, horizon=2, num_samples=8, iterations=1, topk=2, seed=0)
+    report = evaluate_pairs(
+        planner, pairs, get_env_spec("tworoom"), EvalConfig(budget=5), skipped_solved=skipped,
+        progress=False,
+    )  # fmt: skip
+    assert report.num_pairs == 1 and report.skipped_solved == skipped
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env", sorted(ENV_SPECS))
+def test_shipped_models_plan_above_their_card_floor(env):
+    """Each shipped model on 10 seeded held-out pairs, at the env's reference budget."""
+    if env not in pretrained_names():
+        pytest.skip(f"no pretrained weights are shipped for {env}")
+    spec = get_env_spec(env)
+    card = read_card(f"pretrained:{env}")
+    assert card is not None and card.success_rate is not None, f"{env}: card lacks its success"
+    model = WorldModel.load(f"pretrained:{env}")
+    pairs, skipped = heldout_pairs(
+        spec, 10, seed=0, policy=card.data_policy, env_config=model.run_meta.env_config
+    )
+    budget = dataclasses.asdict(spec.budget)
+    planner = lm.CEM(model, energy=lm.GoalDistance(), seed=0, **budget)
+    with torch.inference_mode():
+        report = evaluate_pairs(
+            planner, pairs, spec, EvalConfig(num_pairs=10), model.run_meta.obs_mode,
+            model.run_meta.env_config, skipped, progress=False,
+        )  # fmt: skip
+    floor = card.success_rate / 2
+    assert report.success_rate >= floor, f"{env}: {report.summary()} (floor {floor:.2f})"
