@@ -58,29 +58,20 @@ def _pose_target(env: str) -> Any:
             return np.concatenate([states[..., 2:4], np.cos(angle), np.sin(angle)], axis=-1)
 
         return "block xy + (cos, sin) angle", block_pose
-    spec = get_env_spec(env)
-    probe = getattr(spec, "probe", None)
-    if probe is not None:
-        return probe.name, probe.read
-    from lewm_mpc.recipes import get_recipe  # older layout: the recipe holds the probe
-
-    recipe = get_recipe(env)
-    return recipe.probe_name, recipe.probe_target
+    probe = get_env_spec(env).probe
+    return probe.name, probe.read
 
 
 def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, list]:
     import lewm_mpc as lm
-    from lewm_mpc.data import EpisodeDataset
     from lewm_mpc.envs import get_env_spec
     from lewm_mpc.evaluation import EvalConfig, sample_pairs
 
     spec = get_env_spec(args.env)
-    model = lm.WorldModel.load(args.work / "model")
-    dataset = EpisodeDataset.load(args.work / "data.h5")
-    _, val_ids = dataset.split(0.1, seed=0)
+    run = lm.load_run(args.work / "model", args.work / "data.h5")  # the model's own split
     config = EvalConfig(num_pairs=args.pairs, seed=args.seed)
-    pairs, _ = sample_pairs(dataset, val_ids, spec, config)
-    return spec, model, dataset, pairs
+    pairs, _ = sample_pairs(run.dataset, run.val_ids, spec, config)
+    return spec, run, pairs
 
 
 def _run_job(payload: tuple[argparse.Namespace, Job]) -> dict[str, Any]:
@@ -91,13 +82,13 @@ def _run_job(payload: tuple[argparse.Namespace, Job]) -> dict[str, Any]:
 
     args, job = payload
     torch.set_num_threads(1)
-    spec, model, dataset, pairs = _setup(args)
+    spec, run, pairs = _setup(args)
     pair = pairs[job.pair]
     config = EvalConfig(num_pairs=args.pairs, seed=args.seed)
     budget = {"horizon": args.horizon, "num_samples": args.samples, "iterations": args.iterations,
               "topk": args.topk, "receding_horizon": args.receding, "seed": args.seed}  # fmt: skip
     started = time.perf_counter()
-    env_config = dataset.meta.env_config
+    env_config = run.dataset.meta.env_config
     if job.kind == "oracle":
         with lm.SimulatorModel(spec, env_config) as simulator:
             env = simulator.make_env()
@@ -105,7 +96,7 @@ def _run_job(payload: tuple[argparse.Namespace, Job]) -> dict[str, Any]:
             episode = run_pair(env, planner, pair, config)
     else:
         env = spec.make(obs_mode="pixels", env_config=env_config)
-        episode = run_pair(env, lm.CEM(model, **budget), pair, config)
+        episode = run_pair(env, lm.CEM(run.model, **budget), pair, config)
     env.close()
     return {**asdict(job), "success": bool(episode.succeeded),
             "steps_to_success": episode.steps_to_success,
@@ -115,13 +106,13 @@ def _run_job(payload: tuple[argparse.Namespace, Job]) -> dict[str, Any]:
 def _probe_r2(args: argparse.Namespace) -> dict[str, Any]:
     from lewm_mpc.energies import fit_probe_from_dataset
 
-    _, model, dataset, _ = _setup(args)
-    train_ids, _ = dataset.split(0.1, seed=0)
+    _, run, _ = _setup(args)
     name, target = _pose_target(args.env)
-    r2 = {kind: fit_probe_from_dataset(model, dataset, train_ids, target, kind=kind,
-                                       seed=args.seed).r2_mean
-          for kind in ("linear", "mlp")}  # fmt: skip
-    return {"target": name, "r2": r2}
+    probes = {kind: fit_probe_from_dataset(run.model, run.dataset, run.train_ids, target,
+                                           kind=kind, seed=args.seed)
+              for kind in ("linear", "mlp")}  # fmt: skip
+    return {"target": name, "r2": {kind: probe.r2_mean for kind, probe in probes.items()},
+            "r2_per_output": {kind: list(probe.r2) for kind, probe in probes.items()}}  # fmt: skip
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lewm_mpc.planners.base import Planner
@@ -257,6 +257,29 @@ def _without_dataset(model_dir: Path) -> bool:
     return meta.dataset is None
 
 
+def _first_video_saver(video: Path | None) -> Any:
+    """An ``on_episode`` callback that writes the first pair's episode to ``video``."""
+
+    def save(index: int, pair: Any, episode: Any) -> None:
+        if index == 0 and video is not None:
+            from lewm_mpc.render import write_episode_video
+
+            write_episode_video(video, episode.observations, episode.goal, episode.success)
+
+    return save
+
+
+def _print_report(report: Any, out: Path | None, video: Path | None) -> float:
+    """Print an evaluation report's summary (and where it and the video went)."""
+    print(report.summary())
+    if out is not None:
+        print(f"report: {report.save(out)}")
+    if video is not None:
+        outcome = "success" if report.pairs[0].success else "failure"
+        print(f"video: {video} (first pair: {outcome})")
+    return report.success_rate
+
+
 def _evaluate_heldout(
     args: argparse.Namespace, model_dir: Path, out: Path | None, video: Path | None
 ) -> float:
@@ -269,7 +292,6 @@ def _evaluate_heldout(
     from lewm_mpc.models import WorldModel
     from lewm_mpc.models.device import resolve_device
     from lewm_mpc.models.pretrained import is_pretrained, read_card
-    from lewm_mpc.render import write_episode_video
 
     model = WorldModel.load(model_dir, resolve_device(args.device))
     meta = model.run_meta
@@ -296,22 +318,12 @@ def _evaluate_heldout(
         seed=args.eval_seed, deadline_s=args.deadline,
     )  # fmt: skip
 
-    def save_first_video(index, pair, episode) -> None:
-        if index == 0 and video is not None:
-            write_episode_video(video, episode.observations, episode.goal, episode.success)
-
     with torch.inference_mode():
         report = evaluate_pairs(
             _planner(args, model), pairs, spec, config, meta.obs_mode, meta.env_config,
-            skipped, on_episode=save_first_video,
+            skipped, on_episode=_first_video_saver(video),
         )  # fmt: skip
-    print(report.summary())
-    if out is not None:
-        print(f"report: {report.save(out)}")
-    if video is not None:
-        outcome = "success" if report.pairs[0].success else "failure"
-        print(f"video: {video} (first pair: {outcome})")
-    return report.success_rate
+    return _print_report(report, out, video)
 
 
 def _evaluate(
@@ -325,7 +337,6 @@ def _evaluate(
 
     from lewm_mpc.evaluation import EvalConfig, evaluate
     from lewm_mpc.models.device import resolve_device
-    from lewm_mpc.render import write_episode_video
     from lewm_mpc.runs import load_run
 
     pairs_from = getattr(args, "pairs_from", "val")
@@ -349,10 +360,6 @@ def _evaluate(
         **({} if split is None else {"val_fraction": split.val_fraction, "split_seed": split.seed}),
     )  # fmt: skip
 
-    def save_first_video(index, pair, episode) -> None:
-        if index == 0 and video is not None:
-            write_episode_video(video, episode.observations, episode.goal, episode.success)
-
     with torch.inference_mode():
         report = evaluate(
             planner,
@@ -360,16 +367,10 @@ def _evaluate(
             spec,
             config,
             obs_mode=run.obs_mode,
-            on_episode=save_first_video,
+            on_episode=_first_video_saver(video),
             episode_ids=run.val_ids,
         )
-    print(report.summary())
-    if out is not None:
-        print(f"report: {report.save(out)}")
-    if video is not None:
-        outcome = "success" if report.pairs[0].success else "failure"
-        print(f"video: {video} (first pair: {outcome})")
-    return report.success_rate
+    return _print_report(report, out, video)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

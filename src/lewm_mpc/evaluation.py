@@ -351,26 +351,12 @@ def evaluate(
             default: the validation split of ``config.val_fraction`` and ``config.split_seed``.
     """
     config = config or EvalConfig()
-    started = time.perf_counter()
     source_ids = pair_episode_ids(dataset, config, episode_ids)
     pairs, skipped = sample_pairs(dataset, source_ids, spec, config)
-    env = spec.make(obs_mode=obs_mode, env_config=dataset.meta.env_config)
-    results: list[PairResult] = []
-    try:
-        bar = tqdm(pairs, desc="eval", disable=not progress, dynamic_ncols=True)
-        for index, pair in enumerate(bar):
-            episode = run_pair(env, planner, pair, config)
-            if on_episode is not None:
-                on_episode(index, pair, episode)
-            results.append(PairResult(
-                episode=pair.episode, start_step=pair.start_step, success=episode.succeeded,
-                steps_to_success=episode.steps_to_success,
-                plan_seconds=tuple(float(s) for s in episode.plan_seconds),
-                energy_evals=sum(plan.energy_evals for plan in episode.plans),
-            ))  # fmt: skip
-    finally:
-        env.close()
-    return _aggregate(spec.gym_id, results, skipped, config, planner, started)
+    return evaluate_pairs(
+        planner, pairs, spec, config, obs_mode, dataset.meta.env_config, skipped, progress,
+        on_episode,
+    )  # fmt: skip
 
 
 def evaluate_pairs(

@@ -1,9 +1,10 @@
-"""The fast offscreen MuJoCo renderer every MuJoCo env shares.
+"""What the MuJoCo envs share: the fast offscreen renderer and a joint-state env base.
 
 ``mujoco.Renderer`` with no multisampling, shadows, reflections or skybox is 3-15x faster on the
 software renderer than the default settings. :class:`FastRenderers` keeps one renderer per image
 size for a model, and frees the GL contexts of envs never closed before the GL backend's own exit
 hook runs (``__del__`` at interpreter teardown raises EGL errors otherwise).
+:class:`JointStateEnv` is the base of the dm_control envs whose state is ``[qpos, qvel]``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import atexit
 import os
 import sys
 import weakref
-from typing import Any
+from typing import Any, ClassVar
+
+import numpy as np
 
 if sys.platform.startswith("linux") and not (
     os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
@@ -21,6 +24,9 @@ if sys.platform.startswith("linux") and not (
 
 import mujoco
 
+from lewm_mpc.envs.base import ConfigT, GoalEnv
+
+_HIDDEN_GROUP = 5  # geom group switched off in the scene options (hidden geoms go there)
 _OPEN: weakref.WeakSet[FastRenderers] = weakref.WeakSet()
 
 
@@ -81,3 +87,65 @@ class FastRenderers:
                 atexit.register(_close_all)
             _OPEN.add(self)
         return renderer
+
+
+class JointStateEnv(GoalEnv[ConfigT]):
+    """A :class:`GoalEnv` over a MuJoCo model whose state is ``[qpos, qvel]`` (hinge and slide
+    joints), stepped ``config.frame_skip`` times per env step with the action as ``ctrl``.
+
+    Solver warm starts are disabled, so the next state is a pure function of (state, action) and
+    ``set_state`` reproduces a trajectory exactly. Frames come from ``camera`` through a separate
+    ``MjData`` (the episode is never disturbed), with the geoms named in ``hidden_geoms`` hidden.
+
+    Args:
+        model: the compiled model.
+        config, obs_mode, render_mode: as for :class:`GoalEnv`.
+    """
+
+    camera: ClassVar[str]
+    hidden_geoms: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, model: mujoco.MjModel, config: ConfigT | None, obs_mode: str,
+                 render_mode: str | None) -> None:  # fmt: skip
+        super().__init__(config, obs_mode, render_mode)
+        model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_WARMSTART)
+        for name in self.hidden_geoms:
+            model.geom_group[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, name)] = (
+                _HIDDEN_GROUP
+            )
+        self.model = model
+        self.metadata = {**self.metadata, "render_fps": round(1.0 / self.dt)}
+        self._data = mujoco.MjData(model)  # the simulation
+        self._render_data = mujoco.MjData(model)  # posed by render_state only
+        self._scene_option = mujoco.MjvOption()
+        self._scene_option.geomgroup[_HIDDEN_GROUP] = 0
+        self._renderers = FastRenderers(model)
+
+    @property
+    def dt(self) -> float:
+        """Seconds of simulated time per env step."""
+        return self.config.frame_skip * float(self.model.opt.timestep)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        """Frees the renderers' GL contexts."""
+        self._renderers.close()
+        super().close()
+
+    def _write_state(self, state: np.ndarray) -> None:
+        mujoco.mj_resetData(self.model, self._data)
+        self._data.qpos[:] = state[: self.model.nq]
+        self._data.qvel[:] = state[self.model.nq :]
+
+    def _read_state(self) -> np.ndarray:
+        return np.concatenate([self._data.qpos, self._data.qvel])
+
+    def _physics_step(self, action: np.ndarray) -> None:
+        self._data.ctrl[:] = action
+        mujoco.mj_step(self.model, self._data, nstep=self.config.frame_skip)  # type: ignore[attr-defined]
+
+    def _draw(self, state: np.ndarray, size: int) -> np.ndarray:
+        data = self._render_data
+        data.qpos[:] = state[: self.model.nq]
+        data.qvel[:] = state[self.model.nq :]
+        mujoco.mj_forward(self.model, data)  # body, camera and light poses
+        return self._renderers.render(data, size, self.camera, self._scene_option)

@@ -24,13 +24,12 @@ try:
     import mujoco
     from dm_control.suite import point_mass as _suite_point_mass
 
-    from lewm_mpc.envs.mujoco_rendering import FastRenderers  # sets MUJOCO_GL when headless
+    from lewm_mpc.envs.mujoco_rendering import JointStateEnv  # sets MUJOCO_GL when headless
 except ImportError as _error:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         f"Point mass needs dm-control and mujoco ({_error}): pip install 'lewm-mpc[pointmass]'"
     ) from _error
 
-from lewm_mpc.envs.base import GoalEnv
 from lewm_mpc.envs.spec import EnvDefinition, EnvRecipe, ProbeTarget
 from lewm_mpc.envs.views import PinholeView
 
@@ -38,7 +37,6 @@ SUCCESS_RADIUS = 0.03  # m (the arena is 0.58 m wide)
 POSITION_LIMIT = 0.29  # m, the suite's slide-joint range
 HEIGHT = 0.01  # m: the mass moves in the plane z = 0.01
 CAMERA = "fixed"  # the suite's top-down camera, 0.75 m above the arena centre
-_HIDDEN_GROUP = 5  # geom group of the target sphere; switched off in the scene options
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ class PointMassConfig:
                 raise ValueError(f"{name} must be in (0, 0.3) m, got {value!r}")
 
 
-class PointMassEnv(GoalEnv[PointMassConfig]):
+class PointMassEnv(JointStateEnv[PointMassConfig]):
     """A planar point mass pushed by two motors; reach a goal position (a :class:`GoalEnv`).
 
     The state is ``[x, y, vx, vy]`` float64 (4,), also the state observation (float32). The goal
@@ -81,38 +79,20 @@ class PointMassEnv(GoalEnv[PointMassConfig]):
     config_class = PointMassConfig
     state_dim = 4
     action_dim = 2
+    camera = CAMERA
+    hidden_geoms = ("target",)  # a goal's image is the mass at the goal
 
     def __init__(self, config: PointMassConfig | None = None, obs_mode: str = "pixels",
                  render_mode: str | None = None) -> None:  # fmt: skip
-        super().__init__(config, obs_mode, render_mode)
         xml, assets = _suite_point_mass.get_model_and_assets()
-        self.model = mujoco.MjModel.from_xml_string(xml, assets)
-        self.model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_WARMSTART)
-        target = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, "target")
-        self.model.geom_group[target] = _HIDDEN_GROUP
+        super().__init__(mujoco.MjModel.from_xml_string(xml, assets), config, obs_mode, render_mode)
         mass = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, "pointmass")
-        self.model.geom_size[mass, 0] = self.config.draw_radius
-        self.metadata = {**self.metadata, "render_fps": round(1.0 / self.dt)}
-        self._data = mujoco.MjData(self.model)  # the simulation
-        self._render_data = mujoco.MjData(self.model)  # posed by render_state only
-        self._scene_option = mujoco.MjvOption()
-        self._scene_option.geomgroup[_HIDDEN_GROUP] = 0
-        self._renderers = FastRenderers(self.model)
-
-    @property
-    def dt(self) -> float:
-        """Seconds of simulated time per env step."""
-        return self.config.frame_skip * float(self.model.opt.timestep)
+        self.model.geom_size[mass, 0] = self.config.draw_radius  # drawing only: no contacts
 
     def state_observation_space(self) -> gym.spaces.Box:
         """Position within the joint limits, unbounded velocity."""
         high = np.array([POSITION_LIMIT, POSITION_LIMIT, np.inf, np.inf], np.float32)
         return gym.spaces.Box(-high, high, (4,), np.float32)
-
-    def close(self) -> None:
-        """Frees the renderers' GL contexts."""
-        self._renderers.close()
-        super().close()
 
     def sample_state(self, rng: np.random.Generator) -> np.ndarray:
         """A random position at rest, uniform over the joint range (as the suite's episodes)."""
@@ -140,25 +120,6 @@ class PointMassEnv(GoalEnv[PointMassConfig]):
                 f"{name} position {state[:2]} is outside the arena (|x|, |y| <= {POSITION_LIMIT})"
             )
         return state
-
-    def _write_state(self, state: np.ndarray) -> None:
-        mujoco.mj_resetData(self.model, self._data)
-        self._data.qpos[:] = state[:2]
-        self._data.qvel[:] = state[2:]
-
-    def _read_state(self) -> np.ndarray:
-        return np.concatenate([self._data.qpos, self._data.qvel])
-
-    def _physics_step(self, action: np.ndarray) -> None:
-        self._data.ctrl[:] = action
-        mujoco.mj_step(self.model, self._data, nstep=self.config.frame_skip)
-
-    def _draw(self, state: np.ndarray, size: int) -> np.ndarray:
-        data = self._render_data  # a separate MjData: the running episode is not disturbed
-        data.qpos[:] = state[:2]
-        data.qvel[:] = state[2:]
-        mujoco.mj_forward(self.model, data)
-        return self._renderers.render(data, size, CAMERA, self._scene_option)
 
 
 def _position(states: np.ndarray) -> np.ndarray:

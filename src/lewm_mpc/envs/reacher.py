@@ -20,13 +20,12 @@ try:
     import mujoco
     from dm_control.suite import reacher as _suite_reacher
 
-    from lewm_mpc.envs.mujoco_rendering import FastRenderers
+    from lewm_mpc.envs.mujoco_rendering import JointStateEnv
 except ImportError as _error:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         f"Reacher needs dm-control and mujoco ({_error}): pip install 'lewm-mpc[reacher]'"
     ) from _error
 
-from lewm_mpc.envs.base import GoalEnv
 from lewm_mpc.envs.spec import EnvDefinition, EnvRecipe, ProbeTarget
 from lewm_mpc.envs.views import PinholeView
 
@@ -35,7 +34,6 @@ LINK_LENGTHS = (0.12, 0.12)  # shoulder -> wrist, wrist -> fingertip centre (m),
 STATE_DIM = 4  # qpos (2) + qvel (2)
 FINGERTIP_HEIGHT = 0.01  # m: the arm moves in the plane z = 0.01 (world xy = arm frame xy)
 CAMERA = "fixed"  # the suite's top-down camera, 0.75 m above the arena centre
-_HIDDEN_GROUP = 5  # geom group of the target sphere; switched off in the scene options
 _WRIST_SLACK = 0.3  # rad a state's wrist may pass its +-160 deg stops (soft limit: <= 0.17 seen)
 
 
@@ -97,20 +95,10 @@ def fingertip_position(state: np.ndarray) -> np.ndarray:
     return np.stack([x, y], axis=-1)
 
 
-def load_model() -> mujoco.MjModel:
-    """The suite's reacher model with its target hidden and no solver warm start."""
-    xml, assets = _suite_reacher.get_model_and_assets()
-    model = mujoco.MjModel.from_xml_string(xml, assets)
-    model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_WARMSTART)
-    target = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "target")
-    model.geom_group[target] = _HIDDEN_GROUP
-    return model
-
-
 _STATE_HIGH = np.array([1.0, 1.0, 1.0, 1.0, np.inf, np.inf], dtype=np.float32)
 
 
-class ReacherEnv(GoalEnv[ReacherConfig]):
+class ReacherEnv(JointStateEnv[ReacherConfig]):
     """Two-link planar arm; reach a goal joint configuration (a :class:`GoalEnv`).
 
     The state is ``[shoulder, wrist, d_shoulder, d_wrist]`` float64 (4,); the state observation is
@@ -124,33 +112,19 @@ class ReacherEnv(GoalEnv[ReacherConfig]):
     config_class = ReacherConfig
     state_dim = STATE_DIM
     action_dim = 2
+    camera = CAMERA
+    hidden_geoms = ("target",)  # a goal is a pose of the arm: its image is the arm there
 
     def __init__(self, config: ReacherConfig | None = None, obs_mode: str = "pixels",
                  render_mode: str | None = None) -> None:  # fmt: skip
-        super().__init__(config, obs_mode, render_mode)
-        self.model = load_model()
-        self.metadata = {**self.metadata, "render_fps": round(1.0 / self.dt)}
-        self._data = mujoco.MjData(self.model)  # the simulation
-        self._render_data = mujoco.MjData(self.model)  # posed by render_state only
+        xml, assets = _suite_reacher.get_model_and_assets()
+        super().__init__(mujoco.MjModel.from_xml_string(xml, assets), config, obs_mode, render_mode)
         wrist = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, "wrist")
         self.wrist_range = tuple(float(v) for v in self.model.jnt_range[wrist])
-        self._scene_option = mujoco.MjvOption()
-        self._scene_option.geomgroup[_HIDDEN_GROUP] = 0
-        self._renderers = FastRenderers(self.model)
-
-    @property
-    def dt(self) -> float:
-        """Seconds of simulated time per env step."""
-        return self.config.frame_skip * float(self.model.opt.timestep)
 
     def state_observation_space(self) -> gym.spaces.Box:
         """``(cos q, sin q)`` of both joints and their velocities."""
         return gym.spaces.Box(-_STATE_HIGH, _STATE_HIGH, (6,), np.float32)
-
-    def close(self) -> None:
-        """Frees the renderers' GL contexts."""
-        self._renderers.close()
-        super().close()
 
     def sample_state(self, rng: np.random.Generator) -> np.ndarray:
         """A random pose at rest (the suite's: shoulder and wrist uniform in their ranges)."""
@@ -193,27 +167,10 @@ class ReacherEnv(GoalEnv[ReacherConfig]):
             state[0] = wrap_angle(state[0])
         return state
 
-    def _write_state(self, state: np.ndarray) -> None:
-        mujoco.mj_resetData(self.model, self._data)
-        self._data.qpos[:] = state[:2]
-        self._data.qvel[:] = state[2:]
-
-    def _read_state(self) -> np.ndarray:
-        return np.concatenate([self._data.qpos, self._data.qvel])
-
     def _physics_step(self, action: np.ndarray) -> None:
-        data = self._data
-        data.ctrl[:] = action
-        mujoco.mj_step(self.model, data, nstep=self.config.frame_skip)
-        if not -np.pi <= data.qpos[0] < np.pi:
-            data.qpos[0] = wrap_angle(data.qpos[0])
-
-    def _draw(self, state: np.ndarray, size: int) -> np.ndarray:
-        data = self._render_data  # a separate MjData: the running episode is not disturbed
-        data.qpos[:] = state[:2]
-        data.qvel[:] = state[2:]
-        mujoco.mj_forward(self.model, data)  # body, camera and light poses
-        return self._renderers.render(data, size, CAMERA, self._scene_option)
+        super()._physics_step(action)
+        if not -np.pi <= self._data.qpos[0] < np.pi:  # the shoulder turns freely
+            self._data.qpos[0] = wrap_angle(self._data.qpos[0])
 
     def _state_observation(self, state: np.ndarray) -> np.ndarray:
         cos, sin = np.cos(state[:2]), np.sin(state[:2])
