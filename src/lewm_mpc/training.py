@@ -328,9 +328,7 @@ class Trainer:
                 "(nothing was overwritten)"
             )
         tensors = load_tensors_checked(self.run_dir / STATE_TENSORS, state.get("tensors_sha256"))
-        from lewm_mpc.models.checkpoint import load_world_model
-
-        restored = load_world_model(self.run_dir, self.device)
+        restored = WorldModel.load(self.run_dir, self.device)
         self.model.load_state_dict(restored.state_dict())
         opt_state: dict[str, Any] = {"state": {}, "param_groups": state["param_groups"]}
         for name, value in tensors.items():

@@ -178,26 +178,31 @@ def _run_meta(
     return meta
 
 
-def load_world_model(directory: Path, device: str | torch.device = "cpu") -> WorldModel:
-    """Rebuild a :class:`WorldModel` from a checkpoint directory, in eval mode."""
-    from lewm_mpc.models.jepa import WorldModel
-
+def read_checkpoint(directory: Path) -> tuple[WorldModelConfig, RunMeta, dict[str, torch.Tensor]]:
+    """A checkpoint's architecture, run metadata and verified weights (float32: weights stored
+    smaller, e.g. float16, are widened)."""
     config, run_meta, sha = read_checkpoint_config(directory)
     tensors = load_tensors_checked(Path(directory) / WEIGHTS_FILE, sha)
-    model = WorldModel(config)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return (
+        config,
+        run_meta,
+        {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()},
+    )
+
+
+def restore_weights(
+    module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path
+) -> None:
+    """Load ``tensors`` into ``module``; one CheckpointError naming ``source`` if they do not
+    match its parameters and buffers."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     if expected != found:
         missing = sorted(set(expected) - set(found))
         unexpected = sorted(set(found) - set(expected))
         reshaped = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
         raise CheckpointError(
-            f"weights in {directory} do not match its config: missing {missing[:5]}, "
+            f"weights in {source} do not match its config: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}, wrong shape {reshaped[:5]}"
         )
-    # Weights stored in a smaller dtype (float16) load back as float32.
-    model.load_state_dict(
-        {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-    )
-    model.run_meta = run_meta
-    return model.to(device).eval()
+    module.load_state_dict(tensors)

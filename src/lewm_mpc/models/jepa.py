@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lewm_mpc.models.checkpoint import read_checkpoint, restore_weights, save_world_model
 from lewm_mpc.models.config import WorldModelConfig
 from lewm_mpc.models.encoders import (
     ActionEncoder,
@@ -227,8 +228,6 @@ class WorldModel(nn.Module):
             dtype: Store the parameters in this floating dtype (e.g. ``torch.float16``, half the
                 size); ``None`` keeps float32. :meth:`load` always returns float32.
         """
-        from lewm_mpc.models.checkpoint import save_world_model
-
         return save_world_model(self, Path(path), dtype)
 
     @classmethod
@@ -236,10 +235,14 @@ class WorldModel(nn.Module):
         """Load a checkpoint directory written by :meth:`save`, or a model shipped with the
         package by name, ``"pretrained:<env>"`` (:mod:`lewm_mpc.models.pretrained`); eval mode,
         no pickle."""
-        from lewm_mpc.models.checkpoint import load_world_model
         from lewm_mpc.models.pretrained import resolve_model_path
 
-        return load_world_model(resolve_model_path(path), device)
+        directory = resolve_model_path(path)
+        config, run_meta, tensors = read_checkpoint(directory)
+        model = cls(config)
+        restore_weights(model, tensors, directory)
+        model.run_meta = run_meta
+        return model.to(device).eval()
 
     def num_parameters(self) -> int:
         """Trainable parameter count."""
