@@ -144,3 +144,53 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(tiny_dataset, tmp_p
 def test_invalid_train_configs(fields, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**fields)
+
+
+def test_batchnorm_calibration_matches_the_statistics_of_the_current_weights(
+    tiny_dataset, tmp_path
+):
+    import numpy as np
+
+    from lewm_mpc.data import EpisodeDataset, WindowSampler
+    from lewm_mpc.training import calibrate_batchnorm
+
+    train(tiny_dataset, tmp_path / "run", tiny_config(), TrainConfig(steps=20, **FAST),
+          progress=False)  # fmt: skip
+    model = WorldModel.load(tmp_path / "run")
+    dataset = EpisodeDataset.load(tiny_dataset)
+    ids = np.arange(dataset.num_episodes)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert norms
+
+    def normalized_input_stats() -> list[tuple[float, float]]:
+        """Per BatchNorm: mean |mean| and mean std of its input normalized by its running
+        statistics, in eval mode, on a fresh batch."""
+        inputs: list[torch.Tensor] = []
+        hooks = [norm.register_forward_hook(lambda m, x, y: inputs.append(x[0])) for norm in norms]
+        model.eval()
+        batch = WindowSampler(dataset, ids, 3, model.action_block, 32, "pixels", seed=9).sample()
+        with torch.no_grad():
+            model.loss(torch.as_tensor(batch.obs), torch.as_tensor(batch.actions))
+        for hook in hooks:
+            hook.remove()
+        stats = []
+        for norm, x in zip(norms, inputs, strict=True):
+            z = (x - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps)  # (N, P)
+            stats.append((z.mean(0).abs().mean().item(), z.std(0).mean().item()))
+        return stats
+
+    def calibrated_well(stats: list[tuple[float, float]]) -> bool:
+        return all(mean < 0.5 and 0.5 < std < 2.0 for mean, std in stats)
+
+    assert calibrated_well(normalized_input_stats())  # checkpoints are saved calibrated
+    for norm in norms:  # stale statistics, as a lagging momentum average leaves them
+        norm.running_mean.add_(3.0)
+        norm.running_var.mul_(0.05)
+    assert not calibrated_well(normalized_input_stats())
+    rng_before = torch.get_rng_state()
+    sampler = WindowSampler(dataset, ids, 3, model.action_block, 16, "pixels", seed=2)
+    calibrate_batchnorm(model, sampler, batches=8)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the training RNG is untouched
+    assert calibrated_well(normalized_input_stats())
+    assert all(norm.momentum == 0.1 for norm in norms)
+    assert not model.training  # left in the mode it was in

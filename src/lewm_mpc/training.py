@@ -62,6 +62,10 @@ class TrainConfig:
         val_every: steps between validation passes (and the final step).
         val_batches: batches per validation pass.
         checkpoint_every: steps between checkpoints (and the final step).
+        bn_calibration_batches: training batches over which every BatchNorm's running statistics
+            are recomputed (a plain average, no momentum) before each validation pass and each
+            checkpoint, so eval mode (planning) normalizes with the statistics of the current
+            weights; 0 keeps the momentum averages.
         seed: seeds model init, window sampling and SIGReg directions.
         device: "auto" (CUDA if available), "cpu" or "cuda[:i]".
     """
@@ -80,10 +84,15 @@ class TrainConfig:
     val_every: int = 500
     val_batches: int = 8
     checkpoint_every: int = 250
+    bn_calibration_batches: int = 32
     seed: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.bn_calibration_batches < 0:
+            raise ValueError(
+                f"bn_calibration_batches must be >= 0, got {self.bn_calibration_batches}"
+            )
         for name in ("steps", "val_every", "val_batches", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -156,7 +165,45 @@ def _normalized_identity(identity: Any) -> Any:
     if isinstance(identity, dict) and isinstance(identity.get("model_config"), dict):
         config = WorldModelConfig.from_dict(identity["model_config"]).to_dict()
         identity = {**identity, "model_config": json.loads(json.dumps(config))}
+    if isinstance(identity, dict) and isinstance(identity.get("train_config"), dict):
+        added = {"bn_calibration_batches": 0}  # fields added since: their value in older runs
+        identity = {**identity, "train_config": {**added, **identity["train_config"]}}
     return identity
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: WorldModel, sampler: WindowSampler, batches: int) -> None:
+    """Recompute every BatchNorm's running statistics as the plain average over ``batches``
+    training batches (train-mode forward passes without gradients or dropout).
+
+    The momentum averages that training leaves lag behind the weights; when the embedding
+    statistics move quickly (a high learning rate), eval mode, which planning uses, normalizes
+    with stale statistics and predicts badly. The global torch RNG is left untouched.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches < 1:
+        return
+    was_training = model.training
+    momenta = [norm.momentum for norm in norms]
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[]):
+        for _ in range(batches):
+            batch = sampler.sample()
+            obs = torch.as_tensor(batch.obs, device=device)  # (B, T, *obs_shape)
+            flat = obs.reshape(obs.shape[0] * obs.shape[1], *obs.shape[2:])  # (B*T, *obs)
+            z = model.encode(flat).reshape(obs.shape[0], obs.shape[1], -1)  # (B, T, D)
+            actions = torch.as_tensor(batch.actions, device=device)
+            model.predict(z[:, :-1], model.embed_actions(actions[:, :-1]))
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.train(was_training)
 
 
 class Trainer:
@@ -199,6 +246,7 @@ class Trainer:
             dataset, val_ids, config.num_frames, block, config.batch_size, obs_mode,
             config.seed + 1,
         )  # fmt: skip
+        self._train_ids, self._block = train_ids, block
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -243,6 +291,18 @@ class Trainer:
             "grad_norm": float(grad_norm),
             "lr": lr,
         }
+
+    def calibrate(self) -> None:
+        """:func:`calibrate_batchnorm` on windows drawn with a seed of (run seed, step), so a
+        resumed run calibrates exactly as an uninterrupted one."""
+        cfg = self.config
+        if cfg.bn_calibration_batches == 0:
+            return
+        sampler = WindowSampler(
+            self.dataset, self._train_ids, cfg.num_frames, self._block, cfg.batch_size,
+            self.obs_mode, seed=(cfg.seed + 4) * 1_000_003 + self.step,
+        )  # fmt: skip
+        calibrate_batchnorm(self.model, sampler, cfg.bn_calibration_batches)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -389,7 +449,12 @@ class Trainer:
                     last = self.train_step()
                     bar.update(1)
                     record: dict[str, Any] = {"step": self.step, **last}
-                    if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                    final = self.step == cfg.steps
+                    validating = self.step % cfg.val_every == 0 or final
+                    saving = interrupt.requested or self.step % cfg.checkpoint_every == 0 or final
+                    if validating or saving:
+                        self.calibrate()  # eval-mode statistics of the current weights
+                    if validating:
                         val = self.validate()
                         record.update(val)
                     if self.step % 10 == 0:
@@ -400,11 +465,7 @@ class Trainer:
                             val=f"{val.get('val_pred', float('nan')):.4f}",
                         )
                     self._log(record)
-                    if (
-                        interrupt.requested
-                        or self.step % cfg.checkpoint_every == 0
-                        or self.step == cfg.steps
-                    ):
+                    if saving:
                         self.save()
                     if interrupt.requested:
                         raise KeyboardInterrupt
