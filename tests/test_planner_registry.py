@@ -224,3 +224,24 @@ def test_bench_display_names_map_through_the_registry():
         planner = make_budgeted(name, PointMass(), budget, seed=0)
         assert type(planner) is type(make_planner(REGISTRY_NAMES[name], PointMass()))
     assert make_budgeted("hybrid", PointMass(), budget, seed=0).config.cem_iterations == 2
+
+
+def test_eval_planners_start_from_the_env_budget():
+    import dataclasses
+
+    from lewm_mpc.cli import _planner
+    from lewm_mpc.envs import EnvSpec, PlannerBudget, get_env_spec
+
+    base = get_env_spec("tworoom")
+    spec = EnvSpec(base.name, base.gym_id, base.module, base.max_episode_steps)
+    budget = PlannerBudget(horizon=4, num_samples=40, iterations=3, topk=5, receding_horizon=2)
+    spec.__dict__["definition"] = dataclasses.replace(base.definition, budget=budget)
+    flags = dict(preset=None, horizon=None, samples=None, iterations=None, topk=None,
+                 receding=None, planner_seed=0, running_weight=None)  # fmt: skip
+    cem = _planner(argparse.Namespace(planner="cem", **flags), PointMass(), spec)
+    assert (cem.config.horizon, cem.config.num_samples, cem.config.iterations) == (4, 40, 3)
+    assert (cem.config.topk, cem.config.receding_horizon) == (5, 2)
+    mppi = _planner(
+        argparse.Namespace(planner="mppi", **{**flags, "samples": 64}), PointMass(), spec
+    )
+    assert (mppi.config.num_samples, mppi.config.iterations, mppi.config.horizon) == (64, 3, 4)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lewm_mpc.envs import EnvSpec
     from lewm_mpc.planners.base import Planner
     from lewm_mpc.runs import Run
 
@@ -216,12 +217,15 @@ def _load_planners(args: argparse.Namespace) -> None:
         get_planner_entry(args.planner)  # an unknown name: the message lists the known ones
 
 
-def _planner(args: argparse.Namespace, model: object) -> Planner:
-    """The planner the flags ask for: ``--preset``, else ``--planner`` with its own defaults;
-    budget flags given on the command line override either."""
+def _planner(args: argparse.Namespace, model: object, spec: EnvSpec | None = None) -> Planner:
+    """The planner the flags ask for: ``--preset``, else ``--planner`` at the env's reference
+    budget (``spec.budget``, for the fields the planner has) or its own defaults; budget flags
+    given on the command line override either."""
+    import dataclasses
+
     from lewm_mpc.energies import GoalDistance
     from lewm_mpc.planners.presets import build_planner
-    from lewm_mpc.planners.registry import make_planner
+    from lewm_mpc.planners.registry import get_planner_entry, make_planner
 
     fields = {
         "horizon": args.horizon, "num_samples": args.samples, "iterations": args.iterations,
@@ -234,6 +238,12 @@ def _planner(args: argparse.Namespace, model: object) -> Planner:
     if args.preset is not None:
         return build_planner(model, args.preset, **overrides)
     overrides.setdefault("energy", GoalDistance())
+    if spec is not None:
+        known = {
+            field.name for field in dataclasses.fields(get_planner_entry(args.planner).config_class)
+        }
+        budget = dataclasses.asdict(spec.budget)
+        overrides = {**{k: v for k, v in budget.items() if k in known}, **overrides}
     return make_planner(args.planner, model, **overrides)
 
 
@@ -320,7 +330,7 @@ def _evaluate_heldout(
 
     with torch.inference_mode():
         report = evaluate_pairs(
-            _planner(args, model), pairs, spec, config, meta.obs_mode, meta.env_config,
+            _planner(args, model, spec), pairs, spec, config, meta.obs_mode, meta.env_config,
             skipped, on_episode=_first_video_saver(video),
         )  # fmt: skip
     return _print_report(report, out, video)
@@ -352,7 +362,7 @@ def _evaluate(
     model, dataset = run.model, run.dataset
     if video is not None and run.obs_mode != "pixels":
         raise ValueError("--video needs a pixel model")
-    planner = _planner(args, model)
+    planner = _planner(args, model, spec)
     split = run.meta.split
     config = EvalConfig(
         num_pairs=args.pairs, goal_offset=args.goal_offset, budget=args.budget,
