@@ -46,3 +46,28 @@ def load_benchmark(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses resolve annotations through it
     spec.loader.exec_module(module)
     return module
+
+
+class Toy2DModel:
+    """A protocol-only 2-D world model (latent = observation): each step adds
+    ``step(sum of the block's two actions)``; subclasses define ``step``."""
+
+    latent_dim = 2
+    action_dim = 2
+    action_block = 2
+    obs_shape = (2,)
+    obs_dtype = torch.float32
+    device = torch.device("cpu")
+    action_low = torch.full((2,), -1.0)
+    action_high = torch.full((2,), 1.0)
+
+    def step(self, block_sums: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.float()
+
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        blocks = actions.view(*actions.shape[:2], self.action_block, 2).sum(2)  # (S, H, 2)
+        steps = self.step(blocks)  # (S, H, 2)
+        return torch.cat([z0[:, None], z0[:, None] + steps.cumsum(1)], dim=1)  # (S, H+1, 2)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import lewm_mpc as lm
+from conftest import Toy2DModel
 from lewm_mpc.energies import ObjectiveValue
 from lewm_mpc.planners import (
     SamplingPlanner,
@@ -35,24 +36,11 @@ TINY = {
 OBS, GOAL = np.zeros(2, np.float32), np.array([0.3, -0.2], np.float32)
 
 
-class PointMass:
+class PointMass(Toy2DModel):
     """A protocol-only model: each step adds 0.1 * the sum of the block's actions."""
 
-    latent_dim = 2
-    action_dim = 2
-    action_block = 2
-    obs_shape = (2,)
-    obs_dtype = torch.float32
-    device = torch.device("cpu")
-    action_low = torch.full((2,), -1.0)
-    action_high = torch.full((2,), 1.0)
-
-    def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        return obs.float()
-
-    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        steps = actions.view(*actions.shape[:2], 2, 2).sum(2) * 0.1  # (S, H, 2)
-        return torch.cat([z0[:, None], z0[:, None] + steps.cumsum(1)], dim=1)  # (S, H+1, 2)
+    def step(self, block_sums: torch.Tensor) -> torch.Tensor:
+        return 0.1 * block_sums
 
 
 class RandomShooting(SamplingPlanner):

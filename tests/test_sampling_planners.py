@@ -12,29 +12,16 @@ import pytest
 import torch
 
 import lewm_mpc as lm
+from conftest import Toy2DModel
 
 GAIN = 0.3
 
 
-class Curved:
+class Curved(Toy2DModel):
     """A 2-D toy model with a saturating step: z' = z + GAIN * tanh(sum of block actions)."""
 
-    latent_dim = 2
-    action_dim = 2
-    action_block = 2
-    obs_shape = (2,)
-    obs_dtype = torch.float32
-    device = torch.device("cpu")
-    action_low = torch.full((2,), -1.0)
-    action_high = torch.full((2,), 1.0)
-
-    def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        return obs.float()
-
-    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        blocks = actions.view(*actions.shape[:2], self.action_block, 2).sum(2)  # (S, H, 2)
-        steps = GAIN * torch.tanh(blocks)  # (S, H, 2)
-        return torch.cat([z0[:, None], z0[:, None] + steps.cumsum(1)], dim=1)  # (S, H+1, 2)
+    def step(self, block_sums: torch.Tensor) -> torch.Tensor:
+        return GAIN * torch.tanh(block_sums)
 
 
 def goal_energy(latents, actions, goal):
