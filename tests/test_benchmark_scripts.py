@@ -18,7 +18,8 @@ load = load_benchmark
 
 @pytest.fixture(scope="module")
 def tworoom_run(tmp_path_factory) -> tuple[Path, Path]:
-    """``benchmarks/tworoom_cem.py`` on 12 episodes, 3 training steps, 2 pairs: (work, out)."""
+    """``benchmarks/tworoom_cem.py`` on 12 episodes, 40 training steps (enough for a probe to
+    locate the agent, which the keep-out benchmark needs), 2 pairs: (work, out)."""
     root = tmp_path_factory.mktemp("tworoom_bench")
     work, out = root / "work", root / "out"
     script = load("tworoom_cem")
@@ -27,7 +28,7 @@ def tworoom_run(tmp_path_factory) -> tuple[Path, Path]:
             work=work,
             out=out,
             episodes=12,
-            steps=3,
+            steps=40,
             pairs=2,
             latency_plans=1,
             samples=16,
@@ -40,7 +41,7 @@ def tworoom_run(tmp_path_factory) -> tuple[Path, Path]:
 def test_tworoom_cem_writes_its_results(tworoom_run) -> None:
     work, out = tworoom_run
     result = json.loads((out / "tworoom_cem.json").read_text())
-    assert result["model"]["train_steps"] == 3 and (work / "model").is_dir()
+    assert result["model"]["train_steps"] == 40 and (work / "model").is_dir()
     assert "| metric | value |" in (out / "tworoom_cem.md").read_text()
 
 
