@@ -134,10 +134,13 @@ def markdown(out: Path) -> str:
         budget = result["budget"]
         cem = (f"{budget['num_samples']}x{budget['iterations']}, receding "
                f"{budget['receding_horizon']}")  # fmt: skip
+        r2 = f"{probe['r2']['linear']:.3f} / {probe['r2']['mlp']:.3f}"
+        per_output = probe.get("r2_per_output", {}).get("linear")
+        if per_output:  # each output's linear R², the weakest is what limits the task
+            r2 += " (linear per output: " + ", ".join(f"{v:.2f}" for v in per_output) + ")"
         lines.append(
             f"| {result['env']} ({cem}) | {oracle['successes']}/{oracle['pairs']} | "
-            f"{learned['successes']}/{learned['pairs']} | {probe['target']}: "
-            f"{probe['r2']['linear']:.3f} / {probe['r2']['mlp']:.3f} | "
+            f"{learned['successes']}/{learned['pairs']} | {probe['target']}: {r2} | "
             f"{LEWM.get(result['env'], '-')}% |"
         )
     return "\n".join(lines) + "\n"
