@@ -195,3 +195,22 @@ def test_shipped_models_plan_above_their_card_floor(env):
         )  # fmt: skip
     floor = card.success_rate / 2
     assert report.success_rate >= floor, f"{env}: {report.summary()} (floor {floor:.2f})"
+
+
+def test_the_shipped_two_room_model_loads_and_plans() -> None:
+    import lewm_mpc as lm
+    from lewm_mpc.envs import get_env_spec
+    from lewm_mpc.models.pretrained import pretrained_names, read_card
+
+    assert "tworoom" in pretrained_names()
+    card = read_card("pretrained:tworoom")
+    assert card is not None and card.env == "tworoom" and card.eval_pairs > 0
+    model = lm.WorldModel.load("pretrained:tworoom")
+    assert model.run_meta.env_id == "lewm_mpc/TwoRoom-v0" and not model.training
+    env = get_env_spec("tworoom").make(obs_mode="pixels")
+    obs, info = env.reset(seed=1)
+    goal = env.unwrapped.render_state(info["goal"])
+    result = lm.CEM(model, num_samples=16, iterations=2, topk=4, seed=0).plan(obs, goal)
+    env.close()
+    assert result.actions.shape == (5 * model.action_block, 2)
+    assert abs(result.actions).max() <= 1.0
