@@ -23,6 +23,7 @@ import torch
 
 from lewm_mpc.atomic import write_text_atomic
 from lewm_mpc.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, read_json
+from lewm_mpc.models.run_meta import dataclass_from_json
 
 if TYPE_CHECKING:
     from lewm_mpc.models.jepa import WorldModel
@@ -159,16 +160,7 @@ class ModelCard:
     @classmethod
     def from_dict(cls, data: Any) -> ModelCard:
         """Parse and validate a dict written by :meth:`to_dict` (ValueError if invalid)."""
-        if not isinstance(data, dict):
-            raise ValueError(f"a model card must be a JSON object, got {data!r}")
-        names = {entry.name for entry in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown model card keys {unknown}")
-        try:
-            return cls(**data)
-        except TypeError as error:
-            raise ValueError(f"model card: {error}") from None
+        return dataclass_from_json(cls, data, "model card")
 
 
 def read_card(path_or_name: str | os.PathLike[str]) -> ModelCard | None:

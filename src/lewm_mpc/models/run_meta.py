@@ -36,8 +36,9 @@ def _float(name: str, value: Any, minimum: float, *, strict: bool = False) -> fl
     return value
 
 
-def _build(cls: type, data: Any, what: str) -> Any:
-    """``cls(**data)`` for a JSON object; unknown or missing keys -> ValueError."""
+def dataclass_from_json(cls: type, data: Any, what: str) -> Any:
+    """``cls(**data)`` for a JSON object (``what`` names it in errors); unknown or missing keys
+    -> ValueError."""
     if not isinstance(data, Mapping):
         raise ValueError(f"{what} must be a JSON object, got {data!r}")
     names = {entry.name for entry in dataclasses.fields(cls)}
@@ -218,8 +219,8 @@ class RunMeta:
         nested = {"dataset": DatasetRef, "split": SplitMeta, "training": TrainingMeta}
         for name, nested_cls in nested.items():
             if values.get(name) is not None:
-                values[name] = _build(nested_cls, values[name], name)
-        return _build(cls, values, "run_meta")
+                values[name] = dataclass_from_json(nested_cls, values[name], name)
+        return dataclass_from_json(cls, values, "run_meta")
 
     @classmethod
     def from_legacy(cls, extra: Mapping[str, Any], obs_mode: ObsMode) -> RunMeta:
