@@ -15,6 +15,7 @@ from typing import Any
 from lewm_mpc.planners.registry import make_planner, planner_names
 
 # --smoke budgets by registry name (other registered planners run at their defaults).
+DEMO_MODEL = Path("runs/demo/model")  # the Two-Room model `make demo` trains
 SMOKE_BUDGETS: dict[str, dict[str, int]] = {
     "cem": {"num_samples": 16, "iterations": 2, "topk": 4},
     "mppi": {"num_samples": 16, "iterations": 2},
@@ -33,7 +34,8 @@ Run one MPC episode on a held-out start/goal pair and write it as mp4 and/or GIF
 frames beside the goal image; on the executed frame the plan in force (its predicted latents
 decoded by a probe fitted on the training split and projected to pixels, fading into the
 future), the true executed path and any keep-out box; below, the energy terms of each plan over
-time and the success flag. Models default to those of `lewm-mpc bench` (runs/bench/ENV/...)."""
+time and the success flag. Models default to `make demo`'s for tworoom (runs/demo/model) and to
+those of `lewm-mpc bench` for the others (runs/bench/ENV/...)."""
 
 
 def _positive(text: str) -> int:
@@ -52,9 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--model",
         type=Path,
-        help="checkpoint folder or pretrained:ENV (default: the benchmark's, under runs/)",
+        help="checkpoint folder or pretrained:ENV (default: make demo's for tworoom, else the "
+        "benchmark's, under runs/)",
     )
-    add("--data", type=Path, help="the model's dataset .h5 (default: the benchmark's)")
+    add("--data", type=Path, help="the model's dataset .h5 (default: the one the model records)")
     add(
         "--planner",
         default="cem",
@@ -128,10 +131,11 @@ def run_from_args(args: argparse.Namespace) -> Rendered:
             from lewm_mpc.bench.jobs import default_source_paths
             from lewm_mpc.models.pretrained import resolve_model_path
 
-            default_model, default_data = default_source_paths(spec.name)
+            default_model = (
+                DEMO_MODEL if spec.name == "tworoom" else default_source_paths(spec.name)[0]
+            )
             model_dir = default_model if args.model is None else resolve_model_path(args.model)
-            # A model given without --data renders on the dataset it records.
-            data = args.data or (None if args.model else default_data)
+            data = args.data  # None: the dataset the model records
         result = _render(args, spec, Path(model_dir), data, paths)
     outcome = "success" if result.success else "no success"
     print(f"{spec.name} {args.planner}: {outcome} after {result.steps} steps, {result.plans} plans")
