@@ -24,6 +24,7 @@ Writes ``benchmarks/results/diagnosis_<env>.json`` and the table of every env di
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import time
@@ -169,9 +170,15 @@ def main() -> None:
     finished = {(row["kind"], row["pair"]) for row in done}
     jobs = [Job(kind, i) for i in range(args.pairs) for kind in args.kinds.split(",")
             if (kind, i) not in finished]  # fmt: skip
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(args.workers) as pool, open(log, "a") as handle:
-        for row in pool.imap_unordered(_run_job, [(args, job) for job in jobs]):
+    payloads = [(args, job) for job in jobs]
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1:  # one process per job at a time; 1 worker runs them in this one
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(args.workers))
+            finished = pool.imap_unordered(_run_job, payloads)
+        else:
+            finished = map(_run_job, payloads)
+        handle = stack.enter_context(open(log, "a"))
+        for row in finished:
             handle.write(json.dumps(row) + "\n")
             handle.flush()
             done.append(row)
