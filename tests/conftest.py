@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import importlib.util
 import os
 import sys
@@ -48,7 +49,7 @@ def load_benchmark(name: str) -> ModuleType:
     return module
 
 
-class Toy2DModel:
+class Toy2DModel(abc.ABC):
     """A protocol-only 2-D world model (latent = observation): each step adds
     ``step(sum of the block's two actions)``; subclasses define ``step``."""
 
@@ -61,8 +62,9 @@ class Toy2DModel:
     action_low = torch.full((2,), -1.0)
     action_high = torch.full((2,), 1.0)
 
+    @abc.abstractmethod
     def step(self, block_sums: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """(S, H, 2) summed block actions -> (S, H, 2) latent increments."""
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.float()

@@ -332,3 +332,17 @@ def test_tiny_collect_train_plan(spec: EnvSpec, tmp_path) -> None:
         env.step(result.actions[0])
     finally:
         env.close()
+
+
+def test_an_env_missing_a_hook_cannot_be_built() -> None:
+    from lewm_mpc.envs.two_room import TwoRoomEnv
+
+    class NoDrawing(GoalEnv):  # every hook but _draw
+        name, config_class, state_dim, action_dim = "nodraw", TwoRoomEnv.config_class, 2, 2
+        sample_state = TwoRoomEnv.sample_state
+        _write_state, _read_state = TwoRoomEnv._write_state, TwoRoomEnv._read_state
+        _physics_step = TwoRoomEnv._physics_step
+        goal_error, success_mask = TwoRoomEnv.goal_error, TwoRoomEnv.success_mask
+
+    with pytest.raises(TypeError, match="_draw"):
+        NoDrawing()

@@ -21,6 +21,7 @@ validation order (both validated before anything changes), the started check, ``
 
 from __future__ import annotations
 
+import abc
 from typing import Any, ClassVar, Generic, TypeVar
 
 import gymnasium as gym
@@ -31,7 +32,7 @@ from lewm_mpc.types import ObsMode, check_obs_mode
 ConfigT = TypeVar("ConfigT")
 
 
-class GoalEnv(gym.Env, Generic[ConfigT]):
+class GoalEnv(gym.Env, Generic[ConfigT], metaclass=abc.ABCMeta):
     """A gymnasium env whose goal is a full env state, with exact ``get_state``/``set_state``.
 
     Observations are rendered frames (``obs_mode="pixels"``, uint8 (S, S, 3)) or a state vector
@@ -78,39 +79,39 @@ class GoalEnv(gym.Env, Generic[ConfigT]):
         self._started = False
 
     # ------------------------------------------------------------------- what an env supplies
+    @abc.abstractmethod
     def sample_state(self, rng: np.random.Generator) -> np.ndarray:
         """A random start state, float64 (state_dim,)."""
-        raise NotImplementedError
 
     def sample_goal(self, rng: np.random.Generator, start: np.ndarray) -> np.ndarray:
         """A random goal for an episode starting at ``start`` (default: another random state)."""
         return self.sample_state(rng)
 
+    @abc.abstractmethod
     def _write_state(self, state: np.ndarray) -> None:
         """Puts the simulator at a validated state."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _read_state(self) -> np.ndarray:
         """The simulator's current state, a fresh float64 (state_dim,) array."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _physics_step(self, action: np.ndarray) -> None:
         """One env step of the dynamics with a finite float64 action clipped to [-1, 1]."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _draw(self, state: np.ndarray, size: int) -> np.ndarray:
         """A fresh uint8 (size, size, 3) image of a validated state; the episode is untouched."""
-        raise NotImplementedError
 
     @classmethod
+    @abc.abstractmethod
     def goal_error(cls, states: np.ndarray, goals: np.ndarray, config: Any) -> np.ndarray:
         """The error (...,) of (..., Ds) states to goals (broadcast) reported as ``distance``."""
-        raise NotImplementedError
 
     @classmethod
+    @abc.abstractmethod
     def success_mask(cls, states: np.ndarray, goals: np.ndarray, config: Any) -> np.ndarray:
         """The success rule, vectorized: bool (...,) for (..., Ds) states and goals."""
-        raise NotImplementedError
 
     def _coerce_state(self, state: np.ndarray, name: str) -> np.ndarray:
         """Shape check and normalization of a finite float64 copy (override to accept more
