@@ -1,5 +1,6 @@
 # Two commands: `make demo` (set up + run the Two-Room demo) and `make test` (the test suite).
-# The virtual environment is created on first use; torch is pinned to the CPU wheel.
+# The virtual environment is created on first use; torch is pinned to the CPU wheel, and every
+# other package to the tested versions in constraints.txt.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
@@ -8,11 +9,11 @@ STAMP := $(VENV)/.lewm-mpc-installed
 
 .PHONY: demo test lint clean-venv
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,envs,plots]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,envs,plots,tb]" -c constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)

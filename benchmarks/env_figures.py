@@ -10,6 +10,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
+from lewm_mpc.atomic import atomic_write
 from lewm_mpc.envs import ENV_SPECS
 
 OUT = Path(__file__).parents[1] / "envs" / "figures"
@@ -32,7 +33,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name in ENV_SPECS:
         path = OUT / f"{name}.png"
-        iio.imwrite(path, start_and_goal(name))
+        with atomic_write(path, suffix=".png") as tmp:  # umask permissions, never half-written
+            iio.imwrite(tmp, start_and_goal(name))
         print(path)
 
 

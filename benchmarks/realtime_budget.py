@@ -33,6 +33,7 @@ from lewm_mpc.atomic import write_text_atomic
 from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.evaluation import EvalConfig, evaluate
+from lewm_mpc.models.checkpoint import read_checkpoint_config
 from lewm_mpc.planners.base import ROLLOUT_DTYPES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _machine.py beside this file
@@ -190,7 +191,7 @@ def main(args: Args) -> dict:
     budgets = args.budget_list
     model = lm.WorldModel.load(args.model)
     dataset = EpisodeDataset.load(args.data)
-    weights = json.loads((args.model / "config.json").read_text()).get("weights_sha256", "")
+    _, _, weights = read_checkpoint_config(args.model)
     cache_path = args.work / "realtime_budget_rows.json"
     cache: dict[str, Any] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     rows = []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import lewm_mpc as lm
 from lewm_mpc.envs import get_env_spec
-from lewm_mpc.recipes import build_from_recipe, smoke_recipe
+from lewm_mpc.recipes import SMOKE_NOTICE, build_from_recipe, smoke_recipe
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class Args:
 
 
 def main(args: Args) -> None:
+    if args.smoke:
+        print(SMOKE_NOTICE)
     with tempfile.TemporaryDirectory() as scratch:
         if args.smoke:  # a throwaway seconds-scale dataset + model
             model_dir, _ = build_from_recipe(smoke_recipe("tworoom"), scratch, args.seed)

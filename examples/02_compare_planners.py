@@ -22,7 +22,7 @@ import lewm_mpc as lm
 from lewm_mpc.bench.jobs import default_source_paths
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs
-from lewm_mpc.recipes import build_from_recipe, get_recipe, smoke_recipe
+from lewm_mpc.recipes import SMOKE_NOTICE, build_from_recipe, get_recipe, smoke_recipe
 from lewm_mpc.render import render_episode, tile_videos, view_for_env, write_video
 
 PLANNERS = {"CEM": lm.CEM, "MPPI": lm.MPPI, "Gradient": lm.GradientPlanner}
@@ -47,6 +47,8 @@ class Args:
 
 
 def main(args: Args) -> None:
+    if args.smoke:
+        print(SMOKE_NOTICE)
     with tempfile.TemporaryDirectory() as scratch:
         spec, recipe = get_env_spec(args.env), get_recipe(args.env)
         if args.smoke:  # a throwaway seconds-scale dataset + model

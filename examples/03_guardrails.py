@@ -24,7 +24,7 @@ from lewm_mpc.energies import ProbedGoalDistance, calibrate_probe_margin
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.envs.two_room_keepout import KeepOutScenario, inside_box
 from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs
-from lewm_mpc.recipes import build_from_recipe, smoke_recipe
+from lewm_mpc.recipes import SMOKE_NOTICE, build_from_recipe, smoke_recipe
 from lewm_mpc.render import RegionBox, render_episode, tile_videos, view_for_env, write_video
 
 PLANNERS = {"cem": lm.CEM, "mppi": lm.MPPI, "gradient": lm.GradientPlanner}
@@ -48,6 +48,8 @@ class Args:
 
 
 def main(args: Args) -> None:
+    if args.smoke:
+        print(SMOKE_NOTICE)
     with tempfile.TemporaryDirectory() as scratch:
         if args.smoke:  # a throwaway seconds-scale dataset + model
             model_dir, data = build_from_recipe(smoke_recipe("tworoom"), scratch, args.seed)

@@ -21,6 +21,7 @@ import torch
 import lewm_mpc as lm
 from lewm_mpc.control import run_episode
 from lewm_mpc.envs import get_env_spec
+from lewm_mpc.recipes import SMOKE_NOTICE
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ class DoorwayDistance:
 
 
 def main(args: Args) -> None:
+    if args.smoke:
+        print(SMOKE_NOTICE)
     env = get_env_spec("tworoom").make(obs_mode="state")  # observations: agent (x, y)
     model = PointMassModel(env.unwrapped.config)
     assert isinstance(model, lm.LatentWorldModel)  # structural typing: no lewm_mpc base class

@@ -23,7 +23,7 @@ from lewm_mpc.data.collection import collect_dataset
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.evaluation import EvalConfig, evaluate
 from lewm_mpc.models.device import resolve_device
-from lewm_mpc.recipes import get_recipe, smoke_recipe
+from lewm_mpc.recipes import SMOKE_NOTICE, get_recipe, smoke_recipe
 from lewm_mpc.training import train
 
 
@@ -37,6 +37,8 @@ class Args:
 
 
 def main(args: Args) -> None:
+    if args.smoke:
+        print(SMOKE_NOTICE)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.out or (scratch if args.smoke else f"runs/examples/{args.env}"))
         recipe = smoke_recipe(args.env) if args.smoke else get_recipe(args.env)

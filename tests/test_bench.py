@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import runpy
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -158,6 +161,10 @@ def test_tiny_sweep_writes_every_output_through_cli_and_script(
     assert (out / "summary.csv").read_text().count("\n") == 9
     assert (out / "summary.md").read_text().count("| tworoom |") == 8
     assert (out / "success_vs_latency.png").read_bytes()[:4] == b"\x89PNG"
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("summary.json", "summary.md", "success_vs_latency.png"):  # as datasets: umask
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~umask
     # The script is the same entry; a rerun finds everything finished.
     monkeypatch.setattr(sys, "argv", ["compare_planners.py", *argv])
     with pytest.raises(SystemExit) as exit_info:
@@ -166,6 +173,21 @@ def test_tiny_sweep_writes_every_output_through_cli_and_script(
     assert "0 jobs run, 8 already finished" in capsys.readouterr().out
     assert main(["bench", *argv, "--planners", "CEM,iLQR"]) == 2
     assert "planners must be a non-empty subset" in capsys.readouterr().err
+
+
+def test_bench_writes_under_runs_by_default_and_the_script_to_the_committed_results():
+    from lewm_mpc.bench.command import add_arguments
+    from lewm_mpc.bench.sweep import DEFAULT_OUT, RESULTS_OUT
+    from lewm_mpc.cli import build_parser
+
+    args = build_parser().parse_args(["bench"])
+    assert args.out == DEFAULT_OUT == Path("runs/bench/compare_planners")
+    assert "/runs/" in (ROOT / ".gitignore").read_text().split()  # never committed
+    assert not args.out.is_relative_to(RESULTS_OUT.parent)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, RESULTS_OUT)  # what benchmarks/compare_planners.py passes
+    assert parser.parse_args([]).out == Path("benchmarks/results/compare_planners")
+    assert "RESULTS_OUT" in (ROOT / "benchmarks" / "compare_planners.py").read_text()
 
 
 # ---------------------------------------------------------------------- store / resume

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import importlib
 import os
 from pathlib import Path
 
@@ -334,6 +335,32 @@ def test_interrupted_collect_resumes_to_same_file(tmp_path, reference, step):
     assert_same_dataset(path, reference)
     assert digest(path) == digest(reference)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.h5"]
+
+
+def test_a_kill_after_the_final_merge_leaves_nothing_behind(tmp_path, reference, monkeypatch):
+    """Killed between the merge commit and the parts' removal: the next call cleans up."""
+    path = tmp_path / "d.h5"
+    collect_module = importlib.import_module("lewm_mpc.data.collect")  # not the function
+    monkeypatch.setattr(collect_module, "_remove_leftovers", lambda *args: None)  # the kill
+    run_collect(path, 8, chunk_size=5)
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "d.h5.parts").iterdir()) == [
+        "part-000000-000004.h5", "part-000005-000007.h5"]  # fmt: skip
+    (tmp_path / "d.h5.parts/.part-000008-000009.h5.x.tmp").write_bytes(b"junk")
+    before = digest(path)
+    run_collect(path, 8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.h5"]
+    assert digest(path) == before == digest(reference)
+
+
+def test_parts_beyond_the_file_stay_for_a_longer_collection(tmp_path, reference):
+    path = tmp_path / "d.h5"
+    with pytest.raises(KeyboardInterrupt):  # 8 episodes, parts of 3: two parts then the kill
+        run_collect(path, 8, env=interrupting_env(episode=7, step=0))
+    run_collect(path, 3)  # merges the first part; the second covers episodes 3-5
+    assert [p.name for p in (tmp_path / "d.h5.parts").iterdir()] == ["part-000003-000005.h5"]
+    run_collect(path, 8)
+    assert digest(path) == digest(reference)
 
 
 def test_interrupt_while_writing_a_part(tmp_path, reference, monkeypatch):

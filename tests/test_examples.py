@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from lewm_mpc.recipes import SMOKE_NOTICE
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("[0-9]*.py"))
 ENV = {**os.environ, "MUJOCO_GL": "egl"}
@@ -49,6 +51,7 @@ def test_example_runs_in_smoke_mode(script: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     pattern = EXPECTED_STDOUT.get(script.name, r"\w")
     assert re.search(pattern, done.stdout), f"stdout lacks {pattern!r}:\n{done.stdout}"
+    assert done.stdout.splitlines()[0] == SMOKE_NOTICE  # tiny budgets: say so first
     assert sorted(REPO.iterdir()) == repo_before  # outputs go to a temp dir or --out
 
 

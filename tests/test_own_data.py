@@ -13,6 +13,7 @@ import pytest
 from lewm_mpc import WorldModel
 from lewm_mpc.cli import main
 from lewm_mpc.data import DatasetMeta, Episode, EpisodeDataset, write_episodes
+from lewm_mpc.models.run_dir import checkpoint_dir
 from lewm_mpc.offline_eval import OfflineConfig, evaluate_offline
 from lewm_mpc.runs import load_run
 
@@ -95,7 +96,7 @@ def test_a_changed_or_missing_dataset_is_refused_clearly(trained, tmp_path, caps
     copy = tmp_path / "run"
     copy.mkdir()
     for name in ("config.json", "model.safetensors"):
-        (copy / name).write_bytes((folder / "run" / name).read_bytes())
+        (copy / name).write_bytes((checkpoint_dir(folder / "run") / name).read_bytes())
     moved = tmp_path / "my.h5"
     moved.write_bytes(data.read_bytes())
     config = json.loads((copy / "config.json").read_text())

@@ -464,3 +464,34 @@ def test_mppi_weights_feasible_first_then_by_violation():
     assert weights[0, 0] == 0 and weights[0, 3] == 0 and weights[0, 1] > weights[0, 2] > 0
     # Env 1: none is feasible, so the smaller violation weighs more.
     assert weights[1, 2] > weights[1, 1] > weights[1, 0] > weights[1, 3] > 0
+
+
+@planners
+def test_planner_repr_is_one_line_with_its_budget(cls):
+    guard = lm.Guardrail(x_over, name="x_limit", hard=True)
+    text = repr(make(cls, guardrails=[guard], **tiny_budget(cls)))
+    assert "\n" not in text and "tensor" not in text and len(text) < 300
+    assert text.startswith(f"{cls.__name__ if isinstance(cls, type) else 'GradientPlanner'}(")
+    assert "horizon=4" in text and "iterations=1" in text and "x_limit" in text
+
+
+def test_cem_repr_shows_the_reference_budget():
+    assert repr(lm.CEM(PointMass())) == "CEM(horizon=5, num_samples=300, iterations=30, topk=30)"
+    assert "seed=3" in repr(lm.MPPI(PointMass(), seed=3))  # changed fields are shown
+    assert repr(lm.make_planner("hybrid", PointMass())) == (
+        "GradientPlanner(horizon=5, restarts=8, iterations=50, cem_iterations=10)"
+    )
+
+
+@pytest.mark.parametrize("batch", [None, 3])
+def test_plan_result_repr_is_a_one_line_summary(batch):
+    planner = make(lm.CEM, **TINY["cem"])
+    obs, goal = np.zeros(2, np.float32), np.array([0.4, 0.1], np.float32)
+    if batch is not None:
+        obs, goal = np.stack([obs] * batch), np.stack([goal] * batch)
+    result = planner.plan(obs, goal)
+    text = repr(result)
+    assert "\n" not in text and "array" not in text and "tensor" not in text and len(text) < 300
+    assert f"actions={result.actions.shape}" in text and f"latents={result.latents.shape}" in text
+    assert f"iterations={result.iterations}" in text and "energy=" in text and "solve_s=" in text
+    assert ("feasible=True" if batch is None else f"feasible={batch}/{batch}") in text

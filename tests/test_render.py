@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
 
 import lewm_mpc as lm
-from lewm_mpc.cli import main
+from lewm_mpc.cli import build_parser, main
 from lewm_mpc.control import run_episode
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.envs.two_room import two_room_view
-from lewm_mpc.recipes import get_recipe
-from lewm_mpc.render import RegionBox, render_episode, view_for_env, write_video
+from lewm_mpc.recipes import SMOKE_NOTICE, get_recipe
+from lewm_mpc.render import (
+    RegionBox,
+    ScaledView,
+    display_frames,
+    render_episode,
+    view_for_env,
+    write_video,
+)
 from lewm_mpc.render.episode import HEADER
-from lewm_mpc.render.layout import BORDER
+from lewm_mpc.render.layout import BORDER, MACRO_BLOCK
 from lewm_mpc.render.overlay import PLAN_RGB
 
 SCALE = 4
@@ -65,6 +75,10 @@ def test_videos_have_one_frame_per_observation(oracle_run, tmp_path):
     assert np.abs(gif[..., :3].astype(int) - rendered).mean() < 4  # palette quantization only
     with pytest.raises(ValueError, match=r"\.mp4 or \.gif"):
         write_video(tmp_path / "e.avi", rendered)
+    umask = os.umask(0)
+    os.umask(umask)
+    for video in ("e.mp4", "e.gif"):  # the permissions datasets get: 0o666 less the umask
+        assert stat.S_IMODE((tmp_path / video).stat().st_mode) == 0o666 & ~umask
 
 
 def test_plan_overlay_starts_on_the_agent_and_refreshes_at_each_plan(oracle_run):
@@ -122,6 +136,43 @@ def test_cube_projection_lands_on_the_rendered_cube():
         env.close()
 
 
+def test_display_frames_are_rendered_at_the_display_size_and_the_plan_follows(oracle_run):
+    episode, frames, _ = oracle_run
+    env = get_env_spec("tworoom").make(obs_mode="pixels")
+    try:
+        env.reset(seed=3)
+        display = display_frames(env, episode.states, 256)  # the model's frames are 64 px
+        goal = display_frames(env, episode.states[-1:], 256)[0]
+        view = ScaledView(view_for_env(env), 256 / env.unwrapped.image_size)
+    finally:
+        env.close()
+    assert frames.shape[1:] == (64, 64, 3) and display.shape == (len(frames), 256, 256, 3)
+    drawn = render_episode(episode, _agent_probe(), view, frames=display, goal_frame=goal,
+                           scale=1, strip_height=0)  # fmt: skip
+    assert drawn.shape[2] == 2 * (256 + 2 * BORDER)  # executed | goal, each 256 px wide
+    for step in episode.plan_steps:  # the plan's start marker sits on the agent, at 256 px
+        column, row = view(episode.states[step][None])[0, 0]
+        assert tuple(display[step, int(row), int(column)]) == (220, 30, 30)  # the agent's red
+        assert tuple(drawn[step, HEADER + BORDER + int(row), BORDER + int(column)]) == PLAN_RGB
+
+
+def test_cube_display_is_brighter_and_the_observations_are_unchanged():
+    env = get_env_spec("cube").make(obs_mode="pixels")
+    try:
+        for seed in (0, 3):
+            obs, _ = env.reset(seed=seed)
+            state = env.unwrapped.get_state()
+            display = display_frames(env, state[None], 256)[0]
+            assert display.shape == (256, 256, 3)
+            assert display.mean() > env.unwrapped.render_state(state, 256).mean() + 15
+            assert np.array_equal(env.unwrapped.render_state(state), obs)  # the model's look
+            view = ScaledView(view_for_env(env), 4.0)
+            pixel = view(get_recipe("cube").probe_target(state[None]))[0, 0]
+            assert np.linalg.norm(pixel - _red_centroid(display)) < 5.0  # 1.25 observation px
+    finally:
+        env.close()
+
+
 def test_reacher_projection_lands_on_the_fingertip():
     import mujoco
 
@@ -166,12 +217,20 @@ def test_pusht_view_tracks_agent_and_block():
 
 def test_render_cli_smoke_writes_mp4_and_gif(tmp_path, capsys):
     mp4, gif = tmp_path / "k.mp4", tmp_path / "k.gif"
-    assert (
-        main(["render", "--smoke", "--keepout", "--steps", "10", "--out", str(mp4), str(gif)]) == 0
-    )
+    argv = ["render", "--smoke", "--keepout", "--steps", "10", "--display-size", "128"]
+    assert main([*argv, "--out", str(mp4), str(gif)]) == 0
     out = capsys.readouterr().out
+    assert out.splitlines()[0] == SMOKE_NOTICE
     assert "video:" in out and mp4.is_file() and gif.is_file()
-    assert len(iio.imread(mp4, index=None)) == len(iio.imread(gif, index=None)) + 5  # hold_last
+    frames = iio.imread(gif, index=None)
+    assert len(iio.imread(mp4, index=None)) == len(frames) + 5  # hold_last
+    width = 2 * (128 + 2 * BORDER)  # executed | goal at the display size, not the model's 64 px
+    assert frames.shape[2] == -(-width // MACRO_BLOCK) * MACRO_BLOCK
+
+
+def test_render_displays_at_256_px_by_default():
+    args = build_parser().parse_args(["render"])
+    assert args.display_size == 256 and args.scale == 1
 
 
 @pytest.mark.parametrize(

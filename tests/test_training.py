@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from conftest import tiny_config
 from lewm_mpc import WorldModel
+from lewm_mpc.models.run_dir import checkpoint_dir, committed_checkpoints
 from lewm_mpc.training import TrainConfig, train
 
 FAST = dict(
@@ -25,11 +26,12 @@ FAST = dict(
     checkpoint_every=5,
     sigreg_projections=32,
     warmup_steps=2,
+    bn_calibration_batches=4,
 )
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(run / "model.safetensors"))
+    return load_file(str(checkpoint_dir(run) / "model.safetensors"))
 
 
 def test_training_writes_a_loadable_checkpoint_and_metrics(tiny_dataset, tmp_path):
@@ -70,8 +72,9 @@ def test_a_different_config_is_refused_and_the_run_left_intact(tiny_dataset, tmp
     train(
         tiny_dataset, tmp_path / "run", tiny_config(), TrainConfig(steps=5, **FAST), progress=False
     )
-    before = (tmp_path / "run/model.safetensors").read_bytes()
-    with pytest.raises(ValueError, match="different model/training config"):
+    weights = checkpoint_dir(tmp_path / "run") / "model.safetensors"
+    before = weights.read_bytes()
+    with pytest.raises(ValueError, match=r"train_config\.lr: run has 0\.001, now 0\.01"):
         train(
             tiny_dataset,
             tmp_path / "run",
@@ -79,7 +82,7 @@ def test_a_different_config_is_refused_and_the_run_left_intact(tiny_dataset, tmp
             TrainConfig(steps=5, lr=1e-2, **{k: v for k, v in FAST.items()}),
             progress=False,
         )
-    assert (tmp_path / "run/model.safetensors").read_bytes() == before
+    assert weights.read_bytes() == before
 
 
 SCRIPT = """
@@ -108,7 +111,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(tiny_dataset, tmp_p
     _, stderr = process.communicate(timeout=60)
     assert process.returncode != 0, "the run finished before it could be interrupted"
     assert "KeyboardInterrupt" in stderr
-    state = json.loads((tmp_path / "run/train_state.json").read_text())
+    state = json.loads((checkpoint_dir(tmp_path / "run") / "train_state.json").read_text())
     interrupted_at = state["step"]
     assert 12 <= interrupted_at < steps
     assert WorldModel.load(tmp_path / "run").run_meta.step == interrupted_at
@@ -194,3 +197,120 @@ def test_batchnorm_calibration_matches_the_statistics_of_the_current_weights(
     assert calibrated_well(normalized_input_stats())
     assert all(norm.momentum == 0.1 for norm in norms)
     assert not model.training  # left in the mode it was in
+
+
+def test_a_finished_run_trains_further_with_more_steps(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_dataset, run, tiny_config(), TrainConfig(steps=5, **FAST), progress=False)
+    summary = train(tiny_dataset, run, tiny_config(), TrainConfig(steps=8, **FAST), progress=False)
+    assert summary.steps == 8 and WorldModel.load(run).run_meta.step == 8
+    assert WorldModel.load(run).run_meta.training.steps == 8
+    with pytest.raises(ValueError, match="already at step 8, past the 6 steps"):
+        train(tiny_dataset, run, tiny_config(), TrainConfig(steps=6, **FAST), progress=False)
+
+
+def test_only_the_newest_checkpoints_are_kept(tiny_dataset, tmp_path):
+    config = TrainConfig(steps=12, **{**FAST, "checkpoint_every": 2, "keep_checkpoints": 3})
+    train(tiny_dataset, tmp_path / "run", tiny_config(), config, progress=False)
+    assert [step for step, _ in committed_checkpoints(tmp_path / "run")] == [8, 10, 12]
+    assert [
+        p.name for p in (tmp_path / "run/checkpoints").iterdir() if p.name.startswith(".")
+    ] == []
+    older = WorldModel.load(committed_checkpoints(tmp_path / "run")[0][1])  # any step loads
+    assert older.run_meta.step == 8
+
+
+def test_a_run_in_the_single_folder_layout_resumes_into_checkpoints(tiny_dataset, tmp_path):
+    """Runs written before checkpoints/step-<N>/ (all files in the run folder) resume."""
+    run = tmp_path / "run"
+    train(tiny_dataset, run, tiny_config(), TrainConfig(steps=5, **FAST), progress=False)
+    (folder,) = [f for _, f in committed_checkpoints(run)]
+    for item in folder.iterdir():
+        item.rename(run / item.name)
+    for leftover in (run / "checkpoints").iterdir():
+        leftover.rmdir()
+    assert WorldModel.load(run).run_meta.step == 5  # the old layout loads
+    reference = tmp_path / "ref"  # the same two sessions, in the current layout
+    for run_dir in (run, reference):
+        for steps in (5, 10):
+            train(tiny_dataset, run_dir, tiny_config(), TrainConfig(steps=steps, **FAST),
+                  progress=False)  # fmt: skip
+    assert not (run / "config.json").exists()  # superseded by checkpoints/step-10
+    resumed, expected = _weights(run), _weights(reference)
+    assert all(torch.equal(resumed[k], expected[k]) for k in expected)
+
+
+KILL_SCRIPT = """
+import os, sys
+from conftest import tiny_config
+from lewm_mpc.training import TrainConfig, train
+import test_training as t
+kill_after, commits = int(sys.argv[3]), [0]
+def counted(real):
+    def commit(*args, **kwargs):
+        real(*args, **kwargs)
+        commits[0] += 1
+        if commits[0] == kill_after:
+            os._exit(9)  # like kill -9: no cleanup, no finally
+    return commit
+os.replace, os.rename = counted(os.replace), counted(os.rename)
+train(sys.argv[1], sys.argv[2], tiny_config(), TrainConfig(**t.KILL_RUN), progress=False)
+print(commits[0])
+"""
+KILL_RUN = dict(steps=4, **{**FAST, "checkpoint_every": 2, "keep_checkpoints": 1})
+
+
+def _run_killed(dataset: Path, run: Path, kill_after: int) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", KILL_SCRIPT, str(dataset), str(run), str(kill_after)]
+    return subprocess.run(command, cwd=Path(__file__).parent, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+
+
+def _assert_kill_then_resume_is_exact(dataset: Path, tmp_path: Path, kill_after: int) -> None:
+    run = tmp_path / f"killed-{kill_after}"
+    killed = _run_killed(dataset, run, kill_after)
+    assert killed.returncode == 9, killed.stderr
+    if checkpoint_dir(run) is not None:  # whatever was committed loads
+        WorldModel.load(run)
+    train(dataset, run, tiny_config(), TrainConfig(**KILL_RUN), progress=False)
+    reference = tmp_path / "reference"
+    if not reference.exists():
+        train(dataset, reference, tiny_config(), TrainConfig(**KILL_RUN), progress=False)
+    resumed, expected = _weights(run), _weights(reference)
+    assert all(torch.equal(resumed[k], expected[k]) for k in expected), kill_after
+    logged = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4]
+    assert [step for step, _ in committed_checkpoints(run)] == [4]
+
+
+@pytest.mark.parametrize("kill_after", [2, 5, 11])  # a staged file, a commit, a prune
+def test_a_kill_at_a_file_commit_resumes_bit_identically(tiny_dataset, tmp_path, kill_after):
+    _assert_kill_then_resume_is_exact(tiny_dataset, tmp_path, kill_after)
+
+
+@pytest.mark.slow
+def test_a_kill_after_every_single_file_commit_resumes_bit_identically(tiny_dataset, tmp_path):
+    total = int(_run_killed(tiny_dataset, tmp_path / "count", 0).stdout.split()[-1])
+    assert total >= 10  # two checkpoints of four files, their commits, a prune
+    for kill_after in range(1, total + 1):
+        _assert_kill_then_resume_is_exact(tiny_dataset, tmp_path, kill_after)
+
+
+def _tensorboard_scalars(log_dir: Path) -> dict[str, list[int]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    return {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_tensorboard_logs_the_curves_once_per_step_across_a_resume(tiny_dataset, tmp_path):
+    board = tmp_path / "tb"
+    train(tiny_dataset, tmp_path / "run", tiny_config(), TrainConfig(steps=10, **FAST),
+          progress=False, tensorboard=board)  # fmt: skip
+    scalars = _tensorboard_scalars(board)
+    assert scalars["train/loss"] == list(range(1, 11))
+    assert scalars["val/pred"] == [10] and "val/loss" in scalars
+    train(tiny_dataset, tmp_path / "run", tiny_config(), TrainConfig(steps=15, **FAST),
+          progress=False, tensorboard=board)  # fmt: skip
+    assert _tensorboard_scalars(board)["train/loss"] == list(range(1, 16))

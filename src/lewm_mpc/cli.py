@@ -1,6 +1,7 @@
 """``lewm-mpc`` command line: collect | train | eval | demo | render | bench.
 
-Errors in what the user asked for print one readable line and exit with status 2.
+Errors in what the user asked for print one readable line and exit with status 2; a bad flag
+(a count of 0 or less, a malformed number) adds a second line pointing to ``--help``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from lewm_mpc.argtypes import non_negative_int, positive_float, positive_int
 
 if TYPE_CHECKING:
     from lewm_mpc.envs import EnvSpec
@@ -19,6 +22,15 @@ if TYPE_CHECKING:
     from lewm_mpc.runs import Run
 
 DEMO_EPISODES = 300
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are two lines (the error and where help is), not
+    the whole usage block; subcommand parsers inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the error and a pointer to ``--help``; exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
 
 
 def _add_planner_args(parser: argparse.ArgumentParser) -> None:
@@ -38,58 +50,83 @@ def _add_planner_args(parser: argparse.ArgumentParser) -> None:
         help="module path or .py file that registers user planners (repeatable)",
     )
     group.add_argument("--preset", default=None, help="planner preset: shipped name or .toml path")
-    group.add_argument("--horizon", type=int, default=None, help="planned blocks (5)")
-    group.add_argument("--samples", type=int, default=None, help="candidates per iteration (300)")
-    group.add_argument("--iterations", type=int, default=None, help="iterations (30)")
-    group.add_argument("--topk", type=int, default=None, help="CEM elites (30)")
-    group.add_argument("--receding", type=int, default=None, help="blocks executed per plan (1)")
-    group.add_argument("--deadline", type=float, default=None, help="per-plan deadline, s")
+    count = positive_int
+    group.add_argument("--horizon", type=count, default=None, help="planned blocks (5)")
+    group.add_argument("--samples", type=count, default=None, help="candidates per iteration (300)")
+    group.add_argument("--iterations", type=count, default=None, help="iterations (30)")
+    group.add_argument("--topk", type=count, default=None, help="CEM elites (30)")
+    group.add_argument("--receding", type=count, default=None, help="blocks executed per plan (1)")
+    group.add_argument("--deadline", type=positive_float, default=None, help="per-plan deadline, s")
     group.add_argument(
         "--running-weight",
         type=float,
         default=None,
         help="GoalDistance running weight (1.0; 0 = LeWM terminal cost)",
     )
-    group.add_argument("--planner-seed", type=int, default=0)
+    group.add_argument("--planner-seed", type=non_negative_int, default=0)
 
 
 def _add_eval_args(parser: argparse.ArgumentParser, pairs: int) -> None:
     group = parser.add_argument_group("evaluation protocol")
-    group.add_argument("--pairs", type=int, default=pairs, help="held-out start/goal pairs")
-    group.add_argument("--goal-offset", type=int, default=25, help="env steps start -> goal")
-    group.add_argument("--budget", type=int, default=50, help="env steps per pair")
-    group.add_argument("--eval-seed", type=int, default=0, help="pair sampling seed")
+    count = positive_int
+    group.add_argument("--pairs", type=count, default=pairs, help="held-out start/goal pairs")
+    group.add_argument("--goal-offset", type=count, default=25, help="env steps start -> goal")
+    group.add_argument("--budget", type=count, default=50, help="env steps per pair")
+    group.add_argument("--eval-seed", type=non_negative_int, default=0, help="pair sampling seed")
+
+
+def _add_tensorboard_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--tensorboard",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"also log {what} as TensorBoard events in DIR (needs the tb extra)",
+    )
 
 
 def _add_train_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--config", default="cpu", help="model preset: cpu | paper")
-    group.add_argument("--steps", type=int, default=None, help="optimizer steps (default 3000)")
-    group.add_argument("--batch-size", type=int, default=None)
-    group.add_argument("--lr", type=float, default=None)
-    group.add_argument("--seed", type=int, default=0, help="training seed")
+    group.add_argument(
+        "--steps", type=positive_int, default=None, help="optimizer steps (default 3000)"
+    )
+    group.add_argument("--batch-size", type=positive_int, default=None)
+    group.add_argument("--lr", type=positive_float, default=None)
+    group.add_argument("--seed", type=non_negative_int, default=0, help="training seed")
     group.add_argument("--device", default="auto", help="auto | cpu | cuda")
     group.add_argument("--obs", default="pixels", choices=("pixels", "state"))
 
 
+def package_version() -> str:
+    """The installed distribution's version (``lewm_mpc.__version__`` when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lewm-mpc")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        import lewm_mpc
+
+        return getattr(lewm_mpc, "__version__", "unknown")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
-    parser = argparse.ArgumentParser(
-        prog="lewm-mpc", description="MPC with learned latent world models"
-    )
+    parser = _Parser(prog="lewm-mpc", description="MPC with learned latent world models")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("collect", help="collect a dataset of rollouts to HDF5")
     p.add_argument("env", help="environment name, e.g. tworoom")
     p.add_argument("--out", type=Path, required=True, help="output .h5 file")
-    p.add_argument("--episodes", type=int, default=None, help="default: the env's recipe")
-    p.add_argument("--steps", type=int, default=None, help="actions per episode (recipe's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="processes (recipe's)")
+    p.add_argument("--episodes", type=positive_int, default=None, help="default: env's recipe")
+    p.add_argument("--steps", type=positive_int, default=None, help="actions/episode (recipe's)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--workers", type=positive_int, default=None, help="processes (recipe's)")
     p.add_argument("--policy", default=None, help="data policy (default: the env's first)")
     p.add_argument(
         "--action-block",
-        type=int,
+        type=positive_int,
         default=1,
         metavar="K",
         help="env actions per stored frame (default 1); frames in between are not rendered; "
@@ -97,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--image-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="pixel observation size (default: the env's, 64; 224 for --config paper)",
     )
@@ -106,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="dataset .h5")
     p.add_argument("--out", type=Path, required=True, help="run directory")
     _add_train_args(p)
+    _add_tensorboard_arg(p, "the training curves")
 
     p = sub.add_parser(
         "eval",
@@ -127,12 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
         "model's held-out episodes",
     )  # fmt: skip
     p.add_argument(
-        "--offline-horizon", type=int, default=5, help="--offline: model steps K (default 5)"
+        "--offline-horizon", type=positive_int, default=5, help="--offline: model steps K (5)"
     )
     p.add_argument("--out", type=Path, default=None, help="JSON report path")
     p.add_argument("--video", type=Path, default=None, help="mp4/gif of the first pair")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     _add_eval_args(p, pairs=50)
+    _add_tensorboard_arg(p, "the results (at the model's training step)")
     p.add_argument(
         "--pairs-from",
         choices=("val", "train"),
@@ -144,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="collect -> train -> plan -> video on Two-Room")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
-    p.add_argument("--episodes", type=int, default=DEMO_EPISODES)
+    p.add_argument("--episodes", type=positive_int, default=DEMO_EPISODES)
     _add_train_args(p)
     _add_eval_args(p, pairs=20)
     _add_planner_args(p)
@@ -195,7 +234,10 @@ def _train(args: argparse.Namespace, data: Path, out: Path) -> None:
         if value is not None
     }  # fmt: skip
     config = TrainConfig(seed=args.seed, device=args.device, **overrides)
-    summary = train(data, out, named_config(args.config), config, obs_mode=args.obs)
+    summary = train(
+        data, out, named_config(args.config), config, obs_mode=args.obs,
+        tensorboard=getattr(args, "tensorboard", None),
+    )  # fmt: skip
     print(
         f"model: {summary.run_dir} ({summary.num_parameters / 1e6:.2f}M params, "
         f"{summary.steps} steps, val prediction loss {summary.val_prediction:.4f}, "
@@ -279,9 +321,20 @@ def _first_video_saver(video: Path | None) -> Any:
     return save
 
 
-def _print_report(report: Any, out: Path | None, video: Path | None) -> float:
-    """Print an evaluation report's summary (and where it and the video went)."""
+def _print_report(
+    report: Any, out: Path | None, video: Path | None, args: argparse.Namespace, step: int
+) -> float:
+    """Print an evaluation report's summary (and where it and the video went); log it to
+    ``--tensorboard`` at the model's training ``step``."""
     print(report.summary())
+    if getattr(args, "tensorboard", None) is not None:
+        from lewm_mpc.tensorboard import TensorBoardLog
+
+        fields = ("success_rate", "steps_to_success_mean", "latency_p50_s", "latency_p95_s",
+                  "energy_evals_per_plan")  # fmt: skip
+        with TensorBoardLog(args.tensorboard) as board:
+            board.scalars(step, {name: getattr(report, name) for name in fields}, "eval")
+        print(f"tensorboard: {args.tensorboard}")
     if out is not None:
         print(f"report: {report.save(out)}")
     if video is not None:
@@ -333,7 +386,7 @@ def _evaluate_heldout(
             _planner(args, model, spec), pairs, spec, config, meta.obs_mode, meta.env_config,
             skipped, on_episode=_first_video_saver(video),
         )  # fmt: skip
-    return _print_report(report, out, video)
+    return _print_report(report, out, video, args, meta.step)
 
 
 def _evaluate(
@@ -380,7 +433,7 @@ def _evaluate(
             on_episode=_first_video_saver(video),
             episode_ids=run.val_ids,
         )
-    return _print_report(report, out, video)
+    return _print_report(report, out, video, args, run.meta.step)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

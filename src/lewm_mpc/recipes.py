@@ -70,6 +70,10 @@ def get_recipe(env: str) -> Recipe:
     )  # fmt: skip
 
 
+SMOKE_NOTICE = "Smoke run: tiny budgets, the numbers mean nothing."
+"""The line every ``--smoke`` run prints first (and writes first in any results file)."""
+
+
 def smoke_recipe(env: str) -> Recipe:
     """A seconds-scale recipe for smoke runs (examples' ``--smoke``, tests): a few short
     episodes and a tiny model trained for a few steps. It plans, but not well."""

@@ -1,11 +1,14 @@
 """Training loop: prediction loss + lambda * SIGReg, with validation, checkpoints and resume.
 
-A run directory holds the latest world-model checkpoint (``config.json`` +
-``model.safetensors``, loadable with ``WorldModel.load(run_dir)``), the resume state
-(``train_state.json`` + ``train_state.safetensors``: optimizer, step, RNG states) and a
-``metrics.jsonl`` log. Every save is atomic and Ctrl-C saves the completed steps before
-exiting (at a step boundary), so an interrupted run resumes exactly where it stopped
-(bit-identical on CPU). A second Ctrl-C aborts at once, keeping the last checkpoint.
+A run directory holds its newest checkpoints (``checkpoints/step-<N>/``, each the world model,
+``config.json`` + ``model.safetensors``, and the resume state, ``train_state.json`` +
+``train_state.safetensors``: optimizer, step, RNG states) and a ``metrics.jsonl`` log.
+``WorldModel.load(run_dir)`` loads the newest checkpoint. A checkpoint is committed as one unit
+(:mod:`lewm_mpc.models.run_dir`), so a kill at any instant leaves a run that loads and resumes,
+and Ctrl-C saves the completed steps before exiting (at a step boundary): an interrupted run
+resumes exactly where it stopped (bit-identical on CPU). A second Ctrl-C aborts at once,
+keeping the last checkpoint. Rerunning a finished run with more ``steps`` trains it further
+(the learning-rate schedule stretched to the new length).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from tqdm.auto import tqdm
 from lewm_mpc.atomic import atomic_write, defer_interrupts, graceful_interrupts
 from lewm_mpc.data import EpisodeDataset, WindowSampler, action_stats
 from lewm_mpc.models.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
     CheckpointError,
     file_sha256,
     load_tensors_checked,
@@ -34,8 +39,15 @@ from lewm_mpc.models.checkpoint import (
 from lewm_mpc.models.config import WorldModelConfig
 from lewm_mpc.models.device import resolve_device
 from lewm_mpc.models.jepa import WorldModel
+from lewm_mpc.models.run_dir import (
+    checkpoint_dir,
+    prune_checkpoints,
+    remove_staging,
+    staged_checkpoint,
+)
 from lewm_mpc.models.run_meta import DatasetRef, RunMeta, SplitMeta, TrainingMeta
 from lewm_mpc.models.sigreg import SIGRegConfig
+from lewm_mpc.tensorboard import TensorBoardLog
 from lewm_mpc.types import ObsMode
 
 STATE_JSON = "train_state.json"
@@ -62,6 +74,7 @@ class TrainConfig:
         val_every: steps between validation passes (and the final step).
         val_batches: batches per validation pass.
         checkpoint_every: steps between checkpoints (and the final step).
+        keep_checkpoints: committed checkpoints kept in the run folder (the newest).
         bn_calibration_batches: training batches over which every BatchNorm's running statistics
             are recomputed (a plain average, no momentum) before each validation pass and each
             checkpoint, so eval mode (planning) normalizes with the statistics of the current
@@ -84,6 +97,7 @@ class TrainConfig:
     val_every: int = 500
     val_batches: int = 8
     checkpoint_every: int = 250
+    keep_checkpoints: int = 2
     bn_calibration_batches: int = 32
     seed: int = 0
     device: str = "auto"
@@ -93,7 +107,7 @@ class TrainConfig:
             raise ValueError(
                 f"bn_calibration_batches must be >= 0, got {self.bn_calibration_batches}"
             )
-        for name in ("steps", "val_every", "val_batches", "checkpoint_every"):
+        for name in ("steps", "val_every", "val_batches", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 2:
@@ -159,6 +173,10 @@ def model_config_for(
     )
 
 
+# TrainConfig fields a resumed run may change: they do not alter the steps already taken.
+RESUMABLE_CHANGES = ("steps", "keep_checkpoints")
+
+
 def _normalized_identity(identity: Any) -> Any:
     """A stored run identity with its model config in the current spelling (``obs_kind`` of
     earlier runs read as ``obs_mode``), so runs started before the rename still resume."""
@@ -167,8 +185,25 @@ def _normalized_identity(identity: Any) -> Any:
         identity = {**identity, "model_config": json.loads(json.dumps(config))}
     if isinstance(identity, dict) and isinstance(identity.get("train_config"), dict):
         added = {"bn_calibration_batches": 0}  # fields added since: their value in older runs
-        identity = {**identity, "train_config": {**added, **identity["train_config"]}}
+        train_config = {**added, **identity["train_config"]}
+        for name in RESUMABLE_CHANGES:
+            train_config.pop(name, None)
+        identity = {**identity, "train_config": train_config}
     return identity
+
+
+def identity_differences(stored: Any, current: Any, prefix: str = "") -> list[str]:
+    """``"field: run has A, now B"`` for each leaf where two run identities differ."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        lines = []
+        for key in sorted(set(stored) | set(current), key=str):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in stored or key not in current:
+                lines.append(f"{name}: only in the {'run' if key in stored else 'new settings'}")
+            else:
+                lines.extend(identity_differences(stored[key], current[key], name))
+        return lines
+    return [] if stored == current else [f"{prefix}: run has {stored!r}, now {current!r}"]
 
 
 @torch.no_grad()
@@ -217,6 +252,7 @@ class Trainer:
         config: TrainConfig,
         obs_mode: ObsMode = "pixels",
         dataset_ref: DatasetRef | None = None,
+        tensorboard: str | Path | None = None,
     ) -> None:
         """Build the model, optimizer and samplers (nothing is read or written yet).
 
@@ -227,8 +263,10 @@ class Trainer:
             config: Optimization settings.
             obs_mode: ``"pixels"`` or ``"state"``.
             dataset_ref: The dataset file (path and hash), recorded in the checkpoint.
+            tensorboard: Also log the metrics as TensorBoard events in this folder.
         """
         self.run_dir = Path(run_dir)
+        self.tensorboard = tensorboard
         self.config = config
         self.dataset = dataset
         self.obs_mode = obs_mode
@@ -342,7 +380,8 @@ class Trainer:
         }
 
     def save(self) -> None:
-        """Atomically write model checkpoint + resume state (Ctrl-C held until done)."""
+        """Commit a checkpoint, model + resume state, as one unit (Ctrl-C held until done);
+        prune the older ones."""
         tensors: dict[str, torch.Tensor] = {
             "rng.sigreg": self.sigreg_gen.get_state(),
             "rng.torch": torch.get_rng_state(),
@@ -358,37 +397,54 @@ class Trainer:
             self.model.run_meta = dataclasses.replace(
                 self.model.run_meta, step=self.step, train_seconds=round(self.train_seconds, 2)
             )
-            self.model.save(self.run_dir)
-            sha = save_tensors_atomic(tensors, self.run_dir / STATE_TENSORS)
-            state = {
-                "step": self.step,
-                "identity": self._identity(),
-                "param_groups": opt_state["param_groups"],
-                "sampler": self.train_sampler.state_dict(),
-                "tensors_sha256": sha,
-            }
-            with atomic_write(self.run_dir / STATE_JSON) as tmp:
-                tmp.write_text(json.dumps(state, indent=1))
+            with staged_checkpoint(self.run_dir, self.step) as folder:
+                self.model.save(folder)
+                sha = save_tensors_atomic(tensors, folder / STATE_TENSORS)
+                state = {
+                    "step": self.step,
+                    "identity": self._identity(),
+                    "param_groups": opt_state["param_groups"],
+                    "sampler": self.train_sampler.state_dict(),
+                    "tensors_sha256": sha,
+                }
+                with atomic_write(folder / STATE_JSON) as tmp:
+                    tmp.write_text(json.dumps(state, indent=1))
+            prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
+            for name in (CONFIG_FILE, WEIGHTS_FILE, STATE_JSON, STATE_TENSORS):
+                (self.run_dir / name).unlink(missing_ok=True)  # a superseded older-layout run
 
     def try_resume(self) -> bool:
-        """Restore from ``run_dir`` if it holds a run; refuse a different configuration."""
-        path = self.run_dir / STATE_JSON
-        if not path.exists():
-            if (self.run_dir / "config.json").exists():
-                raise ValueError(
-                    f"{self.run_dir} holds a model checkpoint but no resume state; pick another "
-                    "output folder (nothing was overwritten)"
-                )
+        """Restore from the newest checkpoint of ``run_dir`` if it holds one; refuse other
+        settings (naming the fields that differ) and a run already past ``config.steps``."""
+        remove_staging(self.run_dir)  # what a kill while committing or pruning left
+        prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
+        folder = checkpoint_dir(self.run_dir)
+        if folder is None:
             return False
-        state = read_json(path, "training state")
-        if _normalized_identity(state.get("identity")) != json.loads(json.dumps(self._identity())):
+        path = folder / STATE_JSON
+        if not path.exists():
             raise ValueError(
-                f"{self.run_dir} holds a run with a different model/training config or dataset; "
-                "pass the same settings to resume it, or choose another output folder "
-                "(nothing was overwritten)"
+                f"{folder} holds a model checkpoint but no resume state; pick another output "
+                "folder (nothing was overwritten)"
             )
-        tensors = load_tensors_checked(self.run_dir / STATE_TENSORS, state.get("tensors_sha256"))
-        restored = WorldModel.load(self.run_dir, self.device)
+        state = read_json(path, "training state")
+        stored = _normalized_identity(state.get("identity"))
+        current = _normalized_identity(json.loads(json.dumps(self._identity())))
+        if stored != current:
+            differences = identity_differences(stored, current)
+            raise ValueError(
+                f"{self.run_dir} holds a run with other settings ({'; '.join(differences[:3])}"
+                f"{'; ...' if len(differences) > 3 else ''}); pass the same settings to resume "
+                "it, or choose another output folder (nothing was overwritten)"
+            )
+        if int(state["step"]) > self.config.steps:
+            raise ValueError(
+                f"{self.run_dir} is already at step {state['step']}, past the {self.config.steps} "
+                f"steps asked for; pass steps >= {state['step']} to train it further, or choose "
+                "another output folder (nothing was overwritten)"
+            )
+        tensors = load_tensors_checked(folder / STATE_TENSORS, state.get("tensors_sha256"))
+        restored = WorldModel.load(folder, self.device)
         self.model.load_state_dict(restored.state_dict())
         opt_state: dict[str, Any] = {"state": {}, "param_groups": state["param_groups"]}
         for name, value in tensors.items():
@@ -417,11 +473,14 @@ class Trainer:
         path = self.run_dir / METRICS
         if not path.exists():
             return
-        kept = [
-            line
-            for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= self.step
-        ]
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= self.step:
+                kept.append(line)
         with atomic_write(path) as tmp:
             tmp.write_text("".join(line + "\n" for line in kept))
 
@@ -429,9 +488,11 @@ class Trainer:
     def fit(self, progress: bool = True) -> TrainSummary:
         """Train to ``config.steps``, resuming if the run directory holds a partial run."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        resumed = self.try_resume()
-        if resumed:
-            self._truncate_log()
+        self.try_resume()
+        self._truncate_log()  # drop lines past the restored step (all of them on a fresh start)
+        board = None
+        if self.tensorboard is not None:
+            board = TensorBoardLog(self.tensorboard, purge_step=self.step + 1)
         self._session_start = time.perf_counter()
         cfg = self.config
         last: dict[str, float] = {"loss": float("nan")}
@@ -458,19 +519,27 @@ class Trainer:
                         val = self.validate()
                         record.update(val)
                     if self.step % 10 == 0:
-                        bar.set_postfix(
-                            loss=f"{last['loss']:.4f}",
-                            pred=f"{last['pred']:.4f}",
-                            sigreg=f"{last['sigreg']:.3f}",
-                            val=f"{val.get('val_pred', float('nan')):.4f}",
-                        )
+                        shown = {
+                            "loss": f"{last['loss']:.4f}",
+                            "pred": f"{last['pred']:.4f}",
+                            "sigreg": f"{last['sigreg']:.3f}",
+                        }
+                        if "val_pred" in val:  # after the first validation pass
+                            shown["val"] = f"{val['val_pred']:.4f}"
+                        bar.set_postfix(shown)
                     self._log(record)
+                    if board is not None:
+                        board.scalars(self.step, last, "train")
+                        validated = {k.removeprefix("val_"): v for k, v in val.items()}
+                        board.scalars(self.step, validated if validating else {}, "val")
                     if saving:
                         self.save()
                     if interrupt.requested:
                         raise KeyboardInterrupt
         finally:
             bar.close()
+            if board is not None:
+                board.close()
         if not val:  # the run was already complete: report its validation loss
             val = self.validate()
         return TrainSummary(
@@ -491,6 +560,7 @@ def train(
     config: TrainConfig | None = None,
     obs_mode: ObsMode = "pixels",
     progress: bool = True,
+    tensorboard: str | Path | None = None,
 ) -> TrainSummary:
     """Train (or resume) a world model on a collected dataset.
 
@@ -504,10 +574,14 @@ def train(
         config: optimization settings.
         obs_mode: "pixels" or "state" observations.
         progress: show a tqdm bar.
+        tensorboard: also log the training curves as TensorBoard events in this folder
+            (needs the ``tb`` extra).
     """
     dataset = EpisodeDataset.load(dataset_path)
     base = model_config or WorldModelConfig()
     full = model_config_for(dataset, base, obs_mode)
     reference = DatasetRef(str(dataset_path), file_sha256(Path(dataset_path)))
-    trainer = Trainer(run_dir, dataset, full, config or TrainConfig(), obs_mode, reference)
+    trainer = Trainer(
+        run_dir, dataset, full, config or TrainConfig(), obs_mode, reference, tensorboard
+    )
     return trainer.fit(progress)

@@ -162,3 +162,34 @@ class PlanResult:
     def batched(self) -> bool:
         """True when this result holds plans for several environments."""
         return self.actions.ndim == 3
+
+    def __repr__(self) -> str:
+        """One line: shapes of the arrays and the scalars, never the arrays themselves."""
+        terms = ", ".join(f"{name}: {_brief(value)}" for name, value in self.terms.items())
+        feasible = np.asarray(self.feasible)
+        feasible_text = (
+            str(bool(feasible)) if feasible.ndim == 0 else f"{int(feasible.sum())}/{feasible.size}"
+        )
+        return (
+            f"PlanResult(actions={_shape(self.actions)}, latents={_shape(self.latents)}, "
+            f"energy={_brief(self.energy)}, terms={{{terms}}}, feasible={feasible_text}, "
+            f"iterations={self.iterations}, solve_s={self.solve_s:.3f}, "
+            f"energy_evals={self.energy_evals})"
+        )
+
+
+def _shape(array: object) -> str:
+    """``(25, 2)``-style shape of an array-like (its type name if it has none)."""
+    shape = getattr(array, "shape", None)
+    return type(array).__name__ if shape is None else str(tuple(int(n) for n in shape))
+
+
+def _brief(value: object) -> str:
+    """A scalar to 4 significant digits; a batch as up to 4 values, else its range."""
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0:
+        return f"{float(array):.4g}"
+    flat = array.ravel()
+    if flat.size <= 4:
+        return "[" + ", ".join(f"{float(v):.4g}" for v in flat) + "]"
+    return f"[{flat.min():.4g} .. {flat.max():.4g}] x{flat.size}"

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from lewm_mpc.argtypes import positive_float, positive_int
 from lewm_mpc.bench.budget import PLANNERS
 from lewm_mpc.bench.executors import make_executor
 from lewm_mpc.bench.jobs import ENVS, MODES, SweepConfig
@@ -50,8 +51,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
     """Keeps the description's line breaks and shows every default."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``bench`` arguments."""
+def add_arguments(parser: argparse.ArgumentParser, default_out: Path = DEFAULT_OUT) -> None:
+    """The ``bench`` arguments (``--out`` defaults to ``default_out``)."""
     parser.description = DESCRIPTION
     parser.formatter_class = _HelpFormatter
     defaults = SweepConfig()  # its defaults are the documented ones
@@ -75,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument("--seeds", type=_seeds, default=(0,), help="comma list of seeds")
     sweep.add_argument(
         "--pairs",
-        type=int,
+        type=positive_int,
         default=defaults.pairs,
         help="held-out start/goal pairs per seed",
     )
@@ -83,41 +84,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     budget = parser.add_argument_group("planning budget")
     budget.add_argument(
         "--budget",
-        type=int,
+        type=positive_int,
         default=defaults.budget,
         help="energy evaluations per plan (equal-budget mode)",
     )
     budget.add_argument(
         "--samples",
-        type=int,
+        type=positive_int,
         default=defaults.samples,
         help="candidates per CEM/MPPI iteration",
     )
-    budget.add_argument("--restarts", type=int, default=defaults.restarts, help="gradient restarts")
-    budget.add_argument("--horizon", type=int, default=defaults.horizon)
+    budget.add_argument(
+        "--restarts", type=positive_int, default=defaults.restarts, help="gradient restarts"
+    )
+    budget.add_argument("--horizon", type=positive_int, default=defaults.horizon)
     budget.add_argument(
         "--receding",
-        type=int,
+        type=positive_int,
         default=defaults.receding_horizon,
         help="blocks executed per plan",
     )
     budget.add_argument(
         "--deadline",
-        type=float,
+        type=positive_float,
         default=defaults.deadline_s,
         help="per-plan deadline in seconds (equal-time mode)",
     )
     budget.add_argument(
         "--time-budget",
-        type=int,
+        type=positive_int,
         default=defaults.time_budget,
         help="evaluations per plan in equal-time mode (cut by the deadline)",
     )
     protocol = parser.add_argument_group("protocol")
-    protocol.add_argument("--goal-offset", type=int, default=defaults.goal_offset)
+    protocol.add_argument("--goal-offset", type=positive_int, default=defaults.goal_offset)
     protocol.add_argument(
         "--episode-steps",
-        type=int,
+        type=positive_int,
         default=defaults.episode_steps,
         help="env steps of MPC per pair",
     )
@@ -141,7 +144,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--executor", choices=("local", "ray"), default="local")
     run.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=None,
         help="local processes (default 1: inline), or the CPUs of a local Ray "
         "cluster (default: all)",
@@ -151,9 +154,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster)",
     )
-    run.add_argument("--threads", type=int, default=defaults.threads, help="torch threads per job")
+    run.add_argument(
+        "--threads", type=positive_int, default=defaults.threads, help="torch threads per job"
+    )
     run.add_argument("--device", default=defaults.device, help="torch device")
-    run.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    run.add_argument("--out", type=Path, default=default_out, help="results folder")
     run.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib)")
 
 
@@ -191,12 +196,13 @@ def run_from_args(args: argparse.Namespace, echo: Callable[[str], None] = print)
     echo(f"{outcome.ran} jobs run, {outcome.skipped} already finished; results in {args.out}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, default_out: Path = DEFAULT_OUT) -> int:
     """``lewm-mpc bench`` with these arguments (default: ``sys.argv[1:]``); the entry of
-    ``benchmarks/compare_planners.py``. Returns the exit status (2 for bad input)."""
+    ``benchmarks/compare_planners.py`` (which passes ``default_out=RESULTS_OUT``). Returns the
+    exit status (2 for bad input)."""
     os.environ.setdefault("MUJOCO_GL", "egl")
     parser = argparse.ArgumentParser(prog="lewm-mpc bench", description=__doc__)
-    add_arguments(parser)
+    add_arguments(parser, default_out)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         run_from_args(args)

@@ -95,9 +95,10 @@ def default_source_paths(env: str) -> tuple[Path, Path]:
 def resolve_source(env: str, model_dir: str | Path, data_path: str | Path) -> Source:
     """Check that the model and dataset exist and read the model's weights hash."""
     from lewm_mpc.models.checkpoint import read_checkpoint_config
+    from lewm_mpc.models.run_dir import checkpoint_dir
 
     model_dir, data_path = Path(model_dir), Path(data_path)
-    if not (model_dir / "config.json").exists():
+    if checkpoint_dir(model_dir) is None:
         raise FileNotFoundError(
             f"no world model for {env!r} at {model_dir}; train one (benchmarks/env_success.py "
             f"--env {env}, or tworoom_cem.py for tworoom) or pass --model {env}=DIR"

@@ -171,16 +171,24 @@ def _import_pyplot() -> Any:
 def plot_success_vs_latency(rows: Sequence[SummaryRow], path: str | Path) -> Path:
     """One panel per env: success rate (95% CI bars) against median plan latency.
 
-    Colour: planner; marker: mode. Written atomically as PNG.
+    Colour: planner; marker: mode. At most three panels per row; constrained layout, plain
+    millisecond tick labels (rotated, major ticks only) and the legend below the panels, so no
+    label overlaps another. Written atomically as PNG.
     """
     plt = _import_pyplot()
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     envs = _order([row.env for row in rows], ENVS)
-    figure, axes = plt.subplots(1, max(1, len(envs)), figsize=(4.2 * max(1, len(envs)), 3.6),
-                                squeeze=False)  # fmt: skip
+    columns = min(3, max(1, len(envs)))
+    lines = max(1, -(-len(envs) // columns))  # ceil
+    figure, axes = plt.subplots(lines, columns, figsize=(4.4 * columns, 3.4 * lines + 0.8),
+                                squeeze=False, layout="constrained")  # fmt: skip
+    for unused in axes.flat[len(envs) :]:
+        unused.set_visible(False)
     names = [*PLANNERS, *_order([row.planner for row in rows if row.planner not in PLANNERS], ())]
     colors = {name: f"C{i}" for i, name in enumerate(names)}  # built-ins keep their colours
     markers = {"equal-budget": "o", "equal-time": "s"}
-    for axis, env in zip(axes[0], envs, strict=False):
+    for axis, env in zip(axes.flat, envs, strict=False):
         for row in (r for r in rows if r.env == env):
             rate = 100 * row.success_rate
             error = [[rate - 100 * row.ci95_low], [100 * row.ci95_high - rate]]
@@ -190,17 +198,20 @@ def plot_success_vs_latency(rows: Sequence[SummaryRow], path: str | Path) -> Pat
                 label=f"{row.planner}, {row.mode}",
             )  # fmt: skip
         axis.set_xscale("log")
+        axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.xaxis.set_minor_formatter(NullFormatter())  # 2x10^3-style labels collided
+        axis.tick_params(axis="x", which="major", labelrotation=30)
         axis.set_ylim(-5, 105)
         axis.set_title(env)
         axis.set_xlabel("plan latency p50 (ms)")
         axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel("success (%), 95% CI")
+    for axis in axes[:, 0]:
+        axis.set_ylabel("success (%), 95% CI")
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
-        figure.legend(handles, labels, loc="lower center", ncol=min(4, 2 * len(envs)),
-                      fontsize="small",
-                      bbox_to_anchor=(0.5, -0.02))  # fmt: skip
-    figure.tight_layout(rect=(0, 0.12, 1, 1))
+        figure.legend(handles, labels, loc="outside lower center", fontsize="small",
+                      ncol=min(4, 2 * columns, len(handles)))  # fmt: skip
     path = Path(path)
     with atomic_write(path, suffix=".png") as tmp:
         figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")

@@ -16,7 +16,10 @@ from lewm_mpc.bench.report import ReportFiles, write_report
 from lewm_mpc.bench.store import ResultStore
 from lewm_mpc.bench.worker import JobResult
 
-DEFAULT_OUT = Path("benchmarks/results/compare_planners")
+DEFAULT_OUT = Path("runs/bench/compare_planners")
+"""Where ``lewm-mpc bench`` writes by default: under the git-ignored ``runs/``, never over the
+committed results (``benchmarks/compare_planners.py`` writes those, to :data:`RESULTS_OUT`)."""
+RESULTS_OUT = Path("benchmarks/results/compare_planners")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from lewm_mpc.data.format import PIXELS_KEY, TMP_SUFFIX, DatasetMeta, Episode, inspect_dataset
+from lewm_mpc.data.format import PIXELS_KEY, DatasetMeta, Episode, inspect_dataset
 from lewm_mpc.data.writer import merge, stray_tmp_files, write_episodes
 from lewm_mpc.types import Policy
 
@@ -206,11 +206,32 @@ def _collect_chunk(
     return chunk
 
 
+def _remove_leftovers(path: Path, parts_dir: Path, covered: int) -> None:
+    """Delete what an interrupted run left that ``path`` already holds or that cannot be
+    reused: temporary files of atomic writes, and everything in ``parts_dir`` but the parts
+    starting at episode ``covered`` or later (a run killed after its merge left the whole
+    dataset twice). Those stay for a later, longer collection."""
+    for stray in stray_tmp_files(path):
+        stray.unlink(missing_ok=True)
+    if not parts_dir.is_dir():
+        return
+    for entry in parts_dir.iterdir():
+        match = _PART_PATTERN.match(entry.name)
+        if match is not None and entry.is_file() and int(match.group(1)) >= covered:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    if not any(parts_dir.iterdir()):
+        parts_dir.rmdir()
+
+
 def _existing_parts(parts_dir: Path, meta: DatasetMeta, begin: int, end: int) -> list[_Chunk]:
     """Complete, usable parts in ``parts_dir`` for episodes ``begin .. end - 1``, sorted.
 
     Unreadable parts and parts outside the range or overlapping a chosen one are ignored (they
-    are re-collected; the parts directory is removed after the merge).
+    are re-collected; the merged ones are removed after the merge).
 
     Raises:
         ValueError: A part was collected with different settings.
@@ -322,7 +343,9 @@ def collect(
       collected and ``path`` is replaced by the extended file once it is complete.
     - ``path`` exists with other settings: ValueError, the file is left untouched.
     - An interrupted run (KeyboardInterrupt included) leaves only complete files: the finished
-      parts under ``<path>.parts/`` are reused by the next call with the same settings.
+      parts under ``<path>.parts/`` are reused by the next call with the same settings, and
+      every call first deletes leftovers ``path`` already holds (temporary files, parts of a
+      run killed after its final merge).
 
     Args:
         make_env: Creates an env with ``env.unwrapped.get_state()`` and pixel observations
@@ -378,14 +401,16 @@ def collect(
         "data_policy": data_policy, "action_block": int(action_block),
     }  # fmt: skip
     already = 0
+    parts_dir = path.with_name(path.name + ".parts")
     if path.exists():
         info = inspect_dataset(path)
         # What is known without an env first: a complete file is returned without building one.
         requested = DatasetMeta(action_low=None, action_high=None, format_version=1, **settings)
         _refuse_mismatch(path, requested, info.meta)
-        if info.num_episodes >= num_episodes:
-            return path
         already = info.num_episodes
+    _remove_leftovers(path, parts_dir, already)
+    if already >= num_episodes:
+        return path
     probe = make_env()
     try:
         low, high = env_action_bounds(probe)
@@ -398,10 +423,7 @@ def collect(
     if already:
         _refuse_mismatch(path, meta, info.meta)
 
-    parts_dir = path.with_name(path.name + ".parts")
     parts_dir.mkdir(parents=True, exist_ok=True)
-    for stray in [*stray_tmp_files(path), *parts_dir.glob(f"*{TMP_SUFFIX}")]:
-        stray.unlink(missing_ok=True)
     done = _existing_parts(parts_dir, meta, already, num_episodes)
     todo = _missing_chunks(parts_dir, done, already, num_episodes, chunk_size)
 
@@ -420,5 +442,5 @@ def collect(
 
     parts = sorted([*done, *todo], key=lambda chunk: chunk.first)
     merge([*([path] if already else []), *(chunk.path for chunk in parts)], path)
-    shutil.rmtree(parts_dir)
+    _remove_leftovers(path, parts_dir, num_episodes)
     return path

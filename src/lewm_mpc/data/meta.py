@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from lewm_mpc.validation import check_action_bounds
+
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
@@ -33,18 +35,6 @@ def _checked_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)
-
-
-def _checked_bounds(name: str, value: Any) -> tuple[float, ...]:
-    try:
-        bounds = tuple(float(entry) for entry in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a sequence of numbers, got {value!r}") from None
-    if not bounds:
-        raise ValueError(f"{name} must have one entry per action dimension, got none")
-    if not all(math.isfinite(entry) for entry in bounds):
-        raise ValueError(f"{name} must be finite, got {bounds}")
-    return bounds
 
 
 @dataclass(frozen=True)
@@ -178,17 +168,9 @@ class DatasetMeta:
             return
         if self.action_low is None or self.action_high is None:
             raise ValueError("give both action_low and action_high, or neither")
-        low = _checked_bounds("action_low", self.action_low)
-        high = _checked_bounds("action_high", self.action_high)
-        if len(low) != len(high):
-            raise ValueError(
-                f"action_low and action_high must have the same length, got {len(low)} and "
-                f"{len(high)}"
-            )
-        if not all(lo < hi for lo, hi in zip(low, high, strict=True)):
-            raise ValueError(f"need action_low < action_high in every dimension, got {low}, {high}")
-        object.__setattr__(self, "action_low", low)
-        object.__setattr__(self, "action_high", high)
+        low, high = check_action_bounds(self.action_low, self.action_high)
+        object.__setattr__(self, "action_low", tuple(low.tolist()))
+        object.__setattr__(self, "action_high", tuple(high.tolist()))
 
     @property
     def action_dim(self) -> int | None:

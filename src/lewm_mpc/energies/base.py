@@ -15,6 +15,7 @@ import torch
 
 from lewm_mpc.energies.task import GoalDistance
 from lewm_mpc.types import Energy
+from lewm_mpc.validation import check_energy_output
 
 
 @dataclass(frozen=True)
@@ -66,22 +67,34 @@ class Objective:
 
     Args:
         task: the task energy (defaults to :class:`GoalDistance`).
-        guardrails: guardrails; names must be unique and differ from "task".
+        guardrails: a list of :class:`Guardrail`; names must be unique and differ from "task".
+
+    Raises:
+        ValueError: a task energy that is not callable, guardrails that are not a list of
+            :class:`Guardrail` (a bare region must be wrapped), duplicate names; when called,
+            a term that does not return one energy per candidate, an (S,) tensor.
     """
 
     def __init__(self, task: Energy | None = None, guardrails: Sequence[Guardrail] = ()) -> None:
         self.task: Energy = task if task is not None else GoalDistance()
         if not callable(self.task):
             raise ValueError(f"task energy must be callable, got {type(self.task).__name__}")
+        if isinstance(guardrails, Guardrail) or not isinstance(guardrails, Sequence):
+            raise ValueError(
+                f"guardrails must be a list of lm.Guardrail objects, got a "
+                f"{type(guardrails).__name__}; pass guardrails=[...]"
+            )
+        for guardrail in guardrails:  # before reading names: a bare region has none
+            if not isinstance(guardrail, Guardrail):
+                kind = type(guardrail).__name__
+                raise ValueError(
+                    f"guardrails must be lm.Guardrail objects, got a {kind}; wrap it in "
+                    f"lm.Guardrail({kind}(...), name=..., hard=...) (a region or other energy "
+                    "needs a name, weight and hardness to be a guardrail)"
+                )
         names = [g.name for g in guardrails]
         if len(set(names)) != len(names) or "task" in names:
             raise ValueError(f"guardrail names must be unique and not 'task', got {names}")
-        for guardrail in guardrails:
-            if not isinstance(guardrail, Guardrail):
-                raise ValueError(
-                    f"guardrails must be Guardrail objects, got {type(guardrail).__name__}; "
-                    "wrap a callable as Guardrail(energy, name=...)"
-                )
         self.guardrails = tuple(guardrails)
 
     @property
@@ -92,16 +105,16 @@ class Objective:
     def __call__(
         self, latents: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor
     ) -> ObjectiveValue:
+        num = latents.shape[0]
         task = self.task(latents, actions, goal)  # (S,)
-        if task.shape != latents.shape[:1]:
-            raise ValueError(
-                f"task energy returned shape {tuple(task.shape)}, expected ({latents.shape[0]},)"
-            )
+        task_name = getattr(self.task, "__name__", type(self.task).__name__)
+        check_energy_output("task energy", task_name, task, num)
         terms = {"task": task}
         total = task
         violation = torch.zeros_like(task)
         for guardrail in self.guardrails:
             value = guardrail.energy(latents, actions, goal)  # (S,)
+            check_energy_output("guardrail", guardrail.name, value, num)
             terms[guardrail.name] = value
             total = total + guardrail.weight * value
             if guardrail.hard:

@@ -223,6 +223,15 @@ class GoalEnv(gym.Env, Generic[ConfigT], metaclass=abc.ABCMeta):
             raise ValueError(f"size must be in [16, 1024], got {size}")
         return self._draw(self.validate_state(state, "state"), size)
 
+    def render_display(self, state: np.ndarray, size: int | None = None) -> np.ndarray:
+        """Renders ``state`` for people to watch (videos), uint8 (S, S, 3).
+
+        The default is :meth:`render_state`. An env whose observations are hard to see may
+        brighten this one: models never see it, so it may differ from the observations (the
+        camera must stay the same, so the env's view still projects onto it).
+        """
+        return self.render_state(state, size)
+
     def validate_state(self, value: Any, name: str = "state") -> np.ndarray:
         """A validated float64 copy of an env state (never aliases the caller's array)."""
         try:

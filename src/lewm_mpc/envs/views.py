@@ -140,3 +140,38 @@ class PinholeView:
             image_size=int(image_size),
             plane_z=plane_z,
         )
+
+
+@dataclass(frozen=True)
+class ScaledView:
+    """A view of the same scene rendered at another image size: ``view``'s pixels times
+    ``factor`` (e.g. display size / observation size).
+
+    Exact for the views here: a pixel coordinate is proportional to the image side (planar maps
+    scale with it; a pinhole's centre and focal length do too).
+
+    Attributes:
+        view: the view at the observation size.
+        factor: new image side over the view's image side, > 0.
+    """
+
+    view: View
+    factor: float
+
+    def __post_init__(self) -> None:
+        if not self.factor > 0:
+            raise ValueError(f"factor must be > 0, got {self.factor}")
+
+    @property
+    def tracks(self) -> int:
+        """The wrapped view's tracks."""
+        return self.view.tracks
+
+    @property
+    def track_dim(self) -> int:
+        """The wrapped view's coordinates per track."""
+        return self.view.track_dim
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        """(..., K * track_dim) quantities -> (..., K, 2) pixels of the rescaled image."""
+        return self.view(points) * self.factor

@@ -1,5 +1,8 @@
 """World-model checkpoints: ``model.safetensors`` + ``config.json``, never pickle.
 
+A training run folder holds several (``checkpoints/step-<N>/``, :mod:`lewm_mpc.models.run_dir`);
+reading one gives its newest.
+
 ``config.json`` holds a format version, the architecture, the SHA-256 of the weights file and
 the typed run metadata (:class:`~lewm_mpc.models.run_meta.RunMeta`: env, dataset, split,
 training summary). Version-1 checkpoints, whose free-form ``extra`` held that metadata, still
@@ -24,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from lewm_mpc.atomic import atomic_write, defer_interrupts
 from lewm_mpc.models.config import WorldModelConfig
+from lewm_mpc.models.run_dir import CHECKPOINTS, checkpoint_dir
 from lewm_mpc.models.run_meta import RunMeta
 
 if TYPE_CHECKING:
@@ -127,17 +131,26 @@ def save_world_model(model: WorldModel, directory: Path, dtype: torch.dtype | No
     return directory
 
 
-def read_checkpoint_config(directory: Path) -> tuple[WorldModelConfig, RunMeta, str]:
-    """Parse and validate ``config.json``: (architecture, run metadata, weights hash)."""
+def resolve_checkpoint(directory: str | Path) -> Path:
+    """The checkpoint folder of ``directory``: itself when it holds ``config.json``, or the
+    newest committed checkpoint of a training run folder (:mod:`lewm_mpc.models.run_dir`)."""
     directory = Path(directory)
     if not directory.exists():
         raise CheckpointError(f"checkpoint directory {directory} does not exist")
-    if not directory.is_dir():
+    found = checkpoint_dir(directory) if directory.is_dir() else None
+    if found is None:
         raise CheckpointError(
-            f"{directory} is not a checkpoint directory (expected a folder "
-            f"holding {CONFIG_FILE} and {WEIGHTS_FILE})"
+            f"{directory} is not a checkpoint directory (expected a folder holding "
+            f"{CONFIG_FILE} and {WEIGHTS_FILE}, or a training run folder with "
+            f"{CHECKPOINTS}/step-<N>/)"
         )
-    path = directory / CONFIG_FILE
+    return found
+
+
+def read_checkpoint_config(directory: Path) -> tuple[WorldModelConfig, RunMeta, str]:
+    """Parse and validate ``config.json`` of :func:`resolve_checkpoint` (``directory``):
+    (architecture, run metadata, weights hash)."""
+    path = resolve_checkpoint(directory) / CONFIG_FILE
     payload = read_json(path, "checkpoint config")
     version = payload.get("format_version")
     if version not in READABLE_VERSIONS or isinstance(version, bool):
@@ -180,9 +193,10 @@ def _run_meta(
 
 def read_checkpoint(directory: Path) -> tuple[WorldModelConfig, RunMeta, dict[str, torch.Tensor]]:
     """A checkpoint's architecture, run metadata and verified weights (float32: weights stored
-    smaller, e.g. float16, are widened)."""
+    smaller, e.g. float16, are widened); a run folder gives its newest checkpoint."""
+    directory = resolve_checkpoint(directory)
     config, run_meta, sha = read_checkpoint_config(directory)
-    tensors = load_tensors_checked(Path(directory) / WEIGHTS_FILE, sha)
+    tensors = load_tensors_checked(directory / WEIGHTS_FILE, sha)
     return (
         config,
         run_meta,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lewm_mpc.types import ObsMode, check_obs_mode
+from lewm_mpc.validation import check_action_bounds
 
 ENCODERS = ("cnn", "vit")
 PREDICTORS = ("mlp", "transformer")
@@ -22,8 +23,9 @@ class WorldModelConfig:
         state_dim: size of state observations (required when obs_mode == "state").
         action_dim: size A of one env action.
         action_block: env actions per model step (frameskip).
-        action_low: per-dimension lower env-action bound, length A.
-        action_high: per-dimension upper env-action bound, length A.
+        action_low: per-dimension lower env-action bound, length A (finite; a tuple, list,
+            numpy array or tensor, stored as a tuple of floats).
+        action_high: per-dimension upper env-action bound, length A, above ``action_low``.
         latent_dim: embedding size D.
         encoder: "cnn" (small strided CNN) or "vit" (ViT with CLS token); pixels only.
         cnn_channels: output channels of each stride-2 conv.
@@ -70,8 +72,7 @@ class WorldModelConfig:
 
     def __post_init__(self) -> None:
         # JSON round trips turn tuples into lists: normalize before validating.
-        for name in ("action_low", "action_high", "cnn_channels"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "cnn_channels", tuple(self.cnn_channels))
         check_obs_mode(self.obs_mode)
         _check_choice("encoder", self.encoder, ENCODERS)
         _check_choice("predictor", self.predictor, PREDICTORS)
@@ -84,15 +85,12 @@ class WorldModelConfig:
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if len(self.action_low) != self.action_dim or len(self.action_high) != self.action_dim:
-            raise ValueError(
-                f"action_low/action_high must have action_dim={self.action_dim} entries, got "
-                f"{len(self.action_low)} and {len(self.action_high)}"
-            )
-        if any(lo >= hi for lo, hi in zip(self.action_low, self.action_high, strict=True)):
-            raise ValueError(
-                f"need action_low < action_high, got {self.action_low}, {self.action_high}"
-            )
+        # Tuples, lists, numpy arrays or tensors; stored as tuples of Python floats (JSON-ready).
+        low, high = check_action_bounds(
+            self.action_low, self.action_high, self.action_dim, owner="WorldModelConfig"
+        )
+        object.__setattr__(self, "action_low", tuple(low.tolist()))
+        object.__setattr__(self, "action_high", tuple(high.tolist()))
         if not 0.0 <= self.predictor_dropout < 1.0:
             raise ValueError(f"predictor_dropout must be in [0, 1), got {self.predictor_dropout}")
 

@@ -234,9 +234,13 @@ class WorldModel(nn.Module):
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> WorldModel:
         """Load a checkpoint directory written by :meth:`save`, or a model shipped with the
         package by name, ``"pretrained:<env>"`` (:mod:`lewm_mpc.models.pretrained`); eval mode,
-        no pickle."""
+        no pickle. ``device`` may be ``"auto"`` (CUDA when available, else the CPU); a device
+        that is not available here is a ValueError (:func:`~lewm_mpc.models.device.resolve_device`).
+        """
+        from lewm_mpc.models.device import resolve_device
         from lewm_mpc.models.pretrained import resolve_model_path
 
+        device = resolve_device(device)  # before reading: an unavailable device fails fast
         directory = resolve_model_path(path)
         config, run_meta, tensors = read_checkpoint(directory)
         model = cls(config)

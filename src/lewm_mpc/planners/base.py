@@ -23,6 +23,7 @@ import torch
 
 from lewm_mpc.energies import Guardrail, Objective, ObjectiveValue
 from lewm_mpc.types import Energy, LatentWorldModel, PlanResult
+from lewm_mpc.validation import check_encode_output, check_rollout_output, check_world_model
 
 ROLLOUT_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
@@ -102,7 +103,11 @@ class Planner(abc.ABC):
         config: the planner's config dataclass (``config_class``); keyword overrides of its
             fields may be given instead of or on top of it.
         energy: task energy (default: terminal goal distance).
-        guardrails: guardrail terms.
+        guardrails: guardrail terms (:class:`~lewm_mpc.energies.Guardrail` objects).
+
+    Raises:
+        ValueError: a model missing a protocol member or with bad action bounds
+            (:func:`~lewm_mpc.validation.check_world_model`), a bad config or guardrail.
     """
 
     config_class: ClassVar[type[PlannerConfig]] = PlannerConfig
@@ -117,17 +122,7 @@ class Planner(abc.ABC):
         guardrails: Sequence[Guardrail] = (),
         **overrides: Any,
     ) -> None:
-        missing = [
-            name
-            for name in ("encode", "rollout", "latent_dim", "action_dim", "action_block",
-                         "action_low", "action_high", "device")
-            if not hasattr(model, name)
-        ]  # fmt: skip
-        if missing:
-            raise ValueError(
-                f"{type(model).__name__} does not satisfy the LatentWorldModel protocol: "
-                f"missing {missing}"
-            )
+        low, high = check_world_model(model)  # (A,) float64 each, finite, low < high
         config = config or self.config_class()
         if not isinstance(config, self.config_class):
             raise ValueError(
@@ -146,12 +141,29 @@ class Planner(abc.ABC):
         device = model.device
         block = model.action_block
         # Per-block bounds: each env action in a block shares the env bounds, (block * A,).
-        self.low = model.action_low.to(device).float().repeat(block)
-        self.high = model.action_high.to(device).float().repeat(block)
+        self.low = torch.as_tensor(low, dtype=torch.float32, device=device).repeat(block)
+        self.high = torch.as_tensor(high, dtype=torch.float32, device=device).repeat(block)
         self.center = (self.low + self.high) / 2
         self.half_range = (self.high - self.low) / 2
         self.generator = torch.Generator(device=device).manual_seed(self.config.seed)
         self._previous: torch.Tensor | None = None
+        # The model's outputs are checked once, on the first plan (not in the planning loop).
+        self._encode_checked = False
+        self._rollout_checked = False
+
+    def __repr__(self) -> str:
+        """One line: the budget fields of the config, every field changed from its default,
+        and the guardrails, e.g. ``CEM(horizon=5, num_samples=300, iterations=30, topk=30)``."""
+        budget = ("horizon", "num_samples", "iterations", "topk", "restarts")
+        shown = [
+            f"{spec.name}={getattr(self.config, spec.name)!r}"
+            for spec in dataclasses.fields(self.config)
+            if (spec.name in budget and getattr(self.config, spec.name) is not None)
+            or getattr(self.config, spec.name) != spec.default
+        ]
+        if self.objective.guardrails:
+            shown.append(f"guardrails={[g.name for g in self.objective.guardrails]}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     # ------------------------------------------------------------------------ public API
     def reset(self, seed: int | None = None) -> None:
@@ -174,7 +186,10 @@ class Planner(abc.ABC):
             A :class:`PlanResult` (fields batched when ``obs`` was).
 
         Raises:
-            ValueError: wrong shape, dtype, non-finite values, or a goal unlike ``obs``.
+            ValueError: wrong shape, dtype, non-finite values, or a goal unlike ``obs``; on
+                the first plan, a model whose ``encode`` or ``rollout`` returns something other
+                than the protocol's tensors (or, for a gradient planner, a rollout that is not
+                differentiable in the actions).
         """
         start = time.perf_counter()
         if deadline_s is not None and not deadline_s > 0:
@@ -189,6 +204,9 @@ class Planner(abc.ABC):
         num_envs = obs_t.shape[0]
         with torch.inference_mode():
             z = self.model.encode(torch.cat([obs_t, goal_t]))  # (2B, D)
+        if not self._encode_checked:
+            check_encode_output(self.model, z, 2 * num_envs)
+            self._encode_checked = True
         z0, z_goal = z[:num_envs].clone(), z[num_envs:].clone()  # (B, D) each, leave inference
         init = self._initial_mean(num_envs)
         deadline = None if deadline_s is None else start + deadline_s
@@ -239,7 +257,9 @@ class Planner(abc.ABC):
             latents (B, S, H+1, D) and the objective with (B, S) tensors.
 
         Raises:
-            ValueError: an energy term is NaN for some candidate.
+            ValueError: an energy term is NaN for some candidate, or returned another shape
+                than (S,); on the first call, the model's ``rollout`` output is not (S, H+1, D)
+                latents, or (when ``candidates`` require grad) not differentiable in them.
         """
         return self._evaluate(z0, z_goal, candidates)
 
@@ -284,7 +304,12 @@ class Planner(abc.ABC):
             latents = self.model.rollout(start, flat)  # (B*S, H+1, D)
         else:  # reduced-precision rollout; energies and ranking in float32
             with torch.autocast(torch.device(self.model.device).type, dtype=dtype):
-                latents = self.model.rollout(start, flat).float()  # (B*S, H+1, D)
+                latents = self.model.rollout(start, flat)  # (B*S, H+1, D)
+        if not self._rollout_checked:  # once: shape, type, device, gradients if asked for
+            check_rollout_output(self.model, latents, start, flat, planner=type(self).__name__)
+            self._rollout_checked = True
+        if dtype is not None:
+            latents = latents.float()
         value = self.objective(latents, flat, goal)
         if torch.isnan(value.total).any():
             bad = [name for name, term in value.terms.items() if torch.isnan(term).any()]

@@ -46,6 +46,15 @@ class PlannerEntry:
     config_class: type[PlannerConfig]
     defaults: Mapping[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """One line with class names, not module paths."""
+        factory = getattr(self.factory, "__name__", repr(self.factory))
+        defaults = f", defaults={dict(self.defaults)}" if self.defaults else ""
+        return (
+            f"PlannerEntry(name={self.name!r}, factory={factory}, "
+            f"config_class={self.config_class.__name__}{defaults})"
+        )
+
     def make_config(self, **fields: Any) -> PlannerConfig:
         """The entry's config with ``fields`` on top of its defaults.
 

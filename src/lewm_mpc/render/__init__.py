@@ -13,9 +13,9 @@ Modules: :mod:`.draw` (primitives), :mod:`.overlay` (plan, path and regions), :m
 """
 
 from lewm_mpc.envs import view_for_env
-from lewm_mpc.envs.views import PinholeView, PlanarView, View
+from lewm_mpc.envs.views import PinholeView, PlanarView, ScaledView, View
 from lewm_mpc.render.draw import Painter, upscale
-from lewm_mpc.render.episode import render_episode
+from lewm_mpc.render.episode import display_frames, render_episode
 from lewm_mpc.render.layout import side_by_side, tile_videos
 from lewm_mpc.render.overlay import RegionBox, probe_plan
 from lewm_mpc.render.strip import EnergySeries, EnergyStrip
@@ -28,8 +28,10 @@ __all__ = [
     "PinholeView",
     "PlanarView",
     "RegionBox",
+    "ScaledView",
     "View",
     "check_video_path",
+    "display_frames",
     "probe_plan",
     "render_episode",
     "side_by_side",

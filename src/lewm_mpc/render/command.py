@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lewm_mpc.argtypes import non_negative_int, positive_float, positive_int
 from lewm_mpc.planners.registry import make_planner, planner_names
 
 # --smoke budgets by registry name (other registered planners run at their defaults).
 DEMO_MODEL = Path("runs/demo/model")  # the Two-Room model `make demo` trains
+DISPLAY_SIZE = 256  # px: video frames are rendered at this side, not at the model's 64 px
 SMOKE_BUDGETS: dict[str, dict[str, int]] = {
     "cem": {"num_samples": 16, "iterations": 2, "topk": 4},
     "mppi": {"num_samples": 16, "iterations": 2},
@@ -34,14 +36,16 @@ Run one MPC episode on a held-out start/goal pair and write it as mp4 and/or GIF
 frames beside the goal image; on the executed frame the plan in force (its predicted latents
 decoded by a probe fitted on the training split and projected to pixels, fading into the
 future), the true executed path and any keep-out box; below, the energy terms of each plan over
-time and the success flag. Models default to `make demo`'s for tworoom (runs/demo/model) and to
-those of `lewm-mpc bench` for the others (runs/bench/ENV/...)."""
+time and the success flag. The env renders the video's frames at --display-size px (256), whatever
+the model's input size, and the overlay is projected at that resolution. Models default to
+`make demo`'s for tworoom (runs/demo/model) and to those of `lewm-mpc bench` for the others
+(runs/bench/ENV/...)."""
 
 
-def _positive(text: str) -> int:
+def _display_size(text: str) -> int:
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    if not 16 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"must be in [16, 1024], got {value}")
     return value
 
 
@@ -65,10 +69,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=planner_names(),
         help="a registered planner (default: cem), at its default budget",
     )
-    add("--pair", type=int, default=0, help="index of the held-out pair (default 0)")
-    add("--seed", type=int, default=0, help="pair sampling, probe and planner seed (default 0)")
-    add("--steps", type=_positive, default=50, help="env-step budget (default 50)")
-    add("--goal-offset", type=_positive, default=25, help="env steps start -> goal (default 25)")
+    add("--pair", type=non_negative_int, default=0, help="index of the held-out pair (default 0)")
+    add(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="pair sampling, probe and planner seed (default 0)",
+    )
+    add("--steps", type=positive_int, default=50, help="env-step budget (default 50)")
+    add("--goal-offset", type=positive_int, default=25, help="env steps start -> goal (default 25)")
     add(
         "--out",
         type=Path,
@@ -76,10 +85,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[Path("episode.mp4")],
         help="one or more .mp4/.gif files (default: episode.mp4)",
     )
-    add("--scale", type=_positive, default=4, help="frame upscaling (default 4)")
-    add("--fps", type=_positive, default=10, help="frames per second (default 10)")
+    add(
+        "--display-size",
+        type=_display_size,
+        default=DISPLAY_SIZE,
+        help=f"side in px at which the env renders the video's frames, whatever the model's input "
+        f"size (default {DISPLAY_SIZE})",
+    )
+    add(
+        "--scale",
+        type=positive_int,
+        default=1,
+        help="integer upscaling of those frames (default 1)",
+    )
+    add("--fps", type=positive_int, default=10, help="frames per second (default 10)")
     add("--probe", default="mlp", choices=("mlp", "linear"), help="probe kind (default mlp)")
-    add("--probe-samples", type=_positive, default=4000, help="frames to fit it on (default 4000)")
+    add(
+        "--probe-samples",
+        type=positive_int,
+        default=4000,
+        help="frames to fit it on (default 4000)",
+    )
     add(
         "--keepout",
         action="store_true",
@@ -91,7 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="task energy: GoalDistance in latent space, or ProbedGoalDistance through the probe "
         "(default: probed with --keepout, as in benchmarks/tworoom_guardrails.py, else latent)",
     )
-    add("--box-half", type=float, default=0.07, help="keep-out half side (default 0.07)")
+    add("--box-half", type=positive_float, default=0.07, help="keep-out half side (default 0.07)")
     add("--margin", type=float, help="keep-out safety margin (default: calibrated, 99%%)")
     add("--device", default="auto", help="auto (default) | cpu | cuda")
     add(
@@ -122,6 +148,10 @@ def run_from_args(args: argparse.Namespace) -> Rendered:
         raise ValueError(f"--keepout is defined for tworoom only, not {spec.name}")
     if args.pair < 0:
         raise ValueError(f"--pair must be >= 0, got {args.pair}")
+    if args.smoke:
+        from lewm_mpc.recipes import SMOKE_NOTICE
+
+        print(SMOKE_NOTICE)
     with tempfile.TemporaryDirectory() as scratch:
         if args.smoke:
             from lewm_mpc.recipes import build_from_recipe, smoke_recipe
@@ -161,12 +191,22 @@ def _render(
     from lewm_mpc.envs.two_room_keepout import KeepOutScenario
     from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs
     from lewm_mpc.models.device import resolve_device
+    from lewm_mpc.models.run_dir import checkpoint_dir
     from lewm_mpc.recipes import get_recipe
-    from lewm_mpc.render import RegionBox, render_episode, view_for_env, write_video
+    from lewm_mpc.render import (
+        RegionBox,
+        ScaledView,
+        display_frames,
+        render_episode,
+        view_for_env,
+        write_video,
+    )
     from lewm_mpc.runs import load_run
 
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"no model checkpoint in {model_dir} (config.json missing)")
+    if checkpoint_dir(model_dir) is None:
+        raise FileNotFoundError(
+            f"no model checkpoint in {model_dir} (no config.json, no checkpoints/step-<N>/)"
+        )
     if data is not None and not data.is_file():
         raise FileNotFoundError(f"dataset {data} does not exist")
     run = load_run(model_dir, data, device=resolve_device(args.device))
@@ -220,14 +260,17 @@ def _render(
     env = spec.make(obs_mode="pixels", env_config=dataset.meta.env_config)
     try:
         episode = run_pair(env, planner, pair, config)
+        size = args.display_size  # the model saw env.unwrapped.image_size px; people see this
         frames = render_episode(
             episode,
             probe,
-            view_for_env(env),
+            ScaledView(view_for_env(env), size / env.unwrapped.image_size),
+            frames=display_frames(env, episode.states, size),
+            goal_frame=display_frames(env, pair.goal_state[None], size)[0],
             regions=regions,
             executed=recipe.probe_target(episode.states),
             scale=args.scale,
-            title=f"{spec.name} {args.planner}",
+            title=f"{spec.name} {args.planner}" + (" (smoke run)" if args.smoke else ""),
         )
     finally:
         env.close()

@@ -9,6 +9,7 @@ below, a strip of every plan's energy terms over env steps and the success flag.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from lewm_mpc.render.overlay import (
 from lewm_mpc.render.strip import EnergySeries, EnergyStrip
 
 HEADER = 18  # px of the caption row above the panels
+STROKE_SIZE = 64  # px: plan strokes are sized as on a frame of this side upscaled by ``scale``
 
 
 def _images(value: np.ndarray, name: str) -> np.ndarray:
@@ -78,7 +80,10 @@ def render_episode(
         executed: (T + 1, P) true quantity per observation (e.g. the recipe's probe target of
             ``episode.states``), drawn as the executed path; needs ``view``.
         title: caption above the executed frame (the step counter is appended).
-        scale: integer upscaling of the observation.
+        scale: integer upscaling of the frames (and of the view's pixels). Plan strokes grow
+            with the drawn side (``scale`` x frame side / 64), so frames rendered at a display
+            size (:func:`display_frames`, with a :class:`~lewm_mpc.envs.views.ScaledView`)
+            look like upscaled 64 px observations, only sharper.
         strip_height: height of the energy strip in px (0: no strip).
 
     Returns:
@@ -99,6 +104,7 @@ def render_episode(
     if not isinstance(scale, int) or scale < 1:
         raise ValueError(f"scale must be an int >= 1, got {scale!r}")
     plan_pixels = _plan_pixels(episode, probe, view)  # per plan (H+1, K, 2), or None
+    stroke = scale * frames.shape[1] / STROKE_SIZE
     trail = None if executed is None or view is None else view(np.asarray(executed))  # (T+1,K,2)
     if trail is not None and len(trail) != steps:
         raise ValueError(f"executed has {len(trail)} rows for {steps} observations")
@@ -120,13 +126,33 @@ def render_episode(
             draw_trail(painter, trail[: t + 1], scale)
         index = plan_index(episode.plan_steps, t)
         if plan_pixels is not None and index >= 0:
-            draw_path(painter, plan_pixels[index], scale)
+            draw_path(painter, plan_pixels[index], scale, stroke=stroke)
         left = framed(painter.image(), SUCCESS_RGB if reached[t] else PENDING_RGB)
         rows = [_header(title, t, steps - 1, left.shape[1]), np.concatenate([left, goal_panel], 1)]
         if strip is not None:
             rows.append(strip.render(t))
         out.append(pad_to_multiple(np.concatenate(rows, axis=0)))
     return np.stack(out)  # (T+1, H', W', 3)
+
+
+def display_frames(env: Any, states: np.ndarray, size: int) -> np.ndarray:
+    """Frames of env states for a video, rendered by the env at ``size`` px.
+
+    The env draws each state afresh at the display size (``render_display``, which may brighten
+    a dark scene; else ``render_state``), whatever size its observations (the model's input)
+    have. Pair them with ``ScaledView(view_for_env(env), size / image_size)``.
+
+    Args:
+        env: a started :class:`~lewm_mpc.envs.base.GoalEnv` (or a wrapper of one).
+        states: (N, Ds) env states (e.g. ``episode.states``).
+        size: side of the frames in px (16 to 1024).
+
+    Returns:
+        (N, size, size, 3) uint8 frames.
+    """
+    unwrapped = env.unwrapped
+    draw = getattr(unwrapped, "render_display", None) or unwrapped.render_state
+    return np.stack([draw(state, size) for state in np.asarray(states)])
 
 
 def _plan_pixels(

@@ -56,19 +56,25 @@ def draw_path(
     scale: float,
     colours: Sequence[Colour] = TRACK_RGB,
     min_alpha: float = 0.2,
+    stroke: float | None = None,
 ) -> None:
-    """An imagined path (H + 1, K, 2) (observation pixels), fading into the future.
+    """An imagined path (H + 1, K, 2) (view pixels, drawn at ``scale`` times them), fading into
+    the future.
 
     The first point (the plan's start) gets a ring marker; later points and segments fade
-    linearly from opaque to ``min_alpha`` at the horizon.
+    linearly from opaque to ``min_alpha`` at the horizon. ``stroke`` sizes lines and markers
+    (default ``scale``): the drawn image's side over 64 px, so they look the same at any
+    resolution.
     """
     pixels = np.asarray(pixels, dtype=np.float64) * scale  # (H+1, K, 2) in drawn pixels
+    stroke = scale if stroke is None else stroke
     steps = pixels.shape[0]
     alphas = np.linspace(1.0, min_alpha, max(steps, 2))[:steps]  # (H+1,)
-    radius = max(1.5, 0.6 * scale)
+    radius = max(1.5, 0.6 * stroke)
+    width = max(1, round(stroke / 2))
     for track in range(pixels.shape[1]):
         colour = colours[track % len(colours)]
-        painter.polyline(pixels[:, track], colour, width=max(1, round(scale / 2)), alpha=alphas[1:])
+        painter.polyline(pixels[:, track], colour, width=width, alpha=alphas[1:])
         for point, alpha in zip(pixels[1:, track], alphas[1:], strict=True):
             painter.disc(point, radius, colour, alpha=alpha)
         painter.disc(pixels[0, track], 1.6 * radius, colour, outline=(255, 255, 255))
