@@ -117,23 +117,31 @@ def flop_budget(planner: lm.CEM, pair: torch.Tensor, args: Args) -> dict[str, fl
 
 
 def time_breakdown(planner: lm.CEM, obs: np.ndarray, goal: np.ndarray, args: Args) -> dict:
-    """Mean milliseconds per plan in each stage; the rest is Python overhead and the un-timed
-    tensor work of the CEM loop (candidate assembly, elite gather, mean/std refit)."""
+    """Median milliseconds per plan in each stage (medians, so one stalled plan cannot inflate
+    a stage); the rest is Python overhead and the un-timed tensor work of the CEM loop
+    (candidate assembly, elite gather, mean/std refit), also a per-plan median."""
     timer = StageTimer(planner.model.device)
-    total = 0.0
+    per_plan: list[dict[str, float]] = []  # stage -> seconds, one dict per timed plan
+    totals = []
     with instrumented(planner, timer):
         for _ in range(args.plans):
             planner.reset()
+            before = dict(timer.seconds)
             start = time.perf_counter()
             planner.plan(obs, goal)
-            total += time.perf_counter() - start
-    stages = {name: 1000 * seconds / args.plans for name, seconds in timer.seconds.items()}
-    total_ms = 1000 * total / args.plans
-    stages["other (CEM loop tensor ops, Python)"] = total_ms - sum(stages.values())
+            totals.append(time.perf_counter() - start)
+            per_plan.append({k: v - before.get(k, 0.0) for k, v in timer.seconds.items()})
+    names = sorted({name for plan in per_plan for name in plan})
+    stages = {
+        name: 1000 * float(np.median([plan.get(name, 0.0) for plan in per_plan]))
+        for name in names
+    }
+    other = [total - sum(plan.values()) for total, plan in zip(totals, per_plan, strict=True)]
+    stages["other (CEM loop tensor ops, Python)"] = 1000 * float(np.median(other))
     return {
         "method": "manual time.perf_counter timers around each stage's function (instance "
-        "wrappers; synchronized on GPUs), mean over timed plans",
-        "total_ms": total_ms,
+        "wrappers; synchronized on GPUs), median over timed plans",
+        "total_ms": 1000 * float(np.median(totals)),
         "stages_ms": stages,
     }
 

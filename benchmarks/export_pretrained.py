@@ -1,7 +1,7 @@
 """Ship a trained model as ``pretrained:<env>``: calibrate, measure, export.
 
-For a model directory and its dataset (``--work`` with ``model/`` and the dataset, as
-``env_success.py`` or ``tworoom_cem.py`` leave them):
+For a model directory and its dataset (``--model DIR``, or ``--work`` with ``model/`` and the
+dataset, as ``env_success.py`` or ``tworoom_cem.py`` leave them):
 
 1. recompute its BatchNorm statistics on its training episodes (what training now does at
    every checkpoint);
@@ -34,16 +34,19 @@ from lewm_mpc.training import calibrate_batchnorm
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", required=True)
-    parser.add_argument("--work", type=Path, required=True, help="folder holding model/")
+    parser.add_argument("--work", type=Path, default=None, help="folder holding model/")
+    parser.add_argument("--model", type=Path, default=None, help="default: <work>/model")
     parser.add_argument("--data", type=Path, default=None, help="default: the recorded one")
     parser.add_argument("--pairs", type=int, default=50)
     parser.add_argument("--batches", type=int, default=32, help="BatchNorm calibration batches")
     parser.add_argument("--root", type=Path, default=None, help="default: the package's folder")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if (args.model or args.work) is None:
+        parser.error("pass --model DIR (a model folder) or --work DIR (holding model/)")
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    run = lm.load_run(args.work / "model", args.data)
+    run = lm.load_run(args.model or args.work / "model", args.data)
     spec = run.require_env("export")
     model = run.model
     sampler = WindowSampler(run.dataset, run.train_ids, 4, model.action_block, 64, run.obs_mode,

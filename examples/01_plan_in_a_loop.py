@@ -1,6 +1,7 @@
 """Plan in a control loop: load a world model, build a CEM planner, run MPC toward a goal.
 
-python examples/01_plan_in_a_loop.py --model runs/demo/model   # after `make demo`
+python examples/01_plan_in_a_loop.py                           # the shipped Two-Room model
+python examples/01_plan_in_a_loop.py --model runs/demo/model   # yours, e.g. after `make demo`
 python examples/01_plan_in_a_loop.py --smoke                   # tiny data + model, seconds
 """
 
@@ -13,12 +14,13 @@ from pathlib import Path
 
 import lewm_mpc as lm
 from lewm_mpc.envs import get_env_spec
+from lewm_mpc.models.pretrained import is_pretrained
 from lewm_mpc.recipes import SMOKE_NOTICE, build_from_recipe, smoke_recipe
 
 
 @dataclass(frozen=True)
 class Args:
-    model: str = "runs/demo/model"  # checkpoint folder written by `lewm-mpc train`
+    model: str = "pretrained:tworoom"  # shipped, or a folder written by `lewm-mpc train`
     episodes: int = 3  # control episodes to run
     budget: int = 50  # env steps per episode
     seed: int = 0
@@ -32,7 +34,7 @@ def main(args: Args) -> None:
         if args.smoke:  # a throwaway seconds-scale dataset + model
             model_dir, _ = build_from_recipe(smoke_recipe("tworoom"), scratch, args.seed)
         else:
-            model_dir = Path(args.model)
+            model_dir = args.model
         world_model = lm.WorldModel.load(model_dir)
         budget = {"num_samples": 16, "iterations": 2, "topk": 4} if args.smoke else {}
         planner = lm.CEM(world_model, seed=args.seed, **budget)
@@ -63,4 +65,7 @@ if __name__ == "__main__":
     parser.add_argument("--budget", type=int, default=Args.budget)
     parser.add_argument("--seed", type=int, default=Args.seed)
     parser.add_argument("--smoke", action="store_true")
-    main(Args(**vars(parser.parse_args())))
+    args = Args(**vars(parser.parse_args()))
+    if not (args.smoke or is_pretrained(args.model) or Path(args.model).is_dir()):
+        parser.error(f"no model at {args.model}; pass --model DIR (a checkpoint folder)")
+    main(args)

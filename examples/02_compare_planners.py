@@ -5,8 +5,13 @@ The video shows the three episodes side by side: the executed frames beside the 
 force drawn on the frame (its predicted latents read by a probe fitted on the training split and
 projected to pixels), the true executed path, and each plan's energy terms over time.
 
-python examples/02_compare_planners.py                 # runs/bench_tworoom model (tworoom_cem.py)
-python examples/02_compare_planners.py --env reacher   # runs/bench/reacher model (env_success.py)
+The default model is the env's shipped one (pretrained:ENV); it comes without its dataset, so the
+probe and the pair come from a few seeded episodes of its data policy, regenerated once into a
+cache (lewm_mpc.load_run).
+
+python examples/02_compare_planners.py                 # the shipped Two-Room model
+python examples/02_compare_planners.py --env reacher   # the shipped Reacher model
+python examples/02_compare_planners.py --model runs/demo/model   # yours (finds its dataset)
 python examples/02_compare_planners.py --out cmp.gif   # .mp4 or .gif
 python examples/02_compare_planners.py --smoke         # tiny data + model, tiny budgets: seconds
 """
@@ -19,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lewm_mpc as lm
-from lewm_mpc.bench.jobs import default_source_paths
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs
+from lewm_mpc.models.pretrained import is_pretrained, pretrained_names
 from lewm_mpc.recipes import SMOKE_NOTICE, build_from_recipe, get_recipe, smoke_recipe
 from lewm_mpc.render import render_episode, tile_videos, view_for_env, write_video
 
@@ -35,10 +40,9 @@ SMOKE_BUDGETS = {
 
 @dataclass(frozen=True)
 class Args:
-    env: str = "tworoom"  # tworoom | reacher | pusht | cube
-    model: str | None = None  # checkpoint folder (default: make demo's for tworoom, else the
-    # benchmark's, under runs/)
-    data: str | None = None  # the model's dataset (default: the one its checkpoint records)
+    env: str = "tworoom"  # tworoom | reacher | pointmass | pusht | cube
+    model: str | None = None  # checkpoint folder (default: the env's shipped pretrained:ENV)
+    data: str | None = None  # the model's dataset (default: the one it records, or regenerated)
     out: str | None = None  # video (.mp4/.gif); default runs/examples/02_compare_planners.mp4
     pair: int = 0  # which held-out pair
     steps: int = 50  # env-step budget per episode
@@ -54,13 +58,12 @@ def main(args: Args) -> None:
         if args.smoke:  # a throwaway seconds-scale dataset + model
             model_dir, data = build_from_recipe(smoke_recipe(spec.name), scratch, args.seed)
         else:
-            default = (
-                "runs/demo/model" if spec.name == "tworoom" else default_source_paths(spec.name)[0]
-            )
-            model_dir, data = Path(args.model or default), args.data
+            model_dir, data = args.model or f"pretrained:{spec.name}", args.data
         out = Path(args.out or (f"{scratch}/compare.mp4" if args.smoke else
                                 "runs/examples/02_compare_planners.mp4"))  # fmt: skip
-        run = lm.load_run(model_dir, data)  # the model, its dataset and its own train/val split
+        # The model, its dataset and its own train/val split (for a shipped model: a few
+        # regenerated episodes of its data policy, cached after the first run).
+        run = lm.load_run(model_dir, data)
         model, dataset, train_ids, val_ids = run.model, run.dataset, run.train_ids, run.val_ids
 
         # A probe reads the physical quantity (e.g. the agent position) from latents.
@@ -108,4 +111,13 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=Args.steps)
     parser.add_argument("--seed", type=int, default=Args.seed)
     parser.add_argument("--smoke", action="store_true")
-    main(Args(**vars(parser.parse_args())))
+    args = Args(**vars(parser.parse_args()))
+    if not args.smoke:  # a missing model or dataset: say which flag to pass
+        env = get_env_spec(args.env).name
+        if args.model is None and env not in pretrained_names():
+            parser.error(f"no model is shipped for {env}; pass --model DIR (a checkpoint folder)")
+        if args.model and not (is_pretrained(args.model) or Path(args.model).is_dir()):
+            parser.error(f"no model at {args.model}; pass --model DIR (a checkpoint folder)")
+        if args.data is not None and not Path(args.data).is_file():
+            parser.error(f"no dataset at {args.data}; pass --data PATH (the model's dataset)")
+    main(args)

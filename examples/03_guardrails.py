@@ -6,7 +6,12 @@ by a safety margin) are ranked after every feasible one. The margin is calibrate
 episodes: how far the probed prediction can be from the true position. Violations are counted
 on the TRUE simulator states: executed steps with the agent inside the box.
 
-python examples/03_guardrails.py                          # runs/bench_tworoom model, 5 pairs
+The default model is the shipped pretrained:tworoom; it comes without its dataset, so the probe,
+the margin and the pairs come from a few seeded Two-Room episodes, regenerated once into a cache
+(lewm_mpc.load_run).
+
+python examples/03_guardrails.py                          # the shipped model, 5 pairs
+python examples/03_guardrails.py --model runs/demo/model  # yours (finds its dataset)
 python examples/03_guardrails.py --planner mppi --pairs 10
 python examples/03_guardrails.py --video keepout.mp4      # first pair, without | with guardrail
 python examples/03_guardrails.py --smoke                  # tiny data + model: seconds
@@ -24,6 +29,7 @@ from lewm_mpc.energies import ProbedGoalDistance, calibrate_probe_margin
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.envs.two_room_keepout import KeepOutScenario, inside_box
 from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs
+from lewm_mpc.models.pretrained import is_pretrained
 from lewm_mpc.recipes import SMOKE_NOTICE, build_from_recipe, smoke_recipe
 from lewm_mpc.render import RegionBox, render_episode, tile_videos, view_for_env, write_video
 
@@ -37,8 +43,8 @@ SMOKE_BUDGETS = {
 
 @dataclass(frozen=True)
 class Args:
-    model: str = "runs/demo/model"  # Two-Room pixel model (made by `make demo`)
-    data: str | None = None  # its dataset (default: the one its checkpoint records)
+    model: str = "pretrained:tworoom"  # Two-Room pixel model (shipped, or made by `make demo`)
+    data: str | None = None  # its dataset (default: the one it records, or regenerated)
     planner: str = "cem"  # cem | mppi | gradient
     pairs: int = 5  # held-out same-room pairs with room for a detour
     box_half: float = 0.07  # half side of the keep-out square (arena widths)
@@ -54,8 +60,10 @@ def main(args: Args) -> None:
         if args.smoke:  # a throwaway seconds-scale dataset + model
             model_dir, data = build_from_recipe(smoke_recipe("tworoom"), scratch, args.seed)
         else:
-            model_dir, data = Path(args.model), args.data
-        run = lm.load_run(model_dir, data)  # the model, its dataset and its own train/val split
+            model_dir, data = args.model, args.data
+        # The model, its dataset and its own train/val split (for a shipped model: a few
+        # regenerated episodes of its data policy, cached after the first run).
+        run = lm.load_run(model_dir, data)
         model, dataset, train_ids, val_ids = run.model, run.dataset, run.train_ids, run.val_ids
 
         # Probe latent -> agent xy (Two-Room's state), and a calibrated safety margin.
@@ -117,4 +125,10 @@ if __name__ == "__main__":
     parser.add_argument("--video", default=Args.video)
     parser.add_argument("--seed", type=int, default=Args.seed)
     parser.add_argument("--smoke", action="store_true")
-    main(Args(**vars(parser.parse_args())))
+    args = Args(**vars(parser.parse_args()))
+    if not args.smoke:  # a missing model or dataset: say which flag to pass
+        if not (is_pretrained(args.model) or Path(args.model).is_dir()):
+            parser.error(f"no model at {args.model}; pass --model DIR (a checkpoint folder)")
+        if args.data is not None and not Path(args.data).is_file():
+            parser.error(f"no dataset at {args.data}; pass --data PATH (the model's dataset)")
+    main(args)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import abc
+import atexit
 import importlib.util
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -16,6 +19,9 @@ from lewm_mpc.data.collection import collect_dataset
 from lewm_mpc.models import WorldModelConfig, named_config
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+if "LEWM_MPC_CACHE" not in os.environ:  # regenerated datasets: a throwaway cache, never ~/.cache
+    os.environ["LEWM_MPC_CACHE"] = tempfile.mkdtemp(prefix="lewm_mpc-cache-")
+    atexit.register(shutil.rmtree, os.environ["LEWM_MPC_CACHE"], ignore_errors=True)
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 torch.set_num_threads(2)
 

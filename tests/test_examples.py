@@ -64,3 +64,18 @@ def test_example_documents_its_commands(script: Path, tmp_path: Path) -> None:
     done = _run(script, "--help", cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "--smoke" in done.stdout
+
+
+def test_compare_planners_runs_on_the_shipped_model_without_a_dataset(tmp_path: Path) -> None:
+    """No --model, no --smoke: the shipped Two-Room model with regenerated episodes."""
+    out = tmp_path / "compare.mp4"
+    script = REPO / "examples" / "02_compare_planners.py"
+    done = _run(script, "--steps", "5", "--out", str(out), cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(EXPECTED_STDOUT[script.name], done.stdout), done.stdout
+    assert out.is_file()
+
+
+def test_a_missing_model_names_the_flag_to_pass(tmp_path: Path) -> None:
+    done = _run(REPO / "examples" / "03_guardrails.py", "--model", "nope", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and "pass --model DIR" in done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from safetensors.torch import load_file
 import lewm_mpc as lm
 from conftest import tiny_config
 from lewm_mpc.cli import main
+from lewm_mpc.data.regenerated import CACHE_VARIABLE
 from lewm_mpc.envs import ENV_SPECS, get_env_spec
 from lewm_mpc.evaluation import HELDOUT_SEED_BASE, EvalConfig, evaluate_pairs, heldout_pairs
 from lewm_mpc.models import CheckpointError, WorldModel
@@ -123,7 +125,46 @@ def test_the_card_records_how_the_model_was_made(shipped):
     with pytest.raises(ValueError, match="not a share of 10"):
         tworoom_card(success_rate=0.55)
     with pytest.raises(FileNotFoundError, match="pretrained:tworoom comes without its dataset"):
-        load_run("pretrained:tworoom")
+        load_run("pretrained:tworoom", regenerate=False)
+
+
+def test_load_run_regenerates_a_cached_dataset_for_a_shipped_model(shipped, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(CACHE_VARIABLE, str(cache))
+    run = load_run("pretrained:tworoom", regenerated_episodes=8)
+    assert run.regenerated and run.env_spec is get_env_spec("tworoom")
+    assert run.data_path.parent == cache / "regenerated"
+    assert run.data_path.name.startswith("tworoom-scripted-")  # the card's data policy
+    meta = run.dataset.meta
+    assert meta.data_policy == "scripted" and meta.seed == HELDOUT_SEED_BASE
+    assert meta.action_block == 1 and run.dataset.num_episodes == 8
+    np.testing.assert_array_equal(run.train_ids, np.arange(6))  # fit probes
+    np.testing.assert_array_equal(run.val_ids, [6, 7])  # held-out pairs
+    # The episodes are those heldout_pairs regenerates: none is a training episode.
+    pairs, _ = heldout_pairs(run.env_spec, 3, policy="scripted", env_config=run.meta.env_config)
+    for pair in pairs:
+        row = run.dataset.episode_slice(pair.episode).start + pair.start_step
+        np.testing.assert_array_equal(run.dataset.state[row], pair.start_state)
+    # Same settings, same file: a second call reuses it without collecting.
+    stamp = run.data_path.stat().st_mtime_ns
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("collected again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sys.modules["lewm_mpc.data.collect"], "collect_episode", refuse)
+        again = load_run("pretrained:tworoom", regenerated_episodes=8)
+    assert again.data_path == run.data_path and run.data_path.stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(again.dataset.pixels, run.dataset.pixels)
+    assert load_run("pretrained:tworoom", regenerated_episodes=4).data_path != run.data_path
+    with pytest.raises(ValueError, match=">= 2 episodes"):
+        load_run("pretrained:tworoom", regenerated_episodes=1)
+    with pytest.raises(ValueError, match="not both"):
+        load_run("pretrained:tworoom", run.data_path, regenerate=True)
+    # A model that records no dataset regenerates too (the env's default data policy).
+    folder = tiny_tworoom_model().save(tmp_path / "model")
+    unrecorded = load_run(folder, regenerated_episodes=4)
+    assert unrecorded.regenerated and unrecorded.dataset.meta.data_policy == "scripted"
 
 
 def test_heldout_pairs_are_seeded_valid_and_unsolved():

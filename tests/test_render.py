@@ -15,6 +15,7 @@ from lewm_mpc.cli import build_parser, main
 from lewm_mpc.control import run_episode
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.envs.two_room import two_room_view
+from lewm_mpc.models.pretrained import ROOT_VARIABLE
 from lewm_mpc.recipes import SMOKE_NOTICE, get_recipe
 from lewm_mpc.render import (
     RegionBox,
@@ -226,6 +227,24 @@ def test_render_cli_smoke_writes_mp4_and_gif(tmp_path, capsys):
     assert len(iio.imread(mp4, index=None)) == len(frames) + 5  # hold_last
     width = 2 * (128 + 2 * BORDER)  # executed | goal at the display size, not the model's 64 px
     assert frames.shape[2] == -(-width // MACRO_BLOCK) * MACRO_BLOCK
+
+
+def test_render_defaults_to_the_shipped_model_with_regenerated_data(tmp_path, capsys):
+    out = tmp_path / "p.mp4"
+    argv = ["render", "--env", "tworoom", "--steps", "5", "--probe", "linear"]
+    argv += ["--probe-samples", "200", "--display-size", "64", "--device", "cpu"]
+    assert main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "data: 40 regenerated tworoom episodes (scripted data policy" in printed
+    assert "video:" in printed and len(iio.imread(out, index=None)) >= 2
+
+
+def test_render_without_a_model_names_the_flag_to_pass(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(ROOT_VARIABLE, str(tmp_path / "none"))  # nothing shipped
+    monkeypatch.chdir(tmp_path)  # no runs/demo/model either
+    assert main(["render", "--env", "tworoom"]) == 2
+    err = capsys.readouterr().err
+    assert "no model is shipped for tworoom" in err and "pass --model DIR" in err
 
 
 def test_render_displays_at_256_px_by_default():

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from lewm_mpc.atomic import write_text_atomic
 from lewm_mpc.control import Episode, run_episode
 from lewm_mpc.data import EpisodeDataset, episode_seed
+from lewm_mpc.data.regenerated import HELDOUT_SEED_BASE
 from lewm_mpc.envs import EnvSpec
 from lewm_mpc.planners.base import Planner
 
@@ -228,11 +229,6 @@ def sample_pairs(
     return pairs, skipped
 
 
-# Base seed of regenerated held-out episodes; collections are seeded far below it, so these
-# episodes are none of the training data.
-HELDOUT_SEED_BASE = 10_000_000
-
-
 def heldout_pairs(
     spec: EnvSpec,
     num_pairs: int,
@@ -248,7 +244,8 @@ def heldout_pairs(
     in state mode (no rendering). Its start step is drawn uniformly over those a collected
     episode of the env's recipe length offers, and it runs just until the goal, ``goal_offset``
     steps later. Starts that already satisfy the success test are skipped (and counted). The
-    pairs depend only on the arguments.
+    pairs depend only on the arguments. ``lewm_mpc.data.regenerated`` collects the same
+    episodes whole, as a dataset.
 
     Args:
         spec: The environment.

@@ -3,7 +3,9 @@
 ``eval``, ``render`` and ``bench`` all start from :func:`load_run`, so a model is always paired
 with the episodes it held out in training. Without an explicit dataset, the one recorded in the
 model's :class:`~lewm_mpc.models.run_meta.RunMeta` is used, after checking that it is the very
-file the model was trained on (same SHA-256).
+file the model was trained on (same SHA-256). A model without a dataset at hand (a shipped
+``pretrained:<env>`` model, or one that records no dataset) gets a small regenerated one:
+fresh seeded episodes of its data policy (:mod:`lewm_mpc.data.regenerated`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,17 @@ import numpy as np
 import torch
 
 from lewm_mpc.data import EpisodeDataset
+from lewm_mpc.data.regenerated import regenerated_dataset, regenerated_split
 from lewm_mpc.envs import EnvSpec, get_env_spec
 from lewm_mpc.models import WorldModel
 from lewm_mpc.models.checkpoint import file_sha256
-from lewm_mpc.models.pretrained import PREFIX, is_pretrained, pretrained_root, resolve_model_path
+from lewm_mpc.models.pretrained import (
+    PREFIX,
+    is_pretrained,
+    pretrained_root,
+    read_card,
+    resolve_model_path,
+)
 from lewm_mpc.models.run_meta import RunMeta
 from lewm_mpc.types import ObsMode
 
@@ -39,6 +48,8 @@ class Run:
         val_ids: Sorted ids of the held-out (validation) episodes.
         env_spec: The built-in environment of the data, or ``None`` (a robot's own data).
         obs_mode: ``"pixels"`` or ``"state"``: what the model encodes.
+        regenerated: Whether ``dataset`` holds regenerated episodes rather than the model's
+            own dataset (its ``train_ids`` fit probes, its ``val_ids`` give start/goal pairs).
     """
 
     model: WorldModel
@@ -48,6 +59,7 @@ class Run:
     val_ids: np.ndarray
     env_spec: EnvSpec | None
     obs_mode: ObsMode
+    regenerated: bool = False
 
     @property
     def meta(self) -> RunMeta:
@@ -115,44 +127,112 @@ def _split(
     return train_ids, val_ids
 
 
+def _built_in_env(env_id: str | None) -> EnvSpec | None:
+    """The built-in environment of ``env_id``; ``None`` for no id or a robot's own."""
+    if env_id is None:
+        return None
+    try:
+        return get_env_spec(env_id)
+    except ValueError:  # a robot's own id: no simulator
+        return None
+
+
+def _regenerated_run(
+    model: WorldModel, model_path: Path, episodes: int | None, progress: bool
+) -> Run:
+    """The model with a regenerated dataset of its env, env config and data policy."""
+    meta = model.run_meta
+    spec = _built_in_env(meta.env_id)
+    if spec is None:
+        raise ValueError(
+            f"the model in {model_path} records no built-in environment "
+            f"({meta.env_id or 'no environment id'}), so no episodes can be regenerated for it; "
+            "pass its dataset with --data PATH (data_path=...)"
+        )
+    card = read_card(model_path)
+    path = regenerated_dataset(
+        spec.name,
+        episodes,
+        policy=None if card is None else card.data_policy,
+        env_config=meta.env_config,
+        episode_steps=None if card is None else card.episode_steps,
+        action_block=model.action_block if spec.recipe.regenerate_in_blocks else 1,
+        progress=progress,
+    )
+    dataset = EpisodeDataset.load(path)
+    train_ids, val_ids = regenerated_split(dataset.num_episodes)
+    return Run(model, dataset, path, train_ids, val_ids, spec, meta.obs_mode, regenerated=True)
+
+
 def load_run(
     model_path: str | os.PathLike[str],
     data_path: str | os.PathLike[str] | None = None,
     *,
     device: str | torch.device = "cpu",
+    regenerate: bool | None = None,
+    regenerated_episodes: int | None = None,
+    progress: bool = False,
 ) -> Run:
     """Load a model and its dataset, with the model's train/validation split.
+
+    A model without its dataset at hand, a shipped one (``"pretrained:<env>"``) or one that
+    records none, gets a regenerated dataset instead (``Run.regenerated``): fresh episodes of
+    its environment, env config and data policy (the one on its card, else the env's default),
+    seeded as ``lewm_mpc.evaluation.heldout_pairs`` seeds its episodes, so none is a training
+    episode. They are collected once into ``$LEWM_MPC_CACHE/regenerated/`` (default
+    ``~/.cache/lewm_mpc/regenerated/``; see :mod:`lewm_mpc.data.regenerated`); later calls with
+    the same settings reuse that file, so the episodes are the same. The first three quarters
+    are the ``train_ids`` (to fit probes), the last quarter the ``val_ids`` (start/goal pairs,
+    probe calibration). A model whose recorded dataset moved or changed still raises (pass
+    ``data_path``, or ``regenerate=True``).
 
     Args:
         model_path: Checkpoint directory, or a shipped model's name ``"pretrained:<env>"``
             (``WorldModel.load``).
         data_path: Dataset file; ``None`` uses the one the model was trained on (which must be
-            unchanged: same SHA-256). Shipped models come without their dataset: pass it, or
-            evaluate on regenerated episodes (``lewm_mpc.evaluation.heldout_pairs``).
+            unchanged: same SHA-256), or a regenerated one (above).
         device: Where the model goes.
+        regenerate: ``None``: regenerate when no ``data_path`` is given and the model is
+            shipped or records no dataset; ``True``: always (any model of a built-in env, never
+            with ``data_path``); ``False``: never.
+        regenerated_episodes: Episodes to regenerate, at least 2 (default: the env's
+            ``EnvRecipe.regenerated_episodes``: 40, or 10 for the rendering-bound Cube, whose
+            episodes are collected at the model's ``action_block``: only kept frames are
+            rendered). Seconds for 40 Two-Room episodes, about 10 s for Reacher's.
+        progress: Show a progress bar while regenerating.
 
     Returns:
         The run.
 
     Raises:
         lewm_mpc.CheckpointError: An unreadable checkpoint.
-        FileNotFoundError: No dataset given and the recorded one is missing or unknown.
+        FileNotFoundError: No dataset given and the recorded one is missing, or unknown with
+            ``regenerate=False``.
         ValueError: The recorded dataset changed, the dataset's env differs from the model's,
-            or it lacks the model's held-out episodes.
+            it lacks the model's held-out episodes, or episodes cannot be regenerated (no
+            built-in environment, ``regenerate=True`` with ``data_path``).
     """
+    if regenerate and data_path is not None:
+        raise ValueError("pass either a dataset (data_path) or regenerate=True, not both")
     name, model_path = model_path, resolve_model_path(model_path)
     model = WorldModel.load(model_path, device)
     meta = model.run_meta
+    shipped = is_pretrained(name) or model_path.resolve().parent == pretrained_root().resolve()
+    if regenerate is None:
+        without_dataset = shipped or meta.dataset is None
+        regenerate = (
+            data_path is None and without_dataset and _built_in_env(meta.env_id) is not None
+        )
+    if regenerate:
+        return _regenerated_run(model, model_path, regenerated_episodes, progress)
     try:
         path = recorded_dataset(meta, model_path) if data_path is None else Path(data_path)
     except FileNotFoundError:
-        shipped = model_path.resolve().parent == pretrained_root().resolve()
-        if not (is_pretrained(name) or shipped):
+        if not shipped:
             raise
         raise FileNotFoundError(
             f"the shipped model {PREFIX}{model_path.name} comes without its dataset; pass one "
-            "with --data PATH (data_path=...); closed-loop `lewm-mpc eval` needs none (it "
-            "regenerates held-out episodes: lewm_mpc.evaluation.heldout_pairs)"
+            "with --data PATH (data_path=...), or regenerate one (regenerate=True)"
         ) from None
     dataset = EpisodeDataset.load(path)
     if meta.env_id != dataset.meta.env_id and meta.env_id is not None:
@@ -161,10 +241,5 @@ def load_run(
             f"{dataset.meta.env_id or 'data of no environment'}"
         )
     train_ids, val_ids = _split(meta, dataset, path)
-    env_spec = None
-    if dataset.meta.env_id is not None:
-        try:
-            env_spec = get_env_spec(dataset.meta.env_id)
-        except ValueError:  # a robot's own id: no simulator
-            env_spec = None
+    env_spec = _built_in_env(dataset.meta.env_id)
     return Run(model, dataset, path, train_ids, val_ids, env_spec, meta.obs_mode)

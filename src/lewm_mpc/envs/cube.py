@@ -262,5 +262,12 @@ DEFINITION = EnvDefinition(
     goal_features=lambda states: cube_position(states) / SUCCESS_RADIUS,
     probe=ProbeTarget("cube xyz", cube_position),
     view=lambda env: PinholeView.from_mujoco(env.sim.model, CAMERA, env.config.image_size),
-    recipe=EnvRecipe(episodes=100, episode_steps=200, workers=2),
+    # Rendering-bound: few regenerated episodes, with only their kept frames rendered.
+    recipe=EnvRecipe(
+        episodes=100,
+        episode_steps=200,
+        workers=2,
+        regenerated_episodes=10,
+        regenerate_in_blocks=True,
+    ),
 )

@@ -53,18 +53,28 @@ class EnvRecipe:
         episode_steps: actions per episode.
         workers: collection processes (rendering-bound envs gain from more).
         train_steps: optimizer steps of the default CPU model.
+        regenerated_episodes: episodes regenerated for a model whose dataset is not at hand
+            (``lewm_mpc.data.regenerated``), for probes and held-out pairs.
+        regenerate_in_blocks: collect those at the model's ``action_block``, rendering only the
+            frames kept (for rendering-bound envs; keep-out margins, which need every env
+            step, cannot be calibrated on them).
     """
 
     episodes: int
     episode_steps: int
     workers: int = 1
     train_steps: int = 3000
+    regenerated_episodes: int = 40
+    regenerate_in_blocks: bool = False
 
     def __post_init__(self) -> None:
         for name in ("episodes", "episode_steps", "workers", "train_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"EnvRecipe.{name} must be an int >= 1, got {value!r}")
+        value = self.regenerated_episodes
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ValueError(f"EnvRecipe.regenerated_episodes must be an int >= 2, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """``lewm-mpc render``: one MPC episode on a held-out pair, rendered with the imagined plan.
 
 The probe (latents -> the env recipe's physical target) is fitted on the dataset's training
-split; the pair comes from its validation split (the evaluation protocol's pairs).
+split; the pair comes from its validation split (the evaluation protocol's pairs). A shipped
+model (the default, ``pretrained:<env>``) uses a small regenerated dataset (``load_run``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 from lewm_mpc.argtypes import non_negative_int, positive_float, positive_int
 from lewm_mpc.planners.registry import make_planner, planner_names
 
-# --smoke budgets by registry name (other registered planners run at their defaults).
 DEMO_MODEL = Path("runs/demo/model")  # the Two-Room model `make demo` trains
 DISPLAY_SIZE = 256  # px: video frames are rendered at this side, not at the model's 64 px
+# --smoke budgets by registry name (other registered planners run at their defaults).
 SMOKE_BUDGETS: dict[str, dict[str, int]] = {
     "cem": {"num_samples": 16, "iterations": 2, "topk": 4},
     "mppi": {"num_samples": 16, "iterations": 2},
@@ -37,9 +38,11 @@ frames beside the goal image; on the executed frame the plan in force (its predi
 decoded by a probe fitted on the training split and projected to pixels, fading into the
 future), the true executed path and any keep-out box; below, the energy terms of each plan over
 time and the success flag. The env renders the video's frames at --display-size px (256), whatever
-the model's input size, and the overlay is projected at that resolution. Models default to
-`make demo`'s for tworoom (runs/demo/model) and to those of `lewm-mpc bench` for the others
-(runs/bench/ENV/...)."""
+the model's input size, and the overlay is projected at that resolution. The model defaults to
+the env's shipped one (pretrained:ENV), which needs no dataset: the probe and the pair come from
+a few seeded episodes of its data policy, regenerated once into a cache ($LEWM_MPC_CACHE, else
+~/.cache/lewm_mpc). Envs without a shipped model default to the model of `lewm-mpc bench`
+(runs/bench/ENV/model)."""
 
 
 def _display_size(text: str) -> int:
@@ -54,14 +57,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     add = parser.add_argument
-    add("--env", default="tworoom", help="tworoom (default) | reacher | pusht | cube")
+    add("--env", default="tworoom", help="tworoom (default) | reacher | pointmass | pusht | cube")
     add(
         "--model",
         type=Path,
-        help="checkpoint folder or pretrained:ENV (default: make demo's for tworoom, else the "
-        "benchmark's, under runs/)",
+        help="checkpoint folder or pretrained:ENV (default: pretrained:ENV if shipped, else "
+        "the benchmark's, runs/bench/ENV/model)",
     )
-    add("--data", type=Path, help="the model's dataset .h5 (default: the one the model records)")
+    add(
+        "--data",
+        type=Path,
+        help="the model's dataset .h5 (default: the one the model records; regenerated "
+        "episodes for a shipped model)",
+    )
     add(
         "--planner",
         default="cem",
@@ -158,20 +166,39 @@ def run_from_args(args: argparse.Namespace) -> Rendered:
 
             model_dir, data = build_from_recipe(smoke_recipe(spec.name), scratch, args.seed)
         else:
-            from lewm_mpc.bench.jobs import default_source_paths
             from lewm_mpc.models.pretrained import resolve_model_path
 
-            default_model = (
-                DEMO_MODEL if spec.name == "tworoom" else default_source_paths(spec.name)[0]
-            )
-            model_dir = default_model if args.model is None else resolve_model_path(args.model)
-            data = args.data  # None: the dataset the model records
+            model = default_model(spec.name) if args.model is None else args.model
+            model_dir = resolve_model_path(model)
+            data = args.data  # None: the dataset the model records (regenerated if shipped)
         result = _render(args, spec, Path(model_dir), data, paths)
     outcome = "success" if result.success else "no success"
     print(f"{spec.name} {args.planner}: {outcome} after {result.steps} steps, {result.plans} plans")
     for path in result.paths:
         print(f"video: {path}")
     return result
+
+
+def default_model(env: str) -> str | Path:
+    """The model ``render`` uses without ``--model``: the env's shipped one, else the model
+    of ``lewm-mpc bench`` (``make demo``'s for Two-Room).
+
+    Raises:
+        FileNotFoundError: Neither is there; the message names the flags to pass.
+    """
+    from lewm_mpc.bench.jobs import default_source_paths
+    from lewm_mpc.models.pretrained import PREFIX, pretrained_names
+    from lewm_mpc.models.run_dir import checkpoint_dir
+
+    if env in pretrained_names():
+        return f"{PREFIX}{env}"
+    path = DEMO_MODEL if env == "tworoom" else default_source_paths(env)[0]
+    if checkpoint_dir(path) is None:
+        raise FileNotFoundError(
+            f"no model is shipped for {env} and there is none at {path}; pass --model DIR "
+            "(a checkpoint folder) and, if it does not record its dataset, --data PATH"
+        )
+    return path
 
 
 def _render(
@@ -205,12 +232,19 @@ def _render(
 
     if checkpoint_dir(model_dir) is None:
         raise FileNotFoundError(
-            f"no model checkpoint in {model_dir} (no config.json, no checkpoints/step-<N>/)"
+            f"no model checkpoint in {model_dir} (no config.json, no checkpoints/step-<N>/); "
+            "pass --model DIR or --model pretrained:ENV"
         )
     if data is not None and not data.is_file():
-        raise FileNotFoundError(f"dataset {data} does not exist")
-    run = load_run(model_dir, data, device=resolve_device(args.device))
+        raise FileNotFoundError(f"dataset {data} does not exist; pass --data PATH")
+    run = load_run(model_dir, data, device=resolve_device(args.device), progress=True)
     model, dataset = run.model, run.dataset
+    if run.regenerated:
+        print(
+            f"data: {dataset.num_episodes} regenerated {spec.name} episodes "
+            f"({dataset.meta.data_policy} data policy; the model comes without its dataset), "
+            f"{run.data_path}"
+        )
     if run.env_spec is None or run.env_spec.gym_id != spec.gym_id:
         raise ValueError(f"{run.data_path} holds {dataset.meta.env_id}, not {spec.gym_id}")
     if model.config.obs_mode != "pixels":
