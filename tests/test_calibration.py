@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lewm_mpc.data import EpisodeDataset
+from lewm_mpc.data.collection import collect_dataset
 from lewm_mpc.energies import calibrate_probe_margin
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.models.simulator import SimulatorModel
@@ -48,6 +49,21 @@ def test_interpolation_between_blocks_is_measured(dataset) -> None:
     assert len(bound.per_step) == 5
     assert 0 < bound.margin < 0.1
     assert bound.per_step[-1] < 1e-5 and max(bound.per_step[1:4]) > 0
+
+
+def test_data_collected_in_blocks_is_measured_at_its_rows(tmp_path) -> None:
+    # Rows every 5 env steps: the chord is checked where the data has states (block ends).
+    path = collect_dataset("tworoom", tmp_path / "b5.h5", 4, 40, seed=0, progress=False,
+                           action_block=5)  # fmt: skip
+    blocks = EpisodeDataset.load(path)
+    with _oracle(blocks, action_block=5) as oracle:
+        bound = calibrate_probe_margin(oracle, lambda z: z, blocks, blocks.episode_ids)
+    assert len(bound.per_step) == 1 and bound.margin < 1e-5
+    with _oracle(blocks, action_block=10) as oracle:  # two rows per model step
+        bound = calibrate_probe_margin(oracle, lambda z: z, blocks, blocks.episode_ids)
+    assert len(bound.per_step) == 2 and bound.per_step[-1] < 1e-5 < bound.per_step[0]
+    with _oracle(blocks, action_block=3) as oracle, pytest.raises(ValueError, match="multiple"):
+        calibrate_probe_margin(oracle, lambda z: z, blocks, blocks.episode_ids)
 
 
 def test_bad_arguments_raise(dataset) -> None:

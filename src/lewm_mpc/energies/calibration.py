@@ -66,7 +66,8 @@ def calibrate_probe_margin(
     For each window: encode its first frame, roll out ``steps`` model steps with the recorded
     action blocks, probe the predicted latents, and linearly interpolate between consecutive
     predicted points at every env step of a block (``KeepOutBox(substeps=action_block)``
-    checks those points). The error at an env step is the Euclidean distance between that point
+    checks those points; data collected in blocks of ``k`` env steps is measured at its rows,
+    every ``k`` steps). The error at an env step is the Euclidean distance between that point
     and the recorded quantity (``target`` of the recorded state); a window's error is its worst
     step. Use episodes the model and the probe were not fitted on.
 
@@ -97,16 +98,21 @@ def calibrate_probe_margin(
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must lie in (0, 1), got {quantile}")
     pixels = getattr(world_model, "obs_dtype", torch.uint8) == torch.uint8
-    block = world_model.action_block
+    block, data_block = world_model.action_block, dataset.action_block
+    if block % data_block:
+        raise ValueError(
+            f"the model's action_block {block} must be a multiple of the dataset's {data_block}"
+        )
+    per_step = block // data_block  # R: dataset rows per model step (K with per-step data)
     sampler = WindowSampler(
-        dataset, np.asarray(episode_ids, dtype=np.int64), num_frames=steps + 1, frameskip=block,
-        batch_size=batch_size, obs_mode="pixels" if pixels else "state",
+        dataset, np.asarray(episode_ids, dtype=np.int64), num_frames=steps + 1,
+        frameskip=per_step, batch_size=batch_size, obs_mode="pixels" if pixels else "state",
     )  # fmt: skip
     rows = sampler.window_rows
     if len(rows) > max_windows:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_windows, replace=False))
-    offsets = np.arange(1, steps * block + 1)  # env steps after the encoded frame
-    fractions = torch.arange(1, block + 1, dtype=torch.float64) / block  # (K,)
+    offsets = np.arange(1, steps * per_step + 1)  # rows after the encoded frame
+    fractions = torch.arange(1, per_step + 1, dtype=torch.float64) / per_step  # (R,)
     errors = []
     with torch.inference_mode():
         for start in range(0, len(rows), batch_size):
@@ -119,18 +125,18 @@ def calibrate_probe_margin(
             nodes = probe(latents.flatten(0, 1)).unflatten(0, latents.shape[:2])  # (B, steps+1, P)
             nodes = nodes.detach().to("cpu", torch.float64)
             delta = (nodes[:, 1:] - nodes[:, :-1])[:, :, None]  # (B, steps, 1, P)
-            points = nodes[:, :-1, None] + fractions[:, None] * delta  # (B, steps, K, P)
-            points = points.flatten(1, 2).numpy()  # (B, steps*K, P)
-            true_rows = batch.rows[:, None] + offsets  # (B, steps*K)
+            points = nodes[:, :-1, None] + fractions[:, None] * delta  # (B, steps, R, P)
+            points = points.flatten(1, 2).numpy()  # (B, steps*R, P)
+            true_rows = batch.rows[:, None] + offsets  # (B, steps*R)
             truth = _targets(dataset.state[true_rows.reshape(-1)], target)
-            truth = truth.reshape(*true_rows.shape, -1)  # (B, steps*K, P)
+            truth = truth.reshape(*true_rows.shape, -1)  # (B, steps*R, P)
             if truth.shape != points.shape:
                 raise ValueError(
                     f"probe outputs {points.shape[-1]} values but the target has "
                     f"{truth.shape[-1]}; pass the target the probe was fitted on"
                 )
-            errors.append(np.linalg.norm(points - truth, axis=-1))  # (B, steps*K)
-    error = np.concatenate(errors)  # (W, steps*K)
+            errors.append(np.linalg.norm(points - truth, axis=-1))  # (B, steps*R)
+    error = np.concatenate(errors)  # (W, steps*R)
     count = len(error)
     level = min(1.0, math.ceil((count + 1) * quantile) / count)  # split-conformal correction
     return ProbeMargin(
