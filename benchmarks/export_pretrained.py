@@ -75,6 +75,8 @@ def main() -> None:
         dataset_sha256=file_sha256(run.data_path),
         success_rate=report.success_rate,
         eval_pairs=len(report.pairs),
+        collect_seed=meta.seed,
+        action_block=run.dataset.action_block,
     )
     print(f"exported: {export_pretrained(model, card, args.root)}")
 

@@ -115,6 +115,9 @@ class ModelCard:
             the env's reference planner budget; ``None`` if not measured.
         eval_pairs: Pairs that success was measured on.
         format_version: Version of this record.
+        collect_seed: Base seed of the collection (``None``: not recorded).
+        action_block: Env actions per stored row at collection (``lewm-mpc collect
+            --action-block``).
     """
 
     env: str
@@ -126,12 +129,17 @@ class ModelCard:
     success_rate: float | None = None
     eval_pairs: int = 0
     format_version: int = CARD_VERSION
+    collect_seed: int | None = None
+    action_block: int = 1
 
     def __post_init__(self) -> None:
         for name in ("env", "data_policy"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"card {name} must be a non-empty string, got {self!r}")
-        for name, minimum in (("episodes", 1), ("episode_steps", 1), ("train_steps", 1)):
+        checked = [("episodes", 1), ("episode_steps", 1), ("train_steps", 1), ("action_block", 1)]
+        if self.collect_seed is not None:
+            checked.append(("collect_seed", 0))
+        for name, minimum in checked:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"card {name} must be an int >= {minimum}, got {value!r}")
