@@ -1,8 +1,10 @@
 """Our side of the peer adapters (benchmarks/peers): no peer library is imported here.
 
 The one-block dynamics must reproduce ``model.rollout`` (whatever the predictor's history), the
-trajectory energy must be our objective, the scorer must give a plan's energy as our planners
-compute it, every planner must get the same budget, and the runner must work end to end with our
+trajectory energy must be our objective (fused over whole plans or over stepped states), the
+scorer must give a plan's energy as our planners compute it, every planner must get the same
+budget (and the sweep, tuned and stepped rows only their own knobs changed), the report's ratios
+and time-to-quality interpolation must be right, and the runner must work end to end with our
 planners alone.
 """
 
@@ -24,6 +26,9 @@ from lewm_mpc.energies import Objective
 PEERS = Path(__file__).parents[1] / "benchmarks" / "peers"
 
 
+MODULES = ("adapters", "report", "tuning", "run_peers")
+
+
 @pytest.fixture(scope="module")
 def peers():
     """The adapters and runner modules (loaded from benchmarks/peers, then unloaded)."""
@@ -32,8 +37,20 @@ def peers():
         yield importlib.import_module("adapters"), importlib.import_module("run_peers")
     finally:
         sys.path.remove(str(PEERS))
-        for name in ("adapters", "run_peers"):
+        for name in MODULES:
             sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def report(peers):
+    """benchmarks/peers/report.py (pure functions over result rows)."""
+    return sys.modules["report"]
+
+
+@pytest.fixture(scope="module")
+def tuning(peers):
+    """benchmarks/peers/tuning.py."""
+    return sys.modules["tuning"]
 
 
 def random_model(seed: int = 0, **overrides) -> lm.WorldModel:
@@ -132,6 +149,10 @@ def test_trajectory_energy_is_our_objective(peers, predictor):
     got = trajectory_energy.of_states(z0[0], torch.stack(states, dim=1), actions, goal[0])
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(trajectory_energy.of_latents(latents, actions, goal), expected)
+    # The fused path (one model.rollout over whole plans, as the peers' loops call it at their
+    # last step) from a (D,), (1, D) or (N, D) start: the same energies.
+    for start in (z0[0], z0, z0.expand(num, -1)):
+        torch.testing.assert_close(trajectory_energy.of_plans(start, actions, goal[0]), expected)
 
 
 def test_scorer_gives_the_planners_energy(peers):
@@ -203,15 +224,47 @@ def test_every_planner_gets_the_same_budget(peers):
     grad = rows["swm/gradient"].kwargs
     assert (grad["num_samples"], grad["n_steps"]) == (3, 7)
     assert dict(rows["ours/gradient"].kwargs)["restarts"] == 3
+    assert mppi["rollout"] == torchrl["rollout"] == "fused"
+    assert adapters.peer_budgets(budget, "stepped")["torchrl/CEM"].kwargs["rollout"] == "stepped"
+    with pytest.raises(ValueError, match="rollout"):
+        adapters.peer_budgets(budget, "unrolled")
+
+
+def test_sweep_tuned_and_stepped_rows_change_only_their_knobs(peers):
+    adapters, _ = peers
+    rows = adapters.peer_budgets(adapters.Budget(num_samples=64, iterations=4, topk=8))
+    for row in rows.values():
+        small = row.at(2)
+        assert small.iterations == 2, row.name
+        assert small.energy_evals * row.iterations == 2 * row.energy_evals, row.name
+        changed = {k for k in row.kwargs if row.kwargs[k] != small.kwargs[k]}
+        assert changed == {row.iterations_key}, row.name
+        assert (small.name, small.family, small.notes) == (row.name, row.family, row.notes)
+    swm = rows["swm/MPPI"]
+    tuned = swm.tuned({"temperature": 0.02})
+    assert tuned.name == "swm/MPPI tuned" and tuned.base == "swm/MPPI"
+    assert tuned.variant_name == "tuned" and swm.variant_name == ""
+    assert tuned.kwargs == {**swm.kwargs, "temperature": 0.02}
+    assert tuned.energy_evals == swm.energy_evals and tuned.notes[-1].endswith("temperature=0.02")
+    assert (tuned.library, tuned.kind) == ("swm", "MPPI")
+    for bad in ({"n_steps": 3}, {"not_a_knob": 1}):
+        with pytest.raises(ValueError, match="cannot vary"):
+            swm.tuned(bad)
+    stepped = rows["pytorch_mppi/MPPI"].stepped()
+    assert stepped.kwargs["rollout"] == "stepped" and stepped.name == "pytorch_mppi/MPPI stepped"
+    assert adapters.LOOP_NOTES["stepped"] in stepped.notes
+    assert adapters.LOOP_NOTES["fused"] not in stepped.notes
+    with pytest.raises(ValueError, match="iterations"):
+        swm.at(0)
 
 
 def test_runner_with_our_planners(peers, tiny_dataset, tmp_path, monkeypatch):
     _, run_peers = peers
     model_dir = lm.WorldModel(tiny_config()).save(tmp_path / "model")
     args = run_peers.Args(
-        model=model_dir, data=tiny_dataset, out=tmp_path / "results", planners="ours",
+        model=str(model_dir), data=str(tiny_dataset), out=tmp_path / "results", planners="ours",
         pairs=2, repeats=1, warmup=1, num_samples=8, iterations=2, topk=2,
-        grad_restarts=2, grad_iterations=2,
+        grad_restarts=2, grad_iterations=3, sweep="1", grad_sweep="1,2",
     )  # fmt: skip
     result = run_peers.main(args)
     saved = json.loads((tmp_path / "results" / "peers.json").read_text())
@@ -220,7 +273,18 @@ def test_runner_with_our_planners(peers, tiny_dataset, tmp_path, monkeypatch):
     assert names == ["ours/CEM", "ours/MPPI", "ours/gradient"]
     for row in saved["rows"]:
         assert row["latency_ratio_to_ours"] == 1.0
+        assert row["energy_ratio_to_ours"] == row["energy_mean_ratio_to_ours"] == 1.0
         assert row["plans_timed"] == 2 and np.isfinite(row["energy_mean"])
+        assert row["config"]["num_samples" if row["family"] != "gradient" else "restarts"] in (8, 2)
+        sweep = [point["iterations"] for point in row["sweep"]]
+        assert sweep == ([1, 2] if row["family"] != "gradient" else [1, 2, 3])
+        full = row["sweep"][-1]
+        assert (full["energy_mean"], full["latency_p50_s"]) == (
+            row["energy_mean"],
+            row["latency_p50_s"],
+        )  # the row is its sweep's full budget
+        assert all(point["plans_timed"] == 2 for point in row["sweep"])
+    assert saved["time_to_quality"] == [] and saved["tuning"] == {}  # no peer, nothing tuned
     assert "ours/CEM" in (tmp_path / "results" / "peers.md").read_text()
 
     # A rerun with the same settings keeps the finished rows instead of measuring again.
@@ -233,7 +297,10 @@ def test_runner_with_our_planners(peers, tiny_dataset, tmp_path, monkeypatch):
         row["energy_mean"] for row in saved["rows"]
     ]
     with pytest.raises(ValueError, match="unknown planners"):
-        run_peers.main(run_peers.Args(model=model_dir, data=tiny_dataset, planners="nope/CEM"))
+        run_peers.main(run_peers.Args(model=str(model_dir), planners="nope/CEM"))
+    with pytest.raises(ValueError, match="sweep"):
+        run_peers.Args(iterations=4, sweep="2,8").sweep_of(run_peers.peer_budgets(
+            run_peers.Budget(iterations=4))["ours/CEM"])  # fmt: skip
 
 
 def test_runner_interleaves_planners_slot_by_slot_and_pairs_latency_ratios(peers):
@@ -271,10 +338,125 @@ def test_runner_interleaves_planners_slot_by_slot_and_pairs_latency_ratios(peers
     assert [slot[0][0] for slot in slots[:3]] == ["a", "b", "c"]  # order rotated
     assert all(row["plans_timed"] == 6 for row in stats.values())
 
+    # Groups (e.g. every planner at one budget) run back to back, both levels rotated.
+    calls.clear()
+    contenders = {name: Logged(name) for name in ("a@1", "b@1", "a@2", "b@2", "c@2")}
+    groups = [["a@1", "b@1"], ["a@2", "b@2", "c@2"]]
+    run_peers.measure(contenders, Scorer(), pairs[:1], args, _NullBar(), groups)
+    timed = [name for name, _ in calls[5:]]
+    assert timed[:5] == ["a@1", "b@1", "a@2", "b@2", "c@2"]
+    assert timed[5:] == ["b@2", "c@2", "a@2", "b@1", "a@1"]
+
+
+def test_latency_and_energy_ratios(report):
     ours = {"seconds_per_slot": [1.0, 2.0, 4.0], "latency_p50_s": 2.0}
     peer = {"seconds_per_slot": [2.0, 2.0, 12.0], "latency_p50_s": 2.0}
-    assert run_peers._paired_latency_ratio(peer, ours) == 2.0  # median of (2, 1, 3)
-    assert run_peers._paired_latency_ratio({"latency_p50_s": 3.0}, ours) == 1.5
+    assert report.paired_latency_ratio(peer, ours) == 2.0  # median of (2, 1, 3)
+    assert report.paired_latency_ratio({"latency_p50_s": 3.0}, ours) == 1.5
+    # An easy pair (0.1 vs 0.4) and a hard one (20 vs 22): the geometric mean weighs both,
+    # the ratio of means is the hard pair's.
+    assert report.geometric_mean_ratio([0.4, 22.0], [0.1, 20.0]) == pytest.approx(
+        (4.0 * 1.1) ** 0.5
+    )
+    assert report.arithmetic_mean_ratio([0.4, 22.0], [0.1, 20.0]) == pytest.approx(22.4 / 20.1)
+
+
+def _curve(*points):
+    return [
+        {"iterations": it, "latency_p50_s": s, "energy_mean": e} for it, s, e in points
+    ]  # fmt: skip
+
+
+def test_time_to_energy_interpolates_in_log_time(report):
+    curve = _curve((1, 0.01, 20.0), (2, 0.02, 10.0), (4, 0.04, 6.0), (8, 0.08, 5.0))
+    at = report.time_to_energy(curve, 8.0)  # halfway from 10 (2 it, 20 ms) to 6 (4 it, 40 ms)
+    assert at.bound == "interpolated"
+    assert at.seconds == pytest.approx(0.02 * 2**0.5) and at.iterations == pytest.approx(2**1.5)
+    exact = report.time_to_energy(curve, 6.0)
+    assert exact.seconds == pytest.approx(0.04) and exact.iterations == pytest.approx(4)
+    first = report.time_to_energy(curve, 30.0)
+    assert (first.seconds, first.iterations, first.bound) == (0.01, 1, "at most")
+    never = report.time_to_energy(curve, 4.0)
+    assert (never.seconds, never.bound) == (None, "not reached")
+    # Not monotone: the first budget at or below the target counts.
+    bumpy = _curve((1, 0.01, 9.0), (2, 0.02, 7.0), (4, 0.04, 8.0))
+    assert report.time_to_energy(bumpy, 7.5).iterations < 2
+
+
+def test_time_to_quality_pairs_each_of_ours_with_each_peer(report):
+    def row(name, energy, seconds, sweep=None, variant=""):
+        return {"name": name, "energy_mean": energy, "latency_p50_s": seconds,
+                "sweep": sweep, "variant": variant}  # fmt: skip
+
+    rows = [
+        row("ours/CEM", 5.0, 0.4, _curve((15, 0.2, 7.0), (30, 0.4, 5.0))),
+        row("ours/MPPI", 6.0, 0.4, _curve((15, 0.2, 8.0), (30, 0.4, 6.0))),
+        row("swm/CEM", 7.0, 0.5),
+        row("swm/CEM tuned", 4.0, 0.5, variant="tuned"),
+        row("torchrl/CEM stepped", 9.0, 0.6, variant="stepped"),
+    ]
+    entries = {(e["ours"], e["peer"]): e for e in report.time_to_quality(rows)}
+    assert set(entries) == {(o, p) for o in ("ours/CEM", "ours/MPPI")
+                            for p in ("swm/CEM", "swm/CEM tuned")}  # fmt: skip
+    assert entries[("ours/CEM", "swm/CEM")]["speedup"] == pytest.approx(0.5 / 0.2)
+    assert entries[("ours/CEM", "swm/CEM tuned")]["speedup"] is None  # 4.0 never reached
+    assert entries[("ours/MPPI", "swm/CEM")]["iterations"] == pytest.approx(15 * 2**0.5)
+    text = report.markdown(_result(rows, report.time_to_quality(rows)))
+    assert "2.50x (200 ms, 300x15)" in text and "(283 ms, 300x21.2)" in text
+    assert "not reached" in text
+
+
+def _result(rows, entries):
+    for row in rows:
+        row.update(library="x", family="cem", energy_evals_per_plan=1, notes=[],
+                   latency_ratio_to_ours=1.0, ours="ours/CEM", energy_ratio_to_ours=1.0,
+                   energy_mean_ratio_to_ours=1.0, out_of_bounds_fraction=0.0)  # fmt: skip
+    setup = {"model": "m", "pairs": 1, "repeats": 1, "peer_rollout": "fused"}
+    budget = {"num_samples": 300, "iterations": 30, "topk": 30, "horizon": 5,
+              "grad_restarts": 8, "grad_iterations": 100}  # fmt: skip
+    machine = {"torch_threads": 1, "processor": "cpu", "torch": "2"}
+    return {"setup": setup, "budget": budget, "machine": machine, "rows": rows,
+            "time_to_quality": entries}  # fmt: skip
+
+
+def test_tuning_tries_the_grid_on_its_pairs_and_keeps_the_best(peers, tuning):
+    adapters, _ = peers
+    row = adapters.peer_budgets(adapters.Budget(num_samples=16, topk=4))["swm/CEM"]
+    settings = tuning.grid_settings(row)
+    assert {s["topk"] for s in settings} == {10}  # elites above 16 samples dropped
+    assert {s["var_scale"] for s in settings} == set(tuning.GRIDS["swm/CEM"]["var_scale"])
+
+    class Fixed:
+        def __init__(self, energy):
+            self.energy = energy
+
+        def reset(self, seed):
+            pass
+
+        def plan(self, obs, goal):
+            return self.energy
+
+    class Scorer:
+        def encode(self, obs, goal):
+            return obs, goal
+
+        def score(self, z0, z_goal, energy):
+            return adapters.ScoredPlan(energy=energy * z0, out_of_bounds=0.0, actions=None)
+
+    built = []
+
+    def make(tuned_row):
+        built.append(tuned_row)
+        return Fixed(tuned_row.kwargs["var_scale"])
+
+    plans = []
+    result = tuning.tune(row, make, Scorer(), [(1.0, 0), (4.0, 0)], seed=0,
+                         on_plan=lambda: plans.append(1))  # fmt: skip
+    assert len(plans) == 2 * len(settings) and all(r.name == "swm/CEM tuned" for r in built)
+    assert result.best == {"topk": 10, "var_scale": 0.5}
+    assert result.scores[result.settings.index(result.best)] == pytest.approx(0.5 * 2.0)
+    assert result.default == {"topk": 4, "var_scale": 1.0} and result.default_score is None
+    assert tuning.Tuning.from_dict(json.loads(json.dumps(result.to_dict()))) == result
 
 
 class _NullBar:

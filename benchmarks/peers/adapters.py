@@ -4,24 +4,27 @@ Nothing here imports a peer library, so the default test suite (``tests/test_pee
 checks it in the main venv. The peer-specific wrappers (``peer_swm.py``, ``peer_mppi.py``,
 ``peer_torchrl.py``) are thin layers over these pieces:
 
-* :class:`BlockDynamics`: the predictor's one-block step. Peers that plan over a state vector
-  (pytorch_mppi) or an env (torchrl) step it once per action block. Its state carries the
-  predictor's history window, so stepping it reproduces ``model.rollout`` exactly, whatever the
-  history length.
-* :class:`TrajectoryEnergy`: our energy over the stepped trajectory, so a peer optimizes the same
-  objective our planners do.
+* :class:`TrajectoryEnergy`: our energy, so a peer optimizes the same objective our planners
+  do. Its :meth:`~TrajectoryEnergy.of_plans` rolls whole candidate action sequences out in one
+  ``model.rollout`` call (the fused rollout ours and stable-worldmodel's adapter use): the
+  pytorch_mppi and torchrl adapters defer the model to the end of their per-step loops and call
+  it there (``rollout="fused"``, their default).
+* :class:`BlockDynamics`: the predictor's one-block step, for the peers' per-step loops with
+  ``rollout="stepped"``. Its state carries the predictor's history window, so stepping it
+  reproduces ``model.rollout`` exactly, whatever the history length.
 * :class:`PlanScorer`: rolls a peer's returned action sequence out with OUR model and scores it
   with OUR energy (after projecting it on the action bounds, as the env would), so the reported
   plan energies compare like with like.
 * :class:`Budget` and :func:`peer_budgets`: the reference budget and each peer's knobs set to it,
-  with the mismatches that remain.
+  with the mismatches that remain; :meth:`PeerBudget.at` changes a row's iteration count (the
+  energy-vs-time sweep), :meth:`PeerBudget.tuned` its other knobs (the tuned rows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -31,6 +34,22 @@ from lewm_mpc.energies import Objective
 from lewm_mpc.types import Energy
 
 FAMILIES = ("cem", "mppi", "gradient")
+ROLLOUTS = ("fused", "stepped")  # how a per-step peer loop calls the model
+LOOP_NOTES = {
+    "fused": "its per-step loop only records the action blocks; our energy rolls the whole plan "
+    "out in one model.rollout at the last step (fused, as ours)",
+    "stepped": "the model stepped one block per step of its loop (embed_actions + predict), not "
+    "the fused model.rollout ours uses",
+}
+
+
+class Contender(Protocol):
+    """What the runner needs of a planner (ours or a peer's): reseed, and plan from raw
+    observations to an action sequence, (H * block, A) or (H, block * A)."""
+
+    def reset(self, seed: int) -> None: ...
+
+    def plan(self, obs: np.ndarray, goal: np.ndarray) -> Any: ...
 
 
 # --------------------------------------------------------------------------------- dynamics
@@ -138,16 +157,34 @@ class BlockDynamics:
 
 # ---------------------------------------------------------------------------------- energy
 class TrajectoryEnergy:
-    """Our objective over a trajectory that a peer stepped block by block.
+    """Our objective over whole candidate plans, or over a trajectory a peer stepped.
 
     Args:
-        dynamics: the stepping used (to read latents out of flat states).
+        dynamics: the model's one-block step (its model rolls plans out; its flat states are
+            what :meth:`of_states` reads latents from).
         energy: task energy (default ``lm.GoalDistance()``, as our planners).
     """
 
     def __init__(self, dynamics: BlockDynamics, energy: Energy | None = None) -> None:
         self.dynamics = dynamics
         self.objective = Objective(energy)
+
+    def of_plans(self, z0: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """Energy of whole plans, rolled out in one ``model.rollout`` call (fused when the
+        model is).
+
+        Args:
+            z0: (D,), (1, D) or (N, D) start latent(s).
+            actions: (N, H, bA) env-space action blocks.
+            goal: (D,), (1, D) or (N, D) goal latent(s).
+
+        Returns:
+            (N,) energies.
+        """
+        num = actions.shape[0]
+        start = z0.reshape(-1, z0.shape[-1]).expand(num, -1).contiguous()  # (N, D)
+        latents = self.dynamics.model.rollout(start, actions)  # (N, H+1, D)
+        return self.of_latents(latents, actions, goal)
 
     def of_latents(
         self, latents: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor
@@ -306,11 +343,12 @@ class PeerBudget:
     """One planner's knobs at the shared budget.
 
     Attributes:
-        name: row name in the results.
+        name: row name in the results ("<library>/<planner>", " tuned" appended for a tuned row).
         family: "cem", "mppi" or "gradient": whose latency it is compared with.
         kwargs: the planner's own constructor arguments that carry the budget.
         energy_evals: candidate plans scored per plan (a gradient step counts one per restart).
         notes: what could not be matched, in words.
+        iterations_key: the ``kwargs`` entry holding the iteration (or gradient step) count.
     """
 
     name: str
@@ -318,56 +356,128 @@ class PeerBudget:
     kwargs: Mapping[str, Any]
     energy_evals: int
     notes: tuple[str, ...] = ()
+    iterations_key: str = "iterations"
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
 
+    @property
+    def library(self) -> str:
+        """ "ours", "swm", "pytorch_mppi" or "torchrl"."""
+        return self.name.split(" ")[0].partition("/")[0]
 
-def peer_budgets(budget: Budget) -> dict[str, PeerBudget]:
-    """Every planner of the comparison, ours and the peers', set to ``budget``."""
+    @property
+    def kind(self) -> str:
+        """The planner within its library: ``CEM``, ``MPPI`` or ``gradient``."""
+        return self.name.split(" ")[0].partition("/")[2]
+
+    @property
+    def iterations(self) -> int:
+        """Iterations (gradient steps) per plan."""
+        return int(self.kwargs[self.iterations_key])
+
+    def at(self, iterations: int) -> PeerBudget:
+        """The same planner with ``iterations`` iterations (steps), as the sweep runs it."""
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        per_iteration = self.energy_evals // self.iterations
+        kwargs = {**self.kwargs, self.iterations_key: iterations}
+        return replace(self, kwargs=kwargs, energy_evals=per_iteration * iterations)
+
+    def variant(self, suffix: str, overrides: Mapping[str, Any], note: str) -> PeerBudget:
+        """The row ``"<name> <suffix>"``: ``overrides`` (not the budget) in its kwargs."""
+        unknown = set(overrides) - set(self.kwargs)
+        if unknown or self.iterations_key in overrides:
+            raise ValueError(f"{self.name}: cannot vary {sorted(overrides)} (a budget knob?)")
+        return replace(
+            self,
+            name=f"{self.name} {suffix}",
+            kwargs={**self.kwargs, **overrides},
+            notes=(*self.notes, note),
+        )
+
+    def tuned(self, overrides: Mapping[str, Any]) -> PeerBudget:
+        """The row ``"<name> tuned"`` with ``overrides`` (not the budget) in its kwargs."""
+        settings = ", ".join(f"{k}={v}" for k, v in overrides.items())
+        return self.variant("tuned", overrides, f"tuned on separate pairs: {settings}")
+
+    def stepped(self) -> PeerBudget:
+        """The row ``"<name> stepped"``: the model stepped block by block in the peer's loop
+        (what the fused rollout saves)."""
+        row = self.variant("stepped", {"rollout": "stepped"}, LOOP_NOTES["stepped"])
+        return replace(row, notes=tuple(n for n in row.notes if n != LOOP_NOTES["fused"]))
+
+    @property
+    def base(self) -> str:
+        """The default row's name (without a variant's suffix)."""
+        return self.name.split(" ")[0]
+
+    @property
+    def variant_name(self) -> str:
+        """``""`` for a default row, else its suffix (``"tuned"``, ``"stepped"``)."""
+        return self.name.partition(" ")[2]
+
+
+def peer_budgets(budget: Budget, rollout: str = "fused") -> dict[str, PeerBudget]:
+    """Every planner of the comparison, ours and the peers', set to ``budget``.
+
+    Args:
+        budget: the shared budget.
+        rollout: how pytorch_mppi's and torchrl's per-step loops call the model: ``"fused"``
+            (the whole plan in one ``model.rollout`` at the end of the loop, as ours and
+            stable-worldmodel's adapter do) or ``"stepped"`` (one predictor step per block).
+    """
+    if rollout not in ROLLOUTS:
+        raise ValueError(f"rollout must be one of {ROLLOUTS}, got {rollout!r}")
     b = budget
     sampling_note = "returns its final mean, not the best candidate scored (ours returns that)"
+    ours_note = "the planner's defaults besides the budget (its config is in peers.json)"
+    loop_note = LOOP_NOTES[rollout]
     rows = [
         PeerBudget("ours/CEM", "cem", dict(horizon=b.horizon, num_samples=b.num_samples,
-                   iterations=b.iterations, topk=b.topk), b.sampling_evals),
+                   iterations=b.iterations, topk=b.topk), b.sampling_evals,
+                   (ours_note, "returns the best candidate ever scored")),
         PeerBudget("ours/MPPI", "mppi", dict(horizon=b.horizon, num_samples=b.num_samples,
                    iterations=b.iterations), b.sampling_evals,
-                   ("temperature relative to the energy spread (default 0.1), all candidates "
-                    "weighted, std refitted each iteration",)),
+                   (ours_note, "temperature relative to the energy spread (default 0.1), all "
+                    "candidates weighted, spread refitted each iteration",)),
         PeerBudget("ours/gradient", "gradient", dict(horizon=b.horizon, restarts=b.grad_restarts,
                    iterations=b.grad_iterations, lr=b.grad_lr), b.gradient_evals,
-                   ("Adam with cosine step decay to 5% of lr; projected on the bounds",)),
+                   (ours_note, "projected on the bounds; may stop before its last step once "
+                    "converged")),
         PeerBudget("swm/CEM", "cem", dict(num_samples=b.num_samples, n_steps=b.iterations,
                    topk=b.topk, var_scale=1.0), b.sampling_evals,
                    (sampling_note, "samples are not projected on the bounds by the solver: the "
                     "adapter clamps them before the rollout, as the env would",
-                    "no std floor (ours: 2% of the half range)")),
+                    "no std floor (ours: 2% of the half range)"), "n_steps"),
         PeerBudget("swm/MPPI", "mppi", dict(num_samples=b.num_samples, n_steps=b.iterations,
                    topk=b.topk, var_scale=1.0, temperature=b.swm_mppi_temperature),
                    b.sampling_evals,
                    (sampling_note, "absolute temperature, softmax over its top k only, fixed "
-                    "std; the adapter clamps samples before the rollout",)),
+                    "std; the adapter clamps samples before the rollout",), "n_steps"),
         PeerBudget("swm/gradient", "gradient", dict(num_samples=b.grad_restarts,
                    n_steps=b.grad_iterations, var_scale=0.5, optimizer="Adam", lr=b.grad_lr),
                    b.gradient_evals,
-                   ("constant step (no decay); actions not projected on the bounds during the "
-                    "descent (the adapter clamps them inside the cost, so the gradient is zero "
-                    "outside); returns the last iterate of the best restart",)),
+                   ("Adam at ours' lr (its default is SGD, lr 1), constant step; actions not "
+                    "projected on the bounds during the descent (the adapter clamps them inside "
+                    "the cost, so the gradient is zero outside); returns the last iterate of "
+                    "the best restart",), "n_steps"),
         PeerBudget("pytorch_mppi/MPPI", "mppi", dict(num_samples=b.num_samples,
                    horizon=b.horizon, commands=b.iterations, noise_sigma=b.mppi_noise_sigma,
-                   lambda_=b.mppi_lambda), b.sampling_evals,
+                   lambda_=b.mppi_lambda, rollout=rollout), b.sampling_evals,
                    ("one sampling round per command(): the adapter calls command("
                     "shift_nominal_trajectory=False) `iterations` times on one nominal plan",
                     "absolute temperature lambda_, fixed noise, no top k; adds its "
                     "perturbation cost lambda * U^T Sigma^-1 noise to our energy",
-                    "uses torch's global RNG (seeded before each plan)")),
+                    "uses torch's global RNG (seeded before each plan)", loop_note), "commands"),
         PeerBudget("torchrl/CEM", "cem", dict(planning_horizon=b.horizon,
-                   optim_steps=b.iterations, num_candidates=b.num_samples, top_k=b.topk),
-                   b.sampling_evals,
+                   optim_steps=b.iterations, num_candidates=b.num_samples, top_k=b.topk,
+                   rollout=rollout), b.sampling_evals,
                    (sampling_note, "returns only the first action: the adapter recovers the "
                     "final mean from the last iteration's candidates and returns (checked "
                     "against the first action it returns)", "no std floor; torch's global RNG",
-                    "our energy given as a reward at the last step of its env rollout")),
+                    "our energy given as a reward at the last step of its env rollout",
+                    loop_note), "optim_steps"),
     ]  # fmt: skip
     return {row.name: row for row in rows}

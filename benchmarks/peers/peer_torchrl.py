@@ -2,9 +2,16 @@
 
 The planner needs an env it can roll out with any batch size: :class:`LatentPlanningEnv` is that
 env. Its state holds the trajectory so far (latents, action blocks), the goal latent and the step
-index; a step is our predictor's one-block step (:meth:`adapters.BlockDynamics.step_trajectory`),
-and the reward is zero except at the last planned step, where it is minus our energy of the whole
-trajectory, so the planner's return is exactly minus our energy.
+index, and the reward is zero except at the last planned step, where it is minus our energy of the
+whole trajectory, so the planner's return is exactly minus our energy. The planner steps the env
+once per action block; two ways to put our model there:
+
+* ``rollout="fused"`` (default): a step only records its action block (the state's latents are
+  just the start latent); the last step rolls the whole plan out in one ``model.rollout`` call
+  (the fused rollout ours and stable-worldmodel's adapter use). Same objective, torchrl's
+  per-step env loop intact.
+* ``rollout="stepped"``: a step is our predictor's one-block step
+  (:meth:`adapters.BlockDynamics.step_trajectory`) on the latents so far.
 
 ``CEMPlanner`` returns only the first action of its final mean. The env records the candidates
 and energies of the last rollout, and :class:`TorchRLCEMPlanner` recovers the whole final mean
@@ -18,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from adapters import BlockDynamics, PlanScorer, TrajectoryEnergy
+from adapters import ROLLOUTS, BlockDynamics, PlanScorer, TrajectoryEnergy
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Composite, Unbounded
 from torchrl.envs import EnvBase
@@ -44,6 +51,8 @@ class LatentPlanningEnv(EnvBase):
         horizon: planned blocks H (the reward comes at step H).
         low: (block * A,) lower action bound.
         high: (block * A,) upper action bound.
+        fused: roll the plan out in one ``model.rollout`` at the last step (its latents are
+            then (1, D), the start only) instead of one predictor step per env step.
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> LatentPlanningEnv:
@@ -56,12 +65,13 @@ class LatentPlanningEnv(EnvBase):
         horizon: int,
         low: torch.Tensor,
         high: torch.Tensor,
+        fused: bool = True,
     ) -> None:
         super().__init__(device=low.device)
-        self.dynamics, self.energy, self.horizon = dynamics, energy, horizon
+        self.dynamics, self.energy, self.horizon, self.fused = dynamics, energy, horizon, fused
         dim, block_dim = dynamics.latent_dim, dynamics.block_dim
         self.observation_spec = Composite(
-            latents=Unbounded((horizon + 1, dim)),
+            latents=Unbounded((1 if fused else horizon + 1, dim)),
             blocks=Unbounded((horizon, block_dim)),
             goal=Unbounded((dim,)),
             step=Unbounded((1,), dtype=torch.int64),
@@ -83,11 +93,18 @@ class LatentPlanningEnv(EnvBase):
         latents = tensordict["latents"].reshape(-1, *tensordict["latents"].shape[-2:])
         blocks = tensordict["blocks"].reshape(-1, *tensordict["blocks"].shape[-2:])
         action = tensordict["action"].reshape(-1, self.dynamics.block_dim)  # (N, bA)
-        latents, blocks = self.dynamics.step_trajectory(latents, blocks, action, t)
         goal = tensordict["goal"]
+        flat_goal = goal.reshape(-1, goal.shape[-1])  # (N, D)
+        last = t + 1 == self.horizon
+        if self.fused:  # latents: (N, 1, D), the start only
+            blocks = blocks.clone()
+            blocks[:, t] = action
+            energy = self.energy.of_plans(latents[:, 0], blocks, flat_goal) if last else None
+        else:
+            latents, blocks = self.dynamics.step_trajectory(latents, blocks, action, t)
+            energy = self.energy.of_latents(latents, blocks, flat_goal) if last else None
         reward = latents.new_zeros(latents.shape[0])  # (N,)
-        if t + 1 == self.horizon:
-            energy = self.energy.of_latents(latents, blocks, goal.reshape(-1, goal.shape[-1]))
+        if energy is not None:
             reward = -energy
             self.last_blocks = blocks.reshape(*batch, *blocks.shape[1:])
             self.last_energy = energy.reshape(batch)
@@ -115,21 +132,26 @@ class TorchRLCEMPlanner:
 
     Args:
         model: our world model.
-        kwargs: ``planning_horizon``, ``optim_steps``, ``num_candidates``, ``top_k`` (from
-            ``adapters.peer_budgets``).
+        kwargs: ``planning_horizon``, ``optim_steps``, ``num_candidates``, ``top_k``,
+            ``rollout`` ("fused" or "stepped"; from ``adapters.peer_budgets``).
         energy: task energy.
     """
 
     def __init__(
         self, model: lm.WorldModel, kwargs: dict[str, Any], energy: Energy | None = None
     ) -> None:
+        kwargs = dict(kwargs)
+        rollout = kwargs.pop("rollout", "fused")
+        if rollout not in ROLLOUTS:
+            raise ValueError(f"rollout must be one of {ROLLOUTS}, got {rollout!r}")
         self.scorer = PlanScorer(model, energy)
         dynamics = BlockDynamics(model)
         self.horizon = int(kwargs["planning_horizon"])
         self.top_k = int(kwargs["top_k"])
+        self.fused = rollout == "fused"
         self.env = LatentPlanningEnv(
             dynamics, TrajectoryEnergy(dynamics, energy), self.horizon,
-            self.scorer.low, self.scorer.high,
+            self.scorer.low, self.scorer.high, fused=self.fused,
         )  # fmt: skip
         self.planner = CEMPlanner(self.env, **kwargs)
         self._dim, self._block_dim = dynamics.latent_dim, dynamics.block_dim
@@ -141,7 +163,7 @@ class TorchRLCEMPlanner:
     def plan(self, obs: np.ndarray, goal: np.ndarray) -> torch.Tensor:
         """Raw observations -> (H, block * A) plan (the planner's final mean)."""
         z0, z_goal = self.scorer.encode(obs, goal)  # (1, D) each
-        latents = z0.new_zeros(1, self.horizon + 1, self._dim)
+        latents = z0.new_zeros(1, 1 if self.fused else self.horizon + 1, self._dim)
         latents[:, 0] = z0
         state = TensorDict(
             {

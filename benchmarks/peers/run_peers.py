@@ -2,19 +2,23 @@
 torchrl's, on the same world model, the same energy and the same start/goal pairs.
 
 Every planner plans from the same raw start/goal observations (held-out validation episodes,
-goal 25 env steps after the start) at the same budget (``adapters.peer_budgets``). Reported per
-planner: per-plan latency (median over the timed plans, after warm-up, with the same torch
-thread count) and its ratio to ours of the same family (CEM, MPPI, gradient), and the energy of
-the returned plan, evaluated with OUR energy on OUR model's rollout of the returned actions.
+goal 25 env steps after the start) at the same budget (``adapters.peer_budgets``), and at a sweep
+of smaller iteration counts (``--sweep``, ``--grad-sweep``). Reported per planner: per-plan
+latency (median over the timed plans, after warm-up, with the same torch thread count) and its
+ratio to ours of the same family (CEM, MPPI, gradient); the energy of the returned plan,
+evaluated with OUR energy on OUR model's rollout of the returned actions, and its ratio to ours
+(geometric mean over pairs, and ratio of the means); the energy-vs-time curve of the sweep; and
+the time each of our planners needs to reach each peer's full-budget mean energy. Each peer also
+gets a row with its settings tuned on other pairs (``tuning.py``).
 
 Install the peers into their own venv first (``benchmarks/peers/README.md``), then:
 
     .venv-peers/bin/python benchmarks/peers/run_peers.py
 
-Plans are timed interleaved (every planner once per start/goal slot, order rotated), so the speed
-drift of a shared machine hits all alike; the latency ratio is the median of per-slot ratios.
-Writes ``benchmarks/results/peers.{json,md}`` atomically; a rerun with the same settings keeps
-the planners already measured (``--fresh`` to redo them).
+Plans are timed interleaved (every planner at every budget once per start/goal slot, order
+rotated), so the speed drift of a shared machine hits all alike; the latency ratio is the median
+of per-slot ratios. Writes ``benchmarks/results/peers.{json,md}`` atomically; a rerun with the
+same settings keeps the planners already measured (``--fresh`` to redo them).
 ``--planners ours`` runs only our planners (no peer installed needed).
 """
 
@@ -29,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,30 +41,34 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the adapter modules beside this file
 
-from adapters import Budget, PeerBudget, PlanScorer, peer_budgets
+import report
+import tuning
+from adapters import Budget, Contender, PeerBudget, PlanScorer, peer_budgets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_machine.py
 from _machine import cpu_model_name, round_robin
 
 import lewm_mpc as lm
 from lewm_mpc.atomic import write_text_atomic
-from lewm_mpc.data import EpisodeDataset
-from lewm_mpc.envs import get_env_spec
 from lewm_mpc.evaluation import EvalConfig, sample_pairs
+
+Pairs = list[tuple[np.ndarray, np.ndarray]]
+STEPPED = ("pytorch_mppi/MPPI", "torchrl/CEM")
+"""Peers whose loop steps the model: each also gets a full-budget row with the stepped model."""
 
 
 @dataclass(frozen=True)
 class Args:
     """Command-line arguments (each field is a ``--flag``)."""
 
-    model: Path = Path("runs/bench_tworoom/model")
-    data: Path = Path("runs/bench_tworoom/tworoom.h5")
+    model: str = "pretrained:tworoom"  # checkpoint directory or a shipped model
+    data: str = ""  # dataset file; "": the model's own, or regenerated held-out episodes
     out: Path = Path("benchmarks/results")
     planners: str = "all"  # "all", "ours", or comma-separated row names (e.g. "ours/CEM,swm/CEM")
     pairs: int = 5
-    repeats: int = 2
-    warmup: int = 2
-    threads: int = 2
+    repeats: int = 3
+    warmup: int = 1  # warm-up plans per planner and budget
+    threads: int = 1  # 2 threads on 2 busy cores stalled plans 5-8x
     seed: int = 0
     goal_offset: int = 25
     horizon: int = 5
@@ -73,6 +81,12 @@ class Args:
     mppi_lambda: float = 1.0
     mppi_noise_sigma: float = 1.0
     swm_mppi_temperature: float = 0.5
+    sweep: str = "1,2,4,8,15,30"  # iterations of the sampling planners' energy-vs-time sweep
+    grad_sweep: str = "3,6,12,25,50,100"  # steps of the gradient planners' sweep
+    tune_pairs: int = 4  # pairs each peer's grid is tried on (0: no tuned rows)
+    tune_seed: int = 1  # seed of the tuning pairs (drawn from episodes no reported pair uses)
+    peer_rollout: str = "fused"  # "fused" or "stepped": how pytorch_mppi/torchrl call the model
+    no_stepped: bool = False  # skip the full-budget "stepped" rows (what the fused rollout saves)
     fresh: bool = False
 
     def budget(self) -> Budget:
@@ -80,18 +94,23 @@ class Args:
         names = {f.name for f in dataclasses.fields(Budget)}
         return Budget(**{k: v for k, v in asdict(self).items() if k in names})
 
+    def sweep_of(self, row: PeerBudget) -> list[int]:
+        """The row's iteration counts (gradient steps), ending at its full budget (only that
+        for a "stepped" row)."""
+        if row.variant_name == "stepped":
+            return [row.iterations]
+        text = self.grad_sweep if row.family == "gradient" else self.sweep
+        full = self.grad_iterations if row.family == "gradient" else self.iterations
+        values = sorted({int(v) for v in text.split(",") if v.strip()} | {full})
+        if values[0] < 1 or values[-1] > full:
+            raise ValueError(f"sweep {text!r} must lie in [1, {full}]")
+        return values
 
-class Contender(Protocol):
-    """What the runner needs of a planner: reseed, and plan from raw observations."""
 
-    def reset(self, seed: int) -> None: ...
-
-    def plan(self, obs: np.ndarray, goal: np.ndarray) -> Any: ...
-
-
+# -------------------------------------------------------------------------------- planners
 @dataclass(frozen=True)
 class Ours:
-    """One of our planners behind the :class:`Contender` interface."""
+    """One of our planners behind the :class:`~adapters.Contender` interface."""
 
     planner: lm.Planner
 
@@ -107,48 +126,81 @@ def build(
 ) -> tuple[Contender, str]:
     """The planner of one row and the library (with version) it comes from."""
     kwargs = dict(row.kwargs)
-    library, _, kind = row.name.partition("/")
-    if library == "ours":
+    if row.library == "ours":
         planner_class: Callable[..., lm.Planner] = {
             "CEM": lm.CEM, "MPPI": lm.MPPI, "gradient": lm.GradientPlanner
-        }[kind]  # fmt: skip
+        }[row.kind]  # fmt: skip
         return Ours(planner_class(model, seed=seed, **kwargs)), f"lewm_mpc {lm.__version__}"
-    if library == "swm":
+    if row.library == "swm":
         import peer_swm
 
-        contender = peer_swm.SwmPlanner(kind.lower(), model, kwargs, budget.horizon, seed=seed)
+        contender = peer_swm.SwmPlanner(row.kind.lower(), model, kwargs, budget.horizon, seed=seed)
         return contender, f"stable-worldmodel {peer_swm.version()}"
-    if library == "pytorch_mppi":
+    if row.library == "pytorch_mppi":
         import peer_mppi
 
         return peer_mppi.PytorchMppiPlanner(model, kwargs), f"pytorch_mppi {peer_mppi.version()}"
-    if library == "torchrl":
+    if row.library == "torchrl":
         import peer_torchrl
 
         return peer_torchrl.TorchRLCEMPlanner(model, kwargs), f"torchrl {peer_torchrl.version()}"
     raise ValueError(f"unknown planner row {row.name!r}")
 
 
-def load_pairs(args: Args) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(start, goal) pixel observations from held-out validation episodes."""
-    dataset = EpisodeDataset.load(args.data)
-    spec = get_env_spec(dataset.meta.env_id)
-    config = EvalConfig(num_pairs=args.pairs, goal_offset=args.goal_offset, seed=args.seed)
-    _, val_ids = dataset.split(config.val_fraction, seed=config.split_seed)
-    pairs, _ = sample_pairs(dataset, val_ids, spec, config)
-    rows = [dataset.episode_slice(p.episode).start + p.start_step for p in pairs]
-    return [
-        (np.array(dataset.pixels[row]), np.array(dataset.pixels[row + args.goal_offset]))
-        for row in rows
-    ]
+def _config_of(contender: Contender) -> dict[str, Any] | None:
+    """Our planner's full config (JSON-ready), None for a peer."""
+    if not isinstance(contender, Ours):
+        return None
+    return {k: v if isinstance(v, int | float | str | bool | None) else str(v)
+            for k, v in asdict(contender.planner.config).items()}  # fmt: skip
 
 
+# ----------------------------------------------------------------------------------- pairs
+def load_pairs(run: lm.Run, args: Args, tune: bool) -> tuple[Pairs, Pairs, dict[str, Any]]:
+    """(start, goal) pixel observations: the reported pairs from the model's held-out episodes,
+    and (if ``tune``) ``args.tune_pairs`` tuning pairs from held-out episodes that no reported
+    pair uses.
+
+    Returns:
+        Reported pairs, tuning pairs, and where they came from (JSON-ready).
+    """
+    if run.env_spec is None:
+        raise ValueError(f"{run.data_path} holds no built-in env's data: no start/goal pairs")
+    dataset, block = run.dataset, run.dataset.action_block
+
+    def draw(episodes: np.ndarray, num: int, seed: int) -> tuple[Pairs, list[list[int]]]:
+        config = EvalConfig(num_pairs=num, goal_offset=args.goal_offset, seed=seed)
+        pairs, _ = sample_pairs(dataset, episodes, run.env_spec, config)
+        rows = [dataset.episode_slice(p.episode).start + p.start_step // block for p in pairs]
+        offset = args.goal_offset // block
+        observations = [
+            (np.array(dataset.pixels[row]), np.array(dataset.pixels[row + offset])) for row in rows
+        ]
+        return observations, [[int(p.episode), int(p.start_step)] for p in pairs]
+
+    reported, reported_at = draw(run.val_ids, args.pairs, args.seed)
+    tuning_pairs: Pairs = []
+    tuning_at: list[list[int]] = []
+    if tune:
+        spare = np.setdiff1d(run.val_ids, [episode for episode, _ in reported_at])
+        tuning_pairs, tuning_at = draw(spare, args.tune_pairs, args.tune_seed)
+    source = {
+        "data": str(run.data_path),
+        "regenerated": run.regenerated,
+        "reported_pairs": reported_at,  # [episode, start step]
+        "tuning_pairs": tuning_at,
+    }
+    return reported, tuning_pairs, source
+
+
+# -------------------------------------------------------------------------------- measuring
 def measure(
     contenders: dict[str, Contender],
     scorer: PlanScorer,
-    pairs: list[tuple[np.ndarray, np.ndarray]],
+    pairs: Pairs,
     args: Args,
-    bar: tqdm,
+    bar: Any,
+    groups: list[list[str]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Warm every contender up, then time ``repeats`` cold plans per pair, interleaved.
 
@@ -157,12 +209,22 @@ def measure(
     clocks) then hits all contenders alike instead of whichever happened to run during it, and
     each slot gives a paired latency ratio. Each plan is scored with our energy.
 
+    Args:
+        contenders: the planners, by name.
+        scorer: our energy of a returned plan.
+        pairs: (start, goal) observations.
+        args: repeats, warm-up plans, seed.
+        bar: progress (``update(1)`` per timed plan).
+        groups: contenders planned back to back (e.g. every planner at one budget); the groups
+            and the contenders within each are rotated from slot to slot. Default: one group.
+
     Returns:
         Per contender name: latency p50/p95/min, the per-slot seconds, energies and the
         fraction of returned action entries outside the bounds.
     """
     latents = [scorer.encode(obs, goal) for obs, goal in pairs]
     names = list(contenders)
+    groups = groups if groups is not None else [names]
     for name in names:
         for index in range(args.warmup):
             contenders[name].reset(args.seed + 10_000 + index)
@@ -173,16 +235,17 @@ def measure(
     slot = 0
     for repeat in range(args.repeats):
         for index, (obs, goal) in enumerate(pairs):
-            for name in (names[i] for i in round_robin(len(names), slot)):
-                contender = contenders[name]
-                contender.reset(args.seed + repeat * len(pairs) + index)
-                start = time.perf_counter()
-                actions = contender.plan(obs, goal)
-                seconds[name].append(time.perf_counter() - start)
-                scored = scorer.score(*latents[index], actions)
-                energies[name].append(scored.energy)
-                outside[name].append(scored.out_of_bounds)
-                bar.update(1)
+            for group in (groups[g] for g in round_robin(len(groups), slot)):
+                for name in (group[i] for i in round_robin(len(group), slot)):
+                    contender = contenders[name]
+                    contender.reset(args.seed + repeat * len(pairs) + index)
+                    start = time.perf_counter()
+                    actions = contender.plan(obs, goal)
+                    seconds[name].append(time.perf_counter() - start)
+                    scored = scorer.score(*latents[index], actions)
+                    energies[name].append(scored.energy)
+                    outside[name].append(scored.out_of_bounds)
+                    bar.update(1)
             slot += 1
     stats = {}
     for name in names:
@@ -207,70 +270,140 @@ def _setup(args: Args) -> dict[str, Any]:
     return {k: str(v) for k, v in asdict(args).items() if k not in skip}
 
 
+def _select(args: Args, budgets: dict[str, PeerBudget]) -> list[str]:
+    """The default rows asked for (tuned rows follow their peer)."""
+    if args.planners == "all":
+        return list(budgets)
+    if args.planners == "ours":
+        return [n for n in budgets if n.startswith("ours/")]
+    names = [n.strip() for n in args.planners.split(",") if n.strip()]
+    unknown = [n for n in names if n not in budgets]
+    if unknown:
+        raise ValueError(f"unknown planners {unknown}; choose from {list(budgets)}")
+    return names
+
+
+def _tune(
+    names: list[str],
+    budgets: dict[str, PeerBudget],
+    previous: dict[str, Any],
+    model: lm.WorldModel,
+    scorer: PlanScorer,
+    pairs: Pairs,
+    args: Args,
+) -> dict[str, tuning.Tuning]:
+    """Each selected peer's grid, tried on the tuning pairs (or reused from ``previous``)."""
+    todo = [n for n in names if n in tuning.GRIDS and n not in previous]
+    found = {n: tuning.Tuning.from_dict(previous[n]) for n in names if n in previous}
+    if not todo:
+        return found
+    total = sum(len(tuning.grid_settings(budgets[n])) for n in todo) * len(pairs)
+    with tqdm(total=total, desc="tuning") as bar:
+        for name in todo:
+            found[name] = tuning.tune(
+                budgets[name], lambda row: build(row, model, args.budget(), args.seed)[0],
+                scorer, pairs, seed=args.seed + 20_000, on_plan=lambda: bar.update(1),
+            )  # fmt: skip
+    return found
+
+
 def main(args: Args) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
-    budgets = peer_budgets(args.budget())
-    if args.planners == "all":
-        names = list(budgets)
-    elif args.planners == "ours":
-        names = [n for n in budgets if n.startswith("ours/")]
-    else:
-        names = [n.strip() for n in args.planners.split(",") if n.strip()]
-        unknown = [n for n in names if n not in budgets]
-        if unknown:
-            raise ValueError(f"unknown planners {unknown}; choose from {list(budgets)}")
-    model = lm.WorldModel.load(args.model)
+    budgets = peer_budgets(args.budget(), args.peer_rollout)
+    names = _select(args, budgets)
+    run = lm.load_run(args.model, data_path=args.data or None)
+    model = run.model
     model.requires_grad_(False)  # planning never needs parameter gradients (any planner)
     scorer = PlanScorer(model)
-    pairs = load_pairs(args)
+    tune = args.tune_pairs > 0 and any(name in tuning.GRIDS for name in names)
+    pairs, tuning_pairs, source = load_pairs(run, args, tune)
 
     path = args.out / "peers.json"
     setup = _setup(args)
     rows: dict[str, dict[str, Any]] = {}
+    previous_tuning: dict[str, Any] = {}
     if path.exists() and not args.fresh:
         previous = json.loads(path.read_text())
         if previous.get("setup") == setup:
             rows = {r["name"]: r for r in previous["rows"]}
+            previous_tuning = previous.get("tuning", {})
+    tuned = (
+        _tune(names, budgets, previous_tuning, model, scorer, tuning_pairs, args) if tune else {}
+    )
+    selected: dict[str, PeerBudget] = {}  # default rows, each followed by its variants
+    for name in names:
+        selected[name] = budgets[name]
+        if name in tuned:
+            selected[f"{name} tuned"] = budgets[name].tuned(tuned[name].best)
+        if name in STEPPED and args.peer_rollout == "fused" and not args.no_stepped:
+            selected[f"{name} stepped"] = budgets[name].stepped()
+    names = list(selected)
     todo = [name for name in names if name not in rows]
     contenders: dict[str, Contender] = {}
+    groups: dict[int, list[str]] = {}  # sweep level -> contenders at it
     for name in todo:
+        row = selected[name]
         try:
-            contenders[name], library = build(budgets[name], model, args.budget(), args.seed)
+            contender, library = build(row, model, args.budget(), args.seed)
         except ImportError as error:
             raise ImportError(
                 f"{name} needs its library ({error}); install the peers with "
                 "`bash benchmarks/peers/setup_venv.sh` and run with .venv-peers/bin/python, "
                 "or pick planners with --planners (e.g. --planners ours)"
             ) from error
-        row = budgets[name]
         rows[name] = {
-            "name": name, "family": row.family, "library": library,
-            "kwargs": {k: v for k, v in row.kwargs.items()},
+            "name": name, "base": row.base, "variant": row.variant_name,
+            "family": row.family, "library": library,
+            "kwargs": dict(row.kwargs), "config": _config_of(contender),
             "energy_evals_per_plan": row.energy_evals, "notes": list(row.notes),
         }  # fmt: skip
+        sweep = args.sweep_of(row)
+        for level, iterations in enumerate(sweep):
+            key = f"{name}@{iterations}"
+            if iterations == row.iterations:
+                contenders[key] = contender
+            else:
+                contenders[key] = build(row.at(iterations), model, args.budget(), args.seed)[0]
+            groups.setdefault(level - len(sweep), []).append(key)  # full budget: level -1
     if contenders:
         with tqdm(total=len(contenders) * args.repeats * len(pairs), desc="peers") as bar:
-            for name, stats in measure(contenders, scorer, pairs, args, bar).items():
-                rows[name].update(stats)
-    result = _assemble(args, setup, rows, budgets)
+            stats = measure(contenders, scorer, pairs, args, bar, [*groups.values()])
+        for name in todo:
+            row = selected[name]
+            rows[name].update(stats[f"{name}@{row.iterations}"])
+            rows[name]["sweep"] = [
+                {"iterations": it, "energy_evals": row.at(it).energy_evals,
+                 **{k: v for k, v in stats[f"{name}@{it}"].items() if k != "seconds_per_slot"}}
+                for it in args.sweep_of(row)
+            ]  # fmt: skip
+    result = _assemble(args, setup, rows, names, source, tuned)
     _write(args.out, result)
-    print(_markdown(result))
+    print(report.markdown(result))
     return result
 
 
 def _assemble(
-    args: Args, setup: dict[str, Any], rows: dict[str, dict[str, Any]], budgets: dict
+    args: Args,
+    setup: dict[str, Any],
+    rows: dict[str, dict[str, Any]],
+    names: list[str],
+    source: dict[str, Any],
+    tuned: dict[str, tuning.Tuning],
 ) -> dict[str, Any]:
-    ordered = [dict(rows[n]) for n in budgets if n in rows]
+    ordered = [dict(rows[n]) for n in names if n in rows]
     ours = {r["family"]: r for r in ordered if r["name"].startswith("ours/")}
     for row in ordered:
+        fused = rows.get(row["base"]) if row.get("variant") == "stepped" else None
+        row["latency_ratio_to_fused"] = report.paired_latency_ratio(row, fused) if fused else None
         reference = ours.get(row["family"])
         row["ours"] = reference["name"] if reference else None
-        row["latency_ratio_to_ours"] = _paired_latency_ratio(row, reference) if reference else None
-        row["energy_ratio_to_ours"] = (
-            _geometric_mean_ratio(row["energy_per_pair"], reference["energy_per_pair"])
-            if reference
-            else None
+        row["latency_ratio_to_ours"] = (
+            report.paired_latency_ratio(row, reference) if reference else None
+        )
+        mine, theirs = row["energy_per_pair"], reference["energy_per_pair"] if reference else None
+        row["energy_ratio_to_ours"] = report.geometric_mean_ratio(mine, theirs) if theirs else None
+        row["energy_mean_ratio_to_ours"] = (
+            report.arithmetic_mean_ratio(mine, theirs) if theirs else None
         )
     return {
         "setup": setup,
@@ -281,65 +414,17 @@ def _assemble(
             "processor": cpu_model_name(),
         },
         "budget": asdict(args.budget()),
+        "pairs": source,
         "rows": ordered,
+        "time_to_quality": report.time_to_quality(ordered),
+        "tuning": {name: result.to_dict() for name, result in tuned.items()},
     }
-
-
-def _paired_latency_ratio(row: dict[str, Any], reference: dict[str, Any]) -> float:
-    """Median over timing slots of row / reference plan seconds (same repeat and pair, timed
-    back to back); the ratio of the p50s when the rows were not timed in the same slots."""
-    mine, theirs = row.get("seconds_per_slot"), reference.get("seconds_per_slot")
-    if mine and theirs and len(mine) == len(theirs):
-        return float(np.median(np.asarray(mine) / np.asarray(theirs)))
-    return row["latency_p50_s"] / reference["latency_p50_s"]
-
-
-def _geometric_mean_ratio(values: list[float], reference: list[float]) -> float:
-    """Geometric mean over pairs of value / reference (energies span orders of magnitude
-    between easy and hard pairs, so a ratio of means would be the hardest pair's ratio)."""
-    ratios = np.asarray(values, dtype=float) / np.maximum(np.asarray(reference, dtype=float), 1e-12)
-    return float(np.exp(np.mean(np.log(np.maximum(ratios, 1e-12)))))
 
 
 def _write(out: Path, result: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "peers.json", json.dumps(result, indent=1))
-    write_text_atomic(out / "peers.md", _markdown(result))
-
-
-def _markdown(result: dict[str, Any]) -> str:
-    budget, setup = result["budget"], result["setup"]
-    lines = [
-        f"Same world model (`{setup['model']}`), same energy (`lm.GoalDistance()`), same "
-        f"{setup['pairs']} held-out start/goal pairs x {setup['repeats']} cold plans each, "
-        f"{result['machine']['torch_threads']} torch threads on {result['machine']['processor']}, "
-        f"torch {result['machine']['torch']}; plans timed interleaved (every planner once per "
-        "slot, order rotated), latency ratio = median over slots of the per-slot ratio. "
-        f"Sampling budget {budget['num_samples']} samples x {budget['iterations']} iterations "
-        f"(top {budget['topk']}), horizon {budget['horizon']} blocks; gradient budget "
-        f"{budget['grad_restarts']} restarts x {budget['grad_iterations']} steps. Energy: OUR "
-        "energy of the returned plan on OUR model's rollout (lower is better).",
-        "",
-        "| planner | library | evals/plan | latency p50 | latency vs ours | energy (mean) | "
-        "energy vs ours (geo. mean over pairs) | out of bounds |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in result["rows"]:
-        ratio = row["latency_ratio_to_ours"]
-        energy_ratio = row["energy_ratio_to_ours"]
-        lines.append(
-            f"| {row['name']} | {row['library']} | {row['energy_evals_per_plan']:,} | "
-            f"{1000 * row['latency_p50_s']:.0f} ms | "
-            + (f"{ratio:.2f}x {row['ours']}" if ratio is not None else "n/a")
-            + f" | {row['energy_mean']:.3f} | "
-            + (f"{energy_ratio:.2f}x" if energy_ratio is not None else "n/a")
-            + f" | {100 * row['out_of_bounds_fraction']:.0f}% |"
-        )
-    lines += ["", "Mismatches that remain at equal budget:", ""]
-    for row in result["rows"]:
-        for note in row["notes"]:
-            lines.append(f"- {row['name']}: {note}")
-    return "\n".join(lines) + "\n"
+    write_text_atomic(out / "peers.md", report.markdown(result))
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
