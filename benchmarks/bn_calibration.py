@@ -36,8 +36,9 @@ def calibrated_copy(work: Path, batches: int, seed: int) -> Path:
     if (out / "config.json").exists():
         return out
     run = lm.load_run(work / "model", work / "data.h5")
-    sampler = WindowSampler(run.dataset, run.train_ids, 4, run.model.action_block, 64,
-                            run.obs_mode, seed=seed)  # fmt: skip
+    rows_per_step = run.model.action_block // run.dataset.action_block  # data in blocks
+    sampler = WindowSampler(run.dataset, run.train_ids, 4, rows_per_step, 64, run.obs_mode,
+                            seed=seed)  # fmt: skip
     calibrate_batchnorm(run.model, sampler, batches)
     run.model.save(out)
     return out

@@ -49,7 +49,8 @@ def main() -> None:
     run = lm.load_run(args.model or args.work / "model", args.data)
     spec = run.require_env("export")
     model = run.model
-    sampler = WindowSampler(run.dataset, run.train_ids, 4, model.action_block, 64, run.obs_mode,
+    rows_per_step = model.action_block // run.dataset.action_block  # data collected in blocks
+    sampler = WindowSampler(run.dataset, run.train_ids, 4, rows_per_step, 64, run.obs_mode,
                             seed=args.seed)  # fmt: skip
     calibrate_batchnorm(model, sampler, args.batches)
 
