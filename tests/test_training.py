@@ -242,6 +242,8 @@ def test_a_run_in_the_single_folder_layout_resumes_into_checkpoints(tiny_dataset
 
 KILL_SCRIPT = """
 import os, sys
+import torch
+torch.set_num_threads(int(sys.argv[4]))  # the test process's: bit-identical results
 from conftest import tiny_config
 from lewm_mpc.training import TrainConfig, train
 import test_training as t
@@ -261,7 +263,8 @@ KILL_RUN = dict(steps=4, **{**FAST, "checkpoint_every": 2, "keep_checkpoints": 1
 
 
 def _run_killed(dataset: Path, run: Path, kill_after: int) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-c", KILL_SCRIPT, str(dataset), str(run), str(kill_after)]
+    command = [sys.executable, "-c", KILL_SCRIPT, str(dataset), str(run), str(kill_after),
+               str(torch.get_num_threads())]  # fmt: skip
     return subprocess.run(command, cwd=Path(__file__).parent, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
 
