@@ -116,20 +116,9 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(tiny_dataset, tmp_p
     assert 12 <= interrupted_at < steps
     assert WorldModel.load(tmp_path / "run").run_meta.step == interrupted_at
 
-    train(
-        tiny_dataset,
-        tmp_path / "run",
-        tiny_config(),
-        TrainConfig(steps=steps, **FAST),
-        progress=False,
-    )
-    train(
-        tiny_dataset,
-        tmp_path / "ref",
-        tiny_config(),
-        TrainConfig(steps=steps, **FAST),
-        progress=False,
-    )
+    for run_dir in ("run", "ref"):  # fresh processes: no state of the test process leaks in
+        finished = [*command[:4], str(tmp_path / run_dir), str(steps)]
+        subprocess.run(finished, cwd=tests_dir, check=True, capture_output=True, timeout=300)
     resumed, reference = _weights(tmp_path / "run"), _weights(tmp_path / "ref")
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
     logged = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
@@ -275,10 +264,11 @@ def _assert_kill_then_resume_is_exact(dataset: Path, tmp_path: Path, kill_after:
     assert killed.returncode == 9, killed.stderr
     if checkpoint_dir(run) is not None:  # whatever was committed loads
         WorldModel.load(run)
-    train(dataset, run, tiny_config(), TrainConfig(**KILL_RUN), progress=False)
+    # resume and reference in fresh processes too: no state of the test process leaks in
+    assert _run_killed(dataset, run, 0).returncode == 0
     reference = tmp_path / "reference"
     if not reference.exists():
-        train(dataset, reference, tiny_config(), TrainConfig(**KILL_RUN), progress=False)
+        assert _run_killed(dataset, reference, 0).returncode == 0
     resumed, expected = _weights(run), _weights(reference)
     assert all(torch.equal(resumed[k], expected[k]) for k in expected), kill_after
     logged = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
