@@ -245,6 +245,25 @@ class Results:
         return next((r for r in reversed(self.rows) if r["stage"] == stage and r["key"] == key),
                     None)  # fmt: skip
 
+    def adopt(self, summary: dict[str, Any], variants: Sequence[Variant]) -> int:
+        """Record the finished stages of a written summary that this file lacks.
+
+        The summary (``ablation_<env>.json``) is committed; the work folder may be lost. Rows are
+        adopted only where the variant's settings are unchanged. Returns the rows adopted.
+        """
+        by_name = {variant.name: variant for variant in variants}
+        adopted = 0
+        for row in summary.get("rows", []):
+            variant = by_name.get(row["variant"])
+            if variant is None or row["settings"] != _plain(dataclasses.asdict(variant)):
+                continue
+            keys = _stage_keys(variant)
+            for stage in STAGES:
+                if row.get(stage) is not None and self.get(variant, stage) is None:
+                    self.add(variant, stage, keys[stage], {**row[stage], "adopted": True})
+                    adopted += 1
+        return adopted
+
     def add(self, variant: Variant, stage: str, key: str, result: dict[str, Any]) -> dict:
         row = _plain({"variant": variant.name, "stage": stage, "key": key,
                       "settings": dataclasses.asdict(variant), **result})  # fmt: skip
@@ -256,6 +275,11 @@ class Results:
             handle.write(json.dumps(row) + "\n")
         self.rows.append(row)
         return row
+
+
+def _stage_keys(variant: Variant) -> dict[str, str]:
+    """The data / model key each stage's result is shared under."""
+    return {"data": variant.data_key(), **dict.fromkeys(STAGES[1:], variant.model_key())}
 
 
 def _plain(value: Any) -> Any:
@@ -300,6 +324,12 @@ class Queue:
         return lm.make_planner(variant.planner, model, **fields)
 
     # ------------------------------------------------------------------ stages
+    def load(self, variant: Variant) -> lm.Run:
+        """The variant's trained run; retrained (same seed) when its files are gone."""
+        if not self.model_dir(variant).exists():
+            self.stage_train(variant)
+        return lm.load_run(self.model_dir(variant), self.collect(variant))
+
     def collect(self, variant: Variant) -> Path:
         return collect_dataset(
             self.spec.name, self.data_path(variant), variant.episodes, variant.episode_steps,
@@ -330,7 +360,7 @@ class Queue:
         earlier = self.results.shared("probe", variant.model_key())
         if earlier is not None:
             return {k: earlier[k] for k in ("target", "r2_linear", "r2_per_output")}
-        run = lm.load_run(self.model_dir(variant), self.collect(variant))
+        run = self.load(variant)
         name, target = block_pose(self.spec.name)
         probe = fit_probe_from_dataset(run.model, run.dataset, run.train_ids, target,
                                        kind="linear", seed=self.args.seed)  # fmt: skip
@@ -338,7 +368,7 @@ class Queue:
                 "r2_per_output": [float(r) for r in probe.r2]}  # fmt: skip
 
     def stage_select(self, variant: Variant) -> dict[str, Any]:
-        run = lm.load_run(self.model_dir(variant), self.collect(variant))
+        run = self.load(variant)
         report = evaluate(self.planner(variant, run.model), run.dataset, self.spec,
                           self.eval_config, obs_mode=run.obs_mode, progress=not self.smoke,
                           episode_ids=run.val_ids)  # fmt: skip
@@ -359,7 +389,7 @@ class Queue:
     def stage_common(self, variant: Variant) -> dict[str, Any]:
         reference = self.reference()
         pairs, skipped, val_ids = self.common_pairs()
-        run = lm.load_run(self.model_dir(variant), self.collect(variant))
+        run = self.load(variant)
         source = {"data_policy": variant.policy, "pairs_from":
                   f"val episodes of {reference.data_key()} (reference)"}  # fmt: skip
         same_split = np.array_equal(np.sort(run.val_ids), np.sort(val_ids))
@@ -384,9 +414,7 @@ class Queue:
         return smoke_variants(self.spec.name) if self.smoke else VARIANTS[self.spec.name]
 
     def run(self, variant: Variant) -> None:
-        keys = {"data": variant.data_key(), "train": variant.model_key(),
-                "probe": variant.model_key(), "select": variant.model_key(),
-                "common": variant.model_key()}  # fmt: skip
+        keys = _stage_keys(variant)
         for stage in STAGES:
             if self.results.get(variant, stage) is not None:
                 print(f"{variant.name}: {stage} already finished", flush=True)
@@ -504,6 +532,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = args.out or (work if args.smoke else Path("benchmarks/results"))
     args.pairs = args.pairs or (2 if args.smoke else 50)
     queue = Queue(args.env, work, args, args.smoke)
+    written = out / f"ablation_{args.env}{'_smoke' if args.smoke else ''}.json"
+    if written.exists():
+        adopted = queue.results.adopt(json.loads(written.read_text()), queue.variants())
+        if adopted:
+            print(f"adopted {adopted} finished stages from {written}", flush=True)
     names = [v.name for v in queue.variants()]
     only = [name for name in args.only.split(",") if name]
     unknown = sorted(set(only) - set(names))
