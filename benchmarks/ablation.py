@@ -35,6 +35,7 @@ the variant's settings: editing a variant reruns its stages); a rerun skips fini
     MUJOCO_GL=egl .venv/bin/python benchmarks/ablation.py --env pusht
     MUJOCO_GL=egl .venv/bin/python benchmarks/ablation.py --env cube --only baseline,mppi
     MUJOCO_GL=egl .venv/bin/python benchmarks/ablation.py --env pusht --list
+    MUJOCO_GL=egl .venv/bin/python benchmarks/ablation.py --env pusht --only train-10000 --models
     MUJOCO_GL=egl .venv/bin/python benchmarks/ablation.py --env pusht --smoke
 
 Writes ``benchmarks/results/ablation_<env>.md`` and ``.json`` after each variant. ``--smoke``
@@ -521,6 +522,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--select-seed", type=int, default=1, help="pair seed (not 0: test)")
     parser.add_argument("--only", default="", help="comma-separated variant names")
     parser.add_argument("--list", action="store_true", help="print variants and what is done")
+    parser.add_argument("--models", action="store_true",
+                        help="only make sure the variants' models exist (retrain lost ones)")
     parser.add_argument("--smoke", action="store_true", help="two tiny variants, seconds")
     parser.add_argument("--workers", type=int, default=0, help="collection; 0: the recipe's")
     parser.add_argument("--seed", type=int, default=0, help="training and planner seed")
@@ -544,6 +547,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.error(f"unknown variants {unknown}; {args.env} has {names}")
     if args.list:
         print(queue.listing())
+        return queue.summary()
+    if args.models:
+        for variant in queue.variants():
+            if not only or variant.name in only:
+                queue.load(variant)
+                print(f"{variant.name}: {queue.model_dir(variant)}", flush=True)
         return queue.summary()
     for variant in queue.variants():
         if not only or variant.name in only:
