@@ -5,12 +5,19 @@ LeWorldModel's reference 300 x 30 = 9,000 by default, on the same held-out pairs
 
 - CEM: 300 samples x 30 iterations (plain, and with iCEM's colored noise + elite carry-over);
 - MPPI: 300 samples x 30 iterations;
-- gradient shooting: 30 restarts x 300 Adam steps (each step also back-propagates);
-- hybrid: 10 CEM iterations of 300 samples, then 30 restarts x 200 Adam steps.
+- gradient shooting: 30 restarts x up to 300 projected L-BFGS steps (each step also
+  back-propagates; it stops earlier once every restart has converged), and the same with Adam;
+- hybrid: 10 CEM iterations of 300 samples, then 30 restarts x up to 200 gradient steps
+  (L-BFGS, and Adam).
 
     .venv/bin/python benchmarks/tworoom_planners.py   # needs runs/bench_tworoom (tworoom_cem.py)
+    .venv/bin/python benchmarks/tworoom_planners.py --model pretrained:tworoom \
+        --only gradient,gradient-adam --tag gradient
 
-Writes ``benchmarks/results/tworoom_planners.{json,md}``.
+``--model`` plans with another model (a run directory or ``pretrained:tworoom``, on its held-out
+or regenerated episodes); ``--only`` runs some planners (comma-separated slugs: cem, icem, mppi,
+gradient, gradient-adam, hybrid, hybrid-adam). Writes ``benchmarks/results/tworoom_planners
+[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations
@@ -37,6 +44,20 @@ class Args:
     iterations: int = 30
     restarts: int = 30
     seed: int = 0
+    model: str = ""  # "": <work>/model on <work>/tworoom.h5
+    only: str = ""  # comma-separated planner slugs; "": all
+    tag: str = ""  # output name suffix
+
+
+SLUGS = {
+    "cem": "CEM",
+    "icem": "CEM + iCEM options (beta 2, keep 0.3)",
+    "mppi": "MPPI",
+    "gradient": "Gradient",
+    "gradient-adam": "Gradient (Adam)",
+    "hybrid": "Hybrid (CEM -> gradient)",
+    "hybrid-adam": "Hybrid (CEM -> gradient, Adam)",
+}
 
 
 def planners(model: lm.WorldModel, args: Args) -> dict[str, lm.Planner]:
@@ -53,25 +74,44 @@ def planners(model: lm.WorldModel, args: Args) -> dict[str, lm.Planner]:
             topk=max(1, args.samples // 10), noise_beta=2.0, keep_elites=0.3, **common,
         ),
         "MPPI": lm.MPPI(model, num_samples=args.samples, iterations=args.iterations, **common),
-        "Gradient": lm.GradientPlanner(model, restarts=args.restarts,
-                                       iterations=budget // args.restarts, **common),
-        "Hybrid (CEM -> gradient)": lm.GradientPlanner(
-            model, restarts=args.restarts, iterations=hybrid_steps,
-            cem_iterations=cem_iterations, cem_samples=args.samples,
-            cem_topk=max(1, args.samples // 10), **common,
-        ),
+        **{
+            f"Gradient{suffix}": lm.GradientPlanner(
+                model, restarts=args.restarts, iterations=budget // args.restarts,
+                optimizer=optimizer, **common,
+            )
+            for suffix, optimizer in (("", "lbfgs"), (" (Adam)", "adam"))
+        },
+        **{
+            f"Hybrid (CEM -> gradient{suffix})": lm.GradientPlanner(
+                model, restarts=args.restarts, iterations=hybrid_steps,
+                cem_iterations=cem_iterations, cem_samples=args.samples,
+                cem_topk=max(1, args.samples // 10), optimizer=optimizer, **common,
+            )
+            for suffix, optimizer in (("", "lbfgs"), (", Adam", "adam"))
+        },
     }  # fmt: skip
 
 
 def main(args: Args) -> dict:
     torch.manual_seed(args.seed)
-    model = lm.WorldModel.load(args.work / "model")
-    dataset = EpisodeDataset.load(args.work / "tworoom.h5")
+    only = [slug for slug in args.only.split(",") if slug]
+    unknown = sorted(set(only) - set(SLUGS))
+    if unknown:
+        raise SystemExit(f"unknown planners {unknown}; choose from {sorted(SLUGS)}")
+    if args.model:
+        run = lm.load_run(args.model)
+        model, dataset, episode_ids = run.model, run.dataset, run.val_ids
+    else:
+        model = lm.WorldModel.load(args.work / "model")
+        dataset, episode_ids = EpisodeDataset.load(args.work / "tworoom.h5"), None
     spec = get_env_spec("tworoom")
     config = EvalConfig(num_pairs=args.pairs, seed=args.seed)
+    chosen = {SLUGS[slug] for slug in only} if only else set(SLUGS.values())
     rows = []
     for name, planner in planners(model, args).items():
-        report = evaluate(planner, dataset, spec, config)
+        if name not in chosen:
+            continue
+        report = evaluate(planner, dataset, spec, config, episode_ids=episode_ids)
         print(name, report.summary(), flush=True)
         rows.append({
             "planner": name, "pairs": report.num_pairs, "success_rate": report.success_rate,
@@ -80,18 +120,22 @@ def main(args: Args) -> dict:
             "energy_evals_per_plan": report.energy_evals_per_plan,
             "config": {k: v for k, v in asdict(planner.config).items()},
         })  # fmt: skip
-    result = {"budget_evals_per_plan": args.samples * args.iterations, "rows": rows}
+    result = {"budget_evals_per_plan": args.samples * args.iterations,
+              "model": args.model or str(args.work / "model"), "rows": rows}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / "tworoom_planners.json", json.dumps(result, indent=1))
-    write_text_atomic(args.out / "tworoom_planners.md", markdown(result))
+    name = "tworoom_planners" + (f"_{args.tag}" if args.tag else "")
+    write_text_atomic(args.out / f"{name}.json", json.dumps(result, indent=1))
+    write_text_atomic(args.out / f"{name}.md", markdown(result))
     print(markdown(result))
     return result
 
 
 def markdown(result: dict) -> str:
     lines = [
-        f"Two-Room, {result['rows'][0]['pairs']} held-out pairs, "
-        f"{result['budget_evals_per_plan']:,} energy evaluations per plan for every planner.",
+        f"Two-Room, {result['rows'][0]['pairs']} held-out pairs, model "
+        f"`{result.get('model', 'runs/bench_tworoom/model')}`, a budget of "
+        f"{result['budget_evals_per_plan']:,} energy evaluations per plan for every planner "
+        "(gradient planners stop earlier once converged).",
         "",
         "| planner | success (95% CI) | steps to success | plan latency p50 / p95 | evals/plan |",
         "|---|---|---|---|---|",

@@ -48,6 +48,12 @@ CASES = {
          "cem_samples": 16, "cem_topk": 4},
         True,
     ),
+    "hybrid_adam": (
+        lm.GradientPlanner.hybrid,
+        {"horizon": 2, "seed": 3, "restarts": 2, "iterations": 3, "cem_iterations": 3,
+         "cem_samples": 16, "cem_topk": 4, "optimizer": "adam"},
+        True,
+    ),
 }  # fmt: skip
 OBS = np.array([[-0.5, 0.1], [0.0, -0.4]], dtype=np.float32)
 GOAL = np.array([[0.6, 0.0], [0.3, 0.5]], dtype=np.float32)
@@ -62,7 +68,8 @@ def run_case(name: str) -> tuple[np.ndarray, np.ndarray]:
     return result.actions, result.energy
 
 
-# Recorded with the loops that preceded SamplingPlanner (second plan: actions per env, energies).
+# Recorded with the loops that preceded SamplingPlanner (second plan: actions per env, energies);
+# hybrid_adam with the Adam loop that preceded L-BFGS.
 EXPECTED: dict[str, tuple[list[list[float]], list[float]]] = {
     "cem": (
         [
@@ -99,7 +106,14 @@ EXPECTED: dict[str, tuple[list[list[float]], list[float]]] = {
         ],
         [0.393865, 0.438242],
     ),
-    "hybrid": (
+    "hybrid": (  # L-BFGS after the CEM warm-up (same warm-up as hybrid_adam)
+        [
+            [0.96116, 0.832914, 0.598959, 0.938075, 0.806262, -0.400959, 1.0, -0.244706],
+            [-0.947391, 1.0, -0.947391, 1.0, 0.609396, 0.083174, 0.737159, 1.0],
+        ],
+        [0.337978, 0.244214],
+    ),
+    "hybrid_adam": (
         [
             [0.96116, 0.832914, 0.598959, 0.938075, 0.806262, -0.400959, 1.0, -0.244706],
             [-0.181371, 0.970127, -0.562426, 1.0, 0.546497, 0.806406, -0.156825, 0.566798],

@@ -1,9 +1,10 @@
 """The per-plan budget every planner of a comparison shares, and the planners built at it.
 
 Energy evaluations (candidate plans rolled out and scored) per plan: CEM and MPPI spend
-``samples x iterations``, gradient shooting ``restarts x steps`` (each step also
-back-propagates), the hybrid ``cem_iterations x samples`` of CEM then ``restarts x steps`` of
-Adam; a user-registered sampling planner (config subclassing ``SamplingConfig``) spends
+``samples x iterations``, gradient shooting up to ``restarts x steps`` (each step also
+back-propagates; it stops earlier once converged, and reports what it spent), the hybrid
+``cem_iterations x samples`` of CEM then up to ``restarts x steps`` of gradient steps; a
+user-registered sampling planner (config subclassing ``SamplingConfig``) spends
 ``samples x iterations`` like CEM and MPPI. :class:`Budget` refuses a budget that these cannot
 split exactly.
 """
@@ -93,12 +94,12 @@ class Budget:
 
     @property
     def gradient_steps(self) -> int:
-        """Adam steps of gradient shooting: ``evals / restarts``."""
+        """Gradient steps of gradient shooting (at most): ``evals / restarts``."""
         return self.evals // self.restarts
 
     @property
     def hybrid_steps(self) -> int:
-        """Adam steps of the hybrid after its CEM stage."""
+        """Gradient steps of the hybrid after its CEM stage (at most)."""
         return (self.evals - self.hybrid_cem_iterations * self.samples) // self.restarts
 
 
@@ -158,7 +159,8 @@ def _sampling_fields(budget: Budget) -> dict[str, Any]:
     return {"num_samples": budget.samples, "iterations": budget.iterations}
 
 
-# Config fields that make each planner spend exactly ``budget.evals`` per plan.
+# Config fields that make each planner spend ``budget.evals`` per plan (gradient planners at
+# most: they stop on convergence).
 _BUDGET_FIELDS: dict[str, Callable[[Budget], dict[str, Any]]] = {
     "cem": lambda b: {**_sampling_fields(b), "topk": b.topk},
     "mppi": _sampling_fields,
@@ -188,7 +190,8 @@ def _budget_fields(entry: PlannerEntry) -> Callable[[Budget], dict[str, Any]]:
 
 
 def configured_evals(planner: Planner) -> int:
-    """Energy evaluations per plan the planner is configured for (when no deadline stops it)."""
+    """Energy evaluations per plan the planner is configured for (when no deadline or, for
+    gradient shooting, convergence stops it earlier)."""
     cfg: Any = planner.config
     if isinstance(planner, GradientPlanner):
         return cfg.restarts * cfg.iterations + cfg.cem_iterations * cfg.cem_samples

@@ -1,6 +1,6 @@
-"""Gradient-based shooting: Adam on the action sequence through the differentiable world model,
-with parallel random restarts, hard guardrails by augmented Lagrangian, and an optional CEM
-initialization (the "hybrid")."""
+"""Gradient-based shooting through the differentiable world model: projected L-BFGS (default) or
+Adam on the action sequences, parallel random restarts, stopping on convergence, hard guardrails
+by augmented Lagrangian, and an optional CEM initialization (the "hybrid")."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from lewm_mpc.types import Energy, LatentWorldModel
 
 _BETAS = (0.9, 0.999)  # Adam's moment decay rates
 _EPS = 1e-8
+_ARMIJO = 1e-4  # sufficient-decrease constant of the L-BFGS step test
+OPTIMIZERS = ("lbfgs", "adam")
 HYBRID_DEFAULTS: dict[str, Any] = {"cem_iterations": 10, "iterations": 50}
 """Config fields of the hybrid preset (:meth:`GradientConfig.hybrid`) that differ from the
 plain gradient planner's defaults."""
@@ -30,11 +32,22 @@ class GradientConfig(PlannerConfig):
     Attributes:
         restarts: action sequences optimized in parallel (restart 0 starts from the warm
             start / centre of the bounds, the others from it plus noise).
-        iterations: Adam steps.
-        lr: Adam step size in units of the half action range.
-        final_lr: step size at the last iteration, as a fraction of ``lr`` (cosine decay;
-            1.0 keeps it constant). A decaying step lets Adam settle on the optimum instead of
-            oscillating around it.
+        iterations: most gradient evaluations per restart (each one rollout forward and
+            backward); fewer run when every restart has converged (``tolerance``).
+        optimizer: ``"lbfgs"`` (default): projected L-BFGS with a per-restart step accepted
+            on sufficient decrease (Armijo) and halved otherwise. Curvature pairs make it
+            invariant to the energy's conditioning, which first-order steps are not (on an
+            ill-conditioned quadratic Adam needs orders of magnitude more steps).
+            ``"adam"``: bias-corrected Adam with a cosine-decayed step.
+        memory: L-BFGS curvature pairs kept.
+        tolerance: stop once, for ``patience`` evaluations in a row, no restart has lowered
+            the lowest objective of its env by more than this fraction of its magnitude;
+            0 always runs ``iterations``.
+        patience: evaluations without such progress before an env counts as converged.
+        lr: Adam's step size in units of the half action range; L-BFGS's first step (before
+            any curvature pair) moves the largest action by this much.
+        final_lr: Adam's step size at the last iteration, as a fraction of ``lr`` (cosine
+            decay; 1.0 keeps it constant), so Adam settles instead of oscillating.
         init_std: std of the restarts' initial noise, as a fraction of the half range.
         rho: initial augmented-Lagrangian penalty of each hard guardrail.
         rho_growth: factor applied to the penalty at every multiplier update.
@@ -49,6 +62,10 @@ class GradientConfig(PlannerConfig):
 
     restarts: int = 8
     iterations: int = 100
+    optimizer: str = "lbfgs"
+    memory: int = 30
+    tolerance: float = 1e-3
+    patience: int = 10
     lr: float = 0.1
     final_lr: float = 0.05
     init_std: float = 0.5
@@ -66,6 +83,14 @@ class GradientConfig(PlannerConfig):
             raise ValueError(f"restarts must be >= 1, got {self.restarts}")
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.memory < 1:
+            raise ValueError(f"memory must be >= 1, got {self.memory}")
+        if not self.tolerance >= 0:
+            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 < self.final_lr <= 1:
@@ -211,44 +236,79 @@ class GradientPlanner(Planner):
         )  # (B, R, H, block*A)  # fmt: skip
         noise[:, 0] = 0.0
         actions = self.clamp(starts.unsqueeze(1) + spread.unsqueeze(1) * noise)
-        hard = [g for g in self.objective.guardrails if g.hard]
-        multipliers = torch.zeros((len(hard), num_envs, restarts), device=init.device)
-        penalty = torch.full_like(multipliers, cfg.rho)  # (G, B, R)
+        descent = _Descent(self, z0, z_goal, best, deadline)
+        if cfg.optimizer == "lbfgs":
+            self._lbfgs(descent, actions)
+        else:
+            self._adam(descent, actions)
+        assert best.actions is not None
+        return best.result(
+            best.actions, iterations + descent.evaluations, energy_evals + descent.energy_evals
+        )
+
+    def _adam(self, descent: _Descent, actions: torch.Tensor) -> None:
+        """Bias-corrected Adam steps in units of the half range, projected onto the bounds."""
         first_moment = torch.zeros_like(actions)  # (B, R, H, block*A)
         second_moment = torch.zeros_like(actions)
-        for step in range(cfg.iterations):
-            actions.requires_grad_(True)
-            latents, value = self.evaluate(z0, z_goal, actions)  # (B, R, H+1, D), (B, R)
-            violations = _violations(value, hard, multipliers)  # (G, B, R)
-            lagrangian = (multipliers * violations + penalty / 2 * violations.pow(2)).sum(0)
-            loss = (value.total + lagrangian).sum()
-            if not loss.requires_grad:
-                raise ValueError(
-                    "the objective does not depend differentiably on the actions (the world "
-                    "model or an energy detaches them); use CEM or MPPI instead"
-                )
-            (grad,) = torch.autograd.grad(loss, [actions])
-            actions = actions.detach()
-            best.update(actions, latents.detach(), _detached(value))
-            # Adam step, bias-corrected, in units of the half range; then project.
-            grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+        step = 0
+        while descent.more():
+            _, grad = descent.evaluate(actions)
             first_moment = _BETAS[0] * first_moment + (1 - _BETAS[0]) * grad
             second_moment = _BETAS[1] * second_moment + (1 - _BETAS[1]) * grad.pow(2)
             corrected_first = first_moment / (1 - _BETAS[0] ** (step + 1))
             corrected_second = second_moment / (1 - _BETAS[1] ** (step + 1))
-            lr = self._learning_rate(step)
             update = corrected_first / (corrected_second.sqrt() + _EPS)
-            actions = self.clamp(actions - lr * self.half_range * update)
-            if hard and (step + 1) % cfg.multiplier_every == 0:
-                violations = violations.detach()
-                multipliers = (multipliers + penalty * violations).clamp_min(0.0)
-                penalty = (penalty * cfg.rho_growth).clamp_max(cfg.rho_max)
-            iterations += 1
-            energy_evals += restarts
-            if self.time_up(deadline):
-                break
-        assert best.actions is not None
-        return best.result(best.actions, iterations, energy_evals)
+            actions = self.clamp(actions - self._learning_rate(step) * self.half_range * update)
+            step += 1
+
+    def _lbfgs(self, descent: _Descent, actions: torch.Tensor) -> None:
+        """Projected L-BFGS in unit coordinates (the bounds become [-1, 1]).
+
+        Each iteration scores one trial point per restart: the L-BFGS direction restricted to
+        the free coordinates (those not held at a bound by the gradient), scaled by the
+        restart's step and projected onto the box. A trial with sufficient decrease is
+        accepted (step back to 1, curvature pair stored when positive); otherwise the restart
+        stays and quarters its step. After a multiplier update the objective changes, so the
+        current points are scored again and the curvature pairs dropped.
+        """
+        shape = actions.shape  # (B, R, H, block*A)
+        half, center = self.half_range, self.center  # (block*A,)
+        problems, dim = shape[0] * shape[1], shape[2] * shape[3]
+
+        def unit(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.reshape(problems, dim)  # (P, d), P = B * R restarts, d = H * block*A
+
+        def score(point: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            loss, grad = descent.evaluate(center + half * point.view(shape))
+            return loss.reshape(problems), unit(grad * half)  # (P,), (P, d) in unit coordinates
+
+        point = unit((actions - center) / half)
+        loss, grad = score(point)
+        memory = _CurvatureMemory(problems, dim, self.config.memory, point)
+        step = torch.ones(problems, device=point.device, dtype=point.dtype)
+        while descent.more():
+            if descent.refresh:  # the multipliers moved: a new objective
+                loss, grad = score(point)
+                memory = _CurvatureMemory(problems, dim, self.config.memory, point)
+                continue
+            held = ((point <= -1) & (grad > 0)) | ((point >= 1) & (grad < 0))
+            free_grad = grad.masked_fill(held, 0.0)
+            direction = -memory.apply(free_grad, ~held)
+            # Before any pair (or without descent): a gradient step moving the largest
+            # coordinate by ``lr`` half ranges.
+            scaled = free_grad * (self.config.lr / free_grad.abs().amax(1, keepdim=True).clamp_min(
+                torch.finfo(point.dtype).tiny))  # fmt: skip
+            fallback = ~memory.any() | ((direction * grad).sum(1) >= 0)
+            direction = torch.where(fallback[:, None], -scaled, direction)
+            trial = (point + step[:, None] * direction).clamp(-1.0, 1.0)
+            trial_loss, trial_grad = score(trial)
+            decrease = (grad * (trial - point)).sum(1)
+            accept = torch.isfinite(trial_loss) & (trial_loss <= loss + _ARMIJO * decrease)
+            memory.push(trial - point, trial_grad - grad, accept)
+            point = torch.where(accept[:, None], trial, point)
+            loss = torch.where(accept, trial_loss, loss)
+            grad = torch.where(accept[:, None], trial_grad, grad)
+            step = torch.where(accept, torch.ones_like(step), step / 4)
 
     def _learning_rate(self, step: int) -> float:
         """Cosine decay from ``lr`` to ``lr * final_lr`` over the configured iterations."""
@@ -256,6 +316,154 @@ class GradientPlanner(Planner):
         progress = step / max(cfg.iterations - 1, 1)
         ratio = cfg.final_lr + (1 - cfg.final_lr) * (1 + math.cos(math.pi * progress)) / 2
         return cfg.lr * ratio
+
+
+class _Descent:
+    """One gradient planner run's bookkeeping: evaluation with the augmented Lagrangian,
+    multiplier updates, the best plan so far, budget, deadline and convergence.
+
+    Args:
+        planner: the planner (config, objective, evaluation).
+        z0: (B, D) start latents; z_goal: (B, D) goal latents.
+        best: tracker of the best plan (may already hold the CEM warm-up's).
+        deadline: ``time.perf_counter()`` value (None: no limit).
+    """
+
+    def __init__(
+        self,
+        planner: GradientPlanner,
+        z0: torch.Tensor,
+        z_goal: torch.Tensor,
+        best: BestSoFar,
+        deadline: float | None,
+    ) -> None:
+        self.planner, self.z0, self.z_goal, self.best = planner, z0, z_goal, best
+        self.deadline = deadline
+        self.hard = [g for g in planner.objective.guardrails if g.hard]
+        self.evaluations = self.energy_evals = 0
+        self.multipliers: torch.Tensor | None = None  # (G, B, R) once shapes are known
+        self.penalty: torch.Tensor | None = None
+        self.lowest: torch.Tensor | None = None  # (B,) lowest loss over the restarts
+        self.stalled: torch.Tensor | None = None  # (B,) evaluations without progress
+        self.refresh = False  # the objective changed since the last evaluation
+
+    def more(self) -> bool:
+        """Whether to evaluate again: budget left, deadline not passed, not converged."""
+        cfg = self.planner.config
+        if self.evaluations >= cfg.iterations:
+            return False
+        if self.evaluations > 0 and self.planner.time_up(self.deadline):
+            return False
+        return (
+            self.stalled is None or cfg.tolerance == 0 or bool((self.stalled < cfg.patience).any())
+        )
+
+    def evaluate(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Objective plus Lagrangian (B, R) and its gradient in the actions (B, R, H, block*A).
+
+        Also records the plans in the best-so-far tracker, counts the work, updates the
+        multipliers every ``multiplier_every`` evaluations and tracks convergence.
+        """
+        cfg = self.planner.config
+        actions = actions.detach().requires_grad_(True)
+        latents, value = self.planner.evaluate(self.z0, self.z_goal, actions)  # (B, R, ...)
+        if self.multipliers is None or self.penalty is None:
+            self.multipliers = torch.zeros((len(self.hard), *value.total.shape),
+                                           device=actions.device)  # fmt: skip
+            self.penalty = torch.full_like(self.multipliers, cfg.rho)  # (G, B, R)
+        violations = _violations(value, self.hard, self.multipliers)  # (G, B, R)
+        lagrangian = (self.multipliers * violations + self.penalty / 2 * violations.pow(2)).sum(0)
+        loss = value.total + lagrangian  # (B, R)
+        if not loss.requires_grad:
+            raise ValueError(
+                "the objective does not depend differentiably on the actions (the world "
+                "model or an energy detaches them); use CEM or MPPI instead"
+            )
+        (grad,) = torch.autograd.grad(loss.sum(), [actions])
+        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+        loss = loss.detach()
+        self.best.update(actions.detach(), latents.detach(), _detached(value))
+        self.evaluations += 1
+        self.energy_evals += cfg.restarts
+        self._track(loss)
+        self.refresh = False
+        if self.hard and self.evaluations % cfg.multiplier_every == 0:
+            self.multipliers = (self.multipliers + self.penalty * violations.detach()).clamp_min(0)
+            self.penalty = (self.penalty * cfg.rho_growth).clamp_max(cfg.rho_max)
+            self.lowest = self.stalled = None  # a new objective: progress is measured afresh
+            self.refresh = True
+        return loss, grad
+
+    def _track(self, loss: torch.Tensor) -> None:
+        """Count, per env, evaluations in which no restart lowered the env's lowest loss by
+        more than ``tolerance`` of its magnitude (the plan returned is the lowest one)."""
+        loss = loss.min(dim=1).values  # (B,) over restarts
+        finite = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, float("inf")))
+        if self.lowest is None or self.stalled is None:
+            self.lowest, self.stalled = finite, torch.zeros_like(loss, dtype=torch.long)
+            return
+        margin = self.planner.config.tolerance * self.lowest.abs().nan_to_num(posinf=0.0)
+        progress = finite < self.lowest - margin
+        self.stalled = torch.where(progress, torch.zeros_like(self.stalled), self.stalled + 1)
+        self.lowest = torch.minimum(self.lowest, finite)
+
+
+class _CurvatureMemory:
+    """The last ``size`` L-BFGS curvature pairs (s, y) of P independent problems.
+
+    Pairs are stored per problem only when accepted and of positive curvature (s'y > 0);
+    :meth:`apply` is the two-loop recursion, an approximation of the inverse Hessian times a
+    vector, scaled by s'y / y'y of the newest pair.
+    """
+
+    def __init__(self, problems: int, dim: int, size: int, like: torch.Tensor) -> None:
+        self.s = like.new_zeros((problems, size, dim))  # oldest first
+        self.y = like.new_zeros((problems, size, dim))
+        self.rho = like.new_zeros((problems, size))  # 1 / s'y, 0 for an empty slot
+
+    def any(self) -> torch.Tensor:
+        """(P,) whether a problem holds a pair."""
+        return self.rho[:, -1] > 0
+
+    def push(self, s: torch.Tensor, y: torch.Tensor, accepted: torch.Tensor) -> None:
+        """Append (s, y) (P, d) where ``accepted`` and the curvature is positive."""
+        curvature = (s * y).sum(1)
+        keep = accepted & (curvature > 1e-10 * s.norm(dim=1) * y.norm(dim=1))
+        rho = torch.where(keep, 1.0 / curvature.clamp_min(torch.finfo(s.dtype).tiny), 0.0)
+        rolled = [torch.cat([old[:, 1:], new[:, None]], dim=1)
+                  for old, new in ((self.s, s), (self.y, y))]  # fmt: skip
+        self.s = torch.where(keep[:, None, None], rolled[0], self.s)
+        self.y = torch.where(keep[:, None, None], rolled[1], self.y)
+        self.rho = torch.where(keep[:, None], torch.cat([self.rho[:, 1:], rho[:, None]], 1),
+                               self.rho)  # fmt: skip
+
+    def apply(self, vector: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
+        """(P, d) approximate inverse Hessian times ``vector`` in the ``free`` coordinates.
+
+        The pairs are restricted to the free coordinates (P, d mask), a reduced quasi-Newton
+        step of the free subspace; pairs whose restricted curvature is not positive are
+        skipped. Identity scaling where no pair remains; held coordinates come out zero.
+        """
+        tiny = torch.finfo(vector.dtype).tiny
+        mask = free.to(vector.dtype)[:, None]  # (P, 1, d)
+        s, y = self.s * mask, self.y * mask  # (P, m, d)
+        curvature = (s * y).sum(2)  # (P, m)
+        rho = torch.where((self.rho > 0) & (curvature > 0), 1.0 / curvature.clamp_min(tiny), 0.0)
+        q = vector * mask[:, 0]
+        alphas = []
+        for i in range(rho.shape[1] - 1, -1, -1):  # newest to oldest
+            alpha = rho[:, i] * (s[:, i] * q).sum(1)  # (P,)
+            q = q - alpha[:, None] * y[:, i]
+            alphas.append(alpha)
+        yy = (y * y).sum(2)  # (P, m)
+        scale = torch.where(rho > 0, curvature / yy.clamp_min(tiny), 0.0)
+        newest = (rho > 0).to(vector.dtype).cumsum(1).argmax(1, keepdim=True)  # last valid slot
+        gamma = torch.where((rho > 0).any(1), scale.gather(1, newest)[:, 0], 1.0)
+        r = gamma[:, None] * q
+        for i, alpha in zip(range(rho.shape[1]), reversed(alphas), strict=True):
+            beta = rho[:, i] * (y[:, i] * r).sum(1)
+            r = r + (alpha - beta)[:, None] * s[:, i]
+        return r * mask[:, 0]
 
 
 def _violations(value: ObjectiveValue, hard: list[Guardrail], like: torch.Tensor) -> torch.Tensor:
