@@ -1,6 +1,8 @@
 """lewm_mpc: model-predictive control with learned latent (JEPA) world models."""
 
 from lewm_mpc import energies, envs
+from lewm_mpc.control import LoopReport, run_loop
+from lewm_mpc.controller import MPCController, PlanRecord
 from lewm_mpc.energies import (
     ActionMagnitude,
     ActionSmoothness,
@@ -54,9 +56,12 @@ __all__ = [
     "KeepOutBox",
     "KeepOutDisc",
     "LatentWorldModel",
+    "LoopReport",
+    "MPCController",
     "MPPIConfig",
     "Objective",
     "ObsMode",
+    "PlanRecord",
     "PlanResult",
     "Planner",
     "PlannerConfig",
@@ -79,4 +84,5 @@ __all__ = [
     "named_config",
     "planner_names",
     "register_planner",
+    "run_loop",
 ]

@@ -1,13 +1,17 @@
-"""Receding-horizon MPC loop: plan, execute the first blocks, replan."""
+"""Closed loops around an :class:`~lewm_mpc.controller.MPCController`: an episode as fast as
+the planner allows (:func:`run_episode`) and a fixed-rate loop on a wall clock
+(:func:`run_loop`)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from lewm_mpc.controller import MPCController
 from lewm_mpc.planners.base import Planner
 from lewm_mpc.types import PlanResult
 
@@ -67,11 +71,11 @@ def run_episode(
     stop_on_success: bool = True,
     deadline_s: float | None = None,
 ) -> Episode:
-    """Run MPC from the env's current state toward ``goal``.
+    """Run MPC from the env's current state toward ``goal``, planning synchronously.
 
     The env must already be reset to the start state with its goal set (so ``info["success"]``
-    reports the env's own success test). Each plan's first ``receding_horizon`` blocks of
-    ``action_block`` actions are executed before replanning.
+    reports the env's own success test). A synchronous :class:`MPCController` executes each
+    plan's first ``receding_horizon`` blocks of ``action_block`` actions before replanning.
 
     Args:
         env: a reset environment.
@@ -83,37 +87,98 @@ def run_episode(
         stop_on_success: end the episode as soon as success holds.
         deadline_s: per-plan deadline forwarded to ``planner.plan``.
     """
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    planner.reset()
-    per_plan = planner.config.receding_horizon * planner.model.action_block
+    with MPCController(planner, deadline_s=deadline_s) as controller:
+        return run_loop(env, controller, obs, info, goal, rate_hz=None, steps=max_steps,
+                        stop_on_success=stop_on_success).episode  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LoopReport:
+    """A closed loop at a fixed rate.
+
+    Attributes:
+        episode: what happened (observations, states, actions, success, the plans made).
+        rate_hz: the loop rate (None: as fast as ``act`` returns).
+        act_seconds: (T,) wall-clock seconds of each ``controller.act`` call.
+        missed: periods in which ``act`` and the env step together overran the period.
+        late: env steps each plan took effect after the step it was planned for.
+        fallback_steps: actions that came from the fallback (no plan left in the queue).
+    """
+
+    episode: Episode
+    rate_hz: float | None
+    act_seconds: np.ndarray
+    missed: int
+    late: tuple[int, ...]
+    fallback_steps: int
+
+
+def run_loop(
+    env: gym.Env,
+    controller: MPCController,
+    obs: np.ndarray,
+    info: dict[str, Any],
+    goal: np.ndarray,
+    rate_hz: float | None = 10.0,
+    steps: int = 50,
+    stop_on_success: bool = True,
+) -> LoopReport:
+    """Drive a reset env with ``controller`` at ``rate_hz`` on the wall clock.
+
+    The env advances one step per period whether or not a new plan is ready: each tick calls
+    ``controller.act(obs)`` (an asynchronous controller returns at once), steps the env and
+    sleeps to the next tick. A tick whose work overruns the period counts as missed (the next
+    one starts late). ``rate_hz=None`` runs without sleeping, the synchronous reference.
+
+    Args:
+        env: a reset environment (its goal set, as for :func:`run_episode`).
+        controller: the controller; it is ``reset(goal)`` here.
+        obs: the observation returned by ``env.reset``; info: its info.
+        goal: goal observation.
+        rate_hz: control rate (None: unpaced).
+        steps: env-step budget.
+        stop_on_success: end as soon as the env reports success.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if rate_hz is not None and not rate_hz > 0:
+        raise ValueError(f"rate_hz must be > 0 or None, got {rate_hz}")
+    period = None if rate_hz is None else 1.0 / rate_hz
+    controller.reset(goal)
     observations, states = [np.asarray(obs).copy()], [_state_of(env, info)]
     success = [bool(info.get("success", False))]
     actions: list[np.ndarray] = []
-    plans: list[PlanResult] = []
-    plan_steps: list[int] = []
-    while len(actions) < max_steps and not (stop_on_success and success[-1]):
-        result = planner.plan(observations[-1], goal, deadline_s=deadline_s)
-        plans.append(result)
-        plan_steps.append(len(actions))
-        for action in result.actions[:per_plan]:
-            obs, _, terminated, truncated, info = env.step(action)
-            actions.append(np.asarray(action).copy())
-            observations.append(np.asarray(obs).copy())
-            states.append(_state_of(env, info))
-            success.append(bool(info.get("success", False)))
-            if len(actions) >= max_steps or terminated or truncated:
-                break
-            if stop_on_success and success[-1]:
-                break
+    act_seconds: list[float] = []
+    missed = 0
+    tick = time.perf_counter()
+    while len(actions) < steps and not (stop_on_success and success[-1]):
+        if period is not None:
+            time.sleep(max(tick - time.perf_counter(), 0.0))
+        started = time.perf_counter()
+        action = controller.act(observations[-1])
+        act_seconds.append(time.perf_counter() - started)
+        obs, _, terminated, truncated, info = env.step(action)
+        actions.append(np.asarray(action).copy())
+        observations.append(np.asarray(obs).copy())
+        states.append(_state_of(env, info))
+        success.append(bool(info.get("success", False)))
+        if period is not None:
+            tick += period
+            if time.perf_counter() > tick:
+                missed += 1
+                tick = time.perf_counter()
         if terminated or truncated:
             break
-    return Episode(
+    model = controller.planner.model
+    episode = Episode(
         observations=np.stack(observations),
         states=np.stack(states),
-        actions=np.stack(actions) if actions else np.zeros((0, planner.model.action_dim)),
+        actions=np.stack(actions) if actions else np.zeros((0, model.action_dim)),
         success=np.array(success),
         goal=np.asarray(goal).copy(),
-        plans=tuple(plans),
-        plan_steps=tuple(plan_steps),
+        plans=tuple(record.result for record in controller.plans),
+        plan_steps=tuple(record.step for record in controller.plans),
     )
+    return LoopReport(episode, rate_hz, np.array(act_seconds), missed,
+                      tuple(record.late for record in controller.plans),
+                      controller.fallback_steps)  # fmt: skip

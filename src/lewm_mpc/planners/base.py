@@ -29,6 +29,45 @@ ROLLOUT_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.
 _DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
+class IterationClock:
+    """Recent durations of one kind of planner iteration, to tell whether the next fits.
+
+    A deadline is a hard bound: an iteration starts only if the slowest of the last
+    ``window`` iterations of its kind (times ``margin``) still ends before the deadline. The
+    durations persist across plans, so from the second plan on even the first iteration is
+    checked.
+    """
+
+    def __init__(self, window: int = 8, margin: float = 1.1) -> None:
+        self.window, self.margin = window, margin
+        self._recent: list[float] = []
+        self._started: float | None = None
+
+    @property
+    def estimate(self) -> float | None:
+        """Seconds the next iteration is expected to take (None before any was timed)."""
+        return self.margin * max(self._recent) if self._recent else None
+
+    def fits(self, deadline: float | None) -> bool:
+        """Whether an iteration started now is expected to end before ``deadline``."""
+        if deadline is None or self.estimate is None:
+            return deadline is None or time.perf_counter() < deadline
+        return time.perf_counter() + self.estimate <= deadline
+
+    def start(self) -> None:
+        """Mark the start of an iteration."""
+        self._started = time.perf_counter()
+
+    def stop(self) -> None:
+        """Record the duration of the iteration started last."""
+        if self._started is not None:
+            self._recent = [
+                *self._recent[-(self.window - 1) :],
+                time.perf_counter() - self._started,
+            ]
+            self._started = None
+
+
 @dataclass(frozen=True)
 class PlannerConfig:
     """Knobs every planner shares.
@@ -146,6 +185,7 @@ class Planner(abc.ABC):
         self.center = (self.low + self.high) / 2
         self.half_range = (self.high - self.low) / 2
         self.generator = torch.Generator(device=device).manual_seed(self.config.seed)
+        self.clocks: dict[str, IterationClock] = {}  # per kind of iteration, across plans
         self._previous: torch.Tensor | None = None
         # The model's outputs are checked once, on the first plan (not in the planning loop).
         self._encode_checked = False
@@ -179,8 +219,10 @@ class Planner(abc.ABC):
             obs: raw observation (uint8 HxWx3 image or float state), or a batch with a
                 leading B dimension to plan for B environments at once.
             goal: goal observation of the same kind and shape as ``obs``.
-            deadline_s: wall-clock budget; iterating stops once it is spent and the best
-                plan so far is returned (at least one iteration always runs).
+            deadline_s: wall-clock budget, a hard bound from the call (the encode counts): an
+                iteration starts only if the recent iterations of its kind say it ends in
+                time, and the best plan so far is returned. With no time for one iteration,
+                the warm start alone is scored and returned.
 
         Returns:
             A :class:`PlanResult` (fields batched when ``obs`` was).
@@ -201,14 +243,65 @@ class Planner(abc.ABC):
                 f"goal must have the same shape as obs: obs {tuple(obs_t.shape)}, goal "
                 f"{tuple(goal_t.shape)} (batched obs needs a batched goal)"
             )
-        num_envs = obs_t.shape[0]
+        z0, z_goal = self.encode_pair(obs_t, goal_t)
+        return self._plan_from(z0, z_goal, batched, start, deadline_s, None)
+
+    def encode_pair(
+        self, obs: torch.Tensor, goal: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode (B, *obs_shape) start and goal observations in one batch: (B, D) each."""
+        num_envs = obs.shape[0]
         with torch.inference_mode():
-            z = self.model.encode(torch.cat([obs_t, goal_t]))  # (2B, D)
+            z = self.model.encode(torch.cat([obs, goal]))  # (2B, D)
         if not self._encode_checked:
             check_encode_output(self.model, z, 2 * num_envs)
             self._encode_checked = True
-        z0, z_goal = z[:num_envs].clone(), z[num_envs:].clone()  # (B, D) each, leave inference
-        init = self._initial_mean(num_envs)
+        return z[:num_envs].clone(), z[num_envs:].clone()  # (B, D) each, leave inference mode
+
+    def plan_latent(
+        self,
+        z0: torch.Tensor,
+        z_goal: torch.Tensor,
+        deadline_s: float | None = None,
+        shift: int | None = None,
+    ) -> PlanResult:
+        """Plan from a start latent instead of an observation (e.g. a predicted future one).
+
+        Args:
+            z0: (D,) or (B, D) start latent(s), e.g. from :meth:`encode_pair` or a rollout.
+            z_goal: goal latent(s), same shape.
+            deadline_s: wall-clock budget (a hard bound, see :meth:`plan`).
+            shift: blocks the warm start shifts the previous plan by (default: the config's
+                ``receding_horizon``): the blocks executed since that plan started.
+
+        Returns:
+            A :class:`PlanResult`, batched when ``z0`` was.
+        """
+        start = time.perf_counter()
+        if deadline_s is not None and not deadline_s > 0:
+            raise ValueError(f"deadline_s must be > 0 seconds, got {deadline_s}")
+        batched = z0.ndim == 2
+        z0_b, goal_b = (z0, z_goal) if batched else (z0[None], z_goal[None])
+        if z0_b.ndim != 2 or goal_b.shape != z0_b.shape:
+            raise ValueError(
+                f"z0 and z_goal must be (D,) or (B, D) latents of one shape, got "
+                f"{tuple(z0.shape)} and {tuple(z_goal.shape)}"
+            )
+        device = self.model.device
+        return self._plan_from(z0_b.detach().float().to(device),
+                               goal_b.detach().float().to(device), batched, start, deadline_s,
+                               shift)  # fmt: skip
+
+    def _plan_from(
+        self,
+        z0: torch.Tensor,
+        z_goal: torch.Tensor,
+        batched: bool,
+        start: float,
+        deadline_s: float | None,
+        shift: int | None,
+    ) -> PlanResult:
+        init = self._initial_mean(z0.shape[0], shift)
         deadline = None if deadline_s is None else start + deadline_s
         if self.needs_grad:
             result = self._optimize(z0, z_goal, init, deadline)
@@ -229,6 +322,10 @@ class Planner(abc.ABC):
     def time_up(deadline: float | None) -> bool:
         """Whether ``deadline`` (a ``time.perf_counter()`` value, None: never) has passed."""
         return deadline is not None and time.perf_counter() >= deadline
+
+    def clock(self, kind: str) -> IterationClock:
+        """The :class:`IterationClock` of one kind of iteration (kept across plans)."""
+        return self.clocks.setdefault(kind, IterationClock())
 
     def clamp(self, actions: torch.Tensor) -> torch.Tensor:
         """Project plans onto the action bounds.
@@ -329,14 +426,15 @@ class Planner(abc.ABC):
         return _feasible_first(value, order) if self._has_hard else order
 
     # ---------------------------------------------------------------------- internals
-    def _initial_mean(self, num_envs: int) -> torch.Tensor:
+    def _initial_mean(self, num_envs: int, shift: int | None = None) -> torch.Tensor:
         horizon = self.config.horizon
         cold = self.center.expand(num_envs, horizon, -1).clone()  # (B, H, block*A)
         previous = self._previous
         if previous is None or previous.shape != cold.shape:
             return cold
-        shift = self.config.receding_horizon
-        cold[:, : horizon - shift] = previous[:, shift:]
+        shift = self.config.receding_horizon if shift is None else shift
+        if shift < horizon:
+            cold[:, : horizon - shift] = previous[:, shift:]
         return cold
 
     def _as_batch(self, value: Any, name: str) -> tuple[torch.Tensor, bool]:
@@ -446,6 +544,7 @@ class BestSoFar:
         latents: torch.Tensor,
         value: ObjectiveValue,
         order: torch.Tensor | None = None,
+        record: bool = True,
     ) -> None:
         """Consider this iteration's best candidate.
 
@@ -454,6 +553,8 @@ class BestSoFar:
             latents: (B, S, H+1, D) their latents.
             value: their objective, (B, S) tensors.
             order: (B, S) ranking from ``planner.rank(value)`` if already computed.
+            record: append the best energy to the history (False: a plan scored outside the
+                iterations, e.g. the warm start alone when a deadline leaves no time).
         """
         if order is None:
             order = self._planner.rank(value)
@@ -471,18 +572,21 @@ class BestSoFar:
             self.actions = torch.where(improved[:, None, None], candidates[rows, top], self.actions)
             self.latents = torch.where(improved[:, None, None], latents[rows, top], self.latents)
             self.value = _merge(improved, current, self.value)
-        self.history.append(self.value.total)
+        if record:
+            self.history.append(self.value.total)
 
     def result(self, mean: torch.Tensor, iterations: int, energy_evals: int) -> Optimized:
         """Package the best plan; ``mean`` (B, H, block*A) is what the warm start shifts."""
         if self.value is None or self.actions is None or self.latents is None:
             raise RuntimeError("BestSoFar.result called before any update")
+        history = (torch.stack(self.history) if self.history
+                   else self.value.total.new_zeros((0, *self.value.total.shape)))  # fmt: skip
         return Optimized(
             actions=self.actions,
             latents=self.latents,
             value=self.value,
             mean=mean,
-            history=torch.stack(self.history),
+            history=history,
             iterations=iterations,
             energy_evals=energy_evals,
         )

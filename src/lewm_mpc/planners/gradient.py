@@ -205,6 +205,7 @@ class GradientPlanner(Planner):
             guardrails=objective.guardrails,
         )
         cem.generator = self.generator  # shared: the warm-up advances this planner's stream
+        cem.clocks = self.clocks  # its iteration times persist across plans with this planner's
         return cem
 
     def _optimize(
@@ -228,7 +229,7 @@ class GradientPlanner(Planner):
             best = BestSoFar.starting_from(self, found)
             iterations, energy_evals = found.iterations, found.energy_evals
             starts, spread = found.actions, search.state.std
-            if self.time_up(deadline):
+            if not self.clock("gradient").fits(deadline):
                 return best.result(found.actions, iterations, energy_evals)
         noise = torch.randn(
             (num_envs, restarts, *init.shape[1:]),
@@ -241,6 +242,11 @@ class GradientPlanner(Planner):
             self._lbfgs(descent, actions)
         else:
             self._adam(descent, actions)
+        if best.actions is None:  # no time for one step: the warm start alone
+            with torch.no_grad():
+                latents, value = self.evaluate(z0, z_goal, actions[:, :1])
+            best.update(actions[:, :1], latents, value, record=False)
+            descent.energy_evals = 1
         assert best.actions is not None
         return best.result(
             best.actions, iterations + descent.evaluations, energy_evals + descent.energy_evals
@@ -283,6 +289,8 @@ class GradientPlanner(Planner):
             return loss.reshape(problems), unit(grad * half)  # (P,), (P, d) in unit coordinates
 
         point = unit((actions - center) / half)
+        if not descent.more():
+            return
         loss, grad = score(point)
         memory = _CurvatureMemory(problems, dim, self.config.memory, point)
         step = torch.ones(problems, device=point.device, dtype=point.dtype)
@@ -348,15 +356,21 @@ class _Descent:
         self.refresh = False  # the objective changed since the last evaluation
 
     def more(self) -> bool:
-        """Whether to evaluate again: budget left, deadline not passed, not converged."""
+        """Whether to evaluate again: budget left, time for one more step, not converged.
+
+        Each call ends the step timed since the previous one (the planner's "gradient"
+        :class:`~lewm_mpc.planners.base.IterationClock`) and starts the next.
+        """
         cfg = self.planner.config
-        if self.evaluations >= cfg.iterations:
+        clock = self.planner.clock("gradient")
+        clock.stop()
+        if self.evaluations >= cfg.iterations or not clock.fits(self.deadline):
             return False
-        if self.evaluations > 0 and self.planner.time_up(self.deadline):
+        converging = self.stalled is not None and cfg.tolerance > 0
+        if converging and not bool((self.stalled < cfg.patience).any()):
             return False
-        return (
-            self.stalled is None or cfg.tolerance == 0 or bool((self.stalled < cfg.patience).any())
-        )
+        clock.start()
+        return True
 
     def evaluate(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Objective plus Lagrangian (B, R) and its gradient in the actions (B, R, H, block*A).

@@ -127,8 +127,9 @@ class SamplingPlanner(Planner):
             z0: (B, D) start latents.
             z_goal: (B, D) goal latents.
             init: (B, H, block*A) initial mean.
-            deadline: ``time.perf_counter()`` value after which iterating stops (None: no
-                limit); at least one iteration runs.
+            deadline: ``time.perf_counter()`` value (None: no limit); an iteration starts
+                only if it is expected to end before it (:class:`~lewm_mpc.planners.base.
+                IterationClock`); with no time for one, the initial mean alone is scored.
 
         Returns:
             The best plan ever scored and the final distribution.
@@ -136,8 +137,12 @@ class SamplingPlanner(Planner):
         num_samples = self.config.num_samples
         state = self.initial_state(init)
         best = BestSoFar(self)
+        clock = self.clock(type(self).__name__)
         iterations = 0
         for _ in range(self.config.iterations):
+            if not clock.fits(deadline):
+                break
+            clock.start()
             noise = self.noise(state, num_samples)  # (B, S, H, block*A)
             candidates = state.mean.unsqueeze(1) + state.std.unsqueeze(1) * noise
             candidates[:, 0] = state.mean
@@ -148,10 +153,13 @@ class SamplingPlanner(Planner):
             order = self.rank(value)  # (B, S)
             state = self.update(state, candidates, value, order)
             best.update(candidates, latents, value, order)
+            clock.stop()
             iterations += 1
-            if self.time_up(deadline):
-                break
-        optimized = best.result(state.mean, iterations, iterations * num_samples)
+        if iterations == 0:  # no time for one iteration: the initial mean alone
+            candidates = self.clamp(state.mean.unsqueeze(1))  # (B, 1, H, block*A)
+            latents, value = self.evaluate(z0, z_goal, candidates)
+            best.update(candidates, latents, value, record=False)
+        optimized = best.result(state.mean, iterations, max(iterations * num_samples, 1))
         return SamplingSearch(optimized, state)
 
     def _optimize(

@@ -1,0 +1,305 @@
+"""An MPC controller a robot loop can call once per control period.
+
+``MPCController.act(obs)`` returns one env action per call from a queue of planned actions and
+replans every ``replan_every`` actions. Synchronous, a replan blocks the call. Asynchronous, a
+background thread plans the next plan while the current one executes: it starts from the
+model's prediction of the latent at the step where the new plan will take effect (the current
+observation rolled forward through the ``replan_every`` actions that execute meanwhile), so a
+plan made during the motion is a plan for where the robot will be, not where it was. ``act``
+never waits longer than ``max_wait_s`` for it; a late plan joins the queue at the step it
+arrives, without its first actions (those were meant for steps already executed by the old
+plan), and until then the old plan continues (or the ``fallback``).
+
+One thread, not a process: planning is torch work that releases the GIL, the loop thread only
+queues and sleeps, and a thread shares the model without copying it or pickling observations.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from lewm_mpc.planners.base import Planner
+from lewm_mpc.types import PlanResult
+
+FALLBACKS = ("continue", "hold", "zero")
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """One plan that took effect.
+
+    Attributes:
+        step: env step (actions executed since ``reset``) at which it took effect.
+        requested_step: env step of the observation it was planned from.
+        late: env steps it arrived after the step it was planned for (its first ``late``
+            actions were dropped; always 0 when synchronous).
+        result: the planner's result.
+    """
+
+    step: int
+    requested_step: int
+    late: int
+    result: PlanResult
+
+
+@dataclass(frozen=True)
+class _Request:
+    obs: np.ndarray
+    goal: np.ndarray
+    lead: np.ndarray  # (L, A) actions executed between the observation and the plan's start
+    step: int  # env step of ``obs``
+    shift: int | None  # warm-start shift in blocks (None: the first plan of an episode)
+
+
+class MPCController:
+    """Receding-horizon control from a queue of planned actions, optionally asynchronous.
+
+    Args:
+        planner: any planner (its model: any ``LatentWorldModel``).
+        replan_every: env actions between two plans (default: the planner's
+            ``receding_horizon`` blocks); a positive multiple of the model's ``action_block``,
+            at most the planned horizon. The warm start shifts by as many blocks.
+        asynchronous: plan in a background thread while the queue executes.
+        max_wait_s: asynchronous: the longest ``act`` waits for a plan that is due (0: never;
+            ``None``: until it is ready, which makes the controller act like the synchronous
+            one with the plans made ahead). The first plan after ``reset`` is always awaited.
+        fallback: asynchronous, while the next plan is due but not ready: ``"continue"``
+            the old plan (default; past its end, the zero action), ``"hold"`` (repeat the last
+            action) or ``"zero"`` (the action closest to zero within the bounds).
+        deadline_s: per-plan wall-clock bound passed to the planner (None: its full budget).
+
+    Use as a context manager (or call :meth:`close`) so the planning thread is joined.
+    """
+
+    def __init__(
+        self,
+        planner: Planner,
+        replan_every: int | None = None,
+        *,
+        asynchronous: bool = False,
+        max_wait_s: float | None = 0.0,
+        fallback: str = "continue",
+        deadline_s: float | None = None,
+    ) -> None:
+        block = planner.model.action_block
+        horizon_steps = planner.config.horizon * block
+        replan_every = (
+            planner.config.receding_horizon * block if replan_every is None else replan_every
+        )
+        if not (isinstance(replan_every, int) and 1 <= replan_every <= horizon_steps
+                and replan_every % block == 0):  # fmt: skip
+            raise ValueError(
+                f"replan_every must be a multiple of the action block {block} in [1, "
+                f"{horizon_steps}] (the planned horizon in env steps), got {replan_every!r}"
+            )
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+        if max_wait_s is not None and not max_wait_s >= 0:
+            raise ValueError(f"max_wait_s must be >= 0 seconds or None, got {max_wait_s}")
+        if deadline_s is not None and not deadline_s > 0:
+            raise ValueError(f"deadline_s must be > 0 seconds or None, got {deadline_s}")
+        self.planner, self.replan_every = planner, replan_every
+        self.asynchronous, self.max_wait_s = asynchronous, max_wait_s
+        self.fallback, self.deadline_s = fallback, deadline_s
+        low, high = (np.asarray(torch.as_tensor(b).cpu(), np.float32)
+                     for b in (planner.model.action_low, planner.model.action_high))  # fmt: skip
+        self._zero = np.clip(np.zeros_like(low), low, high)
+        self.plans: list[PlanRecord] = []
+        self.fallback_steps = 0
+        self._goal: np.ndarray | None = None
+        self._queue = np.zeros((0, low.shape[0]), np.float32)  # (N, A) the plan in effect
+        self._index = 0  # next action of the queue
+        self._step = 0
+        self._last: np.ndarray | None = None
+        # Asynchronous state, guarded by ``_lock``.
+        self._lock = threading.Condition()
+        self._request: _Request | None = None
+        self._ready: tuple[_Request, PlanResult] | None = None
+        self._error: BaseException | None = None
+        self._busy = False  # the thread is planning
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        if asynchronous:
+            self._thread = threading.Thread(target=self._worker, name="lewm-mpc-planner",
+                                            daemon=True)  # fmt: skip
+            self._thread.start()
+
+    # ---------------------------------------------------------------- public API
+    def reset(self, goal: Any) -> None:
+        """Start an episode toward ``goal`` (an observation like ``obs``): cold warm start,
+        empty queue, no plan pending."""
+        self._check_open()
+        with self._lock:
+            self._request = self._ready = None
+            while self._busy:  # the planner is not touched while the thread plans
+                self._lock.wait()
+        self._goal = np.asarray(goal).copy()
+        self.planner.reset()
+        self.plans, self.fallback_steps = [], 0
+        self._queue = self._queue[:0]
+        self._index = self._step = 0
+        self._last = None
+
+    def act(self, obs: Any) -> np.ndarray:
+        """The next env action for the current observation ``obs``.
+
+        Raises:
+            RuntimeError: ``reset`` was not called, the controller is closed, or the planning
+                thread failed (its exception is the cause).
+        """
+        self._check_open()
+        if self._goal is None:
+            raise RuntimeError("call reset(goal) before act(obs)")
+        obs = np.asarray(obs)
+        if not self.asynchronous:
+            if not self.plans or self._index >= self.replan_every:
+                request = self._request_for(obs, lead=0)
+                self._install(request, self._plan(request))
+        else:
+            self._act_async(obs)
+        usable = len(self._queue)
+        if self.asynchronous and self.fallback != "continue":
+            usable = min(usable, self.replan_every)  # past the switch: the fallback, not the plan
+        if self._index < usable:
+            action = self._queue[self._index]
+            self._index += 1
+        else:
+            action = self._fallback_action()
+            self.fallback_steps += 1
+        self._step += 1
+        self._last = action
+        return action.copy()
+
+    def close(self) -> None:
+        """Stop and join the planning thread (idempotent)."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> MPCController:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "asynchronous" if self.asynchronous else "synchronous"
+        return f"MPCController({self.planner!r}, replan_every={self.replan_every}, {mode})"
+
+    # ---------------------------------------------------------------- internals
+    def _act_async(self, obs: np.ndarray) -> None:
+        if not self.plans:  # the first plan of an episode: awaited
+            self._submit(self._request_for(obs, lead=0))
+            self._wait(None)
+        elif self._index < self.replan_every:
+            return  # the next plan is not due yet
+        else:
+            self._wait(self.max_wait_s)
+        with self._lock:
+            self._raise_error()
+            ready, self._ready = self._ready, None
+        if ready is None:
+            return
+        self._install(*ready)
+        # Plan the next one now, for the step it takes effect: after ``replan_every`` more.
+        self._submit(self._request_for(obs, lead=self.replan_every))
+
+    def _request_for(self, obs: np.ndarray, lead: int) -> _Request:
+        """A plan request from ``obs`` after up to ``lead`` queued actions (whole blocks)."""
+        block = self.planner.model.action_block
+        actions = self._queue[self._index : self._index + lead]
+        actions = actions[: len(actions) - len(actions) % block]  # (L, A), L whole blocks
+        shift = None
+        if self.plans:  # blocks from the plan in effect's first action to the new plan's start
+            previous = self.plans[-1]
+            start_of_previous = previous.step - previous.late
+            shift = (self._step + len(actions) - start_of_previous) // block
+        assert self._goal is not None
+        return _Request(obs.copy(), self._goal, actions.copy(), self._step, shift)
+
+    def _install(self, request: _Request, result: PlanResult) -> None:
+        due = request.step + len(request.lead)  # the step the plan was made for
+        late = max(self._step - due, 0)
+        self._queue = np.asarray(result.actions, np.float32)[late:]
+        self._index = 0
+        self.plans.append(PlanRecord(self._step, request.step, late, result))
+
+    def _plan(self, request: _Request) -> PlanResult:
+        """Plan from the request's observation rolled forward through its lead actions."""
+        planner = self.planner
+        obs_t, _ = planner._as_batch(request.obs, "obs")
+        goal_t, _ = planner._as_batch(request.goal, "goal")
+        z0, z_goal = planner.encode_pair(obs_t, goal_t)  # (1, D) each
+        if len(request.lead):
+            block = planner.model.action_block
+            lead = torch.as_tensor(request.lead, dtype=torch.float32, device=z0.device)
+            lead = lead.reshape(1, -1, block * lead.shape[-1])  # (1, L/block, block*A)
+            with torch.inference_mode():
+                z0 = planner.model.rollout(z0, lead)[:, -1].clone()  # (1, D) at the plan start
+        return planner.plan_latent(z0[0], z_goal[0], deadline_s=self.deadline_s,
+                                   shift=request.shift)  # fmt: skip
+
+    def _fallback_action(self) -> np.ndarray:
+        if self.fallback == "hold" and self._last is not None:
+            return self._last
+        return self._zero
+
+    # ---------------------------------------------------------------- the planning thread
+    def _submit(self, request: _Request) -> None:
+        with self._lock:
+            self._request, self._ready = request, None
+            self._lock.notify_all()
+
+    def _wait(self, timeout: float | None) -> None:
+        """Wait until a plan is ready, the thread failed, or ``timeout`` seconds passed."""
+        end = None if timeout is None else time.perf_counter() + timeout
+        with self._lock:
+            while self._ready is None and self._error is None and not self._closed:
+                if self._request is None:
+                    return  # nothing pending
+                left = None if end is None else end - time.perf_counter()
+                if left is not None and left <= 0:
+                    return
+                self._lock.wait(left)
+
+    def _worker(self) -> None:
+        while True:
+            with self._lock:
+                while self._request is None and not self._closed:
+                    self._lock.wait()
+                if self._closed:
+                    return
+                request, self._busy = self._request, True
+            try:
+                result = self._plan(request)
+            except BaseException as error:  # surfaced at the next act
+                with self._lock:
+                    self._error, self._request, self._busy = error, None, False
+                    self._lock.notify_all()
+                return
+            with self._lock:
+                if self._request is request:  # not superseded by a reset
+                    self._ready, self._request = (request, result), None
+                self._busy = False
+                self._lock.notify_all()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(
+                f"the planning thread failed: {type(self._error).__name__}: {self._error}"
+            ) from self._error
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the controller is closed")
+        with self._lock:
+            self._raise_error()

@@ -1,0 +1,234 @@
+"""MPCController: the action queue and warm-start shift, asynchronous planning with latency
+compensation, late plans, fallbacks, errors and shutdown; run_loop around it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import lewm_mpc as lm
+from lewm_mpc.control import run_episode
+
+GAIN = 0.1
+GOAL = np.array([0.6, -0.4], np.float32)
+
+
+class Linear:
+    """x' = x + GAIN * (sum of a block's actions): a protocol model that is exactly the env."""
+
+    latent_dim = action_dim = 2
+    action_block = 2
+    obs_shape = (2,)
+    obs_dtype = torch.float32
+    device = torch.device("cpu")
+    action_low = torch.full((2,), -1.0)
+    action_high = torch.full((2,), 1.0)
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.float()
+
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        steps = actions.view(*actions.shape[:2], self.action_block, 2).sum(2) * GAIN  # (S, H, 2)
+        return torch.cat([z0[:, None], z0[:, None] + steps.cumsum(1)], dim=1)
+
+
+class LinearEnv(gym.Env):
+    """The same system one env action at a time; success within 0.05 of the goal."""
+
+    observation_space = gym.spaces.Box(-10, 10, (2,), np.float32)
+    action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = np.zeros(2, np.float32)
+        return self.x.copy(), self._info()
+
+    def step(self, action):
+        self.x = (self.x + GAIN * np.asarray(action, np.float32)).astype(np.float32)
+        return self.x.copy(), 0.0, False, False, self._info()
+
+    def _info(self):
+        return {
+            "state": self.x.astype(np.float64),
+            "success": bool(np.linalg.norm(self.x - GOAL) < 0.05),
+        }
+
+
+def energy(latents, actions, goal):
+    return (latents[:, -1] - goal).pow(2).sum(-1) + 1e-3 * actions.pow(2).sum((1, 2))
+
+
+def planner(**overrides):
+    return lm.CEM(Linear(), energy=energy, horizon=4, num_samples=32, iterations=4, topk=4, seed=0,
+                  **overrides)  # fmt: skip
+
+
+def drive(controller, steps=12):
+    """Act for ``steps`` env steps; returns the actions and the env states before each."""
+    env = LinearEnv()
+    obs, _ = env.reset()
+    controller.reset(GOAL)
+    actions, states = [], []
+    for _ in range(steps):
+        states.append(env.x.copy())
+        action = controller.act(obs)
+        actions.append(action)
+        obs, *_ = env.step(action)
+    return np.array(actions), np.array(states)
+
+
+def test_synchronous_queue_executes_each_plans_first_blocks():
+    with lm.MPCController(planner(receding_horizon=2)) as controller:
+        actions, states = drive(controller, steps=12)
+    reference = planner(receding_horizon=2)
+    expected = []
+    for start in range(0, 12, 4):  # replan_every = 2 blocks of 2 actions
+        expected.extend(reference.plan(states[start], GOAL).actions[:4])
+    np.testing.assert_array_equal(actions, np.array(expected))
+    assert [record.step for record in controller.plans] == [0, 4, 8]
+
+
+def test_asynchronous_at_zero_latency_gives_the_synchronous_actions():
+    with lm.MPCController(planner(), replan_every=2) as sync:
+        expected, _ = drive(sync)
+    with lm.MPCController(planner(), replan_every=2, asynchronous=True, max_wait_s=None) as asyn:
+        actions, _ = drive(asyn)
+        assert all(record.late == 0 for record in asyn.plans)
+    np.testing.assert_allclose(actions, expected, atol=1e-6)
+
+
+def test_latency_compensation_plans_from_the_true_future_state():
+    base = planner()
+    starts = []
+    original = base.plan_latent
+
+    def spy(z0, z_goal, **kwargs):
+        starts.append(z0.clone())
+        return original(z0, z_goal, **kwargs)
+
+    base.plan_latent = spy
+    with lm.MPCController(base, replan_every=4, asynchronous=True, max_wait_s=None) as controller:
+        _, states = drive(controller, steps=12)
+        steps = [record.step for record in controller.plans]
+    assert steps == [0, 4, 8]
+    for start, step in zip(starts, steps, strict=True):  # planned while steps 0-3, 4-7 ran
+        np.testing.assert_allclose(start.numpy(), states[step], atol=1e-6)
+
+
+class Gated:
+    """Wraps a planner: plan_latent calls after the first wait for ``gate``."""
+
+    def __init__(self, inner, fail: bool = False) -> None:
+        self.inner, self.fail, self.calls = inner, fail, 0
+        self.gate = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def plan_latent(self, z0, z_goal, **kwargs):
+        self.calls += 1
+        if self.calls > 1:
+            if self.fail:
+                raise FloatingPointError("diverged")
+            self.gate.wait(10)
+        return self.inner.plan_latent(z0, z_goal, **kwargs)
+
+
+@pytest.mark.parametrize("fallback", ["continue", "hold", "zero"])
+def test_without_a_new_plan_the_old_one_continues_or_the_fallback_acts(fallback):
+    gated = Gated(planner())
+    with lm.MPCController(gated, replan_every=2, asynchronous=True, fallback=fallback) as ctl:
+        ctl.reset(GOAL)
+        actions = [ctl.act(np.zeros(2, np.float32)) for _ in range(10)]  # next plan held back
+        queue = ctl.plans[0].result.actions  # (8, 2): horizon 4 blocks of 2
+        continued = queue if fallback == "continue" else queue[:2]
+        np.testing.assert_array_equal(actions[: len(continued)], continued)
+        after = {"continue": np.zeros(2), "hold": continued[-1], "zero": np.zeros(2)}[fallback]
+        for action in actions[len(continued) :]:
+            np.testing.assert_array_equal(action, after)
+        assert ctl.fallback_steps == 10 - len(continued)
+        gated.gate.set()
+
+
+def test_a_late_plan_joins_the_queue_without_the_actions_it_is_late_for():
+    gated = Gated(planner())
+    with lm.MPCController(gated, replan_every=2, asynchronous=True) as ctl:
+        ctl.reset(GOAL)
+        obs = np.zeros(2, np.float32)
+        for _ in range(4):
+            ctl.act(obs)
+        gated.gate.set()
+        deadline = time.perf_counter() + 10
+        while len(ctl.plans) < 2 and time.perf_counter() < deadline:
+            action = ctl.act(obs)
+            time.sleep(0.01)
+        record = ctl.plans[1]
+        assert record.requested_step == 0 and record.late == record.step - 2 > 0
+        np.testing.assert_array_equal(action, record.result.actions[record.late])
+
+
+def test_a_planning_thread_error_surfaces_at_the_next_act():
+    gated = Gated(planner(), fail=True)
+    with lm.MPCController(gated, replan_every=2, asynchronous=True, max_wait_s=None) as ctl:
+        ctl.reset(GOAL)
+        obs = np.zeros(2, np.float32)
+        ctl.act(obs)
+        with pytest.raises(
+            RuntimeError, match="planning thread failed: FloatingPointError"
+        ) as info:
+            for _ in range(3):
+                ctl.act(obs)
+        assert isinstance(info.value.__cause__, FloatingPointError)
+
+
+def test_close_joins_the_thread_and_refuses_more_work():
+    controller = lm.MPCController(planner(), asynchronous=True)
+    thread = controller._thread
+    assert thread is not None and thread.is_alive()
+    controller.close()
+    controller.close()  # idempotent
+    assert not thread.is_alive()
+    with pytest.raises(RuntimeError, match="closed"):
+        controller.reset(GOAL)
+
+
+def test_act_before_reset_and_bad_settings_are_clear_errors():
+    with lm.MPCController(planner()) as controller, pytest.raises(RuntimeError, match="reset"):
+        controller.act(np.zeros(2, np.float32))
+    for kwargs, message in [
+        ({"replan_every": 3}, "multiple of the action block 2"),
+        ({"replan_every": 10}, r"in \[1, 8\]"),
+        ({"fallback": "brake"}, "fallback"),
+        ({"max_wait_s": -1.0}, "max_wait_s"),
+        ({"deadline_s": 0.0}, "deadline_s"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            lm.MPCController(planner(), **kwargs)
+
+
+def test_run_episode_and_an_unpaced_run_loop_are_the_same_loop():
+    env = LinearEnv()
+    obs, info = env.reset()
+    episode = run_episode(env, planner(), obs, info, GOAL, max_steps=30)
+    env = LinearEnv()
+    obs, info = env.reset()
+    with lm.MPCController(planner()) as controller:
+        report = lm.run_loop(env, controller, obs, info, GOAL, rate_hz=None, steps=30)
+    np.testing.assert_array_equal(report.episode.actions, episode.actions)
+    assert report.episode.succeeded and report.missed == 0 and report.fallback_steps == 0
+    assert report.act_seconds.shape == (len(episode.actions),)
+    assert report.episode.plan_steps == episode.plan_steps
+
+
+def test_paced_asynchronous_loop_reaches_the_goal():
+    env = LinearEnv()
+    obs, info = env.reset()
+    with lm.MPCController(planner(), asynchronous=True) as controller:
+        report = lm.run_loop(env, controller, obs, info, GOAL, rate_hz=200.0, steps=40)
+    assert report.episode.succeeded
+    assert len(report.late) == len(report.episode.plans) >= 2
