@@ -127,7 +127,8 @@ def run_loop(
 
     The env advances one step per period whether or not a new plan is ready: each tick calls
     ``controller.act(obs)`` (an asynchronous controller returns at once), steps the env and
-    sleeps to the next tick. A tick whose work overruns the period counts as missed (the next
+    sleeps to the next tick. The clock starts when the first action is issued (the first plan
+    is made at rest); a later tick whose work overruns the period counts as missed (the next
     one starts late). ``rate_hz=None`` runs without sleeping, the synchronous reference.
 
     Args:
@@ -157,6 +158,8 @@ def run_loop(
         started = time.perf_counter()
         action = controller.act(observations[-1])
         act_seconds.append(time.perf_counter() - started)
+        if not actions:  # the clock starts with the first action (the first plan is made at rest)
+            tick = time.perf_counter()
         obs, _, terminated, truncated, info = env.step(action)
         actions.append(np.asarray(action).copy())
         observations.append(np.asarray(obs).copy())
