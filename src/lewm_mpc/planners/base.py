@@ -38,7 +38,7 @@ class IterationClock:
     checked.
     """
 
-    def __init__(self, window: int = 8, margin: float = 1.1) -> None:
+    def __init__(self, window: int = 8, margin: float = 1.2) -> None:
         self.window, self.margin = window, margin
         self._recent: list[float] = []
         self._started: float | None = None
@@ -302,14 +302,18 @@ class Planner(abc.ABC):
         shift: int | None,
     ) -> PlanResult:
         init = self._initial_mean(z0.shape[0], shift)
-        deadline = None if deadline_s is None else start + deadline_s
+        finish = self.clock("finish")  # what follows the iterations: packaging the result
+        deadline = None if deadline_s is None else start + deadline_s - (finish.estimate or 0.0)
         if self.needs_grad:
             result = self._optimize(z0, z_goal, init, deadline)
         else:
             with torch.inference_mode():
                 result = self._optimize(z0, z_goal, init, deadline)
+        finish.start()
         self._previous = result.mean.detach().clone() if self.config.warm_start else None
-        return self._package(result, batched, time.perf_counter() - start)
+        packaged = self._package(result, batched, 0.0)
+        finish.stop()
+        return dataclasses.replace(packaged, solve_s=time.perf_counter() - start)
 
     # -------------------------------------------------------------- for update rules
     @abc.abstractmethod
