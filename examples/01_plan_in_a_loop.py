@@ -1,4 +1,5 @@
-"""Plan in a control loop: load a world model, build a CEM planner, run MPC toward a goal.
+"""Plan in a control loop: load a world model, build a CEM planner, drive the env with an
+MPCController toward a goal.
 
 python examples/01_plan_in_a_loop.py                           # the shipped Two-Room model
 python examples/01_plan_in_a_loop.py --model runs/demo/model   # yours, e.g. after `make demo`
@@ -41,20 +42,22 @@ def main(args: Args) -> None:
 
         env = get_env_spec("tworoom").make(obs_mode="pixels")
         episodes, max_steps = (1, 10) if args.smoke else (args.episodes, args.budget)
-        for episode in range(episodes):
-            obs, info = env.reset(seed=args.seed + episode)  # random start and goal
-            goal = env.unwrapped.render_state(env.unwrapped.goal_state)  # the goal as an image
-            planner.reset()  # new episode: forget the warm start
-            steps = 0
-            while steps < max_steps and not info["success"]:
-                result = planner.plan(obs, goal)
-                for action in result.actions[: world_model.action_block]:  # execute one block
-                    obs, _, _, _, info = env.step(action)
+        # One env action per act(); it replans every block (the planner's receding horizon).
+        with lm.MPCController(planner) as controller:
+            for episode in range(episodes):
+                obs, info = env.reset(seed=args.seed + episode)  # random start and goal
+                goal = env.unwrapped.render_state(env.unwrapped.goal_state)  # goal as an image
+                controller.reset(goal)  # new episode: empty queue, cold warm start
+                steps = 0
+                while steps < max_steps and not info["success"]:
+                    obs, _, _, _, info = env.step(controller.act(obs))
                     steps += 1
-            print(
-                f"episode {episode}: success={info['success']} after {steps} steps, final "
-                f"distance {info['distance']:.3f}, last plan {1000 * result.solve_s:.0f} ms"
-            )
+                last = controller.plans[-1].result
+                print(
+                    f"episode {episode}: success={info['success']} after {steps} steps, final "
+                    f"distance {info['distance']:.3f}, {len(controller.plans)} plans, last "
+                    f"{1000 * last.solve_s:.0f} ms"
+                )
         env.close()
 
 

@@ -36,6 +36,7 @@ from lewm_mpc.planners import (
     register_planner,
 )
 from lewm_mpc.runs import Run, load_run
+from lewm_mpc.surprise import SurpriseMonitor, SurpriseThreshold, calibrate_surprise
 from lewm_mpc.types import Energy, LatentWorldModel, ObsMode, PlanResult, Policy
 
 __version__ = "0.1.0"
@@ -71,10 +72,13 @@ __all__ = [
     "SamplingPlanner",
     "SimulatorModel",
     "StayInsideBox",
+    "SurpriseMonitor",
+    "SurpriseThreshold",
     "WeightedGoalDistance",
     "WorldModel",
     "WorldModelConfig",
     "build_planner",
+    "calibrate_surprise",
     "energies",
     "envs",
     "fit_probe_from_dataset",

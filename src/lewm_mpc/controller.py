@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from lewm_mpc.planners.base import Planner
+from lewm_mpc.surprise import SurpriseEvent, SurpriseMonitor, surprise
 from lewm_mpc.types import PlanResult
 
 FALLBACKS = ("continue", "hold", "zero")
@@ -73,6 +74,9 @@ class MPCController:
             the old plan (default; past its end, the zero action), ``"hold"`` (repeat the last
             action) or ``"zero"`` (the action closest to zero within the bounds).
         deadline_s: per-plan wall-clock bound passed to the planner (None: its full budget).
+        monitor: a :class:`~lewm_mpc.surprise.SurpriseMonitor`: after every executed block the
+            surprise (predicted vs observed latent) is measured; above its threshold an event
+            is recorded in :attr:`events` and its policy applies (default: replan at once).
 
     Use as a context manager (or call :meth:`close`) so the planning thread is joined.
     """
@@ -86,6 +90,7 @@ class MPCController:
         max_wait_s: float | None = 0.0,
         fallback: str = "continue",
         deadline_s: float | None = None,
+        monitor: SurpriseMonitor | None = None,
     ) -> None:
         block = planner.model.action_block
         horizon_steps = planner.config.horizon * block
@@ -106,12 +111,18 @@ class MPCController:
             raise ValueError(f"deadline_s must be > 0 seconds or None, got {deadline_s}")
         self.planner, self.replan_every = planner, replan_every
         self.asynchronous, self.max_wait_s = asynchronous, max_wait_s
-        self.fallback, self.deadline_s = fallback, deadline_s
+        self.fallback, self.deadline_s, self.monitor = fallback, deadline_s, monitor
         low, high = (np.asarray(torch.as_tensor(b).cpu(), np.float32)
                      for b in (planner.model.action_low, planner.model.action_high))  # fmt: skip
         self._zero = np.clip(np.zeros_like(low), low, high)
         self.plans: list[PlanRecord] = []
+        self.events: list[SurpriseEvent] = []
+        self.surprises: list[tuple[int, float]] = []  # (step, surprise) of every block
         self.fallback_steps = 0
+        self._watched: tuple[np.ndarray, int] | None = None  # observation at a block start
+        self._executed: list[np.ndarray] = []  # the last block's actions
+        self._holding = False  # the monitor's "hold": zero actions until the next plan
+        self._urgent = False  # a plan asked for by the monitor takes effect when ready
         self._goal: np.ndarray | None = None
         self._queue = np.zeros((0, low.shape[0]), np.float32)  # (N, A) the plan in effect
         self._index = 0  # next action of the queue
@@ -142,6 +153,8 @@ class MPCController:
         self._goal = np.asarray(goal).copy()
         self.planner.reset()
         self.plans, self.fallback_steps = [], 0
+        self.events, self.surprises = [], []
+        self._watched, self._holding, self._urgent, self._executed = None, False, False, []
         self._queue = self._queue[:0]
         self._index = self._step = 0
         self._last = None
@@ -157,15 +170,21 @@ class MPCController:
         if self._goal is None:
             raise RuntimeError("call reset(goal) before act(obs)")
         obs = np.asarray(obs)
+        surprised = self._watch(obs)
         if not self.asynchronous:
-            if not self.plans or self._index >= self.replan_every:
+            if not self.plans or self._index >= self.replan_every or surprised:
                 request = self._request_for(obs, lead=0)
                 self._install(request, self._plan(request))
         else:
+            if surprised:  # replan at once from this observation; the old plan runs meanwhile
+                self._submit(self._request_for(obs, lead=0))
+                self._urgent = True
             self._act_async(obs)
         usable = len(self._queue)
         if self.asynchronous and self.fallback != "continue":
             usable = min(usable, self.replan_every)  # past the switch: the fallback, not the plan
+        if self._holding:
+            usable = 0
         if self._index < usable:
             action = self._queue[self._index]
             self._index += 1
@@ -174,6 +193,8 @@ class MPCController:
             self.fallback_steps += 1
         self._step += 1
         self._last = action
+        self._executed.append(action)
+        del self._executed[: -self.planner.model.action_block]
         return action.copy()
 
     def close(self) -> None:
@@ -196,11 +217,40 @@ class MPCController:
         return f"MPCController({self.planner!r}, replan_every={self.replan_every}, {mode})"
 
     # ---------------------------------------------------------------- internals
+    def _watch(self, obs: np.ndarray) -> bool:
+        """Measure the surprise of a block just executed; whether a replan is asked for."""
+        if self.monitor is None:
+            return False
+        block = self.planner.model.action_block
+        watched, self._watched = self._watched, (obs.copy(), self._step)
+        if watched is None or self._step - watched[1] != block:
+            if watched is not None and self._step - watched[1] < block:
+                self._watched = watched  # mid-block: keep the block's first observation
+            return False
+        executed = np.stack(self._executed[-block:])  # (block, A)
+        planner = self.planner
+        before, _ = planner._as_batch(watched[0], "obs")
+        after, _ = planner._as_batch(obs, "obs")
+        actions = torch.as_tensor(executed.reshape(1, -1), device=before.device)
+        value = float(surprise(planner.model, before, actions, after)[0])
+        self.surprises.append((self._step, value))
+        threshold = self.monitor.value
+        if value <= threshold:
+            return False
+        event = SurpriseEvent(self._step, value, threshold)
+        self.events.append(event)
+        policy = self.monitor.on_surprise
+        if callable(policy):
+            policy(event)
+            return False
+        self._holding = policy == "hold"
+        return True
+
     def _act_async(self, obs: np.ndarray) -> None:
         if not self.plans:  # the first plan of an episode: awaited
             self._submit(self._request_for(obs, lead=0))
             self._wait(None)
-        elif self._index < self.replan_every:
+        elif self._index < self.replan_every and not self._urgent:
             return  # the next plan is not due yet
         else:
             self._wait(self.max_wait_s)
@@ -231,6 +281,7 @@ class MPCController:
         late = max(self._step - due, 0)
         self._queue = np.asarray(result.actions, np.float32)[late:]
         self._index = 0
+        self._holding = self._urgent = False
         self.plans.append(PlanRecord(self._step, request.step, late, result))
 
     def _plan(self, request: _Request) -> PlanResult:

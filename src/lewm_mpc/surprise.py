@@ -1,0 +1,160 @@
+"""Surprise: how far the world moved from what the model predicted, per executed block.
+
+After each block of ``action_block`` env actions, the model's prediction of the latent (the
+previous block's observation encoded and rolled forward through the executed actions) is
+compared with the latent encoded from the new observation. A threshold calibrated
+split-conformally on held-out windows bounds the false-alarm rate on unperturbed motion; a
+surprise above it means the world stopped matching the model (a push, a slip, a teleport).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lewm_mpc.data import EpisodeDataset, WindowSampler
+from lewm_mpc.types import LatentWorldModel
+
+POLICIES = ("replan", "hold")
+
+
+@dataclass(frozen=True)
+class SurpriseThreshold:
+    """A calibrated surprise threshold.
+
+    Attributes:
+        value: the threshold (latent L2 distance).
+        false_alarm: the requested false-alarm rate per block.
+        windows: held-out windows it was calibrated on.
+        median: the median surprise of those windows (for scale).
+    """
+
+    value: float
+    false_alarm: float
+    windows: int
+    median: float
+
+
+@dataclass(frozen=True)
+class SurpriseEvent:
+    """A block whose surprise exceeded the threshold.
+
+    Attributes:
+        step: env step (actions executed since ``reset``) of the surprising observation.
+        surprise: its surprise.
+        threshold: the threshold it exceeded.
+    """
+
+    step: int
+    surprise: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class SurpriseMonitor:
+    """What an :class:`~lewm_mpc.controller.MPCController` does about surprise.
+
+    Attributes:
+        threshold: a number or a :class:`SurpriseThreshold` (:func:`calibrate_surprise`).
+        on_surprise: ``"replan"`` at once from the new observation (default), ``"hold"``
+            (zero actions until that new plan takes effect), or a callable receiving the
+            :class:`SurpriseEvent` (the controller then carries on).
+    """
+
+    threshold: float | SurpriseThreshold
+    on_surprise: str | Callable[[SurpriseEvent], None] = "replan"
+
+    def __post_init__(self) -> None:
+        value = self.value
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"the surprise threshold must be finite and > 0, got {value}")
+        if not callable(self.on_surprise) and self.on_surprise not in POLICIES:
+            raise ValueError(
+                f"on_surprise must be one of {POLICIES} or a callable, got {self.on_surprise!r}"
+            )
+
+    @property
+    def value(self) -> float:
+        """The threshold as a number."""
+        threshold = self.threshold
+        return float(threshold.value if isinstance(threshold, SurpriseThreshold) else threshold)
+
+
+def surprise(
+    model: LatentWorldModel, before: torch.Tensor, actions: torch.Tensor, after: torch.Tensor
+) -> torch.Tensor:
+    """(B,) latent distance between the predicted and the observed next latent.
+
+    Args:
+        model: the world model.
+        before: (B, *obs_shape) observations at the start of a block.
+        actions: (B, action_block * A) the block's executed actions.
+        after: (B, *obs_shape) observations after it.
+    """
+    with torch.inference_mode():
+        latents = model.encode(torch.cat([before, after]))  # (2B, D)
+        start, observed = latents.chunk(2)
+        predicted = model.rollout(start, actions[:, None])[:, -1]  # (B, D)
+        return (predicted - observed).norm(dim=-1)
+
+
+def calibrate_surprise(
+    model: LatentWorldModel,
+    dataset: EpisodeDataset,
+    episode_ids: np.ndarray | Sequence[int],
+    false_alarm: float = 0.01,
+    *,
+    max_windows: int = 2000,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> SurpriseThreshold:
+    """The surprise threshold exceeded by a fraction ``false_alarm`` of unperturbed blocks.
+
+    Split-conformal: the ``ceil((n + 1)(1 - false_alarm)) / n`` quantile of the surprise of
+    ``n`` held-out one-block windows, so a new unperturbed block exceeds it with probability at
+    most ``false_alarm``. Use episodes the model was not trained on.
+
+    Raises:
+        ValueError: bad arguments, a model block that is not a multiple of the data's, or no
+            window in the episodes.
+    """
+    if not 0 < false_alarm < 1:
+        raise ValueError(f"false_alarm must lie in (0, 1), got {false_alarm}")
+    for name, value in (("max_windows", max_windows), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    pixels = getattr(model, "obs_dtype", torch.uint8) == torch.uint8
+    block, data_block = model.action_block, dataset.action_block
+    if block % data_block:
+        raise ValueError(
+            f"the model's action_block {block} must be a multiple of the dataset's {data_block}"
+        )
+    sampler = WindowSampler(
+        dataset, np.asarray(episode_ids, dtype=np.int64), num_frames=2,
+        frameskip=block // data_block, batch_size=batch_size,
+        obs_mode="pixels" if pixels else "state",
+    )  # fmt: skip
+    rows = sampler.window_rows
+    if len(rows) > max_windows:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_windows, replace=False))
+    scores = []
+    for start in range(0, len(rows), batch_size):
+        batch = sampler.gather(rows[start : start + batch_size])
+        obs = torch.from_numpy(batch.obs).to(model.device)  # (B, 2, *obs)
+        if not pixels:
+            obs = obs.to(torch.float32)
+        actions = torch.from_numpy(batch.actions[:, 0]).to(model.device)  # (B, block*A)
+        scores.append(surprise(model, obs[:, 0], actions, obs[:, 1]).cpu().numpy())
+    values = np.concatenate(scores)
+    count = len(values)
+    level = min(1.0, math.ceil((count + 1) * (1 - false_alarm)) / count)
+    return SurpriseThreshold(
+        value=float(np.quantile(values, level, method="higher")),
+        false_alarm=false_alarm,
+        windows=count,
+        median=float(np.median(values)),
+    )

@@ -1,0 +1,89 @@
+"""Surprise: split-conformal calibration holds its false-alarm rate on held-out data, and the
+controller detects a perturbation at the next block and acts on it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import lewm_mpc as lm
+from conftest import tiny_config
+from lewm_mpc.data import EpisodeDataset
+from lewm_mpc.models import WorldModel
+from lewm_mpc.surprise import SurpriseMonitor, SurpriseThreshold, calibrate_surprise, surprise
+from test_controller import GOAL, LinearEnv, planner
+
+
+def test_calibrated_threshold_keeps_its_false_alarm_rate_on_other_episodes(tiny_dataset):
+    dataset = EpisodeDataset.load(tiny_dataset)
+    torch.manual_seed(0)
+    model = WorldModel(
+        tiny_config(action_block=1)
+    ).eval()  # any model: the rate is distribution-free
+    ids = dataset.episode_ids
+    calibration, held_out = ids[::2], ids[1::2]
+    threshold = calibrate_surprise(model, dataset, calibration, false_alarm=0.1)
+    assert threshold.windows == 6 * 39 and threshold.value > threshold.median > 0
+    scores = []
+    for episode_id in held_out:
+        episode = dataset.episode(int(episode_id))
+        obs = torch.from_numpy(np.array(episode.pixels))
+        actions = torch.from_numpy(episode.action[:-1].astype(np.float32))
+        scores.append(surprise(model, obs[:-1], actions, obs[1:]).numpy())
+    rate = float(np.mean(np.concatenate(scores) > threshold.value))
+    n = sum(len(s) for s in scores)
+    assert abs(rate - 0.1) <= 3 * np.sqrt(0.1 * 0.9 / n) + 1 / threshold.windows
+
+
+def drive(controller, teleport_at=None, steps=16):
+    env = LinearEnv()
+    obs, _ = env.reset()
+    controller.reset(GOAL)
+    actions = []
+    for step in range(steps):
+        if step == teleport_at:  # the world moves without the robot: a push
+            env.x = env.x + np.array([0.3, 0.3], np.float32)
+            obs = env.x.copy()
+        action = controller.act(obs)
+        actions.append(action)
+        obs, *_ = env.step(action)
+    return np.array(actions)
+
+
+def test_a_perturbation_is_detected_at_the_next_block_and_replanned_from():
+    monitor = SurpriseMonitor(threshold=1e-3)  # the model is exact: unperturbed surprise ~0
+    with lm.MPCController(planner(), replan_every=4, monitor=monitor) as controller:
+        drive(controller, teleport_at=None)
+        assert controller.events == [] and len(controller.surprises) == 7
+        assert max(value for _, value in controller.surprises) < 1e-5
+        drive(controller, teleport_at=5)  # inside the block of steps 4-5
+    assert [event.step for event in controller.events] == [6]
+    assert controller.events[0].surprise == pytest.approx(0.3 * np.sqrt(2), rel=1e-4)
+    assert [record.step for record in controller.plans] == [0, 4, 6, 10, 14]
+
+
+def test_hold_policy_stops_until_the_new_plan_and_a_callback_only_reports():
+    seen = []
+    monitor = SurpriseMonitor(SurpriseThreshold(1e-3, 0.01, 100, 0.0), on_surprise=seen.append)
+    with lm.MPCController(planner(), replan_every=4, monitor=monitor) as controller:
+        drive(controller, teleport_at=5)
+    assert [event.step for event in seen] == [6] and controller.events == seen
+    assert [record.step for record in controller.plans] == [0, 4, 8, 12]  # no extra replan
+    hold = SurpriseMonitor(1e-3, on_surprise="hold")
+    with lm.MPCController(planner(), replan_every=4, asynchronous=True, max_wait_s=None,
+                          monitor=hold) as controller:  # fmt: skip
+        actions = drive(controller, teleport_at=5)
+        surprised = controller.plans[2]
+    assert surprised.requested_step == 6 and surprised.step == 6
+    np.testing.assert_array_equal(actions[6], surprised.result.actions[0])
+
+
+def test_bad_monitor_settings_are_clear_errors():
+    with pytest.raises(ValueError, match="finite and > 0"):
+        SurpriseMonitor(float("nan"))
+    with pytest.raises(ValueError, match="on_surprise"):
+        SurpriseMonitor(1.0, on_surprise="panic")
+    dataset_error = "false_alarm must lie in"
+    with pytest.raises(ValueError, match=dataset_error):
+        calibrate_surprise(None, None, [], false_alarm=1.5)
