@@ -38,6 +38,27 @@ class SurpriseThreshold:
     windows: int
     median: float
 
+    @classmethod
+    def from_scores(cls, scores: np.ndarray | Sequence[float], false_alarm: float = 0.01
+                    ) -> SurpriseThreshold:  # fmt: skip
+        """The split-conformal threshold of unperturbed surprise ``scores``.
+
+        The ``ceil((n + 1)(1 - false_alarm)) / n`` empirical quantile of the ``n`` scores: a
+        new score exchangeable with them exceeds it with probability at most ``false_alarm``.
+        Scores from closed-loop episodes (``MPCController.surprises``) calibrate for the
+        motion the planner produces, which data windows of another policy may not represent.
+        """
+        if not 0 < false_alarm < 1:
+            raise ValueError(f"false_alarm must lie in (0, 1), got {false_alarm}")
+        values = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if values.size == 0 or not np.all(np.isfinite(values)):
+            raise ValueError("need at least one finite surprise score")
+        count = values.size
+        level = min(1.0, math.ceil((count + 1) * (1 - false_alarm)) / count)
+        return cls(value=float(np.quantile(values, level, method="higher")),
+                   false_alarm=false_alarm, windows=count,
+                   median=float(np.median(values)))  # fmt: skip
+
 
 @dataclass(frozen=True)
 class SurpriseEvent:
@@ -149,12 +170,4 @@ def calibrate_surprise(
             obs = obs.to(torch.float32)
         actions = torch.from_numpy(batch.actions[:, 0]).to(model.device)  # (B, block*A)
         scores.append(surprise(model, obs[:, 0], actions, obs[:, 1]).cpu().numpy())
-    values = np.concatenate(scores)
-    count = len(values)
-    level = min(1.0, math.ceil((count + 1) * (1 - false_alarm)) / count)
-    return SurpriseThreshold(
-        value=float(np.quantile(values, level, method="higher")),
-        false_alarm=false_alarm,
-        windows=count,
-        median=float(np.median(values)),
-    )
+    return SurpriseThreshold.from_scores(np.concatenate(scores), false_alarm)
