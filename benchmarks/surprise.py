@@ -6,12 +6,11 @@ surprises of unperturbed closed-loop episodes (``--calibration-pairs`` pairs fro
 held-out episodes; the threshold of one-block data windows, ``lm.calibrate_surprise``, is
 recorded beside it); test pairs (goal 25 steps ahead) come from the other half. Each pair's
 episode is perturbed once, at a seeded step in ``[--first, --last]``: the world moves without
-the robot (Two-Room,
-point mass, Reacher: the agent teleported to a random state; PushT: the block shoved 40-80 px
-and turned 20-60 degrees; Cube: the cube moved 4-8 cm on the table). The same pairs and
-perturbations run with the monitor (replan at once on surprise) and without it (the planned
-queue continues until its next scheduled replan), synchronously, with CEM at the env's
-reference budget, replanning every ``receding_horizon`` blocks.
+the robot (Two-Room, point mass, Reacher: the agent teleported to a random state; PushT: the
+block shoved 40-80 px and turned 20-60 degrees; Cube: the cube moved 4-8 cm on the table).
+The same pairs and perturbations run with the monitor (replan at once on surprise) and
+without it (the planned queue continues until its next scheduled replan), synchronously, with
+CEM at the env's reference budget, replanning every ``receding_horizon`` blocks.
 
 Reported: detection rate within one block of the perturbation, false alarms per 1000
 unperturbed env steps (and per block), success after the perturbation with and without the
