@@ -391,6 +391,9 @@ def planners(iterations: int) -> dict[str, Callable[..., lm.Planner]]:
         ),
         "MPPI": lambda model, **kw: lm.MPPI(model, **small, **kw),
         "Gradient": lambda model, **kw: lm.GradientPlanner(model, **small, **kw),
+        "Gradient (Adam)": lambda model, **kw: lm.GradientPlanner(
+            model, optimizer="adam", **small, **kw
+        ),
         "Hybrid (CEM init + gradient)": lambda model, **kw: lm.GradientPlanner.hybrid(
             model, **hybrid_small, **kw
         ),
