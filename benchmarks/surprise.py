@@ -131,8 +131,9 @@ def run_pairs(run: lm.Run, pairs: list, name: str, args: Args,
                 successes.append(success_after)
                 if monitor is not None:
                     events = [event.step for event in controller.events]
-                    detected += any(at < s <= at + block for s in events)
-                    alarms += sum(s <= at for s in events)
+                    # The block holding the push ends at the first block boundary >= at.
+                    detected += any(at <= s < at + block for s in events)
+                    alarms += sum(s < at for s in events)
                     quiet_steps += at
     finally:
         env.close()
