@@ -232,3 +232,27 @@ def test_paced_asynchronous_loop_reaches_the_goal():
         report = lm.run_loop(env, controller, obs, info, GOAL, rate_hz=200.0, steps=40)
     assert report.episode.succeeded
     assert len(report.late) == len(report.episode.plans) >= 2
+
+
+def test_goals_as_observations_latents_or_probed_targets_steer_alike():
+    with lm.MPCController(planner()) as controller:
+        from_image, _ = drive(controller, steps=8)
+    with lm.MPCController(planner()) as controller:
+        env = LinearEnv()
+        obs, _ = env.reset()
+        controller.reset(torch.from_numpy(GOAL))  # the goal's latent (encode is the identity)
+        from_latent = []
+        for _ in range(8):
+            from_latent.append(controller.act(obs))
+            obs, *_ = env.step(from_latent[-1])
+    np.testing.assert_allclose(np.array(from_latent), from_image, atol=1e-6)
+    target = lm.energies.ProbedGoalDistance(probe=lambda z: z, running_weight=0.0, target=GOAL)
+    targeted = lm.CEM(Linear(), energy=target, horizon=4, num_samples=32, iterations=4, topk=4,
+                      seed=0)  # fmt: skip
+    env = LinearEnv()
+    obs, info = env.reset()
+    with lm.MPCController(targeted) as controller:
+        report = lm.run_loop(env, controller, obs, info, None, rate_hz=None, steps=30)
+    assert report.episode.succeeded
+    with lm.MPCController(planner()) as controller, pytest.raises(ValueError, match="shape"):
+        controller.reset(torch.zeros(3))

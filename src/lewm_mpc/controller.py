@@ -52,7 +52,7 @@ class PlanRecord:
 @dataclass(frozen=True)
 class _Request:
     obs: np.ndarray
-    goal: np.ndarray
+    goal: np.ndarray | torch.Tensor  # an observation, or a (D,) latent
     lead: np.ndarray  # (L, A) actions executed between the observation and the plan's start
     step: int  # env step of ``obs``
     shift: int | None  # warm-start shift in blocks (None: the first plan of an episode)
@@ -123,7 +123,7 @@ class MPCController:
         self._executed: list[np.ndarray] = []  # the last block's actions
         self._holding = False  # the monitor's "hold": zero actions until the next plan
         self._urgent = False  # a plan asked for by the monitor takes effect when ready
-        self._goal: np.ndarray | None = None
+        self._goal: np.ndarray | torch.Tensor | None = None
         self._queue = np.zeros((0, low.shape[0]), np.float32)  # (N, A) the plan in effect
         self._index = 0  # next action of the queue
         self._step = 0
@@ -142,15 +142,31 @@ class MPCController:
             self._thread.start()
 
     # ---------------------------------------------------------------- public API
-    def reset(self, goal: Any) -> None:
-        """Start an episode toward ``goal`` (an observation like ``obs``): cold warm start,
-        empty queue, no plan pending."""
+    def reset(self, goal: Any = None) -> None:
+        """Start an episode toward ``goal``: cold warm start, empty queue, no plan pending.
+
+        Args:
+            goal: an observation like ``obs`` (e.g. a goal image), a goal latent (a
+                ``torch.Tensor`` of shape ``(latent_dim,)``), or None when the planner's task
+                energy holds the goal itself (e.g. ``ProbedGoalDistance(probe, target=...)``
+                for "agent at (x, y)"; the goal latent it receives is zeros).
+        """
         self._check_open()
         with self._lock:
             self._request = self._ready = None
             while self._busy:  # the planner is not touched while the thread plans
                 self._lock.wait()
-        self._goal = np.asarray(goal).copy()
+        if goal is None:
+            goal = torch.zeros(self.planner.model.latent_dim)
+        if isinstance(goal, torch.Tensor):
+            if goal.shape != (self.planner.model.latent_dim,):
+                raise ValueError(
+                    f"a latent goal must have shape ({self.planner.model.latent_dim},), got "
+                    f"{tuple(goal.shape)}"
+                )
+            self._goal = goal.detach().float().clone()
+        else:
+            self._goal = np.asarray(goal).copy()
         self.planner.reset()
         self.plans, self.fallback_steps = [], 0
         self.events, self.surprises = [], []
@@ -288,8 +304,13 @@ class MPCController:
         """Plan from the request's observation rolled forward through its lead actions."""
         planner = self.planner
         obs_t, _ = planner._as_batch(request.obs, "obs")
-        goal_t, _ = planner._as_batch(request.goal, "goal")
-        z0, z_goal = planner.encode_pair(obs_t, goal_t)  # (1, D) each
+        if isinstance(request.goal, torch.Tensor):  # a goal latent
+            with torch.inference_mode():
+                z0 = planner.model.encode(obs_t).clone()  # (1, D)
+            z_goal = request.goal.to(z0.device)[None]
+        else:
+            goal_t, _ = planner._as_batch(request.goal, "goal")
+            z0, z_goal = planner.encode_pair(obs_t, goal_t)  # (1, D) each
         if len(request.lead):
             block = planner.model.action_block
             lead = torch.as_tensor(request.lead, dtype=torch.float32, device=z0.device)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -86,25 +87,40 @@ class ProbedGoalDistance:
     goal, which gives a planner little signal for detours (e.g. around a keep-out region); a
     probed physical distance keeps its shape at any range.
 
+    A goal can also be given as the quantity itself (``target``: e.g. "agent at (x, y)" or a
+    block pose), without any goal observation: ``probe(z_goal)`` is then replaced by it, and the
+    goal latent the planner passes is ignored (an :class:`~lewm_mpc.MPCController` reset with
+    ``goal=None``).
+
     Attributes:
         probe: latent -> quantity map, ``(..., D) -> (..., P)`` (e.g. a fitted ``Probe``).
         running_weight: weight of the mean distance over the intermediate predicted steps.
+        target: a fixed (P,) quantity to reach, or None (the probed goal latent).
     """
 
     probe: Callable[[torch.Tensor], torch.Tensor]
     running_weight: float = 1.0
+    target: Sequence[float] | np.ndarray | torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.probe):
             raise ValueError(f"probe must be callable (latents -> quantity), got {self.probe!r}")
         if not (math.isfinite(self.running_weight) and self.running_weight >= 0):
             raise ValueError(f"running_weight must be >= 0, got {self.running_weight}")
+        if self.target is not None:
+            target = torch.as_tensor(np.asarray(self.target, dtype=np.float32))
+            if target.ndim != 1 or not torch.isfinite(target).all():
+                raise ValueError(f"target must be a finite (P,) vector, got {self.target!r}")
+            object.__setattr__(self, "target", target)  # frozen: normalized once
 
     def __call__(
         self, latents: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor
     ) -> torch.Tensor:
         points = self.probe(latents[:, 1:])  # (S, H, P)
-        target = self.probe(goal).unsqueeze(1)  # (S, 1, P)
+        if isinstance(self.target, torch.Tensor):
+            target = self.target.to(points.device, points.dtype).expand(points.shape[0], 1, -1)
+        else:
+            target = self.probe(goal).unsqueeze(1)  # (S, 1, P)
         distance = (points - target).pow(2).sum(dim=-1)  # (S, H)
         energy = distance[:, -1]
         if self.running_weight > 0 and distance.shape[1] > 1:
