@@ -81,6 +81,8 @@ class Variant:
         image_size: side of the collected (and encoded) frames.
         train_steps: optimizer steps.
         model_overrides: ``named_config("cpu", ...)`` fields, as (field, value) pairs.
+        train_overrides: ``TrainConfig`` fields (e.g. ``sigreg_weight``), as (field, value)
+            pairs.
         planner: planner registry name (``lm.make_planner``).
         planner_overrides: planner config fields over the env's reference budget.
     """
@@ -93,6 +95,7 @@ class Variant:
     image_size: int = 64
     train_steps: int = 3000
     model_overrides: Overrides = ()
+    train_overrides: Overrides = ()
     planner: str = "cem"
     planner_overrides: Overrides = ()
 
@@ -101,7 +104,8 @@ class Variant:
                 f"{self.image_size}px")  # fmt: skip
 
     def model_key(self) -> str:
-        parts = [f"{field}{_fmt(value)}" for field, value in self.model_overrides]
+        parts = [f"{field}{_fmt(value)}"
+                 for field, value in (*self.model_overrides, *self.train_overrides)]  # fmt: skip
         return "-".join([self.data_key(), f"{self.train_steps}steps", *parts])
 
 
@@ -148,6 +152,8 @@ VARIANTS: dict[str, list[Variant]] = {
                                                  ("topk", 10))},
             "cem-600x30": {"planner_overrides": (("num_samples", 600), ("topk", 60))},
             "mppi": {"planner": "mppi"},
+            "sigreg-0.3": {"train_overrides": (("sigreg_weight", 0.3),)},
+            "sigreg-1.0": {"train_overrides": (("sigreg_weight", 1.0),)},
         }),
     ],
     "cube": [
@@ -238,7 +244,7 @@ class Results:
         settings = _plain(dataclasses.asdict(variant))
         for row in reversed(self.rows):
             if row["variant"] == variant.name and row["stage"] == stage:
-                return row if row["settings"] == settings else None
+                return row if _same_settings(row["settings"], settings) else None
         return None
 
     def shared(self, stage: str, key: str) -> dict[str, Any] | None:
@@ -256,7 +262,9 @@ class Results:
         adopted = 0
         for row in summary.get("rows", []):
             variant = by_name.get(row["variant"])
-            if variant is None or row["settings"] != _plain(dataclasses.asdict(variant)):
+            if variant is None:
+                continue
+            if not _same_settings(row["settings"], _plain(dataclasses.asdict(variant))):
                 continue
             keys = _stage_keys(variant)
             for stage in STAGES:
@@ -276,6 +284,14 @@ class Results:
             handle.write(json.dumps(row) + "\n")
         self.rows.append(row)
         return row
+
+
+def _same_settings(recorded: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether recorded settings are the current ones; a field added to :class:`Variant` since
+    counts as its default (so adding a lever keeps every finished row)."""
+    defaults = {f.name: _plain(f.default) for f in dataclasses.fields(Variant)
+                if f.default is not dataclasses.MISSING}  # fmt: skip
+    return all(recorded.get(name, defaults.get(name)) == value for name, value in current.items())
 
 
 def _stage_keys(variant: Variant) -> dict[str, str]:
@@ -312,7 +328,8 @@ class Queue:
                                val_fraction=0.25, val_every=5, val_batches=1, checkpoint_every=5,
                                sigreg_projections=16, bn_calibration_batches=1, warmup_steps=1,
                                seed=self.args.seed)  # fmt: skip
-        return TrainConfig(steps=variant.train_steps, seed=self.args.seed)
+        return TrainConfig(steps=variant.train_steps, seed=self.args.seed,
+                           **dict(variant.train_overrides))  # fmt: skip
 
     def planner(self, variant: Variant, model: Any) -> Any:
         budget = self.spec.budget
@@ -522,8 +539,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--select-seed", type=int, default=1, help="pair seed (not 0: test)")
     parser.add_argument("--only", default="", help="comma-separated variant names")
     parser.add_argument("--list", action="store_true", help="print variants and what is done")
-    parser.add_argument("--models", action="store_true",
-                        help="only make sure the variants' models exist (retrain lost ones)")
+    parser.add_argument(
+        "--models",
+        action="store_true",
+        help="only make sure the variants' models exist (retrain lost ones)",
+    )
     parser.add_argument("--smoke", action="store_true", help="two tiny variants, seconds")
     parser.add_argument("--workers", type=int, default=0, help="collection; 0: the recipe's")
     parser.add_argument("--seed", type=int, default=0, help="training and planner seed")
