@@ -56,6 +56,8 @@ class _Request:
     lead: np.ndarray  # (L, A) actions executed between the observation and the plan's start
     step: int  # env step of ``obs``
     shift: int | None  # warm-start shift in blocks (None: the first plan of an episode)
+    past_obs: tuple[np.ndarray, ...] = ()  # block-boundary observations before ``obs``
+    past_actions: tuple[np.ndarray, ...] = ()  # the (block*A,) block executed after each
 
 
 class MPCController:
@@ -121,6 +123,9 @@ class MPCController:
         self.fallback_steps = 0
         self._watched: tuple[np.ndarray, int] | None = None  # observation at a block start
         self._executed: list[np.ndarray] = []  # the last block's actions
+        history = int(getattr(planner.model, "history", 1))
+        self._history = history  # frames the model conditions on (1: none kept)
+        self._frames: list[tuple[np.ndarray, np.ndarray | None]] = []  # (obs, block after it)
         self._holding = False  # the monitor's "hold": zero actions until the next plan
         self._urgent = False  # a plan asked for by the monitor takes effect when ready
         self._goal: np.ndarray | torch.Tensor | None = None
@@ -171,6 +176,7 @@ class MPCController:
         self.plans, self.fallback_steps = [], 0
         self.events, self.surprises = [], []
         self._watched, self._holding, self._urgent, self._executed = None, False, False, []
+        self._frames = []
         self._queue = self._queue[:0]
         self._index = self._step = 0
         self._last = None
@@ -186,6 +192,7 @@ class MPCController:
         if self._goal is None:
             raise RuntimeError("call reset(goal) before act(obs)")
         obs = np.asarray(obs)
+        self._remember(obs)
         surprised = self._watch(obs)
         if not self.asynchronous:
             if not self.plans or self._index >= self.replan_every or surprised:
@@ -233,6 +240,15 @@ class MPCController:
         return f"MPCController({self.planner!r}, replan_every={self.replan_every}, {mode})"
 
     # ---------------------------------------------------------------- internals
+    def _remember(self, obs: np.ndarray) -> None:
+        """Keep the last ``history`` block-boundary observations and the blocks between them."""
+        if self._history <= 1 or self._step % self.planner.model.action_block:
+            return
+        if self._frames:  # the block executed since the previous boundary
+            previous, _ = self._frames[-1]
+            self._frames[-1] = (previous, np.concatenate(self._executed))
+        self._frames = [*self._frames[-(self._history - 1) :], (obs.copy(), None)]
+
     def _watch(self, obs: np.ndarray) -> bool:
         """Measure the surprise of a block just executed; whether a replan is asked for."""
         if self.monitor is None:
@@ -290,7 +306,11 @@ class MPCController:
             start_of_previous = previous.step - previous.late
             shift = (self._step + len(actions) - start_of_previous) // block
         assert self._goal is not None
-        return _Request(obs.copy(), self._goal, actions.copy(), self._step, shift)
+        past = [(frame, block) for frame, block in self._frames[:-1] if block is not None]
+        if self._step % block or not self._frames or self._frames[-1][1] is not None:
+            past = []  # not at a block boundary (a late plan): no aligned history
+        return _Request(obs.copy(), self._goal, actions.copy(), self._step, shift,
+                        tuple(f for f, _ in past), tuple(b for _, b in past))  # fmt: skip
 
     def _install(self, request: _Request, result: PlanResult) -> None:
         due = request.step + len(request.lead)  # the step the plan was made for
@@ -311,14 +331,33 @@ class MPCController:
         else:
             goal_t, _ = planner._as_batch(request.goal, "goal")
             z0, z_goal = planner.encode_pair(obs_t, goal_t)  # (1, D) each
+        past = self._past_latents(request, z0)  # ((1, C, D), (1, C, block*A)) or None
         if len(request.lead):
             block = planner.model.action_block
             lead = torch.as_tensor(request.lead, dtype=torch.float32, device=z0.device)
             lead = lead.reshape(1, -1, block * lead.shape[-1])  # (1, L/block, block*A)
+            extra = {} if past is None else {"past_latents": past[0], "past_actions": past[1]}
             with torch.inference_mode():
-                z0 = planner.model.rollout(z0, lead)[:, -1].clone()  # (1, D) at the plan start
+                chain = planner.model.rollout(z0, lead, **extra).clone()  # (1, L/block+1, D)
+            if past is not None:  # the history at the plan start: known, observed, predicted
+                past = (torch.cat([past[0], chain[:, :-1]], 1)[:, 1 - self._history:],
+                        torch.cat([past[1], lead], 1)[:, 1 - self._history:])  # fmt: skip
+            z0 = chain[:, -1]  # (1, D) at the plan start
+        history = None if past is None else (past[0][0], past[1][0])  # (C, D), (C, block*A)
         return planner.plan_latent(z0[0], z_goal[0], deadline_s=self.deadline_s,
-                                   shift=request.shift)  # fmt: skip
+                                   shift=request.shift, past=history)  # fmt: skip
+
+    def _past_latents(
+        self, request: _Request, z0: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The request's history encoded: ((1, C, D), (1, C, block*A)), or None."""
+        if not request.past_obs:
+            return None
+        frames, _ = self.planner._as_batch(np.stack(request.past_obs), "history")
+        with torch.inference_mode():
+            latents = self.planner.model.encode(frames).clone()[None]  # (1, C, D)
+        actions = torch.as_tensor(np.stack(request.past_actions), dtype=torch.float32)
+        return latents, actions[None].to(z0.device)
 
     def _fallback_action(self) -> np.ndarray:
         if self.fallback == "hold" and self._last is not None:

@@ -135,7 +135,11 @@ def _norm_gelu(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
 
 
 def fused_mlp_rollout(
-    step: FusedMLPStep, history: int, z0: torch.Tensor, action_embeddings: torch.Tensor
+    step: FusedMLPStep,
+    history: int,
+    z0: torch.Tensor,
+    action_embeddings: torch.Tensor,
+    past: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Autoregressive rollout with fused step weights (same maths as the module rollout).
 
@@ -145,6 +149,8 @@ def fused_mlp_rollout(
             as :class:`MLPPredictor` pads).
         z0: (S, D) start embeddings.
         action_embeddings: (S, H, E) embedded action blocks.
+        past: (S, C, D) embeddings before ``z0`` (oldest first) that open the window instead
+            of repeats of ``z0`` (the MLP predictor sees only the current step's action).
 
     Returns:
         (S, H + 1, D) embeddings, index 0 being ``z0``.
@@ -157,21 +163,27 @@ def fused_mlp_rollout(
         dtype = torch.get_autocast_dtype(device_type)
         with torch.autocast(device_type, enabled=False):
             return fused_mlp_rollout(
-                _cast(step, dtype), history, z0.to(dtype), action_embeddings.to(dtype)
+                _cast(step, dtype),
+                history,
+                z0.to(dtype),
+                action_embeddings.to(dtype),
+                None if past is None else past.to(dtype),
             )
     # The first layer's action part for every step at once: (S, H, hidden).
     action_part = F.linear(action_embeddings, step.action_weight, step.first_bias)
-    latents = [z0]  # H + 1 tensors of (S, D)
-    for t in range(horizon):
+    before = [] if past is None else list(past.unbind(1))  # C tensors of (S, D)
+    latents = [*before, z0]  # C + H + 1 tensors of (S, D) once done
+    offset = len(before)
+    for t in range(offset, offset + horizon):
         if history == 1:
             window = latents[t]  # (S, D)
-        else:  # z_{t-history+1} .. z_t, clamped at z_0: (S, history * D)
+        else:  # z_{t-history+1} .. z_t, clamped at the oldest: (S, history * D)
             window = torch.cat([latents[max(0, t - history + 1 + j)] for j in range(history)], 1)
-        h = torch.addmm(action_part[:, t], window, step.latent_weight_t)  # (S, hidden)
+        h = torch.addmm(action_part[:, t - offset], window, step.latent_weight_t)  # (S, hidden)
         h = _norm_gelu(h, step.first_norm)
         for layer in step.hidden:
             h = _norm_gelu(torch.addmm(layer.bias, h, layer.weight_t), layer.norm)  # (S, hidden)
         residual = torch.addmm(latents[t], h, step.out_weight_t)  # (S, D): z_t + net(x) - b_out
         p = F.gelu(torch.addmm(step.proj_bias, residual, step.proj_weight_t))  # (S, P)
         latents.append(torch.addmm(step.head_bias, p, step.head_weight_t))  # (S, D)
-    return torch.stack(latents, dim=1)  # (S, H + 1, D)
+    return torch.stack(latents[offset:], dim=1)  # (S, H + 1, D)

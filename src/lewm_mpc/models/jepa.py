@@ -155,12 +155,24 @@ class WorldModel(nn.Module):
         """Teacher-forced prediction: (B, T, D), (B, T, E) -> (B, T, D), output t ~ z_{t+1}."""
         return self.pred_projector(self.predictor(z, action_embeddings))
 
-    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Autoregressive latent rollout.
+    def rollout(
+        self,
+        z0: torch.Tensor,
+        actions: torch.Tensor,
+        past_latents: torch.Tensor | None = None,
+        past_actions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Autoregressive latent rollout, optionally from an observation history.
 
         Args:
             z0: (S, D) start embeddings.
             actions: (S, H, action_block * A) env-space action blocks.
+            past_latents: (S, C, D) embeddings of the C block-boundary observations before
+                ``z0``, oldest first (a model with ``history`` > 1 conditions on up to
+                ``history - 1`` of them; without, the window repeats ``z0``, as in training
+                at a sequence start).
+            past_actions: (S, C, action_block * A) the blocks executed after each of them
+                (the last one led to ``z0``); required with ``past_latents``.
 
         Returns:
             (S, H + 1, D) embeddings, index 0 being ``z0``.
@@ -171,26 +183,61 @@ class WorldModel(nn.Module):
         # An expanded (stride-0) start, as planners pass, would send the first step's matmul
         # down a slow path (15-25% of a 300-candidate rollout): materialize it once.
         z0 = z0.contiguous()
+        context = self._context(z0, past_latents, past_actions)  # (S, C', D), C' <= history-1
         action_embeddings = self.embed_actions(actions)  # (S, H, E)
         fused = fuse_mlp_step(self.predictor, self.pred_projector)
         if fused is not None:
-            return fused_mlp_rollout(fused, self.history, z0, action_embeddings)
-        return self._rollout_by_predict(z0, action_embeddings)
+            return fused_mlp_rollout(fused, self.history, z0, action_embeddings,
+                                     None if context is None else context[0])  # fmt: skip
+        return self._rollout_by_predict(z0, action_embeddings, context)
+
+    def _context(
+        self, z0: torch.Tensor, past_latents: torch.Tensor | None, past_actions: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The last ``history - 1`` past latents and their embedded blocks, or None."""
+        if past_latents is None and past_actions is None:
+            return None
+        if past_latents is None or past_actions is None:
+            raise ValueError("past_latents and past_actions go together")
+        num, dim = z0.shape
+        if past_latents.ndim != 3 or past_latents.shape[0] != num or past_latents.shape[2] != dim:
+            raise ValueError(
+                f"past_latents must be (S={num}, C, D={dim}), got {tuple(past_latents.shape)}"
+            )
+        block = self.action_block * self.action_dim
+        if past_actions.shape != (num, past_latents.shape[1], block):
+            raise ValueError(
+                f"past_actions must be (S={num}, C={past_latents.shape[1]}, {block}), got "
+                f"{tuple(past_actions.shape)}"
+            )
+        keep = min(self.history - 1, past_latents.shape[1])
+        if keep == 0:
+            return None
+        return (past_latents[:, -keep:].to(z0.dtype),
+                self.embed_actions(past_actions[:, -keep:]))  # fmt: skip
 
     def _rollout_by_predict(
-        self, z0: torch.Tensor, action_embeddings: torch.Tensor
+        self,
+        z0: torch.Tensor,
+        action_embeddings: torch.Tensor,
+        context: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """The unfused rollout: (S, D), (S, H, E) -> (S, H + 1, D), one :meth:`predict` a step."""
+        """The unfused rollout: (S, D), (S, H, E) -> (S, H + 1, D), one :meth:`predict` a step,
+        after the ``context`` (past latents (S, C, D), their embedded blocks (S, C, E))."""
         num, horizon = action_embeddings.shape[0], action_embeddings.shape[1]
-        latents = z0.new_empty(num, horizon + 1, z0.shape[-1])  # (S, H+1, D)
-        latents[:, 0] = z0
+        past = 0 if context is None else context[0].shape[1]
+        latents = z0.new_empty(num, past + horizon + 1, z0.shape[-1])  # (S, C+H+1, D)
+        if context is not None:
+            latents[:, :past] = context[0]
+            action_embeddings = torch.cat([context[1], action_embeddings], dim=1)  # (S, C+H, E)
+        latents[:, past] = z0
         window = self.history
-        for t in range(horizon):
+        for t in range(past, past + horizon):
             start = max(0, t + 1 - window)
-            context = latents[:, start : t + 1]  # (S, <=history, D)
-            step = self.predict(context, action_embeddings[:, start : t + 1])  # (S, ., D)
+            context_latents = latents[:, start : t + 1]  # (S, <=history, D)
+            step = self.predict(context_latents, action_embeddings[:, start : t + 1])
             latents[:, t + 1] = step[:, -1]
-        return latents
+        return latents[:, past:]
 
     def loss(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -186,6 +187,7 @@ class Planner(abc.ABC):
         self.half_range = (self.high - self.low) / 2
         self.generator = torch.Generator(device=device).manual_seed(self.config.seed)
         self.clocks: dict[str, IterationClock] = {}  # per kind of iteration, across plans
+        self._past: tuple[torch.Tensor, torch.Tensor] | None = None  # during a plan
         self._previous: torch.Tensor | None = None
         # The model's outputs are checked once, on the first plan (not in the planning loop).
         self._encode_checked = False
@@ -212,7 +214,13 @@ class Planner(abc.ABC):
         if seed is not None:
             self.generator.manual_seed(seed)
 
-    def plan(self, obs: Any, goal: Any, deadline_s: float | None = None) -> PlanResult:
+    def plan(
+        self,
+        obs: Any,
+        goal: Any,
+        deadline_s: float | None = None,
+        history: tuple[Any, Any] | None = None,
+    ) -> PlanResult:
         """Plan an action sequence from ``obs`` toward ``goal``.
 
         Args:
@@ -223,6 +231,11 @@ class Planner(abc.ABC):
                 iteration starts only if the recent iterations of its kind say it ends in
                 time, and the best plan so far is returned. With no time for one iteration,
                 the warm start alone is scored and returned.
+            history: for a model trained with a history of frames (``model.history`` > 1),
+                the observations before ``obs`` at block boundaries and the action blocks
+                executed after each, ``(past_obs (C, *obs_shape), past_actions (C, block*A))``
+                (batched: a leading B), oldest first; the model conditions on the last
+                ``history - 1``. None: the window repeats ``obs``.
 
         Returns:
             A :class:`PlanResult` (fields batched when ``obs`` was).
@@ -244,7 +257,23 @@ class Planner(abc.ABC):
                 f"{tuple(goal_t.shape)} (batched obs needs a batched goal)"
             )
         z0, z_goal = self.encode_pair(obs_t, goal_t)
-        return self._plan_from(z0, z_goal, batched, start, deadline_s, None)
+        past = None if history is None else self._encode_history(history, batched, len(z0))
+        return self._plan_from(z0, z_goal, batched, start, deadline_s, None, past)
+
+    def _encode_history(
+        self, history: tuple[Any, Any], batched: bool, num_envs: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(past_obs, past_actions) -> latents (B, C, D) and blocks (B, C, block*A)."""
+        past_obs, past_actions = history
+        past_obs = torch.as_tensor(np.asarray(past_obs))
+        past_obs = past_obs if batched else past_obs.unsqueeze(0)  # (B, C, *obs_shape)
+        frames, _ = self._as_batch(past_obs.flatten(0, 1), "history observations")
+        with torch.inference_mode():
+            latents = self.model.encode(frames).clone()  # (B*C, D)
+        latents = latents.view(num_envs, -1, latents.shape[-1])  # (B, C, D)
+        actions = torch.as_tensor(np.asarray(past_actions, dtype=np.float32))
+        actions = (actions if batched else actions.unsqueeze(0)).to(latents.device)
+        return latents, actions
 
     def encode_pair(
         self, obs: torch.Tensor, goal: torch.Tensor
@@ -264,6 +293,7 @@ class Planner(abc.ABC):
         z_goal: torch.Tensor,
         deadline_s: float | None = None,
         shift: int | None = None,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> PlanResult:
         """Plan from a start latent instead of an observation (e.g. a predicted future one).
 
@@ -273,6 +303,8 @@ class Planner(abc.ABC):
             deadline_s: wall-clock budget (a hard bound, see :meth:`plan`).
             shift: blocks the warm start shifts the previous plan by (default: the config's
                 ``receding_horizon``): the blocks executed since that plan started.
+            past: a history in latent form, ``(past_latents (C, D), past_actions
+                (C, block*A))`` (batched: a leading B), as :meth:`plan`'s ``history``.
 
         Returns:
             A :class:`PlanResult`, batched when ``z0`` was.
@@ -288,9 +320,12 @@ class Planner(abc.ABC):
                 f"{tuple(z0.shape)} and {tuple(z_goal.shape)}"
             )
         device = self.model.device
+        if past is not None:
+            latents, actions = (torch.as_tensor(p).float().to(device) for p in past)
+            past = (latents, actions) if batched else (latents[None], actions[None])
         return self._plan_from(z0_b.detach().float().to(device),
                                goal_b.detach().float().to(device), batched, start, deadline_s,
-                               shift)  # fmt: skip
+                               shift, past)  # fmt: skip
 
     def _plan_from(
         self,
@@ -300,7 +335,9 @@ class Planner(abc.ABC):
         start: float,
         deadline_s: float | None,
         shift: int | None,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> PlanResult:
+        self._past = self._check_past(past, z0)
         init = self._initial_mean(z0.shape[0], shift)
         finish = self.clock("finish")  # what follows the iterations: packaging the result
         deadline = None if deadline_s is None else start + deadline_s - (finish.estimate or 0.0)
@@ -313,7 +350,30 @@ class Planner(abc.ABC):
         self._previous = result.mean.detach().clone() if self.config.warm_start else None
         packaged = self._package(result, batched, 0.0)
         finish.stop()
+        self._past = None
         return dataclasses.replace(packaged, solve_s=time.perf_counter() - start)
+
+    def _check_past(
+        self, past: tuple[torch.Tensor, torch.Tensor] | None, z0: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Validate a (B, C, D) / (B, C, block*A) history against the model; None if unused."""
+        if past is None or getattr(self.model, "history", 1) <= 1:
+            return None
+        if "past_latents" not in inspect.signature(self.model.rollout).parameters:
+            raise ValueError(
+                f"{type(self.model).__name__}.rollout takes no past_latents/past_actions; "
+                "plan without a history"
+            )
+        latents, actions = past
+        block = self.model.action_block * self.model.action_dim
+        if (latents.ndim != 3 or latents.shape[0] != z0.shape[0]
+                or latents.shape[2] != z0.shape[1]
+                or actions.shape != (*latents.shape[:2], block)):  # fmt: skip
+            raise ValueError(
+                f"history must be C past latents (B, C, D={z0.shape[1]}) and their blocks "
+                f"(B, C, {block}), got {tuple(latents.shape)} and {tuple(actions.shape)}"
+            )
+        return latents, actions
 
     # -------------------------------------------------------------- for update rules
     @abc.abstractmethod
@@ -401,11 +461,16 @@ class Planner(abc.ABC):
         start = z0.unsqueeze(1).expand(-1, num, -1).reshape(num_envs * num, -1)  # (B*S, D)
         goal = z_goal.unsqueeze(1).expand(-1, num, -1).reshape(num_envs * num, -1)  # (B*S, D)
         dtype = ROLLOUT_DTYPES[self.config.rollout_dtype]
+        extra: dict[str, torch.Tensor] = {}
+        if self._past is not None:  # the same history for every candidate of an env
+            extra = {name: value.repeat_interleave(num, dim=0)  # (B*S, C, ...)
+                     for name, value in zip(("past_latents", "past_actions"), self._past,
+                                            strict=True)}  # fmt: skip
         if dtype is None:
-            latents = self.model.rollout(start, flat)  # (B*S, H+1, D)
+            latents = self.model.rollout(start, flat, **extra)  # (B*S, H+1, D)
         else:  # reduced-precision rollout; energies and ranking in float32
             with torch.autocast(torch.device(self.model.device).type, dtype=dtype):
-                latents = self.model.rollout(start, flat)  # (B*S, H+1, D)
+                latents = self.model.rollout(start, flat, **extra)  # (B*S, H+1, D)
         if not self._rollout_checked:  # once: shape, type, device, gradients if asked for
             check_rollout_output(self.model, latents, start, flat, planner=type(self).__name__)
             self._rollout_checked = True

@@ -206,6 +206,7 @@ class GradientPlanner(Planner):
         )
         cem.generator = self.generator  # shared: the warm-up advances this planner's stream
         cem.clocks = self.clocks  # its iteration times persist across plans with this planner's
+        cem._past = self._past  # the observation history of the plan in progress
         return cem
 
     def _optimize(
