@@ -51,7 +51,11 @@ def test_tworoom_planners_runs_every_planner(tworoom_run) -> None:
     args = script.Args(work=work, out=out, pairs=2, samples=8, iterations=3, restarts=4)
     script.main(args)
     rows = json.loads((out / "tworoom_planners.json").read_text())["rows"]
-    assert len(rows) == 5 and all(row["pairs"] == 2 for row in rows)
+    assert len(rows) == 7 and all(row["pairs"] == 2 for row in rows)
+    script.main(script.Args(work=work, out=out, pairs=1, samples=8, iterations=3, restarts=4,
+                            only="gradient,gradient-adam", tag="subset"))  # fmt: skip
+    subset = json.loads((out / "tworoom_planners_subset.json").read_text())["rows"]
+    assert [row["planner"] for row in subset] == ["Gradient", "Gradient (Adam)"]
 
 
 def test_tworoom_guardrails_calibrates_and_counts_entries(tworoom_run) -> None:
@@ -87,3 +91,21 @@ def test_env_success_runs_every_stage_and_resumes(tmp_path) -> None:
 def _plain(value):
     """As read back from JSON (tuples become lists)."""
     return json.loads(json.dumps(value))
+
+
+def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
+    """async_control, deadlines and surprise on pretrained:pointmass at tiny sizes."""
+    script = load("deadlines")
+    script.main(script.Args(envs="pointmass", deadlines_ms="30", plans=2, out=tmp_path))
+    rows = json.loads((tmp_path / "deadlines.json").read_text())["rows"]
+    assert len(rows) == 4 and all(row["deadline_ms"] == 30 for row in rows)
+    script = load("async_control")
+    script.main(script.Args(envs="pointmass", pairs=1, steps=4, out=tmp_path))
+    rows = json.loads((tmp_path / "async_control.json").read_text())["rows"]
+    assert [row["mode"] for row in rows] == ["synchronous", "asynchronous at 10 Hz"]
+    script = load("surprise")
+    script.main(script.Args(envs="pointmass", pairs=1, calibration_pairs=1, steps=6, first=2,
+                            last=3, out=tmp_path))  # fmt: skip
+    rows = json.loads((tmp_path / "surprise.json").read_text())["rows"]
+    assert [row["monitor"] for row in rows] == [True, False]
+    assert "detected within one block" in (tmp_path / "surprise.md").read_text()
