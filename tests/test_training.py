@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -207,6 +209,12 @@ def test_only_the_newest_checkpoints_are_kept(tiny_dataset, tmp_path):
     ] == []
     older = WorldModel.load(committed_checkpoints(tmp_path / "run")[0][1])  # any step loads
     assert older.run_meta.step == 8
+    umask = os.umask(0)
+    os.umask(umask)
+    newest = committed_checkpoints(tmp_path / "run")[-1][1]  # what a dataset gets, not 0600
+    for path in (newest, *newest.iterdir()):
+        expected = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path.name
 
 
 def test_a_run_in_the_single_folder_layout_resumes_into_checkpoints(tiny_dataset, tmp_path):

@@ -14,6 +14,13 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def default_permissions(path: str | Path) -> None:
+    """Give a file or folder the permissions a plain ``open``/``mkdir`` would (the umask's),
+    undoing the private 0600/0700 of temporary files and folders and of writers that create
+    files that way."""
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_UMASK)
+
+
 @contextlib.contextmanager
 def defer_interrupts() -> Iterator[None]:
     """Hold SIGINT until the block ends, so a Ctrl-C cannot split a multi-file commit.

@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from lewm_mpc.atomic import atomic_write, defer_interrupts
+from lewm_mpc.atomic import atomic_write, default_permissions, defer_interrupts
 from lewm_mpc.models.config import WorldModelConfig
 from lewm_mpc.models.run_dir import CHECKPOINTS, checkpoint_dir
 from lewm_mpc.models.run_meta import RunMeta
@@ -57,6 +57,7 @@ def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: Path) -> str:
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_write(path) as tmp:
         save_file(contiguous, str(tmp))
+        default_permissions(tmp)  # safetensors creates its file 0600
         sha = file_sha256(tmp)
     return sha
 

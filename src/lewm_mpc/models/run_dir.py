@@ -23,6 +23,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from lewm_mpc.atomic import default_permissions
+
 CHECKPOINTS = "checkpoints"
 _STEP = re.compile(r"^step-(\d+)$")
 _STAGING_PREFIX = ".staging-"
@@ -87,6 +89,7 @@ def staged_checkpoint(run_dir: str | Path, step: int) -> Iterator[Path]:
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_name(step)
     staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{step}-", dir=root))
+    default_permissions(staging)  # mkdtemp makes it 0700
     try:
         yield staging
         if not final.exists():
