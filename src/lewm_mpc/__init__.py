@@ -35,6 +35,7 @@ from lewm_mpc.planners import (
     planner_names,
     register_planner,
 )
+from lewm_mpc.planners.hierarchical import HierarchicalPlanner, LatentGraph
 from lewm_mpc.runs import Run, load_run
 from lewm_mpc.surprise import SurpriseMonitor, SurpriseThreshold, calibrate_surprise
 from lewm_mpc.types import Energy, LatentWorldModel, ObsMode, PlanResult, Policy
@@ -54,8 +55,10 @@ __all__ = [
     "GradientConfig",
     "GradientPlanner",
     "Guardrail",
+    "HierarchicalPlanner",
     "KeepOutBox",
     "KeepOutDisc",
+    "LatentGraph",
     "LatentWorldModel",
     "LoopReport",
     "MPCController",
