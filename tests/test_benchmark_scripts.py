@@ -109,3 +109,14 @@ def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
     rows = json.loads((tmp_path / "surprise.json").read_text())["rows"]
     assert [row["monitor"] for row in rows] == [True, False]
     assert "detected within one block" in (tmp_path / "surprise.md").read_text()
+
+
+def test_far_goals_compares_flat_and_hierarchical(tmp_path) -> None:
+    script = load("far_goals")
+    script.main(script.Args(env="tworoom", pairs=1, offsets="25", graph_episodes=8,
+                            random_budget=10, out=tmp_path))  # fmt: skip
+    rows = json.loads((tmp_path / "far_goals_tworoom.json").read_text())["rows"]
+    assert [(row["goals"], row["planner"]) for row in rows] == [
+        ("25 steps ahead", "flat"), ("25 steps ahead", "hierarchical"),
+        ("random goal", "flat"), ("random goal", "hierarchical"),
+    ]  # fmt: skip

@@ -31,6 +31,8 @@ from lewm_mpc.data.regenerated import HELDOUT_SEED_BASE
 from lewm_mpc.envs import EnvSpec
 from lewm_mpc.planners.base import Planner
 
+RANDOM_GOAL_SEED_BASE = 2 * HELDOUT_SEED_BASE  # random-goal resets: apart from every other seed
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -270,8 +272,11 @@ def heldout_pairs(
             f"{goal_offset}, {seed}"
         )
     length = min(spec.default_episode_steps, spec.max_episode_steps)
-    if goal_offset >= length:
-        raise ValueError(f"goal_offset {goal_offset} must be below {spec.name}'s {length} steps")
+    if goal_offset >= spec.max_episode_steps:
+        raise ValueError(
+            f"goal_offset {goal_offset} must be below {spec.name}'s {spec.max_episode_steps} "
+            "steps per episode"
+        )
     base = HELDOUT_SEED_BASE + seed
     env = spec.make(obs_mode="state", env_config=env_config)
     expert = spec.make_expert(env, policy)
@@ -281,7 +286,9 @@ def heldout_pairs(
         for episode in range(20 * num_pairs):
             if len(pairs) == num_pairs:
                 break
-            start = int(np.random.default_rng([base, episode, 1]).integers(length - goal_offset))
+            # Goals farther than a recipe episode: starts in its first steps, the episode longer.
+            starts = max(length - goal_offset, 1)
+            start = int(np.random.default_rng([base, episode, 1]).integers(starts))
             env.reset(seed=episode_seed(base, episode))
             expert.reset(np.random.default_rng([base, episode]))
             states = [np.array(env.unwrapped.get_state(), dtype=np.float64).reshape(-1)]
@@ -305,6 +312,40 @@ def heldout_pairs(
             f"only {len(pairs)} of {num_pairs} regenerated {spec.name} episodes gave a "
             f"non-trivial pair ({skipped} starts already solved); ask for fewer"
         )
+    return pairs, skipped
+
+
+def random_goal_pairs(
+    spec: EnvSpec,
+    num_pairs: int,
+    seed: int = 0,
+    env_config: Mapping[str, Any] | None = None,
+) -> tuple[list[Pair], int]:
+    """Pairs whose goal is anywhere: the env's own random start and goal (``env.reset``).
+
+    Two-Room: any point of either room; Reacher: any joint configuration; PushT: any block
+    pose; Cube: any target. Episode ``i`` is reset with ``episode_seed(RANDOM_GOAL_SEED_BASE +
+    seed, i)``; starts that already satisfy the success test are skipped (and counted).
+    ``Pair.start_step`` is 0 and ``Pair.episode`` the reset index.
+    """
+    if num_pairs < 1 or seed < 0:
+        raise ValueError(f"num_pairs must be >= 1 and seed >= 0, got {num_pairs}, {seed}")
+    env = spec.make(obs_mode="state", env_config=env_config)
+    pairs: list[Pair] = []
+    skipped = 0
+    try:
+        for episode in range(20 * num_pairs):
+            if len(pairs) == num_pairs:
+                break
+            env.reset(seed=episode_seed(RANDOM_GOAL_SEED_BASE + seed, episode))
+            start_state = np.array(env.unwrapped.get_state(), dtype=np.float64).reshape(-1)
+            goal_state = np.array(env.unwrapped.goal_state, dtype=np.float64).reshape(-1)
+            if spec.is_success(start_state, goal_state):
+                skipped += 1
+                continue
+            pairs.append(Pair(episode, 0, start_state, goal_state))
+    finally:
+        env.close()
     return pairs, skipped
 
 
