@@ -255,3 +255,12 @@ def test_the_shipped_two_room_model_loads_and_plans() -> None:
     env.close()
     assert result.actions.shape == (5 * model.action_block, 2)
     assert abs(result.actions).max() <= 1.0
+
+
+def test_eval_with_random_goals_and_subgoals_needs_no_dataset(shipped, capsys):
+    budget = ["--budget", "5", "--horizon", "2", "--samples", "8", "--iterations", "1"]
+    args = ["eval", "--model", "pretrained:tworoom", "--pairs", "2", *budget, "--topk", "2"]
+    assert main([*args, "--goals", "random", "--hierarchical"]) == 0
+    printed = capsys.readouterr().out
+    assert "goals anywhere in tworoom" in printed and "hierarchical: a graph of" in printed
+    assert "/2 =" in printed

@@ -71,6 +71,15 @@ def _add_eval_args(parser: argparse.ArgumentParser, pairs: int) -> None:
     count = positive_int
     group.add_argument("--pairs", type=count, default=pairs, help="held-out start/goal pairs")
     group.add_argument("--goal-offset", type=count, default=25, help="env steps start -> goal")
+    group.add_argument(
+        "--goals", choices=("offset", "random"), default="offset",
+        help="offset: the state --goal-offset steps on in an episode; random: anywhere the env "
+        "draws a goal (regenerated resets, no dataset needed)",
+    )  # fmt: skip
+    group.add_argument(
+        "--hierarchical", action="store_true",
+        help="reach subgoals from a latent graph of the model's training episodes",
+    )  # fmt: skip
     group.add_argument("--budget", type=count, default=50, help="env steps per pair")
     group.add_argument("--eval-seed", type=non_negative_int, default=0, help="pair sampling seed")
 
@@ -351,7 +360,7 @@ def _evaluate_heldout(
     import torch
 
     from lewm_mpc.envs import get_env_spec
-    from lewm_mpc.evaluation import EvalConfig, evaluate_pairs, heldout_pairs
+    from lewm_mpc.evaluation import EvalConfig, evaluate_pairs, heldout_pairs, random_goal_pairs
     from lewm_mpc.models import WorldModel
     from lewm_mpc.models.device import resolve_device
     from lewm_mpc.models.pretrained import is_pretrained, read_card
@@ -368,25 +377,44 @@ def _evaluate_heldout(
         raise ValueError("--video needs a pixel model")
     card = read_card(model_dir)
     policy = None if card is None else card.data_policy
-    pairs, skipped = heldout_pairs(
-        spec, args.pairs, args.eval_seed, policy, meta.env_config, args.goal_offset
-    )
-    why = "a shipped model" if is_pretrained(model_dir) else "the model records no dataset"
-    print(
-        f"pairs: {len(pairs)} from regenerated held-out {spec.name} episodes "
-        f"({policy or spec.expert_names[0]} data policy; {why})"
-    )
+    if getattr(args, "goals", "offset") == "random":
+        pairs, skipped = random_goal_pairs(spec, args.pairs, args.eval_seed, meta.env_config)
+        print(f"pairs: {len(pairs)} with goals anywhere in {spec.name} (seeded env resets)")
+    else:
+        pairs, skipped = heldout_pairs(
+            spec, args.pairs, args.eval_seed, policy, meta.env_config, args.goal_offset
+        )
+        why = "a shipped model" if is_pretrained(model_dir) else "the model records no dataset"
+        print(
+            f"pairs: {len(pairs)} from regenerated held-out {spec.name} episodes "
+            f"({policy or spec.expert_names[0]} data policy; {why})"
+        )
     config = EvalConfig(
         num_pairs=args.pairs, goal_offset=args.goal_offset, budget=args.budget,
         seed=args.eval_seed, deadline_s=args.deadline,
     )  # fmt: skip
 
+    planner = _hierarchical(args, _planner(args, model, spec), model_dir, None)
     with torch.inference_mode():
         report = evaluate_pairs(
-            _planner(args, model, spec), pairs, spec, config, meta.obs_mode, meta.env_config,
+            planner, pairs, spec, config, meta.obs_mode, meta.env_config,
             skipped, on_episode=_first_video_saver(video),
         )  # fmt: skip
     return _print_report(report, out, video, args, meta.step)
+
+
+def _hierarchical(args: argparse.Namespace, planner: Any, model_dir: Path, data: Path | None
+                  ) -> Any:  # fmt: skip
+    """``--hierarchical``: the planner reaching subgoals of a graph of the training latents."""
+    if not getattr(args, "hierarchical", False):
+        return planner
+    from lewm_mpc.planners.hierarchical import HierarchicalPlanner, LatentGraph
+    from lewm_mpc.runs import load_run
+
+    run = load_run(model_dir, data)
+    graph = LatentGraph.from_dataset(planner.model, run.dataset, run.train_ids)
+    print(f"hierarchical: a graph of {graph.num_nodes} latents of {len(run.train_ids)} episodes")
+    return HierarchicalPlanner(planner, graph)
 
 
 def _evaluate(
@@ -403,6 +431,9 @@ def _evaluate(
     from lewm_mpc.runs import load_run
 
     pairs_from = getattr(args, "pairs_from", "val")
+    random_goals = getattr(args, "goals", "offset") == "random"
+    if random_goals and not getattr(args, "offline", False):
+        return _evaluate_heldout(args, model_dir, out, video)  # goals come from env resets
     if data is None and not getattr(args, "offline", False) and _without_dataset(model_dir):
         if pairs_from == "train":
             raise ValueError("--pairs-from train needs the model's dataset: pass --data PATH")
@@ -415,7 +446,7 @@ def _evaluate(
     model, dataset = run.model, run.dataset
     if video is not None and run.obs_mode != "pixels":
         raise ValueError("--video needs a pixel model")
-    planner = _planner(args, model, spec)
+    planner = _hierarchical(args, _planner(args, model, spec), model_dir, data)
     split = run.meta.split
     config = EvalConfig(
         num_pairs=args.pairs, goal_offset=args.goal_offset, budget=args.budget,
