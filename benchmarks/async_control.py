@@ -23,8 +23,8 @@ Writes ``benchmarks/results/async_control.{json,md}``.
 from __future__ import annotations
 
 import json
-import platform
-from dataclasses import asdict, dataclass
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,10 @@ import torch
 from tqdm.auto import tqdm
 
 import lewm_mpc as lm
-from lewm_mpc.atomic import write_text_atomic
 from lewm_mpc.evaluation import EvalConfig, goal_observation, sample_pairs, wilson_interval
-from lewm_mpc.models.pretrained import pretrained_names
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
+from _results import env_names, reference_cem, write_results
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,8 @@ class Args:
 
 def run_mode(run: lm.Run, spec: Any, pairs: list, args: Args, asynchronous: bool) -> dict:
     """One mode on every pair: success and loop statistics."""
-    budget = spec.budget
-    planner = lm.CEM(run.model, horizon=budget.horizon, num_samples=budget.num_samples,
-                     iterations=budget.iterations, topk=budget.topk,
-                     receding_horizon=budget.receding_horizon, seed=args.seed)  # fmt: skip
-    replan_every = budget.receding_horizon * run.model.action_block
+    planner = reference_cem(run, args.seed)
+    replan_every = spec.budget.receding_horizon * run.model.action_block
     deadline = (1 - args.margin) * replan_every / args.rate_hz if asynchronous else None
     env = spec.make(obs_mode=run.obs_mode, env_config=run.dataset.meta.env_config)
     successes, steps, missed, late, fallback, act_ms, plan_ms = [], [], 0, [], 0, [], []
@@ -100,9 +98,8 @@ def run_mode(run: lm.Run, spec: Any, pairs: list, args: Args, asynchronous: bool
 def main(args: Args) -> dict:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    names = [name for name in args.envs.split(",") if name] or pretrained_names()
     rows = []
-    for name in names:
+    for name in env_names(args.envs):
         run = lm.load_run(f"pretrained:{name}")
         spec = run.env_spec
         assert spec is not None
@@ -112,20 +109,7 @@ def main(args: Args) -> dict:
             row = {"env": name, **run_mode(run, spec, pairs, args, asynchronous)}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    result = {
-        "args": {k: str(v) for k, v in asdict(args).items()},
-        "machine": {
-            "cpu_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-        "rows": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / "async_control.json", json.dumps(result, indent=1))
-    write_text_atomic(args.out / "async_control.md", markdown(result))
-    print(markdown(result))
-    return result
+    return write_results(args.out, "async_control", args, rows, markdown)
 
 
 def markdown(result: dict) -> str:

@@ -16,16 +16,17 @@ Writes ``benchmarks/results/deadlines.{json,md}``.
 from __future__ import annotations
 
 import json
-import platform
-from dataclasses import asdict, dataclass
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import lewm_mpc as lm
-from lewm_mpc.atomic import write_text_atomic
-from lewm_mpc.models.pretrained import pretrained_names
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
+from _results import env_names, write_results
 
 PLANNERS = ("cem", "mppi", "gradient", "hybrid")
 
@@ -76,10 +77,9 @@ def measure(planner: lm.Planner, pairs: list, deadline_s: float) -> dict:
 def main(args: Args) -> dict:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    names = [name for name in args.envs.split(",") if name] or pretrained_names()
     deadlines = [float(d) / 1000 for d in args.deadlines_ms.split(",")]
     rows = []
-    for name in names:
+    for name in env_names(args.envs):
         run = lm.load_run(f"pretrained:{name}")
         assert run.env_spec is not None
         budget = run.env_spec.budget
@@ -95,20 +95,7 @@ def main(args: Args) -> dict:
                        **measure(planner, pairs, deadline)}  # fmt: skip
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    result = {
-        "args": {k: str(v) for k, v in asdict(args).items()},
-        "machine": {
-            "cpu_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-        "rows": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / "deadlines.json", json.dumps(result, indent=1))
-    write_text_atomic(args.out / "deadlines.md", markdown(result))
-    print(markdown(result))
-    return result
+    return write_results(args.out, "deadlines", args, rows, markdown)
 
 
 def markdown(result: dict) -> str:

@@ -133,8 +133,7 @@ def time_breakdown(planner: lm.CEM, obs: np.ndarray, goal: np.ndarray, args: Arg
             per_plan.append({k: v - before.get(k, 0.0) for k, v in timer.seconds.items()})
     names = sorted({name for plan in per_plan for name in plan})
     stages = {
-        name: 1000 * float(np.median([plan.get(name, 0.0) for plan in per_plan]))
-        for name in names
+        name: 1000 * float(np.median([plan.get(name, 0.0) for plan in per_plan])) for name in names
     }
     other = [total - sum(plan.values()) for total, plan in zip(totals, per_plan, strict=True)]
     stages["other (CEM loop tensor ops, Python)"] = 1000 * float(np.median(other))

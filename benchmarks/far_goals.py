@@ -19,16 +19,16 @@ Writes ``benchmarks/results/far_goals_<env>.{json,md}``.
 from __future__ import annotations
 
 import json
-import platform
-from dataclasses import asdict, dataclass
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 import lewm_mpc as lm
-from lewm_mpc.atomic import write_text_atomic
 from lewm_mpc.evaluation import EvalConfig, evaluate_pairs, heldout_pairs, random_goal_pairs
 from lewm_mpc.models.pretrained import read_card
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
+from _results import reference_cem, write_results
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,10 @@ def main(args: Args) -> dict:
     if args.random:
         pairs, skipped = random_goal_pairs(spec, args.pairs, args.seed, env_config)
         sets.append(("random goal", pairs, skipped, args.random_budget))
-    budget = spec.budget
     rows = []
     for name, pairs, skipped, steps in sets:
         for kind in ("flat", "hierarchical"):
-            low = lm.CEM(run.model, horizon=budget.horizon, num_samples=budget.num_samples,
-                         iterations=budget.iterations, topk=budget.topk,
-                         receding_horizon=budget.receding_horizon, seed=args.seed)  # fmt: skip
+            low = reference_cem(run, args.seed)
             planner = low if kind == "flat" else lm.HierarchicalPlanner(low, graph)
             report = evaluate_pairs(planner, pairs, spec, EvalConfig(num_pairs=len(pairs),
                                     budget=steps, seed=args.seed), run.obs_mode, env_config,
@@ -75,27 +72,10 @@ def main(args: Args) -> dict:
                    "plan_p50_s": report.latency_p50_s}  # fmt: skip
             print(json.dumps(row), flush=True)
             rows.append(row)
-    result = {
-        "env": args.env,
-        "args": {k: str(v) for k, v in asdict(args).items()},
-        "graph": {
-            "nodes": graph.num_nodes,
-            "edges": int(graph.costs.nnz // 2),
-            "episodes": len(run.train_ids),
-            "stride": graph.stride,
-        },
-        "machine": {
-            "cpu_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-        "rows": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / f"far_goals_{args.env}.json", json.dumps(result, indent=1))
-    write_text_atomic(args.out / f"far_goals_{args.env}.md", markdown(result))
-    print(markdown(result))
-    return result
+    graph_facts = {"nodes": graph.num_nodes, "edges": int(graph.costs.nnz // 2),
+                   "episodes": len(run.train_ids), "stride": graph.stride}  # fmt: skip
+    return write_results(args.out, f"far_goals_{args.env}", args, rows, markdown,
+                         env=args.env, graph=graph_facts)  # fmt: skip
 
 
 def markdown(result: dict) -> str:

@@ -25,7 +25,7 @@ Writes ``benchmarks/results/surprise.{json,md}``.
 from __future__ import annotations
 
 import json
-import platform
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +35,11 @@ import torch
 from tqdm.auto import tqdm
 
 import lewm_mpc as lm
-from lewm_mpc.atomic import write_text_atomic
 from lewm_mpc.envs.cube import CUBE_POS
 from lewm_mpc.evaluation import EvalConfig, goal_observation, sample_pairs, wilson_interval
-from lewm_mpc.models.pretrained import pretrained_names
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
+from _results import env_names, reference_cem, write_results
 
 
 @dataclass(frozen=True)
@@ -71,14 +72,6 @@ def perturbed(name: str, env: Any, state: np.ndarray, rng: np.random.Generator) 
         state[CUBE_POS.start : CUBE_POS.start + 2] += shift
         return state
     return env.unwrapped.sample_state(rng)  # teleport
-
-
-def reference_cem(run: lm.Run, seed: int) -> lm.CEM:
-    assert run.env_spec is not None
-    budget = run.env_spec.budget
-    return lm.CEM(run.model, horizon=budget.horizon, num_samples=budget.num_samples,
-                  iterations=budget.iterations, topk=budget.topk,
-                  receding_horizon=budget.receding_horizon, seed=seed)  # fmt: skip
 
 
 def closed_loop_surprises(run: lm.Run, pairs: list, name: str, args: Args) -> np.ndarray:
@@ -153,9 +146,8 @@ def run_pairs(run: lm.Run, pairs: list, name: str, args: Args,
 def main(args: Args) -> dict:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    names = [name for name in args.envs.split(",") if name] or pretrained_names()
     rows = []
-    for name in names:
+    for name in env_names(args.envs):
         run = lm.load_run(f"pretrained:{name}")
         assert run.env_spec is not None
         calibration, test = run.val_ids[::2], run.val_ids[1::2]
@@ -173,20 +165,7 @@ def main(args: Args) -> dict:
                    **run_pairs(run, pairs, name, args, monitor)}  # fmt: skip
             print(json.dumps(row), flush=True)
             rows.append(row)
-    result = {
-        "args": {k: str(v) for k, v in asdict(args).items()},
-        "machine": {
-            "cpu_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-        "rows": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / "surprise.json", json.dumps(result, indent=1))
-    write_text_atomic(args.out / "surprise.md", markdown(result))
-    print(markdown(result))
-    return result
+    return write_results(args.out, "surprise", args, rows, markdown)
 
 
 def markdown(result: dict) -> str:

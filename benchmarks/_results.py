@@ -1,0 +1,52 @@
+"""What the robot-loop and far-goal benchmarks share: the reference planner of a shipped model,
+the envs to run, and writing a results pair (``<name>.json`` and ``<name>.md``).
+
+Imported by the benchmark scripts beside it (each puts this folder on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from _machine import machine_info
+
+import lewm_mpc as lm
+from lewm_mpc.atomic import write_text_atomic
+from lewm_mpc.models.pretrained import pretrained_names
+
+
+def env_names(envs: str) -> list[str]:
+    """Comma-separated env names, or every env with a shipped model when empty."""
+    return [name for name in envs.split(",") if name] or list(pretrained_names())
+
+
+def reference_cem(run: lm.Run, seed: int) -> lm.CEM:
+    """CEM at the env's reference budget (LeWorldModel's 300 x 30, top 30, horizon 5)."""
+    assert run.env_spec is not None
+    budget = run.env_spec.budget
+    return lm.CEM(run.model, horizon=budget.horizon, num_samples=budget.num_samples,
+                  iterations=budget.iterations, topk=budget.topk,
+                  receding_horizon=budget.receding_horizon, seed=seed)  # fmt: skip
+
+
+def write_results(
+    out: Path,
+    name: str,
+    args: Any,
+    rows: list[dict[str, Any]],
+    markdown: Callable[[dict[str, Any]], str],
+    **extra: Any,
+) -> dict[str, Any]:
+    """Write ``out/<name>.json`` (args, machine, ``extra``, rows) and its table; print it."""
+    result = {"args": {k: str(v) for k, v in asdict(args).items()}, "machine": machine_info(),
+              **extra, "rows": rows}  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1))
+    table = markdown(result)
+    write_text_atomic(out / f"{name}.md", table)
+    print(table)
+    return result
