@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,28 @@ def random_directions(
     return directions / directions.norm(dim=0, keepdim=True)
 
 
+def gather_batch(embeddings: torch.Tensor, dim: int) -> torch.Tensor:
+    """Every process's ``embeddings`` concatenated along ``dim`` (rank order), with autograd.
+
+    Outside ``torch.distributed`` (or with one process) the input itself. The backward pass
+    returns to each process the gradient of its own slice summed over processes, so when every
+    process computes the same statistic on the gathered batch and data-parallel training
+    averages the parameter gradients, the result is the gradient of the statistic on the
+    global batch. Every process must pass the same shape.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return embeddings
+    from torch.distributed.nn.functional import all_gather  # autograd-aware collective
+
+    return torch.cat(all_gather(embeddings.contiguous()), dim=dim)
+
+
 def sigreg(
     embeddings: torch.Tensor,
     config: SIGRegConfig | None = None,
     generator: torch.Generator | None = None,
     directions: torch.Tensor | None = None,
+    global_batch: bool = True,
 ) -> torch.Tensor:
     """Epps-Pulley SIGReg statistic averaged over random directions (and leading dims).
 
@@ -86,6 +104,11 @@ def sigreg(
         config: quadrature and projection settings.
         generator: RNG for the directions (fresh directions on every call).
         directions: optional fixed (D, M) unit directions, overriding ``generator``.
+        global_batch: under ``torch.distributed``, compute the statistic on the batch of all
+            processes (:func:`gather_batch`), as one process would on the concatenated batch;
+            False: on this process's shard only (the per-rank statistic is of a smaller sample
+            and is not the loss the paper defines). Every process must then draw the same
+            directions (seed ``generator`` identically on every rank).
 
     Returns:
         Scalar tensor (differentiable w.r.t. ``embeddings``).
@@ -95,6 +118,8 @@ def sigreg(
         embeddings = embeddings.unsqueeze(0)
     if embeddings.ndim != 3:
         raise ValueError(f"embeddings must be (N, D) or (T, N, D), got {tuple(embeddings.shape)}")
+    if global_batch:
+        embeddings = gather_batch(embeddings, dim=1)  # (T, N_global, D)
     num_samples, dim = embeddings.shape[1], embeddings.shape[2]
     if num_samples < 2:
         raise ValueError(f"SIGReg needs at least 2 samples per group, got {num_samples}")
