@@ -157,7 +157,9 @@ def main(args: Args) -> None:
 
         budget = {"num_samples": 16, "iterations": 2, "topk": 4} if args.smoke else {}
         steps = 20 if args.smoke else args.budget
-        env = run.env_spec.make(obs_mode=run.obs_mode, env_config=env_config)
+        # The env's own time limit (100 steps) would cut the episodes short of the budget.
+        limit = max(steps, run.env_spec.max_episode_steps)
+        env = run.env_spec.make(run.obs_mode, env_config, max_episode_steps=limit)
         flat = run_episode(env, lm.CEM(run.model, seed=args.seed, **budget), pair, steps)
         print(describe("flat CEM    ", flat))
         low = lm.CEM(run.model, seed=args.seed, **budget)
