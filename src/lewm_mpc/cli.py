@@ -208,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="compare planners x environments (resumable; local processes or Ray)"
     )
     add_bench_arguments(p)
+
+    from lewm_mpc.data.interop.command import add_export_arguments, add_import_arguments
+
+    add_import_arguments(sub.add_parser("import", help="import a dataset (swm HDF5, npz)"))
+    add_export_arguments(sub.add_parser("export", help="export a dataset (swm HDF5)"))
     return parser
 
 
@@ -501,6 +506,18 @@ def cmd_bench(args: argparse.Namespace) -> None:
     run_from_args(args)
 
 
+def cmd_import(args: argparse.Namespace) -> None:
+    from lewm_mpc.data.interop.command import run_import
+
+    run_import(args)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from lewm_mpc.data.interop.command import run_export
+
+    run_export(args)
+
+
 COMMANDS = {
     "collect": cmd_collect,
     "train": cmd_train,
@@ -508,6 +525,8 @@ COMMANDS = {
     "demo": cmd_demo,
     "render": cmd_render,
     "bench": cmd_bench,
+    "import": cmd_import,
+    "export": cmd_export,
 }
 
 

@@ -15,6 +15,7 @@ from lewm_mpc.data.format import (
     ObservationSpec,
     inspect_dataset,
 )
+from lewm_mpc.data.interop import export_swm, import_npz, import_swm
 from lewm_mpc.data.windows import WindowBatch, WindowSampler, action_stats
 from lewm_mpc.data.writer import merge, write_episodes
 
@@ -37,6 +38,9 @@ __all__ = [
     "collect",
     "collect_episode",
     "episode_seed",
+    "export_swm",
+    "import_npz",
+    "import_swm",
     "inspect_dataset",
     "merge",
     "write_episodes",
