@@ -1,0 +1,183 @@
+"""The machinery of gradient shooting's loops: one run's evaluation with the augmented
+Lagrangian, multiplier updates, convergence tracking, and the L-BFGS curvature memory."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from lewm_mpc.energies import Guardrail, ObjectiveValue
+from lewm_mpc.planners.best import BestSoFar
+
+if TYPE_CHECKING:
+    from lewm_mpc.planners.gradient import GradientPlanner
+
+
+class Descent:
+    """One gradient planner run's bookkeeping: evaluation with the augmented Lagrangian,
+    multiplier updates, the best plan so far, budget, deadline and convergence.
+
+    Args:
+        planner: the planner (config, objective, evaluation).
+        z0: (B, D) start latents; z_goal: (B, D) goal latents.
+        best: tracker of the best plan (may already hold the CEM warm-up's).
+        deadline: ``time.perf_counter()`` value (None: no limit).
+    """
+
+    def __init__(
+        self,
+        planner: GradientPlanner,
+        z0: torch.Tensor,
+        z_goal: torch.Tensor,
+        best: BestSoFar,
+        deadline: float | None,
+    ) -> None:
+        self.planner, self.z0, self.z_goal, self.best = planner, z0, z_goal, best
+        self.deadline = deadline
+        self.hard = [g for g in planner.objective.guardrails if g.hard]
+        self.evaluations = self.energy_evals = 0
+        self.multipliers: torch.Tensor | None = None  # (G, B, R) once shapes are known
+        self.penalty: torch.Tensor | None = None
+        self.lowest: torch.Tensor | None = None  # (B,) lowest loss over the restarts
+        self.stalled: torch.Tensor | None = None  # (B,) evaluations without progress
+        self.refresh = False  # the objective changed since the last evaluation
+
+    def more(self) -> bool:
+        """Whether to evaluate again: budget left, time for one more step, not converged.
+
+        Each call ends the step timed since the previous one (the planner's "gradient"
+        :class:`~lewm_mpc.planners.base.IterationClock`) and starts the next.
+        """
+        cfg = self.planner.config
+        clock = self.planner.clock("gradient")
+        clock.stop()
+        if self.evaluations >= cfg.iterations or not clock.fits(self.deadline):
+            return False
+        converging = self.stalled is not None and cfg.tolerance > 0
+        if converging and not bool((self.stalled < cfg.patience).any()):
+            return False
+        clock.start()
+        return True
+
+    def evaluate(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Objective plus Lagrangian (B, R) and its gradient in the actions (B, R, H, block*A).
+
+        Also records the plans in the best-so-far tracker, counts the work, updates the
+        multipliers every ``multiplier_every`` evaluations and tracks convergence.
+        """
+        cfg = self.planner.config
+        actions = actions.detach().requires_grad_(True)
+        latents, value = self.planner.evaluate(self.z0, self.z_goal, actions)  # (B, R, ...)
+        if self.multipliers is None or self.penalty is None:
+            self.multipliers = torch.zeros((len(self.hard), *value.total.shape),
+                                           device=actions.device)  # fmt: skip
+            self.penalty = torch.full_like(self.multipliers, cfg.rho)  # (G, B, R)
+        violations = _violations(value, self.hard, self.multipliers)  # (G, B, R)
+        lagrangian = (self.multipliers * violations + self.penalty / 2 * violations.pow(2)).sum(0)
+        loss = value.total + lagrangian  # (B, R)
+        if not loss.requires_grad:
+            raise ValueError(
+                "the objective does not depend differentiably on the actions (the world "
+                "model or an energy detaches them); use CEM or MPPI instead"
+            )
+        (grad,) = torch.autograd.grad(loss.sum(), [actions])
+        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+        loss = loss.detach()
+        self.best.update(actions.detach(), latents.detach(), _detached(value))
+        self.evaluations += 1
+        self.energy_evals += cfg.restarts
+        self._track(loss)
+        self.refresh = False
+        if self.hard and self.evaluations % cfg.multiplier_every == 0:
+            self.multipliers = (self.multipliers + self.penalty * violations.detach()).clamp_min(0)
+            self.penalty = (self.penalty * cfg.rho_growth).clamp_max(cfg.rho_max)
+            self.lowest = self.stalled = None  # a new objective: progress is measured afresh
+            self.refresh = True
+        return loss, grad
+
+    def _track(self, loss: torch.Tensor) -> None:
+        """Count, per env, evaluations in which no restart lowered the env's lowest loss by
+        more than ``tolerance`` of its magnitude (the plan returned is the lowest one)."""
+        loss = loss.min(dim=1).values  # (B,) over restarts
+        finite = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, float("inf")))
+        if self.lowest is None or self.stalled is None:
+            self.lowest, self.stalled = finite, torch.zeros_like(loss, dtype=torch.long)
+            return
+        margin = self.planner.config.tolerance * self.lowest.abs().nan_to_num(posinf=0.0)
+        progress = finite < self.lowest - margin
+        self.stalled = torch.where(progress, torch.zeros_like(self.stalled), self.stalled + 1)
+        self.lowest = torch.minimum(self.lowest, finite)
+
+
+class CurvatureMemory:
+    """The last ``size`` L-BFGS curvature pairs (s, y) of P independent problems.
+
+    Pairs are stored per problem only when accepted and of positive curvature (s'y > 0);
+    :meth:`apply` is the two-loop recursion, an approximation of the inverse Hessian times a
+    vector, scaled by s'y / y'y of the newest pair.
+    """
+
+    def __init__(self, problems: int, dim: int, size: int, like: torch.Tensor) -> None:
+        self.s = like.new_zeros((problems, size, dim))  # oldest first
+        self.y = like.new_zeros((problems, size, dim))
+        self.rho = like.new_zeros((problems, size))  # 1 / s'y, 0 for an empty slot
+
+    def any(self) -> torch.Tensor:
+        """(P,) whether a problem holds a pair."""
+        return self.rho[:, -1] > 0
+
+    def push(self, s: torch.Tensor, y: torch.Tensor, accepted: torch.Tensor) -> None:
+        """Append (s, y) (P, d) where ``accepted`` and the curvature is positive."""
+        curvature = (s * y).sum(1)
+        keep = accepted & (curvature > 1e-10 * s.norm(dim=1) * y.norm(dim=1))
+        rho = torch.where(keep, 1.0 / curvature.clamp_min(torch.finfo(s.dtype).tiny), 0.0)
+        rolled = [torch.cat([old[:, 1:], new[:, None]], dim=1)
+                  for old, new in ((self.s, s), (self.y, y))]  # fmt: skip
+        self.s = torch.where(keep[:, None, None], rolled[0], self.s)
+        self.y = torch.where(keep[:, None, None], rolled[1], self.y)
+        self.rho = torch.where(keep[:, None], torch.cat([self.rho[:, 1:], rho[:, None]], 1),
+                               self.rho)  # fmt: skip
+
+    def apply(self, vector: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
+        """(P, d) approximate inverse Hessian times ``vector`` in the ``free`` coordinates.
+
+        The pairs are restricted to the free coordinates (P, d mask), a reduced quasi-Newton
+        step of the free subspace; pairs whose restricted curvature is not positive are
+        skipped. Identity scaling where no pair remains; held coordinates come out zero.
+        """
+        tiny = torch.finfo(vector.dtype).tiny
+        mask = free.to(vector.dtype)[:, None]  # (P, 1, d)
+        s, y = self.s * mask, self.y * mask  # (P, m, d)
+        curvature = (s * y).sum(2)  # (P, m)
+        rho = torch.where((self.rho > 0) & (curvature > 0), 1.0 / curvature.clamp_min(tiny), 0.0)
+        q = vector * mask[:, 0]
+        alphas = []
+        for i in range(rho.shape[1] - 1, -1, -1):  # newest to oldest
+            alpha = rho[:, i] * (s[:, i] * q).sum(1)  # (P,)
+            q = q - alpha[:, None] * y[:, i]
+            alphas.append(alpha)
+        yy = (y * y).sum(2)  # (P, m)
+        scale = torch.where(rho > 0, curvature / yy.clamp_min(tiny), 0.0)
+        newest = (rho > 0).to(vector.dtype).cumsum(1).argmax(1, keepdim=True)  # last valid slot
+        gamma = torch.where((rho > 0).any(1), scale.gather(1, newest)[:, 0], 1.0)
+        r = gamma[:, None] * q
+        for i, alpha in zip(range(rho.shape[1]), reversed(alphas), strict=True):
+            beta = rho[:, i] * (y[:, i] * r).sum(1)
+            r = r + (alpha - beta)[:, None] * s[:, i]
+        return r * mask[:, 0]
+
+
+def _violations(value: ObjectiveValue, hard: list[Guardrail], like: torch.Tensor) -> torch.Tensor:
+    """(G, B, R) violation of each hard guardrail beyond its tolerance (G may be 0)."""
+    if not hard:
+        return torch.zeros_like(like)
+    return torch.stack([(value.terms[g.name] - g.tolerance).clamp_min(0.0) for g in hard])
+
+
+def _detached(value: ObjectiveValue) -> ObjectiveValue:
+    return ObjectiveValue(
+        value.total.detach(),
+        value.violation.detach(),
+        {name: term.detach() for name, term in value.terms.items()},
+    )
