@@ -58,13 +58,15 @@ def main(args: Args) -> dict:
     if args.random:
         pairs, skipped = random_goal_pairs(spec, args.pairs, args.seed, env_config)
         sets.append(("random goal", pairs, skipped, args.random_budget))
+    kinds = {name: ("random" if name == "random goal" else "offset") for name, *_ in sets}
     rows = []
     for name, pairs, skipped, steps in sets:
         for kind in ("flat", "hierarchical"):
             low = reference_cem(run, args.seed)
             planner = low if kind == "flat" else lm.HierarchicalPlanner(low, graph)
-            report = evaluate_pairs(planner, pairs, spec, EvalConfig(num_pairs=len(pairs),
-                                    budget=steps, seed=args.seed), run.obs_mode, env_config,
+            config = EvalConfig(num_pairs=len(pairs), budget=steps, seed=args.seed,
+                                goals=kinds[name])  # fmt: skip
+            report = evaluate_pairs(planner, pairs, spec, config, run.obs_mode, env_config,
                                     skipped, progress=True)  # fmt: skip
             row = {"goals": name, "planner": kind, "budget": steps, "pairs": report.num_pairs,
                    "success_rate": report.success_rate, "ci95": list(report.ci95),

@@ -263,4 +263,4 @@ def test_eval_with_random_goals_and_subgoals_needs_no_dataset(shipped, capsys):
     assert main([*args, "--goals", "random", "--hierarchical"]) == 0
     printed = capsys.readouterr().out
     assert "goals anywhere in tworoom" in printed and "hierarchical: a graph of" in printed
-    assert "/2 =" in printed
+    assert "(random goals): success" in printed and "/2 =" in printed

@@ -396,7 +396,7 @@ def _evaluate_heldout(
         )
     config = EvalConfig(
         num_pairs=args.pairs, goal_offset=args.goal_offset, budget=args.budget,
-        seed=args.eval_seed, deadline_s=args.deadline,
+        seed=args.eval_seed, deadline_s=args.deadline, goals=getattr(args, "goals", "offset"),
     )  # fmt: skip
 
     planner = _hierarchical(args, _planner(args, model, spec), model_dir, None)

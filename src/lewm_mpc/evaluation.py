@@ -48,6 +48,9 @@ class EvalConfig:
         deadline_s: optional per-plan deadline.
         pairs_from: the episodes pairs come from: ``"val"``, the held-out ones (default), or
             ``"train"``, the training ones (LeWorldModel's protocol).
+        goals: ``"offset"``: the state ``goal_offset`` steps on in an episode (default);
+            ``"random"``: anywhere the env draws a goal (:func:`random_goal_pairs`;
+            ``goal_offset`` unused).
     """
 
     num_pairs: int = 50
@@ -58,6 +61,7 @@ class EvalConfig:
     split_seed: int = 0
     deadline_s: float | None = None
     pairs_from: Literal["val", "train"] = "val"
+    goals: Literal["offset", "random"] = "offset"
 
     def __post_init__(self) -> None:
         for name in ("num_pairs", "goal_offset", "budget"):
@@ -65,6 +69,8 @@ class EvalConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.pairs_from not in ("val", "train"):
             raise ValueError(f"pairs_from must be 'val' or 'train', got {self.pairs_from!r}")
+        if self.goals not in ("offset", "random"):
+            raise ValueError(f"goals must be 'offset' or 'random', got {self.goals!r}")
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,8 @@ class EvalReport:
         low, high = self.ci95
         steps = "n/a" if self.steps_to_success_mean is None else f"{self.steps_to_success_mean:.1f}"
         source = "" if self.pairs_from == "val" else " (pairs from training episodes, as LeWM)"
+        if self.config.get("goals") == "random":
+            source += " (random goals)"
         return (
             f"{self.env_id}{source}: success {self.successes}/{self.num_pairs} = "
             f"{100 * self.success_rate:.1f}% (95% CI {100 * low:.1f}-{100 * high:.1f}), "
