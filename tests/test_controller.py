@@ -116,7 +116,8 @@ def test_latency_compensation_plans_from_the_true_future_state():
         _, states = drive(controller, steps=12)
         steps = [record.step for record in controller.plans]
     assert steps == [0, 4, 8]
-    for start, step in zip(starts, steps, strict=True):  # planned while steps 0-3, 4-7 ran
+    # The plan for step 12 may have started too (the thread plans ahead): check those installed.
+    for start, step in zip(starts[: len(steps)], steps, strict=True):
         np.testing.assert_allclose(start.numpy(), states[step], atol=1e-6)
 
 
