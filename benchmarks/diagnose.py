@@ -1,8 +1,9 @@
 """Planner limits vs model limits: the simulator oracle and the learned model on the same pairs.
 
 For one environment whose dataset and model exist under ``--work`` (as ``env_success.py`` leaves
-them: ``data.h5`` and ``model/``), on the first ``--pairs`` held-out pairs of the evaluation
-protocol:
+them: ``data.h5`` and ``model/``; or ``--model`` and ``--data``, where a shipped model without
+``--data`` gets its regenerated held-out episodes), on the first ``--pairs`` held-out pairs of the
+evaluation protocol:
 
 1. **oracle**: CEM at the full budget with the true simulator as its model
    (``lm.SimulatorModel``: state reset + step; latent = env state, energy = goal-feature
@@ -16,6 +17,11 @@ Every (planner, pair) job runs in its own process (``--workers``) and is appende
 ``<work>/diagnosis/jobs.jsonl`` when it finishes, so a killed run resumes where it stopped.
 
     .venv/bin/python benchmarks/diagnose.py --env pusht --pairs 10 --workers 2
+    .venv/bin/python benchmarks/diagnose.py --env cube --model pretrained:cube
+    .venv/bin/python benchmarks/diagnose.py --env pusht --kinds oracle --data goal.h5 --work W
+
+With ``--kinds oracle`` no model is needed: the pairs come from the validation episodes of the
+split a model trained on ``--data`` with the default settings would use.
 
 Writes ``benchmarks/results/diagnosis_<env>.json`` and the table of every env diagnosed so far,
 ``benchmarks/results/diagnosis.md``.
@@ -63,13 +69,29 @@ def _pose_target(env: str) -> Any:
     return probe.name, probe.read
 
 
-def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any, list]:
+@dataclass(frozen=True)
+class _Episodes:
+    """What the oracle needs of a run when there is no model: the data and its split."""
+
+    dataset: Any
+    val_ids: Any
+
+
+def _setup(args: argparse.Namespace) -> tuple[Any, Any, list]:
     import lewm_mpc as lm
+    from lewm_mpc.data import EpisodeDataset
     from lewm_mpc.envs import get_env_spec
     from lewm_mpc.evaluation import EvalConfig, sample_pairs
+    from lewm_mpc.training import TrainConfig
 
     spec = get_env_spec(args.env)
-    run = lm.load_run(args.work / "model", args.work / "data.h5")  # the model's own split
+    if "learned" in args.kinds.split(",") or args.model is not None:
+        run = lm.load_run(args.model, args.data, regenerated_episodes=args.regenerated_episodes,
+                          progress=True)  # the model's own split  # fmt: skip
+    else:  # oracle only: the split a default training run on this dataset holds out
+        dataset = EpisodeDataset.load(args.data)
+        defaults = TrainConfig()
+        run = _Episodes(dataset, dataset.split(defaults.val_fraction, defaults.seed)[1])
     config = EvalConfig(num_pairs=args.pairs, seed=args.seed)
     pairs, _ = sample_pairs(run.dataset, run.val_ids, spec, config)
     return spec, run, pairs
@@ -108,12 +130,23 @@ def _probe_r2(args: argparse.Namespace) -> dict[str, Any]:
     from lewm_mpc.energies import fit_probe_from_dataset
 
     _, run, _ = _setup(args)
+    if isinstance(run, _Episodes):
+        return {"target": "none (no model)", "r2": {"linear": float("nan"), "mlp": float("nan")}}
     name, target = _pose_target(args.env)
     probes = {kind: fit_probe_from_dataset(run.model, run.dataset, run.train_ids, target,
                                            kind=kind, seed=args.seed)
               for kind in ("linear", "mlp")}  # fmt: skip
     return {"target": name, "r2": {kind: probe.r2_mean for kind, probe in probes.items()},
             "r2_per_output": {kind: list(probe.r2) for kind, probe in probes.items()}}  # fmt: skip
+
+
+def _data_policy(args: argparse.Namespace) -> str | None:
+    """The data policy of the episodes the pairs come from (None: the model's regenerated)."""
+    if args.data is None:
+        return None
+    from lewm_mpc.data import EpisodeDataset
+
+    return EpisodeDataset.load(args.data).meta.data_policy
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -139,9 +172,11 @@ def markdown(out: Path) -> str:
         per_output = probe.get("r2_per_output", {}).get("linear")
         if per_output:  # each output's linear R², the weakest is what limits the task
             r2 += " (linear per output: " + ", ".join(f"{v:.2f}" for v in per_output) + ")"
+        label = result["env"] + (f", {result['data_policy']} data" if result.get("data_policy")
+                                 else "")  # fmt: skip
         lines.append(
-            f"| {result['env']} ({cem}) | {oracle['successes']}/{oracle['pairs']} | "
-            f"{learned['successes']}/{learned['pairs']} | {probe['target']}: {r2} | "
+            f"| {label} ({cem}) | {oracle['successes']}/{oracle['pairs']} | "
+            f"{learned['successes']}/{learned['pairs'] or '-'} | {probe['target']}: {r2} | "
             f"{LEWM.get(result['env'], '-')}% |"
         )
     return "\n".join(lines) + "\n"
@@ -151,6 +186,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", required=True)
     parser.add_argument("--work", type=Path, default=None, help="default: runs/bench/<env>")
+    parser.add_argument("--model", default=None, help="default: <work>/model")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="default: <work>/data.h5 if it exists, else the model's data or, for "
+                        "a shipped model, its regenerated episodes")  # fmt: skip
+    parser.add_argument(
+        "--regenerated-episodes",
+        type=int,
+        default=40,
+        help="episodes regenerated for a model without its data",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--samples", type=int, default=300)
@@ -161,8 +206,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kinds", default="oracle,learned")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="", help="suffix of the result file, e.g. goal-data")
     args = parser.parse_args()
     args.work = args.work or Path("runs/bench") / args.env
+    if args.model is None and (args.work / "model").exists():
+        args.model = str(args.work / "model")
+    if args.data is None and (args.work / "data.h5").exists():
+        args.data = args.work / "data.h5"
+    if "learned" in args.kinds.split(",") and args.model is None:
+        parser.error(f"no model: pass --model, or put one at {args.work / 'model'}")
+    if args.model is None and args.data is None:
+        parser.error("--kinds oracle without a model needs --data")
     folder = args.work / "diagnosis"
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "jobs.jsonl"
@@ -191,6 +245,10 @@ def main() -> None:
                          key=lambda r: r["pair"]) for kind in ("oracle", "learned")}  # fmt: skip
     result = {
         "env": args.env,
+        "tag": args.tag,
+        "model": args.model,
+        "data": None if args.data is None else str(args.data),
+        "data_policy": _data_policy(args),
         "budget": {"num_samples": args.samples, "iterations": args.iterations, "topk": args.topk,
                    "horizon": args.horizon, "receding_horizon": args.receding},
         "oracle": _summary(rows["oracle"]),
@@ -199,7 +257,8 @@ def main() -> None:
         "probe": json.loads(probe_file.read_text()),
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / f"diagnosis_{args.env}.json", json.dumps(result, indent=1))
+    name = f"diagnosis_{args.env}{'_' + args.tag if args.tag else ''}.json"
+    write_text_atomic(args.out / name, json.dumps(result, indent=1))
     table = markdown(args.out)
     write_text_atomic(args.out / "diagnosis.md", table)
     print(table)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_benchmark
+from conftest import BENCHMARKS, load_benchmark
 
 load = load_benchmark
 
@@ -120,3 +120,11 @@ def test_far_goals_compares_flat_and_hierarchical(tmp_path) -> None:
         ("25 steps ahead", "flat"), ("25 steps ahead", "hierarchical"),
         ("random goal", "flat"), ("random goal", "hierarchical"),
     ]  # fmt: skip
+
+
+def test_ddp_scaling_times_one_and_two_processes(tmp_path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports its helpers by name
+    load("ddp_scaling").main(["--smoke", "--work", str(tmp_path)])
+    rows = json.loads((tmp_path / "ddp_scaling.json").read_text())["rows"]
+    assert [(row["processes"], row["threads"]) for row in rows] == [(1, 1), (1, 2), (2, 1)]
+    assert all(row["seconds_per_step"] > 0 for row in rows)

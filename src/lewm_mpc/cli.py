@@ -153,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run directory")
     _add_train_args(p)
     _add_tensorboard_arg(p, "the training curves")
+    p.add_argument(
+        "--nproc", type=positive_int, default=1, metavar="N",
+        help="data-parallel processes on this machine (launches torchrun; --batch-size is the "
+        "global batch, a multiple of N); for several machines run torchrun yourself",
+    )  # fmt: skip
 
     p = sub.add_parser(
         "eval",
@@ -252,6 +257,8 @@ def _train(args: argparse.Namespace, data: Path, out: Path) -> None:
         data, out, named_config(args.config), config, obs_mode=args.obs,
         tensorboard=getattr(args, "tensorboard", None),
     )  # fmt: skip
+    if os.environ.get("RANK", "0") != "0":  # one line per run, not per torchrun process
+        return
     print(
         f"model: {summary.run_dir} ({summary.num_parameters / 1e6:.2f}M params, "
         f"{summary.steps} steps, val prediction loss {summary.val_prediction:.4f}, "
@@ -259,8 +266,32 @@ def _train(args: argparse.Namespace, data: Path, out: Path) -> None:
     )
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    """``argv`` without its ``--nproc N`` / ``--nproc=N``."""
+    kept: list[str] = []
+    skip = False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            kept.append(item)
+    return kept
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lewm_mpc import distributed
+
+    if args.nproc > 1:
+        if distributed.requested_world_size() > 1:
+            raise ValueError(
+                "--nproc launches torchrun itself; under torchrun leave it out and set "
+                "--nproc_per_node there"
+            )
+        return distributed.launch(args.nproc, _without_nproc(args.argv))
     _train(args, args.data, args.out)
+    return 0
 
 
 def _load_planners(args: argparse.Namespace) -> None:
@@ -534,9 +565,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lewm-mpc`` console script."""
     os.environ.setdefault("MUJOCO_GL", "egl")
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
-        COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print(
             "lewm-mpc: interrupted; completed work is saved, rerun the same command to resume",
@@ -546,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, ImportError, OSError) as error:
         print(f"lewm-mpc {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return int(code or 0)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,13 @@ and Ctrl-C saves the completed steps before exiting (at a step boundary): an int
 resumes exactly where it stopped (bit-identical on CPU). A second Ctrl-C aborts at once,
 keeping the last checkpoint. Rerunning a finished run with more ``steps`` trains it further
 (the learning-rate schedule stretched to the new length).
+
+Under ``torchrun`` (:mod:`lewm_mpc.distributed`) the same loop runs data-parallel: each process
+draws ``batch_size / N`` windows from its shard of the training episodes, gradients are averaged
+by ``DistributedDataParallel``, SIGReg and the projectors' BatchNorm see the global batch, so the
+objective is the one a single process computes on the concatenated batch. Rank 0 validates,
+logs and commits checkpoints; a run resumes on any number of processes (bit-identically on the
+same number).
 """
 
 from __future__ import annotations
@@ -19,14 +26,17 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from lewm_mpc import distributed
 from lewm_mpc.atomic import atomic_write, defer_interrupts, graceful_interrupts
 from lewm_mpc.data import EpisodeDataset, WindowSampler, action_stats
+from lewm_mpc.data.windows import WindowBatch
 from lewm_mpc.models.checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -61,7 +71,8 @@ class TrainConfig:
 
     Attributes:
         steps: optimizer steps.
-        batch_size: windows per step (each window has ``num_frames`` frames).
+        batch_size: windows per step (each window has ``num_frames`` frames); with N
+            processes, the global batch (N must divide it).
         num_frames: frames per window T (T - 1 teacher-forced transitions).
         lr: peak AdamW learning rate (linear warm-up, cosine decay to 10%).
         warmup_steps: warm-up length.
@@ -206,8 +217,26 @@ def identity_differences(stored: Any, current: Any, prefix: str = "") -> list[st
     return [] if stored == current else [f"{prefix}: run has {stored!r}, now {current!r}"]
 
 
+class _BatchSource(Protocol):
+    def sample(self) -> WindowBatch: ...
+
+
+@dataclass(frozen=True)
+class _ProcessSlice:
+    """This process's slice of each batch a sampler draws alike in every process."""
+
+    sampler: WindowSampler
+    group: distributed.ProcessGroup
+
+    def sample(self) -> WindowBatch:
+        batch = self.sampler.sample()
+        size = batch.obs.shape[0] // self.group.world_size
+        part = slice(self.group.rank * size, (self.group.rank + 1) * size)
+        return WindowBatch(batch.obs[part], batch.actions[part], batch.rows[part])
+
+
 @torch.no_grad()
-def calibrate_batchnorm(model: WorldModel, sampler: WindowSampler, batches: int) -> None:
+def calibrate_batchnorm(model: WorldModel, sampler: _BatchSource, batches: int) -> None:
     """Recompute every BatchNorm's running statistics as the plain average over ``batches``
     training batches (train-mode forward passes without gradients or dropout).
 
@@ -241,8 +270,35 @@ def calibrate_batchnorm(model: WorldModel, sampler: WindowSampler, batches: int)
     model.train(was_training)
 
 
+class _Objective(torch.nn.Module):
+    """The training loss as a module's forward, so DistributedDataParallel can wrap it."""
+
+    def __init__(
+        self, model: WorldModel, weight: float, config: SIGRegConfig, generator: torch.Generator
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.weight, self.config, self.generator = weight, config, generator
+
+    def forward(
+        self, obs: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        terms = self.model.loss(obs, actions, self.weight, self.config, self.generator)
+        return terms.total, terms.prediction, terms.sigreg
+
+
+def _shard_seed(seed: int, group: distributed.ProcessGroup, step: int) -> int:
+    """Sampler seed of one process: the run seed for one process from the start (as before
+    multi-process training existed), else a hash of (seed, processes, rank, step)."""
+    if not group.distributed and step == 0:
+        return seed
+    sequence = np.random.SeedSequence([seed, group.world_size, group.rank, step])
+    return int(sequence.generate_state(1)[0])
+
+
 class Trainer:
-    """Owns the model, optimizer, samplers and RNGs of one run directory."""
+    """Owns the model, optimizer, samplers and RNGs of one run directory (of this process's
+    part of it under torch.distributed)."""
 
     def __init__(
         self,
@@ -270,16 +326,31 @@ class Trainer:
         self.config = config
         self.dataset = dataset
         self.obs_mode = obs_mode
-        self.device = resolve_device(config.device)
-        torch.manual_seed(config.seed)
+        self.group = group = distributed.current()
+        self.device = distributed.device_for(resolve_device(config.device), group)
+        if config.batch_size % group.world_size or config.batch_size // group.world_size < 2:
+            raise ValueError(
+                f"batch_size {config.batch_size} must be a multiple of the {group.world_size} "
+                "processes, with at least 2 windows per process"
+            )
+        torch.manual_seed(config.seed)  # the same initial weights in every process
         self.model = WorldModel(model_config).to(self.device)
         train_ids, val_ids = dataset.split(config.val_fraction, seed=config.seed)
         mean, std = action_stats(dataset, train_ids)
         self.model.set_action_stats(torch.as_tensor(mean), torch.as_tensor(std))
         block = model_config.action_block // dataset.action_block  # rows per model step
+        shard = train_ids[group.rank :: group.world_size]  # this process's episodes
+        if shard.size == 0:
+            raise ValueError(
+                f"{train_ids.size} training episodes cannot be shared by {group.world_size} "
+                "processes; use fewer processes"
+            )
+        self._local_batch = config.batch_size // group.world_size
+        self._shard = shard
         self.train_sampler = WindowSampler(
-            dataset, train_ids, config.num_frames, block, config.batch_size, obs_mode, config.seed
-        )
+            dataset, shard, config.num_frames, block, self._local_batch, obs_mode,
+            _shard_seed(config.seed, group, 0),
+        )  # fmt: skip
         self.val_sampler = WindowSampler(
             dataset, val_ids, config.num_frames, block, config.batch_size, obs_mode,
             config.seed + 1,
@@ -289,7 +360,17 @@ class Trainer:
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.sigreg_config = SIGRegConfig(config.sigreg_projections, config.sigreg_knots)
+        # Seeded alike in every process: all draw the same SIGReg directions at each step.
         self.sigreg_gen = torch.Generator(device=self.device).manual_seed(config.seed + 2)
+        objective = _Objective(self.model, config.sigreg_weight, self.sigreg_config,
+                               self.sigreg_gen)  # fmt: skip
+        self.objective: torch.nn.Module = objective
+        if group.distributed:  # buffers stay equal: BatchNorm statistics span every process
+            self.objective = DistributedDataParallel(
+                objective, device_ids=[self.device] if self.device.type == "cuda" else None,
+                forward_sync_buffers=False,
+            )  # fmt: skip
+            torch.manual_seed(_shard_seed(config.seed, group, 0))  # dropout differs per process
         self.step = 0
         self.train_seconds = 0.0  # accumulated over sessions (resumes included)
         self._session_start = time.perf_counter()
@@ -313,19 +394,18 @@ class Trainer:
         lr = self.config.learning_rate(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        terms = self.model.loss(
-            self._to_device(batch.obs), self._to_device(batch.actions),
-            self.config.sigreg_weight, self.sigreg_config, self.sigreg_gen,
-        )  # fmt: skip
+        total, prediction, regularizer = self.objective(
+            self._to_device(batch.obs), self._to_device(batch.actions)
+        )
         self.optimizer.zero_grad(set_to_none=True)
-        terms.total.backward()
+        total.backward()  # under DDP: gradients averaged over the processes
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.step += 1
         return {
-            "loss": terms.total.item(),
-            "pred": terms.prediction.item(),
-            "sigreg": terms.sigreg.item(),
+            "loss": total.item(),  # this process's batch: fit() averages over processes
+            "pred": prediction.item(),
+            "sigreg": regularizer.item(),
             "grad_norm": float(grad_norm),
             "lr": lr,
         }
@@ -340,11 +420,17 @@ class Trainer:
             self.dataset, self._train_ids, cfg.num_frames, self._block, cfg.batch_size,
             self.obs_mode, seed=(cfg.seed + 4) * 1_000_003 + self.step,
         )  # fmt: skip
-        calibrate_batchnorm(self.model, sampler, cfg.bn_calibration_batches)
+        # Several processes: each takes its slice of the same batches, and the BatchNorms
+        # average over the global batch, so the statistics match one process's.
+        source = _ProcessSlice(sampler, self.group) if self.group.distributed else sampler
+        calibrate_batchnorm(self.model, source, cfg.bn_calibration_batches)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean losses over ``val_batches`` validation batches (eval mode, fixed SIGReg RNG)."""
+        """Mean losses over ``val_batches`` validation batches (eval mode, fixed SIGReg RNG).
+
+        The same numbers at any process count: SIGReg over each validation batch itself, so
+        one process (rank 0) can validate alone."""
         self.model.eval()
         gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 3)
         totals = {"val_loss": 0.0, "val_pred": 0.0, "val_sigreg": 0.0}
@@ -354,7 +440,7 @@ class Trainer:
                 continue
             terms = self.model.loss(
                 self._to_device(batch.obs), self._to_device(batch.actions),
-                self.config.sigreg_weight, self.sigreg_config, gen,
+                self.config.sigreg_weight, self.sigreg_config, gen, global_batch=False,
             )  # fmt: skip
             totals["val_loss"] += terms.total.item()
             totals["val_pred"] += terms.prediction.item()
@@ -381,11 +467,20 @@ class Trainer:
 
     def save(self) -> None:
         """Commit a checkpoint, model + resume state, as one unit (Ctrl-C held until done);
-        prune the older ones."""
+        prune the older ones. Every process calls it; rank 0 writes what all of them hold."""
+        per_process = distributed.gather_objects(
+            {"sampler": self.train_sampler.state_dict(), "rng": torch.get_rng_state()}
+        )  # rank order
+        if not self.group.is_main:
+            distributed.barrier()  # until rank 0 has committed the checkpoint
+            return
         tensors: dict[str, torch.Tensor] = {
             "rng.sigreg": self.sigreg_gen.get_state(),
             "rng.torch": torch.get_rng_state(),
         }
+        if self.group.distributed:
+            for rank, part in enumerate(per_process):
+                tensors[f"rng.torch.{rank}"] = part["rng"]
         opt_state = self.optimizer.state_dict()
         for index, per_param in opt_state["state"].items():
             for key, value in per_param.items():
@@ -406,18 +501,26 @@ class Trainer:
                     "param_groups": opt_state["param_groups"],
                     "sampler": self.train_sampler.state_dict(),
                     "tensors_sha256": sha,
+                    "processes": self.group.world_size,
+                    "process_samplers": [part["sampler"] for part in per_process],
                 }
                 with atomic_write(folder / STATE_JSON) as tmp:
                     tmp.write_text(json.dumps(state, indent=1))
             prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
             for name in (CONFIG_FILE, WEIGHTS_FILE, STATE_JSON, STATE_TENSORS):
                 (self.run_dir / name).unlink(missing_ok=True)  # a superseded older-layout run
+        distributed.barrier()
 
     def try_resume(self) -> bool:
         """Restore from the newest checkpoint of ``run_dir`` if it holds one; refuse other
-        settings (naming the fields that differ) and a run already past ``config.steps``."""
-        remove_staging(self.run_dir)  # what a kill while committing or pruning left
-        prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
+        settings (naming the fields that differ) and a run already past ``config.steps``.
+
+        A run saved by the same number of processes resumes each process's sampler and RNG
+        states (bit-identical continuation); another number reseeds them from the step."""
+        if self.group.is_main:
+            remove_staging(self.run_dir)  # what a kill while committing or pruning left
+            prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
+        distributed.barrier()  # the others read only after the clean-up
         folder = checkpoint_dir(self.run_dir)
         if folder is None:
             return False
@@ -458,11 +561,30 @@ class Trainer:
                 f"optimizer state in {self.run_dir} is unusable: {error}"
             ) from None
         self.sigreg_gen.set_state(tensors["rng.sigreg"])
-        torch.set_rng_state(tensors["rng.torch"])
-        self.train_sampler.load_state_dict(state["sampler"])
         self.step = int(state["step"])
+        self._restore_process_state(state, tensors)
         self.train_seconds = restored.run_meta.train_seconds
         return True
+
+    def _restore_process_state(
+        self, state: dict[str, Any], tensors: dict[str, torch.Tensor]
+    ) -> None:
+        """This process's window sampler and torch RNG: as saved when the run had as many
+        processes, else reseeded from (seed, processes, rank, step)."""
+        group = self.group
+        if int(state.get("processes", 1)) != group.world_size:
+            seed = _shard_seed(self.config.seed, group, self.step)
+            self.train_sampler = WindowSampler(
+                self.dataset, self._shard, self.config.num_frames, self._block,
+                self._local_batch, self.obs_mode, seed,
+            )  # fmt: skip
+            torch.manual_seed(seed)
+        elif group.distributed:
+            self.train_sampler.load_state_dict(state["process_samplers"][group.rank])
+            torch.set_rng_state(tensors[f"rng.torch.{group.rank}"])
+        else:
+            self.train_sampler.load_state_dict(state["sampler"])
+            torch.set_rng_state(tensors["rng.torch"])
 
     def _log(self, record: dict[str, Any]) -> None:
         with open(self.run_dir / METRICS, "a") as handle:
@@ -486,12 +608,19 @@ class Trainer:
 
     # -------------------------------------------------------------------------- driver
     def fit(self, progress: bool = True) -> TrainSummary:
-        """Train to ``config.steps``, resuming if the run directory holds a partial run."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        """Train to ``config.steps``, resuming if the run directory holds a partial run.
+
+        Under torch.distributed every process calls it; rank 0 validates, logs, shows the
+        progress bar and writes checkpoints."""
+        main = self.group.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        distributed.barrier()
         self.try_resume()
-        self._truncate_log()  # drop lines past the restored step (all of them on a fresh start)
+        if main:
+            self._truncate_log()  # drop lines past the restored step (all on a fresh start)
         board = None
-        if self.tensorboard is not None:
+        if self.tensorboard is not None and main:
             board = TensorBoardLog(self.tensorboard, purge_step=self.step + 1)
         self._session_start = time.perf_counter()
         cfg = self.config
@@ -501,21 +630,24 @@ class Trainer:
             total=cfg.steps,
             initial=self.step,
             desc="train",
-            disable=not progress,
+            disable=not (progress and main),
             dynamic_ncols=True,
         )
         try:
             with graceful_interrupts() as interrupt:
                 while self.step < cfg.steps:
                     last = self.train_step()
+                    # One collective: the global batch's losses, and whether any process was
+                    # interrupted (all then stop at this step).
+                    last, stopping = distributed.step_summary(last, interrupt.requested)
                     bar.update(1)
                     record: dict[str, Any] = {"step": self.step, **last}
                     final = self.step == cfg.steps
                     validating = self.step % cfg.val_every == 0 or final
-                    saving = interrupt.requested or self.step % cfg.checkpoint_every == 0 or final
+                    saving = stopping or self.step % cfg.checkpoint_every == 0 or final
                     if validating or saving:
                         self.calibrate()  # eval-mode statistics of the current weights
-                    if validating:
+                    if validating and main:
                         val = self.validate()
                         record.update(val)
                     if self.step % 10 == 0:
@@ -527,20 +659,21 @@ class Trainer:
                         if "val_pred" in val:  # after the first validation pass
                             shown["val"] = f"{val['val_pred']:.4f}"
                         bar.set_postfix(shown)
-                    self._log(record)
+                    if main:
+                        self._log(record)
                     if board is not None:
                         board.scalars(self.step, last, "train")
                         validated = {k.removeprefix("val_"): v for k, v in val.items()}
                         board.scalars(self.step, validated if validating else {}, "val")
                     if saving:
                         self.save()
-                    if interrupt.requested:
+                    if stopping:
                         raise KeyboardInterrupt
         finally:
             bar.close()
             if board is not None:
                 board.close()
-        if not val:  # the run was already complete: report its validation loss
+        if not val:  # the run was already complete (or this is not rank 0)
             val = self.validate()
         return TrainSummary(
             run_dir=self.run_dir,
@@ -565,7 +698,8 @@ def train(
     """Train (or resume) a world model on a collected dataset.
 
     Any dataset that records its action bounds works: collected ones, or a robot's own data
-    written with ``lewm_mpc.data.write_episodes`` (no environment is needed).
+    written with ``lewm_mpc.data.write_episodes`` (no environment is needed). Started by
+    ``torchrun`` (several processes), it joins their group and trains data-parallel.
 
     Args:
         dataset_path: HDF5 dataset (``lewm_mpc.data`` format).
@@ -577,11 +711,15 @@ def train(
         tensorboard: also log the training curves as TensorBoard events in this folder
             (needs the ``tb`` extra).
     """
+    config = config or TrainConfig()
     dataset = EpisodeDataset.load(dataset_path)
     base = model_config or WorldModelConfig()
     full = model_config_for(dataset, base, obs_mode)
     reference = DatasetRef(str(dataset_path), file_sha256(Path(dataset_path)))
-    trainer = Trainer(
-        run_dir, dataset, full, config or TrainConfig(), obs_mode, reference, tensorboard
-    )
-    return trainer.fit(progress)
+    joined = distributed.init_from_environment(config.device)  # under torchrun
+    try:
+        trainer = Trainer(run_dir, dataset, full, config, obs_mode, reference, tensorboard)
+        return trainer.fit(progress)
+    finally:
+        if joined:
+            distributed.shutdown()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lewm_mpc.models.global_batchnorm import GlobalBatchNorm1d
+
 
 def _images_to_float(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
@@ -17,13 +19,17 @@ def _images_to_float(pixels: torch.Tensor) -> torch.Tensor:
 
 
 class Projector(nn.Module):
-    """Linear -> BatchNorm -> GELU -> Linear, applied over the last dim of any-rank input."""
+    """Linear -> BatchNorm -> GELU -> Linear, applied over the last dim of any-rank input.
+
+    The BatchNorm normalizes over the global batch of a multi-process run
+    (:class:`~lewm_mpc.models.global_batchnorm.GlobalBatchNorm1d`).
+    """
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(in_dim, hidden_dim),
-            nn.BatchNorm1d(hidden_dim),
+            GlobalBatchNorm1d(hidden_dim),
             nn.GELU(),
             nn.Linear(hidden_dim, out_dim),
         )

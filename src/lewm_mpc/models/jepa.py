@@ -246,6 +246,7 @@ class WorldModel(nn.Module):
         sigreg_weight: float = 0.09,
         sigreg_config: SIGRegConfig | None = None,
         generator: torch.Generator | None = None,
+        global_batch: bool = True,
     ) -> LossTerms:
         """LeWorldModel objective on a batch of windows.
 
@@ -255,6 +256,9 @@ class WorldModel(nn.Module):
             sigreg_weight: lambda.
             sigreg_config: SIGReg quadrature/projection settings.
             generator: RNG for SIGReg's random directions.
+            global_batch: under ``torch.distributed``, SIGReg over the batch of every process
+                (the paper's statistic; each process must call this with the same directions
+                RNG); False: over this process's batch only (e.g. validation on one process).
         """
         batch, steps = obs.shape[0], obs.shape[1]
         if steps < 2:
@@ -263,7 +267,9 @@ class WorldModel(nn.Module):
         z = self.encode(flat).reshape(batch, steps, -1)  # (B, T, D)
         predicted = self.predict(z[:, :-1], self.embed_actions(actions[:, :-1]))  # (B, T-1, D)
         prediction = (predicted - z[:, 1:]).pow(2).mean()
-        regularizer = sigreg(z.transpose(0, 1), sigreg_config, generator)  # over (T, B, D)
+        regularizer = sigreg(
+            z.transpose(0, 1), sigreg_config, generator, global_batch=global_batch
+        )  # over (T, B, D)
         return LossTerms(prediction + sigreg_weight * regularizer, prediction, regularizer)
 
     # ------------------------------------------------------------------------ persistence

@@ -84,9 +84,9 @@ def gather_batch(embeddings: torch.Tensor, dim: int) -> torch.Tensor:
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return embeddings
-    from torch.distributed.nn.functional import all_gather  # autograd-aware collective
+    from lewm_mpc.models.collectives import all_gather
 
-    return torch.cat(all_gather(embeddings.contiguous()), dim=dim)
+    return all_gather(embeddings, dim)
 
 
 def sigreg(
