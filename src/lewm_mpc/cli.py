@@ -147,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="pixel observation size (default: the env's, 64; 224 for --config paper)",
     )
+    p.add_argument(
+        "--executor", choices=("local", "ray"), default="local",
+        help="local processes (--workers) or Ray tasks (extra ray; the same dataset)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ray-address", default=None,
+        help="Ray cluster address (default: RAY_ADDRESS, else a local cluster of --workers CPUs)",
+    )  # fmt: skip
 
     p = sub.add_parser("train", help="train (or resume) a world model")
     p.add_argument("--data", type=Path, required=True, help="dataset .h5")
@@ -238,6 +246,8 @@ def cmd_collect(args: argparse.Namespace) -> None:
         env_config=env_config,
         policy=args.policy,
         action_block=args.action_block,
+        executor=args.executor,
+        ray_address=args.ray_address,
     )
     print(f"dataset: {path}")
 

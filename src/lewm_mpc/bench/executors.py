@@ -13,12 +13,12 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from types import TracebackType
-from typing import Any
 
 import torch
 
 from lewm_mpc.bench.jobs import Job
 from lewm_mpc.bench.worker import JobResult, clear_cache, run_job
+from lewm_mpc.ray_support import connect, import_ray
 
 
 class Executor(abc.ABC):
@@ -98,14 +98,6 @@ class ProcessExecutor(Executor):
             self._pool = None
 
 
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise ImportError("the Ray executor needs Ray: pip install 'lewm-mpc[ray]'") from None
-    return ray
-
-
 class RayExecutor(Executor):
     """Jobs as Ray tasks (``num_cpus = job.threads`` each).
 
@@ -119,20 +111,13 @@ class RayExecutor(Executor):
     """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
-        self.ray = _import_ray()
-        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.ray = import_ray()
+        self.address = address
         self.num_cpus = num_cpus
         self._started = False
 
     def _connect(self) -> None:
-        if self.ray.is_initialized():
-            return
-        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if self.address:
-            self.ray.init(address=self.address, **options)
-        else:
-            self.ray.init(num_cpus=self.num_cpus, **options)
-            self._started = True
+        self._started = connect(self.ray, self.address, self.num_cpus) or self._started
 
     def run(self, jobs: Sequence[Job]) -> Iterator[JobResult]:
         if not jobs:

@@ -13,13 +13,10 @@ observations, through ``env.unwrapped.render_state``).
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
 import os
 import re
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
+from lewm_mpc.data.chunk_runners import Chunk, ChunkWork, run_chunks
 from lewm_mpc.data.format import PIXELS_KEY, DatasetMeta, Episode, inspect_dataset
 from lewm_mpc.data.writer import merge, stray_tmp_files, write_episodes
 from lewm_mpc.types import Policy
@@ -163,31 +161,18 @@ def collect_episode(
     return Episode(pixels=np.stack(frames), state=np.stack(states), action=np.stack(actions))
 
 
-@dataclass(frozen=True)
-class _Chunk:
-    """Episodes ``first .. last`` (inclusive), written to ``path``."""
-
-    first: int
-    last: int
-    path: Path
-
-    @property
-    def size(self) -> int:
-        return self.last - self.first + 1
-
-
 def _part_path(parts_dir: Path, first: int, last: int) -> Path:
     return parts_dir / f"part-{first:06d}-{last:06d}.h5"
 
 
-def _collect_chunk(
+def _chunk_episodes(
     make_env: Callable[[], gym.Env],
     make_policy: Callable[[gym.Env], Policy],
-    chunk: _Chunk,
+    chunk: Chunk,
     meta: DatasetMeta,
     on_episode: Callable[[], None] | None = None,
-) -> _Chunk:
-    """Collect one chunk with a fresh env and policy and write it atomically as a part file."""
+) -> list[Episode]:
+    """Collect one chunk's episodes with a fresh env and policy."""
     env = make_env()
     try:
         policy = make_policy(env)
@@ -202,6 +187,18 @@ def _collect_chunk(
                 on_episode()
     finally:
         env.close()
+    return episodes
+
+
+def _collect_chunk(
+    make_env: Callable[[], gym.Env],
+    make_policy: Callable[[gym.Env], Policy],
+    chunk: Chunk,
+    meta: DatasetMeta,
+    on_episode: Callable[[], None] | None = None,
+) -> Chunk:
+    """Collect one chunk and write it atomically as its part file."""
+    episodes = _chunk_episodes(make_env, make_policy, chunk, meta, on_episode)
     write_episodes(chunk.path, episodes, meta, first_episode=chunk.first)
     return chunk
 
@@ -227,7 +224,7 @@ def _remove_leftovers(path: Path, parts_dir: Path, covered: int) -> None:
         parts_dir.rmdir()
 
 
-def _existing_parts(parts_dir: Path, meta: DatasetMeta, begin: int, end: int) -> list[_Chunk]:
+def _existing_parts(parts_dir: Path, meta: DatasetMeta, begin: int, end: int) -> list[Chunk]:
     """Complete, usable parts in ``parts_dir`` for episodes ``begin .. end - 1``, sorted.
 
     Unreadable parts and parts outside the range or overlapping a chosen one are ignored (they
@@ -254,8 +251,8 @@ def _existing_parts(parts_dir: Path, meta: DatasetMeta, begin: int, end: int) ->
                 f"{parts_dir} to start over"
             )
         if info.num_episodes == last - first + 1 and begin <= first <= last < end:
-            found.append(_Chunk(first, last, candidate))
-    chosen: list[_Chunk] = []
+            found.append(Chunk(first, last, candidate))
+    chosen: list[Chunk] = []
     for chunk in sorted(found, key=lambda chunk: (chunk.first, -chunk.last)):
         if not chosen or chunk.first > chosen[-1].last:
             chosen.append(chunk)
@@ -263,50 +260,17 @@ def _existing_parts(parts_dir: Path, meta: DatasetMeta, begin: int, end: int) ->
 
 
 def _missing_chunks(
-    parts_dir: Path, done: list[_Chunk], begin: int, end: int, chunk_size: int
-) -> list[_Chunk]:
+    parts_dir: Path, done: list[Chunk], begin: int, end: int, chunk_size: int
+) -> list[Chunk]:
     """Chunks of at most ``chunk_size`` episodes covering ``begin .. end - 1`` minus ``done``."""
     todo = []
     position = begin
     for done_first, done_last in [*((chunk.first, chunk.last) for chunk in done), (end, end)]:
         for first in range(position, done_first, chunk_size):
             last = min(first + chunk_size, done_first) - 1
-            todo.append(_Chunk(first, last, _part_path(parts_dir, first, last)))
+            todo.append(Chunk(first, last, _part_path(parts_dir, first, last)))
         position = done_last + 1
     return todo
-
-
-def _run_sequential(
-    make_env: Callable[[], gym.Env],
-    make_policy: Callable[[gym.Env], Policy],
-    todo: list[_Chunk],
-    meta: DatasetMeta,
-    bar: tqdm,
-) -> None:
-    for chunk in todo:
-        _collect_chunk(make_env, make_policy, chunk, meta, on_episode=lambda: bar.update(1))
-
-
-def _run_parallel(
-    make_env: Callable[[], gym.Env],
-    make_policy: Callable[[gym.Env], Policy],
-    todo: list[_Chunk],
-    meta: DatasetMeta,
-    bar: tqdm,
-    workers: int,
-) -> None:
-    context = multiprocessing.get_context("spawn")
-    executor = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
-    try:
-        futures = [
-            executor.submit(_collect_chunk, make_env, make_policy, chunk, meta) for chunk in todo
-        ]
-        for future in concurrent.futures.as_completed(futures):
-            bar.update(future.result().size)
-    except BaseException:
-        executor.shutdown(wait=True, cancel_futures=True)
-        raise
-    executor.shutdown(wait=True)
 
 
 def _refuse_mismatch(path: Path, meta: DatasetMeta, existing: DatasetMeta) -> None:
@@ -334,6 +298,8 @@ def collect(
     chunk_size: int = 32,
     data_policy: str | None = None,
     action_block: int = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> Path:
     """Collect ``num_episodes`` episodes into the dataset file ``path``; resumable and atomic.
 
@@ -363,9 +329,10 @@ def collect(
             bounds and control rate (``render_fps``) stored with them are read from one env
             built with ``make_env`` before collecting.
         progress: Show a tqdm progress bar over episodes.
-        workers: Processes collecting chunks in parallel (spawn start method). With
-            ``workers > 1`` the factories must be picklable (module-level functions or
-            ``functools.partial`` of them). Results do not depend on ``workers``.
+        workers: Processes collecting chunks in parallel (spawn start method), or with
+            ``executor="ray"`` the CPUs of the local Ray cluster started when there is no
+            address. With ``workers > 1`` or Ray the factories must be picklable (module-level
+            functions or ``functools.partial`` of them). Results do not depend on ``workers``.
         chunk_size: Episodes per part file. Results do not depend on it.
         data_policy: Name of the policy ``make_policy`` makes, stored in the file (a file of
             another recorded policy is refused).
@@ -374,6 +341,10 @@ def collect(
             Recorded in the file (a file of another ``K`` is refused); its ``control_hz`` is then
             rows per second, the env's rate over ``K``. A model's ``action_block`` must be a
             multiple of it.
+        executor: ``"local"`` (this machine's processes) or ``"ray"``: each chunk is a Ray task
+            that returns its episodes, written here as a part file as it arrives (the cluster
+            needs no shared file system; the dataset is the same as a local collection's).
+        ray_address: Ray cluster address (default ``RAY_ADDRESS``; neither: a local cluster).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -391,6 +362,8 @@ def collect(
     ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if executor not in ("local", "ray"):
+        raise ValueError(f"unknown executor {executor!r}; expected 'local' or 'ray'")
     if isinstance(episode_steps, (int, np.integer)) and episode_steps % action_block:
         raise ValueError(
             f"episode_steps ({episode_steps}) must be a multiple of action_block "
@@ -435,10 +408,8 @@ def collect(
         desc=f"collect {env_id or path.name}",
         disable=not progress,
     ) as bar:
-        if workers == 1 or len(todo) <= 1:
-            _run_sequential(make_env, make_policy, todo, meta, bar)
-        else:
-            _run_parallel(make_env, make_policy, todo, meta, bar, min(workers, len(todo)))
+        work = ChunkWork(make_env, make_policy, meta, _collect_chunk, _chunk_episodes)
+        run_chunks(work, todo, bar, executor, workers, ray_address)
 
     parts = sorted([*done, *todo], key=lambda chunk: chunk.first)
     merge([*([path] if already else []), *(chunk.path for chunk in parts)], path)

@@ -29,6 +29,8 @@ def collect_dataset(
     env_config: Mapping[str, Any] | None = None,
     policy: str | None = None,
     action_block: int = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> Path:
     """Collect (or resume/extend) a dataset of ``env_name`` with its data policy.
 
@@ -38,7 +40,8 @@ def collect_dataset(
         num_episodes: episodes wanted in the file.
         episode_steps: actions per episode (default: the env's collection length).
         seed: base seed; episode i depends only on (seed, i).
-        workers: parallel collection processes.
+        workers: parallel collection processes (with ``executor="ray"``: the CPUs of the
+            local Ray cluster started when there is no address; 1: all of them).
         progress: show a progress bar.
         env_config: env config fields to override (e.g. ``{"image_size": 224}``); the full
             config is stored in the dataset and reused by training and evaluation.
@@ -48,6 +51,8 @@ def collect_dataset(
             With ``K > 1`` the env runs with state observations and only the stored frames are
             rendered (``render_state``): the frames and actions are those of a ``K = 1`` dataset
             of the same seed, every ``K``-th frame kept and actions grouped by ``K``.
+        executor: ``"local"`` or ``"ray"`` (chunks as Ray tasks; the same dataset).
+        ray_address: Ray cluster address (default ``RAY_ADDRESS``; neither: a local cluster).
     """
     spec = get_env_spec(env_name)
     policy = spec.expert_names[0] if policy is None else policy
@@ -64,4 +69,5 @@ def collect_dataset(
     return collect(
         make_env, make_policy, path, num_episodes, steps, seed, spec.gym_id, config,
         progress, workers=workers, data_policy=policy, action_block=action_block,
+        executor=executor, ray_address=ray_address,
     )  # fmt: skip
