@@ -14,7 +14,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 @pytest.mark.slow
 def test_the_api_snippets_run_in_order(capsys) -> None:
     text = README.read_text()
-    api = text.split("## The API in 15 lines", 1)[1].split("## Train on your own robot data", 1)[0]
+    api = text.split("## The API in 15 lines", 1)[1].split("## Bring your data and models", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", api, re.S)
     assert len(blocks) == 3  # the loop, the guardrail, the robot loop
     namespace: dict = {}

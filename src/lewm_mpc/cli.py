@@ -226,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_import_arguments(sub.add_parser("import", help="import a dataset (swm HDF5, npz)"))
     add_export_arguments(sub.add_parser("export", help="export a dataset (swm HDF5)"))
+
+    from lewm_mpc.models.lewm_command import add_arguments as add_convert_arguments
+
+    add_convert_arguments(sub.add_parser(
+        "convert-lewm", help="a LeWorldModel checkpoint (weights.pt + config.json) as ours"
+    ))  # fmt: skip
     return parser
 
 
@@ -559,6 +565,12 @@ def cmd_export(args: argparse.Namespace) -> None:
     run_export(args)
 
 
+def cmd_convert_lewm(args: argparse.Namespace) -> None:
+    from lewm_mpc.models.lewm_command import run
+
+    run(args)
+
+
 COMMANDS = {
     "collect": cmd_collect,
     "train": cmd_train,
@@ -568,6 +580,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "import": cmd_import,
     "export": cmd_export,
+    "convert-lewm": cmd_convert_lewm,
 }
 
 

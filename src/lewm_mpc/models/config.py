@@ -10,6 +10,7 @@ from lewm_mpc.types import ObsMode, check_obs_mode
 from lewm_mpc.validation import check_action_bounds
 
 ENCODERS = ("cnn", "vit")
+ACTION_ENCODERS = ("mlp", "embedder")
 PREDICTORS = ("mlp", "transformer")
 
 
@@ -37,10 +38,13 @@ class WorldModelConfig:
         state_hidden: hidden width of the state-encoder MLP.
         projector_hidden: hidden width of the BatchNorm projector heads.
         action_embed_dim: size of one action-block embedding.
+        action_encoder: "mlp" (Linear -> SiLU -> Linear, CPU default) or "embedder"
+            (LeWorldModel's: a linear map to 10 features, then a 4x-wide SiLU MLP).
         predictor: "mlp" (residual MLP, CPU default) or "transformer" (AdaLN, causal).
         predictor_hidden: MLP hidden width / transformer MLP width.
         predictor_depth: MLP hidden layers / transformer blocks.
         predictor_heads: transformer attention heads.
+        predictor_head_dim: width of one attention head (attention is heads x head_dim wide).
         predictor_dropout: transformer dropout.
         history: past embeddings the predictor sees.
     """
@@ -63,10 +67,12 @@ class WorldModelConfig:
     state_hidden: int = 256
     projector_hidden: int = 512
     action_embed_dim: int = 64
+    action_encoder: str = "mlp"
     predictor: str = "mlp"
     predictor_hidden: int = 512
     predictor_depth: int = 2
     predictor_heads: int = 16
+    predictor_head_dim: int = 64
     predictor_dropout: float = 0.0
     history: int = 1
 
@@ -76,12 +82,13 @@ class WorldModelConfig:
         check_obs_mode(self.obs_mode)
         _check_choice("encoder", self.encoder, ENCODERS)
         _check_choice("predictor", self.predictor, PREDICTORS)
+        _check_choice("action_encoder", self.action_encoder, ACTION_ENCODERS)
         if self.obs_mode == "state" and (self.state_dim is None or self.state_dim < 1):
             raise ValueError("obs_mode='state' needs state_dim >= 1")
         for name in (
             "image_size", "action_dim", "action_block", "latent_dim", "feature_dim",
             "projector_hidden", "action_embed_dim", "predictor_hidden", "predictor_depth",
-            "history",
+            "predictor_heads", "predictor_head_dim", "history",
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -130,9 +137,11 @@ def named_config(name: str, **overrides: Any) -> WorldModelConfig:
 
     * ``"cpu"`` (default): 64x64 pixels, 4-layer CNN, 64-d latents, residual MLP predictor;
       trains in minutes on 2 CPU cores and plans 300x30 CEM in well under a second.
-    * ``"paper"``: LeWorldModel's sizes: ViT-tiny/14 at 224 px, 192-d latents, 2048-wide
-      projectors, 6-layer 16-head AdaLN transformer predictor (MLP 2048, dropout 0.1,
-      history 3). About 15M parameters; meant for a GPU.
+    * ``"paper"``: LeWorldModel's architecture, module for module (its checkpoints convert
+      with ``WorldModel.from_lewm``): ViT-tiny/14 at 224 px (HuggingFace ViT maths, ImageNet
+      pixel normalization), 192-d latents, 2048-wide BatchNorm projectors, its action
+      ``Embedder``, 6-layer 16-head (x 64) AdaLN transformer predictor (MLP 2048, dropout
+      0.1, history 3). About 18M parameters; meant for a GPU.
     """
     presets: dict[str, dict[str, Any]] = {
         "cpu": {},
@@ -147,10 +156,12 @@ def named_config(name: str, **overrides: Any) -> WorldModelConfig:
             latent_dim=192,
             projector_hidden=2048,
             action_embed_dim=192,
+            action_encoder="embedder",
             predictor="transformer",
             predictor_hidden=2048,
             predictor_depth=6,
             predictor_heads=16,
+            predictor_head_dim=64,
             predictor_dropout=0.1,
             history=3,
         ),

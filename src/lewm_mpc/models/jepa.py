@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,6 +19,7 @@ from lewm_mpc.models.checkpoint import read_checkpoint, restore_weights, save_wo
 from lewm_mpc.models.config import WorldModelConfig
 from lewm_mpc.models.encoders import (
     ActionEncoder,
+    BlockEmbedder,
     ConvEncoder,
     Projector,
     StateEncoder,
@@ -59,7 +61,7 @@ def _build_predictor(config: WorldModelConfig) -> nn.Module:
         return TransformerPredictor(
             config.latent_dim, config.action_embed_dim, config.predictor_depth,
             config.predictor_heads, config.predictor_hidden, config.history,
-            config.predictor_dropout,
+            config.predictor_dropout, config.predictor_head_dim,
         )  # fmt: skip
     return MLPPredictor(
         config.latent_dim, config.action_embed_dim, config.predictor_hidden,
@@ -81,7 +83,8 @@ class WorldModel(nn.Module):
         self.run_meta = RunMeta(obs_mode=config.obs_mode)  # type: ignore[arg-type]
         self.encoder, feature_dim = _build_encoder(config)
         self.projector = Projector(feature_dim, config.projector_hidden, config.latent_dim)
-        self.action_encoder = ActionEncoder(
+        encoder_class = BlockEmbedder if config.action_encoder == "embedder" else ActionEncoder
+        self.action_encoder = encoder_class(
             config.action_block * config.action_dim, config.action_embed_dim
         )
         self.predictor = _build_predictor(config)
@@ -282,6 +285,16 @@ class WorldModel(nn.Module):
                 size); ``None`` keeps float32. :meth:`load` always returns float32.
         """
         return save_world_model(self, Path(path), dtype)
+
+    @classmethod
+    def from_lewm(cls, weights: str | Path, config: str | Path, **options: Any) -> WorldModel:
+        """A LeWorldModel checkpoint (its ``weights.pt`` state_dict and ``config.json``) in
+        the ``paper`` architecture, in eval mode; see
+        :func:`lewm_mpc.models.lewm_import.load_lewm` for ``options`` (action block, bounds,
+        action statistics, device). ``model.save(dir)`` then writes our checkpoint."""
+        from lewm_mpc.models.lewm_import import load_lewm
+
+        return load_lewm(weights, config, **options)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> WorldModel:
