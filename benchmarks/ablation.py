@@ -154,6 +154,8 @@ VARIANTS: dict[str, list[Variant]] = {
             "mppi": {"planner": "mppi"},
             "sigreg-0.3": {"train_overrides": (("sigreg_weight", 0.3),)},
             "sigreg-1.0": {"train_overrides": (("sigreg_weight", 1.0),)},
+            "state-aux-0.1": {"train_overrides": (("state_loss_weight", 0.1),)},
+            "state-aux-1.0": {"train_overrides": (("state_loss_weight", 1.0),)},
         }),
     ],
     "cube": [

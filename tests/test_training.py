@@ -315,3 +315,28 @@ def test_tensorboard_logs_the_curves_once_per_step_across_a_resume(tiny_dataset,
     train(tiny_dataset, tmp_path / "run", tiny_config(), TrainConfig(steps=15, **FAST),
           progress=False, tensorboard=board)  # fmt: skip
     assert _tensorboard_scalars(board)["train/loss"] == list(range(1, 16))
+
+
+def test_the_state_loss_trains_a_head_and_resumes_exactly(tiny_dataset, tmp_path):
+    """With state_loss_weight > 0 a linear head regresses each frame's task features from its
+    embedding; its weights and optimizer state travel with the checkpoint."""
+    from lewm_mpc.data import EpisodeDataset
+    from lewm_mpc.training import Trainer, model_config_for
+
+    dataset = EpisodeDataset.load(tiny_dataset)
+    model_config = model_config_for(dataset, tiny_config(), "pixels")
+    config = TrainConfig(steps=12, state_loss_weight=1.0, **FAST)
+    whole = Trainer(tmp_path / "whole", dataset, model_config, config)
+    assert whole.state_targets is not None and whole.state_targets.dim == 2  # Two-Room: agent xy
+    whole.fit(progress=False)
+    records = [
+        json.loads(line) for line in (tmp_path / "whole/metrics.jsonl").read_text().splitlines()
+    ]
+    assert records[-1]["state"] < records[0]["state"]  # the head learns
+    stopped = Trainer(tmp_path / "resumed", dataset, model_config, config)
+    for _ in range(7):
+        stopped.train_step()
+    stopped.save()
+    Trainer(tmp_path / "resumed", dataset, model_config, config).fit(progress=False)
+    first, second = _weights(tmp_path / "whole"), _weights(tmp_path / "resumed")
+    assert all(torch.equal(first[k], second[k]) for k in first)

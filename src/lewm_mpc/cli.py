@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from lewm_mpc.argtypes import non_negative_int, positive_float, positive_int
+from lewm_mpc.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 
 if TYPE_CHECKING:
     from lewm_mpc.envs import EnvSpec
@@ -102,6 +102,11 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--batch-size", type=positive_int, default=None)
     group.add_argument("--lr", type=positive_float, default=None)
+    group.add_argument(
+        "--state-loss-weight", type=non_negative_float, default=None, metavar="W",
+        help="auxiliary loss: a linear head regresses each frame's task features from its "
+        "embedding (0: LeWorldModel's objective, the default)",
+    )  # fmt: skip
     group.add_argument("--seed", type=non_negative_int, default=0, help="training seed")
     group.add_argument("--device", default="auto", help="auto | cpu | cuda")
     group.add_argument("--obs", default="pixels", choices=("pixels", "state"))
@@ -265,7 +270,7 @@ def _train(args: argparse.Namespace, data: Path, out: Path) -> None:
     overrides = {
         name: value
         for name, value in (("steps", args.steps), ("batch_size", args.batch_size),
-                            ("lr", args.lr))
+                            ("lr", args.lr), ("state_loss_weight", args.state_loss_weight))
         if value is not None
     }  # fmt: skip
     config = TrainConfig(seed=args.seed, device=args.device, **overrides)

@@ -57,6 +57,7 @@ from lewm_mpc.models.run_dir import (
 )
 from lewm_mpc.models.run_meta import DatasetRef, RunMeta, SplitMeta, TrainingMeta
 from lewm_mpc.models.sigreg import SIGRegConfig
+from lewm_mpc.state_targets import StateTargets
 from lewm_mpc.tensorboard import TensorBoardLog
 from lewm_mpc.types import ObsMode
 
@@ -81,6 +82,9 @@ class TrainConfig:
         sigreg_weight: lambda.
         sigreg_projections: random directions per step.
         sigreg_knots: quadrature knots on [0, 3].
+        state_loss_weight: weight of an auxiliary loss asking a linear head on every embedding
+            to regress its frame's z-scored task features (:mod:`lewm_mpc.state_targets`);
+            0 (default, LeWorldModel's objective) trains without it.
         val_fraction: share of episodes held out (split by episode).
         val_every: steps between validation passes (and the final step).
         val_batches: batches per validation pass.
@@ -104,6 +108,7 @@ class TrainConfig:
     sigreg_weight: float = 0.09
     sigreg_projections: int = 256
     sigreg_knots: int = 17
+    state_loss_weight: float = 0.0
     val_fraction: float = 0.1
     val_every: int = 500
     val_batches: int = 8
@@ -131,8 +136,8 @@ class TrainConfig:
             )
         if not self.lr > 0 or self.warmup_steps < 0 or self.weight_decay < 0:
             raise ValueError("need lr > 0, warmup_steps >= 0, weight_decay >= 0")
-        if not self.grad_clip > 0 or self.sigreg_weight < 0:
-            raise ValueError("need grad_clip > 0 and sigreg_weight >= 0")
+        if not self.grad_clip > 0 or self.sigreg_weight < 0 or self.state_loss_weight < 0:
+            raise ValueError("need grad_clip > 0, sigreg_weight >= 0 and state_loss_weight >= 0")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
@@ -195,7 +200,8 @@ def _normalized_identity(identity: Any) -> Any:
         config = WorldModelConfig.from_dict(identity["model_config"]).to_dict()
         identity = {**identity, "model_config": json.loads(json.dumps(config))}
     if isinstance(identity, dict) and isinstance(identity.get("train_config"), dict):
-        added = {"bn_calibration_batches": 0}  # fields added since: their value in older runs
+        # fields added since: their value in older runs
+        added = {"bn_calibration_batches": 0, "state_loss_weight": 0.0}
         train_config = {**added, **identity["train_config"]}
         for name in RESUMABLE_CHANGES:
             train_config.pop(name, None)
@@ -271,20 +277,32 @@ def calibrate_batchnorm(model: WorldModel, sampler: _BatchSource, batches: int) 
 
 
 class _Objective(torch.nn.Module):
-    """The training loss as a module's forward, so DistributedDataParallel can wrap it."""
+    """The training loss as a module's forward, so DistributedDataParallel can wrap it: the
+    world model's, plus ``state_weight`` x the state head's MSE when there is a head."""
 
     def __init__(
-        self, model: WorldModel, weight: float, config: SIGRegConfig, generator: torch.Generator
+        self,
+        model: WorldModel,
+        weight: float,
+        config: SIGRegConfig,
+        generator: torch.Generator,
+        state_head: torch.nn.Linear | None = None,
+        state_weight: float = 0.0,
     ) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.state_head = model, state_head
         self.weight, self.config, self.generator = weight, config, generator
+        self.state_weight = state_weight
 
     def forward(
-        self, obs: torch.Tensor, actions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, obs: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         terms = self.model.loss(obs, actions, self.weight, self.config, self.generator)
-        return terms.total, terms.prediction, terms.sigreg
+        state = terms.total.new_zeros(())
+        if self.state_head is not None and targets is not None:
+            assert terms.latents is not None
+            state = (self.state_head(terms.latents) - targets).pow(2).mean()  # over (B, T, F)
+        return terms.total + self.state_weight * state, terms.prediction, terms.sigreg, state
 
 
 def _shard_seed(seed: int, group: distributed.ProcessGroup, step: int) -> int:
@@ -356,14 +374,24 @@ class Trainer:
             config.seed + 1,
         )  # fmt: skip
         self._train_ids, self._block = train_ids, block
+        self.state_targets: StateTargets | None = None
+        self.state_head: torch.nn.Linear | None = None
+        if config.state_loss_weight > 0:
+            self.state_targets = StateTargets.from_dataset(dataset, train_ids)
+            self.state_head = torch.nn.Linear(model_config.latent_dim, self.state_targets.dim)
+            self.state_head.to(self.device)
+        head_parameters = [] if self.state_head is None else list(self.state_head.parameters())
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
+            [*self.model.parameters(), *head_parameters], lr=config.lr,
+            weight_decay=config.weight_decay,
+        )  # fmt: skip
         self.sigreg_config = SIGRegConfig(config.sigreg_projections, config.sigreg_knots)
         # Seeded alike in every process: all draw the same SIGReg directions at each step.
         self.sigreg_gen = torch.Generator(device=self.device).manual_seed(config.seed + 2)
-        objective = _Objective(self.model, config.sigreg_weight, self.sigreg_config,
-                               self.sigreg_gen)  # fmt: skip
+        objective = _Objective(
+            self.model, config.sigreg_weight, self.sigreg_config, self.sigreg_gen,
+            self.state_head, config.state_loss_weight,
+        )  # fmt: skip
         self.objective: torch.nn.Module = objective
         if group.distributed:  # buffers stay equal: BatchNorm statistics span every process
             self.objective = DistributedDataParallel(
@@ -394,8 +422,14 @@ class Trainer:
         lr = self.config.learning_rate(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        total, prediction, regularizer = self.objective(
-            self._to_device(batch.obs), self._to_device(batch.actions)
+        targets = None
+        if self.state_targets is not None:
+            frames = batch.obs.shape[1]
+            targets = self._to_device(
+                self.state_targets.for_windows(self.dataset, batch.rows, frames, self._block)
+            )  # (B, T, F)
+        total, prediction, regularizer, state = self.objective(
+            self._to_device(batch.obs), self._to_device(batch.actions), targets
         )
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()  # under DDP: gradients averaged over the processes
@@ -406,6 +440,7 @@ class Trainer:
             "loss": total.item(),  # this process's batch: fit() averages over processes
             "pred": prediction.item(),
             "sigreg": regularizer.item(),
+            **({} if self.state_head is None else {"state": state.item()}),
             "grad_norm": float(grad_norm),
             "lr": lr,
         }
@@ -478,6 +513,9 @@ class Trainer:
             "rng.sigreg": self.sigreg_gen.get_state(),
             "rng.torch": torch.get_rng_state(),
         }
+        if self.state_head is not None:
+            tensors["state_head.weight"] = self.state_head.weight.detach()
+            tensors["state_head.bias"] = self.state_head.bias.detach()
         if self.group.distributed:
             for rank, part in enumerate(per_process):
                 tensors[f"rng.torch.{rank}"] = part["rng"]
@@ -561,6 +599,10 @@ class Trainer:
                 f"optimizer state in {self.run_dir} is unusable: {error}"
             ) from None
         self.sigreg_gen.set_state(tensors["rng.sigreg"])
+        if self.state_head is not None:
+            with torch.no_grad():
+                self.state_head.weight.copy_(tensors["state_head.weight"])
+                self.state_head.bias.copy_(tensors["state_head.bias"])
         self.step = int(state["step"])
         self._restore_process_state(state, tensors)
         self.train_seconds = restored.run_meta.train_seconds

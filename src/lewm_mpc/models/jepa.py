@@ -38,6 +38,7 @@ class LossTerms:
     total: torch.Tensor
     prediction: torch.Tensor
     sigreg: torch.Tensor
+    latents: torch.Tensor | None = None  # (B, T, D) embeddings of the windows' frames
 
 
 def _build_encoder(config: WorldModelConfig) -> tuple[nn.Module, int]:
@@ -273,7 +274,7 @@ class WorldModel(nn.Module):
         regularizer = sigreg(
             z.transpose(0, 1), sigreg_config, generator, global_batch=global_batch
         )  # over (T, B, D)
-        return LossTerms(prediction + sigreg_weight * regularizer, prediction, regularizer)
+        return LossTerms(prediction + sigreg_weight * regularizer, prediction, regularizer, z)
 
     # ------------------------------------------------------------------------ persistence
     def save(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
