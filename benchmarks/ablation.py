@@ -59,7 +59,7 @@ import lewm_mpc as lm
 from lewm_mpc.atomic import write_text_atomic
 from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.data.collection import collect_dataset
-from lewm_mpc.energies import fit_probe_from_dataset
+from lewm_mpc.energies import ProbedGoalDistance, fit_probe_from_dataset
 from lewm_mpc.envs import EnvSpec, get_env_spec
 from lewm_mpc.evaluation import EvalConfig, EvalReport, evaluate, evaluate_pairs, sample_pairs
 from lewm_mpc.models.config import named_config
@@ -85,6 +85,10 @@ class Variant:
             pairs.
         planner: planner registry name (``lm.make_planner``).
         planner_overrides: planner config fields over the env's reference budget.
+        energy: the planner's task energy: ``"latent"`` (squared latent distance to the goal,
+            LeWorldModel's) or ``"probed-goal"`` (squared distance of the env's goal features,
+            e.g. PushT's positions and block angle in units of the success thresholds, read
+            from the latents by a linear probe fitted on the training episodes).
     """
 
     name: str
@@ -98,6 +102,7 @@ class Variant:
     train_overrides: Overrides = ()
     planner: str = "cem"
     planner_overrides: Overrides = ()
+    energy: str = "latent"
 
     def data_key(self) -> str:
         return (f"{self.policy}-{self.episodes}ep-{self.episode_steps}st-b{self.action_block}-"
@@ -156,6 +161,11 @@ VARIANTS: dict[str, list[Variant]] = {
             "sigreg-1.0": {"train_overrides": (("sigreg_weight", 1.0),)},
             "state-aux-0.1": {"train_overrides": (("state_loss_weight", 0.1),)},
             "state-aux-1.0": {"train_overrides": (("state_loss_weight", 1.0),)},
+            "probed-goal": {"energy": "probed-goal"},
+            "state-aux-0.1+probed-goal": {"train_overrides": (("state_loss_weight", 0.1),),
+                                     "energy": "probed-goal"},
+            "state-aux-1.0+probed-goal": {"train_overrides": (("state_loss_weight", 1.0),),
+                                     "energy": "probed-goal"},
         }),
     ],
     "cube": [
@@ -333,7 +343,7 @@ class Queue:
         return TrainConfig(steps=variant.train_steps, seed=self.args.seed,
                            **dict(variant.train_overrides))  # fmt: skip
 
-    def planner(self, variant: Variant, model: Any) -> Any:
+    def planner(self, variant: Variant, run: lm.Run) -> Any:
         budget = self.spec.budget
         fields: dict[str, Any] = {"horizon": budget.horizon, "num_samples": budget.num_samples,
                                   "iterations": budget.iterations, "seed": self.args.seed,
@@ -341,7 +351,14 @@ class Queue:
         if variant.planner == "cem":
             fields["topk"] = budget.topk
         fields.update(variant.planner_overrides)
-        return lm.make_planner(variant.planner, model, **fields)
+        if variant.energy == "probed-goal":
+            probe = fit_probe_from_dataset(run.model, run.dataset, run.train_ids,
+                                           self.spec.goal_features, kind="linear",
+                                           seed=self.args.seed)  # fmt: skip
+            fields["energy"] = ProbedGoalDistance(probe)
+        elif variant.energy != "latent":
+            raise ValueError(f"unknown energy {variant.energy!r}: 'latent' or 'probed-goal'")
+        return lm.make_planner(variant.planner, run.model, **fields)
 
     # ------------------------------------------------------------------ stages
     def load(self, variant: Variant) -> lm.Run:
@@ -389,7 +406,7 @@ class Queue:
 
     def stage_select(self, variant: Variant) -> dict[str, Any]:
         run = self.load(variant)
-        report = evaluate(self.planner(variant, run.model), run.dataset, self.spec,
+        report = evaluate(self.planner(variant, run), run.dataset, self.spec,
                           self.eval_config, obs_mode=run.obs_mode, progress=not self.smoke,
                           episode_ids=run.val_ids)  # fmt: skip
         source = f"val episodes of {variant.data_key()}"
@@ -421,7 +438,7 @@ class Queue:
         overlap = 0
         if data_seed(self.spec, variant) == data_seed(self.spec, reference):  # same trajectories
             overlap = sum(pair.episode in set(run.train_ids.tolist()) for pair in pairs)
-        report = evaluate_pairs(self.planner(variant, run.model), pairs, self.spec,
+        report = evaluate_pairs(self.planner(variant, run), pairs, self.spec,
                                 self.eval_config, run.obs_mode, run.dataset.meta.env_config,
                                 skipped, progress=not self.smoke)  # fmt: skip
         return {**source, **_report(report), "overlap": overlap, "same_as_select": False}

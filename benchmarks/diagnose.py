@@ -172,11 +172,13 @@ def markdown(out: Path) -> str:
         per_output = probe.get("r2_per_output", {}).get("linear")
         if per_output:  # each output's linear R², the weakest is what limits the task
             r2 += " (linear per output: " + ", ".join(f"{v:.2f}" for v in per_output) + ")"
+        learned_cell = f"{learned['successes']}/{learned['pairs']}" if learned["pairs"] else "-"
+        probe_cell = f"{probe['target']}: {r2}" if learned["pairs"] else "- (no model)"
         label = result["env"] + (f", {result['data_policy']} data" if result.get("data_policy")
                                  else "")  # fmt: skip
         lines.append(
             f"| {label} ({cem}) | {oracle['successes']}/{oracle['pairs']} | "
-            f"{learned['successes']}/{learned['pairs'] or '-'} | {probe['target']}: {r2} | "
+            f"{learned_cell} | {probe_cell} | "
             f"{LEWM.get(result['env'], '-')}% |"
         )
     return "\n".join(lines) + "\n"
