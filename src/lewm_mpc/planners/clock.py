@@ -12,12 +12,21 @@ class IterationClock:
     ``window`` iterations of its kind (times ``margin``) still ends before the deadline. The
     durations persist across plans, so from the second plan on even the first iteration is
     checked.
+
+    Two kinds of outliers would otherwise stop a planner from ever iterating again (no
+    iteration runs, so no new duration replaces the slow one): the very first iteration, which
+    pays one-off costs (kernel selection, allocations for a new shape) and is not recorded; and
+    a later stall (a scheduler hiccup), which is dropped when it makes an iteration not fit and
+    took more than ``STALL`` times the median of the other recorded ones.
     """
+
+    STALL = 2.0
 
     def __init__(self, window: int = 8, margin: float = 1.2) -> None:
         self.window, self.margin = window, margin
         self._recent: list[float] = []
         self._started: float | None = None
+        self._cold = True  # the next recorded iteration is the first: not representative
 
     @property
     def estimate(self) -> float | None:
@@ -28,7 +37,14 @@ class IterationClock:
         """Whether an iteration started now is expected to end before ``deadline``."""
         if deadline is None or self.estimate is None:
             return deadline is None or time.perf_counter() < deadline
-        return time.perf_counter() + self.estimate <= deadline
+        now = time.perf_counter()
+        if now + self.estimate <= deadline:
+            return True
+        slowest = max(self._recent)
+        others = sorted(self._recent)[:-1]
+        if others and slowest > self.STALL * others[len(others) // 2]:  # a stall: forget it
+            self._recent.remove(slowest)
+        return False
 
     def start(self) -> None:
         """Mark the start of an iteration."""
@@ -36,9 +52,11 @@ class IterationClock:
 
     def stop(self) -> None:
         """Record the duration of the iteration started last."""
-        if self._started is not None:
-            self._recent = [
-                *self._recent[-(self.window - 1) :],
-                time.perf_counter() - self._started,
-            ]
-            self._started = None
+        if self._started is None:
+            return
+        duration = time.perf_counter() - self._started
+        self._started = None
+        if self._cold:
+            self._cold = False
+            return
+        self._recent = [*self._recent[-(self.window - 1) :], duration]
