@@ -99,6 +99,35 @@ def test_plan_overlay_starts_on_the_agent_and_refreshes_at_each_plan(oracle_run)
         assert tuple(drawn[later, row, column]) == PLAN_RGB
 
 
+def test_a_hierarchical_plan_draws_its_subgoal(oracle_run):
+    """Plans that head for a subgoal (HierarchicalResult: ``subgoal``, ``direct=False``) get an
+    orange disc at the subgoal's probed position; plans aimed at the goal itself do not."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from lewm_mpc.render.overlay import SUBGOAL_RGB
+
+    episode, frames, goal_frame = oracle_run
+    subgoal = np.array([0.2, 0.75])
+    plans = [SimpleNamespace(**{f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)},
+                             subgoal=subgoal, direct=index > 0)
+             for index, plan in enumerate(episode.plans)]  # fmt: skip
+    drawn = render_episode(
+        dataclasses.replace(episode, plans=plans), _agent_probe(), two_room_view(64),
+        frames=frames, goal_frame=goal_frame, strip_height=0,
+    )  # fmt: skip
+    row, column = _drawn_pixel(subgoal)
+    assert tuple(drawn[episode.plan_steps[0], row, column]) == SUBGOAL_RGB
+    assert tuple(drawn[episode.plan_steps[1], row, column]) != SUBGOAL_RGB  # direct: no subgoal
+
+
+def test_render_cli_plans_hierarchically(tmp_path, capsys):
+    gif = tmp_path / "h.gif"
+    argv = ["render", "--smoke", "--hierarchical", "--steps", "10", "--display-size", "64"]
+    assert main([*argv, "--out", str(gif)]) == 0
+    assert gif.is_file() and "video:" in capsys.readouterr().out
+
+
 def test_regions_are_drawn_in_world_coordinates(oracle_run):
     episode, frames, goal_frame = oracle_run
     box = RegionBox((0.1, 0.1), (0.3, 0.3))

@@ -79,6 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--pair", type=non_negative_int, default=0, help="index of the held-out pair (default 0)")
     add(
+        "--hierarchical", action="store_true",
+        help="plan through subgoals of a latent graph of the training episodes (lm."
+        "HierarchicalPlanner); each plan's subgoal is drawn as an orange disc",
+    )  # fmt: skip
+    add(
         "--seed",
         type=non_negative_int,
         default=0,
@@ -291,6 +296,9 @@ def _render(
     planner = make_planner(
         args.planner, model, seed=args.seed, energy=energy, guardrails=guardrails, **budget
     )
+    if args.hierarchical:  # subgoals from the training latents, pruned by the same guardrails
+        graph = lm.LatentGraph.from_dataset(model, dataset, train_ids, guardrails=guardrails)
+        planner = lm.HierarchicalPlanner(planner, graph)
     env = spec.make(obs_mode="pixels", env_config=dataset.meta.env_config)
     try:
         episode = run_pair(env, planner, pair, config)
@@ -304,7 +312,9 @@ def _render(
             regions=regions,
             executed=recipe.probe_target(episode.states),
             scale=args.scale,
-            title=f"{spec.name} {args.planner}" + (" (smoke run)" if args.smoke else ""),
+            title=f"{spec.name} {args.planner}"
+            + (" + subgoals" if args.hierarchical else "")
+            + (" (smoke run)" if args.smoke else ""),
         )
     finally:
         env.close()

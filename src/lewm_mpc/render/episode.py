@@ -29,6 +29,7 @@ from lewm_mpc.render.overlay import (
     RegionBox,
     draw_path,
     draw_region,
+    draw_subgoal,
     draw_trail,
     probe_plan,
 )
@@ -104,6 +105,7 @@ def render_episode(
     if not isinstance(scale, int) or scale < 1:
         raise ValueError(f"scale must be an int >= 1, got {scale!r}")
     plan_pixels = _plan_pixels(episode, probe, view)  # per plan (H+1, K, 2), or None
+    subgoal_pixels = _subgoal_pixels(episode, probe, view)  # per plan (K, 2) or None
     stroke = scale * frames.shape[1] / STROKE_SIZE
     trail = None if executed is None or view is None else view(np.asarray(executed))  # (T+1,K,2)
     if trail is not None and len(trail) != steps:
@@ -127,6 +129,9 @@ def render_episode(
         index = plan_index(episode.plan_steps, t)
         if plan_pixels is not None and index >= 0:
             draw_path(painter, plan_pixels[index], scale, stroke=stroke)
+            subgoal = subgoal_pixels[index] if subgoal_pixels is not None else None
+            if subgoal is not None:  # a hierarchical plan heading for a subgoal
+                draw_subgoal(painter, subgoal, scale, stroke)
         left = framed(painter.image(), SUCCESS_RGB if reached[t] else PENDING_RGB)
         rows = [_header(title, t, steps - 1, left.shape[1]), np.concatenate([left, goal_panel], 1)]
         if strip is not None:
@@ -166,6 +171,23 @@ def _plan_pixels(
     stacked = np.concatenate(latents)  # (sum of H+1, D)
     pixels = view(probe_plan(probe, stacked))  # (sum of H+1, K, 2)
     return np.split(pixels, np.cumsum([len(z) for z in latents])[:-1])
+
+
+def _subgoal_pixels(
+    episode: Episode, probe: LatentMap | None, view: View | None
+) -> list[np.ndarray | None] | None:
+    """Per plan, the pixels (K, 2) of the subgoal a hierarchical plan headed for (None where it
+    targeted the goal itself, or for other planners)."""
+    if probe is None or view is None or not episode.plans:
+        return None
+    pixels: list[np.ndarray | None] = []
+    for plan in episode.plans:
+        subgoal = getattr(plan, "subgoal", None)
+        if subgoal is None or getattr(plan, "direct", True):
+            pixels.append(None)
+        else:
+            pixels.append(view(probe_plan(probe, np.asarray(subgoal)[None]))[0])  # (K, 2)
+    return pixels if any(p is not None for p in pixels) else None
 
 
 def _header(title: str, step: int, last: int, panel_width: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from lewm_mpc.render.draw import Colour, Painter
 PLAN_RGB: Colour = (30, 100, 230)
 TRAIL_RGB: Colour = (20, 20, 20)
 REGION_RGB: Colour = (240, 150, 0)
+SUBGOAL_RGB: Colour = (240, 110, 0)  # a hierarchical plan's subgoal
 TRACK_RGB: tuple[Colour, ...] = (PLAN_RGB, (0, 150, 120), (150, 60, 200))  # one per track
 
 LatentMap = Callable[[torch.Tensor], torch.Tensor]
@@ -78,6 +79,12 @@ def draw_path(
         for point, alpha in zip(pixels[1:, track], alphas[1:], strict=True):
             painter.disc(point, radius, colour, alpha=alpha)
         painter.disc(pixels[0, track], 1.6 * radius, colour, outline=(255, 255, 255))
+
+
+def draw_subgoal(painter: Painter, pixels: np.ndarray, scale: float, stroke: float) -> None:
+    """A hierarchical plan's subgoal, (K, 2) view pixels, as an outlined orange disc per track."""
+    for point in np.asarray(pixels, dtype=np.float64) * scale:
+        painter.disc(point, max(2.5, stroke), SUBGOAL_RGB, outline=(255, 255, 255))
 
 
 def draw_trail(painter: Painter, pixels: np.ndarray, scale: float) -> None:
