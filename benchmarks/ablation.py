@@ -161,6 +161,7 @@ VARIANTS: dict[str, list[Variant]] = {
             "sigreg-1.0": {"train_overrides": (("sigreg_weight", 1.0),)},
             "state-aux-0.1": {"train_overrides": (("state_loss_weight", 0.1),)},
             "state-aux-1.0": {"train_overrides": (("state_loss_weight", 1.0),)},
+            "rollout-loss": {"train_overrides": (("rollout_weight", 1.0), ("num_frames", 6))},
             "probed-goal": {"energy": "probed-goal"},
             "state-aux-0.1+probed-goal": {"train_overrides": (("state_loss_weight", 0.1),),
                                      "energy": "probed-goal"},

@@ -107,3 +107,23 @@ def test_invalid_configs_raise(fields, message):
 def test_unknown_named_config():
     with pytest.raises(ValueError, match="paper"):
         named_config("huge")
+
+
+@pytest.mark.parametrize("history", [1, 2])
+def test_the_rollout_term_feeds_back_the_models_own_predictions(history):
+    """With two frames the open-loop term is the teacher-forced one; with more it differs (the
+    predictor sees its own predictions) and it back-propagates into the encoder."""
+    torch.manual_seed(0)
+    model = WorldModel(tiny_config(history=history)).train()
+    obs = torch.randint(0, 256, (6, 4, 64, 64, 3), dtype=torch.uint8)
+    actions = torch.randn(6, 4, model.action_block * model.action_dim)
+    two = model.loss(obs[:, :2], actions[:, :2], rollout_weight=1.0)
+    torch.testing.assert_close(two.rollout, two.prediction)
+    four = model.loss(obs, actions, rollout_weight=0.5)
+    assert not torch.allclose(four.rollout, four.prediction)
+    torch.testing.assert_close(
+        four.total, four.prediction + 0.09 * four.sigreg + 0.5 * four.rollout
+    )
+    four.rollout.backward()
+    assert model.encoder.head[1].weight.grad.abs().sum() > 0
+    assert model.loss(obs, actions).rollout is None  # LeWM's objective by default

@@ -107,6 +107,11 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
         help="auxiliary loss: a linear head regresses each frame's task features from its "
         "embedding (0: LeWorldModel's objective, the default)",
     )  # fmt: skip
+    group.add_argument(
+        "--rollout-weight", type=non_negative_float, default=None, metavar="W",
+        help="open-loop multi-step prediction term over each training window (0: LeWorldModel's "
+        "objective, the default)",
+    )  # fmt: skip
     group.add_argument("--seed", type=non_negative_int, default=0, help="training seed")
     group.add_argument("--device", default="auto", help="auto | cpu | cuda")
     group.add_argument("--obs", default="pixels", choices=("pixels", "state"))
@@ -270,7 +275,8 @@ def _train(args: argparse.Namespace, data: Path, out: Path) -> None:
     overrides = {
         name: value
         for name, value in (("steps", args.steps), ("batch_size", args.batch_size),
-                            ("lr", args.lr), ("state_loss_weight", args.state_loss_weight))
+                            ("lr", args.lr), ("state_loss_weight", args.state_loss_weight),
+                            ("rollout_weight", args.rollout_weight))
         if value is not None
     }  # fmt: skip
     config = TrainConfig(seed=args.seed, device=args.device, **overrides)

@@ -39,6 +39,7 @@ class LossTerms:
     prediction: torch.Tensor
     sigreg: torch.Tensor
     latents: torch.Tensor | None = None  # (B, T, D) embeddings of the windows' frames
+    rollout: torch.Tensor | None = None  # open-loop multi-step prediction error, if asked for
 
 
 def _build_encoder(config: WorldModelConfig) -> tuple[nn.Module, int]:
@@ -251,6 +252,7 @@ class WorldModel(nn.Module):
         sigreg_config: SIGRegConfig | None = None,
         generator: torch.Generator | None = None,
         global_batch: bool = True,
+        rollout_weight: float = 0.0,
     ) -> LossTerms:
         """LeWorldModel objective on a batch of windows.
 
@@ -263,6 +265,10 @@ class WorldModel(nn.Module):
             global_batch: under ``torch.distributed``, SIGReg over the batch of every process
                 (the paper's statistic; each process must call this with the same directions
                 RNG); False: over this process's batch only (e.g. validation on one process).
+            rollout_weight: weight of an open-loop term: the predictor rolled out from each
+                window's first embedding through its action blocks (feeding back its own
+                predictions, as planning does), MSE against the encoded frames; 0 (LeWM's
+                objective) skips it.
         """
         batch, steps = obs.shape[0], obs.shape[1]
         if steps < 2:
@@ -274,7 +280,23 @@ class WorldModel(nn.Module):
         regularizer = sigreg(
             z.transpose(0, 1), sigreg_config, generator, global_batch=global_batch
         )  # over (T, B, D)
-        return LossTerms(prediction + sigreg_weight * regularizer, prediction, regularizer, z)
+        total = prediction + sigreg_weight * regularizer
+        rollout = None
+        if rollout_weight > 0:
+            rolled = self._rollout_with_grad(z[:, 0], self.embed_actions(actions[:, :-1]))
+            rollout = (rolled[:, 1:] - z[:, 1:]).pow(2).mean()  # over (B, T-1, D)
+            total = total + rollout_weight * rollout
+        return LossTerms(total, prediction, regularizer, z, rollout)
+
+    def _rollout_with_grad(self, z0: torch.Tensor, action_embeddings: torch.Tensor) -> torch.Tensor:
+        """:meth:`_rollout_by_predict` without in-place writes (autograd-safe): (B, D),
+        (B, H, E) -> (B, H + 1, D)."""
+        latents = [z0]
+        for t in range(action_embeddings.shape[1]):
+            start = max(0, t + 1 - self.history)
+            window = torch.stack(latents[start : t + 1], dim=1)  # (B, <=history, D)
+            latents.append(self.predict(window, action_embeddings[:, start : t + 1])[:, -1])
+        return torch.stack(latents, dim=1)
 
     # ------------------------------------------------------------------------ persistence
     def save(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:

@@ -32,6 +32,9 @@ class TrainConfig:
         state_loss_weight: weight of an auxiliary loss asking a linear head on every embedding
             to regress its frame's z-scored task features (:mod:`lewm_mpc.state_targets`);
             0 (default, LeWorldModel's objective) trains without it.
+        rollout_weight: weight of an open-loop multi-step prediction term (the predictor fed
+            its own predictions through each window, as in planning; longer windows,
+            ``num_frames``, roll out further); 0 (default) trains LeWorldModel's objective.
         val_fraction: share of episodes held out (split by episode).
         val_every: steps between validation passes (and the final step).
         val_batches: batches per validation pass.
@@ -56,6 +59,7 @@ class TrainConfig:
     sigreg_projections: int = 256
     sigreg_knots: int = 17
     state_loss_weight: float = 0.0
+    rollout_weight: float = 0.0
     val_fraction: float = 0.1
     val_every: int = 500
     val_batches: int = 8
@@ -83,8 +87,11 @@ class TrainConfig:
             )
         if not self.lr > 0 or self.warmup_steps < 0 or self.weight_decay < 0:
             raise ValueError("need lr > 0, warmup_steps >= 0, weight_decay >= 0")
-        if not self.grad_clip > 0 or self.sigreg_weight < 0 or self.state_loss_weight < 0:
-            raise ValueError("need grad_clip > 0, sigreg_weight >= 0 and state_loss_weight >= 0")
+        if not self.grad_clip > 0 or min(self.sigreg_weight, self.state_loss_weight,
+                                         self.rollout_weight) < 0:  # fmt: skip
+            raise ValueError(
+                "need grad_clip > 0 and sigreg_weight, state_loss_weight, rollout_weight >= 0"
+            )
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 

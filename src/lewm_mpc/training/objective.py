@@ -22,16 +22,18 @@ class _Objective(torch.nn.Module):
         generator: torch.Generator,
         state_head: torch.nn.Linear | None = None,
         state_weight: float = 0.0,
+        rollout_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.model, self.state_head = model, state_head
         self.weight, self.config, self.generator = weight, config, generator
-        self.state_weight = state_weight
+        self.state_weight, self.rollout_weight = state_weight, rollout_weight
 
     def forward(
         self, obs: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        terms = self.model.loss(obs, actions, self.weight, self.config, self.generator)
+        terms = self.model.loss(obs, actions, self.weight, self.config, self.generator,
+                                rollout_weight=self.rollout_weight)  # fmt: skip
         state = terms.total.new_zeros(())
         if self.state_head is not None and targets is not None:
             assert terms.latents is not None

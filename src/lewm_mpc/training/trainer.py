@@ -104,7 +104,7 @@ class Trainer:
         self.sigreg_gen = torch.Generator(device=self.device).manual_seed(config.seed + 2)
         objective = _Objective(
             self.model, config.sigreg_weight, self.sigreg_config, self.sigreg_gen,
-            self.state_head, config.state_loss_weight,
+            self.state_head, config.state_loss_weight, config.rollout_weight,
         )  # fmt: skip
         self.objective: torch.nn.Module = objective
         if group.distributed:  # buffers stay equal: BatchNorm statistics span every process
