@@ -390,6 +390,7 @@ def planners(iterations: int) -> dict[str, Callable[..., lm.Planner]]:
             model, noise_beta=2.0, keep_elites=0.3, **small, **kw
         ),
         "MPPI": lambda model, **kw: lm.MPPI(model, **small, **kw),
+        "CMA-ES": lambda model, **kw: lm.CMAES(model, **small, **kw),
         "Gradient": lambda model, **kw: lm.GradientPlanner(model, **small, **kw),
         "Gradient (Adam)": lambda model, **kw: lm.GradientPlanner(
             model, optimizer="adam", **small, **kw

@@ -5,6 +5,7 @@ LeWorldModel's reference 300 x 30 = 9,000 by default, on the same held-out pairs
 
 - CEM: 300 samples x 30 iterations (plain, and with iCEM's colored noise + elite carry-over);
 - MPPI: 300 samples x 30 iterations;
+- CMA-ES: 30 samples x 300 generations (a full covariance needs generations more than samples);
 - gradient shooting: 30 restarts x up to 300 projected L-BFGS steps (each step also
   back-propagates; it stops earlier once every restart has converged), and the same with Adam;
 - hybrid: 10 CEM iterations of 300 samples, then 30 restarts x up to 200 gradient steps
@@ -16,7 +17,7 @@ LeWorldModel's reference 300 x 30 = 9,000 by default, on the same held-out pairs
 
 ``--model`` plans with another model (a run directory or ``pretrained:tworoom``, on its held-out
 or regenerated episodes); ``--only`` runs some planners (comma-separated slugs: cem, icem, mppi,
-gradient, gradient-adam, hybrid, hybrid-adam). Writes ``benchmarks/results/tworoom_planners
+cmaes, gradient, gradient-adam, hybrid, hybrid-adam). Writes ``benchmarks/results/tworoom_planners
 [_<tag>].{json,md}``.
 """
 
@@ -53,6 +54,7 @@ SLUGS = {
     "cem": "CEM",
     "icem": "CEM + iCEM options (beta 2, keep 0.3)",
     "mppi": "MPPI",
+    "cmaes": "CMA-ES",
     "gradient": "Gradient",
     "gradient-adam": "Gradient (Adam)",
     "hybrid": "Hybrid (CEM -> gradient)",
@@ -74,6 +76,8 @@ def planners(model: lm.WorldModel, args: Args) -> dict[str, lm.Planner]:
             topk=max(1, args.samples // 10), noise_beta=2.0, keep_elites=0.3, **common,
         ),
         "MPPI": lm.MPPI(model, num_samples=args.samples, iterations=args.iterations, **common),
+        "CMA-ES": lm.CMAES(model, num_samples=max(2, args.samples // 10),
+                           iterations=args.iterations * 10, **common),
         **{
             f"Gradient{suffix}": lm.GradientPlanner(
                 model, restarts=args.restarts, iterations=budget // args.restarts,

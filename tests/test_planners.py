@@ -16,12 +16,13 @@ import torch
 import lewm_mpc as lm
 
 GAIN, LAM = 0.1, 0.01
-PLANNERS = [lm.CEM, lm.MPPI, lm.GradientPlanner, lm.GradientPlanner.hybrid]
-PLANNER_IDS = ["cem", "mppi", "gradient", "hybrid"]
+PLANNERS = [lm.CEM, lm.MPPI, lm.CMAES, lm.GradientPlanner, lm.GradientPlanner.hybrid]
+PLANNER_IDS = ["cem", "mppi", "cmaes", "gradient", "hybrid"]
 # The smallest budget of each planner (one iteration, almost no exploration).
 TINY = {
     "cem": {"iterations": 1, "num_samples": 2, "topk": 1, "init_std": 1e-3, "min_std": 0.0},
     "mppi": {"iterations": 1, "num_samples": 2, "noise_std": 1e-3, "min_std": 0.0},
+    "cmaes": {"iterations": 1, "num_samples": 2, "init_std": 1e-3},
     "gradient": {"iterations": 1, "restarts": 1},
     "hybrid": {"iterations": 1, "restarts": 1, "cem_iterations": 1, "cem_samples": 2,
                "cem_topk": 1},
@@ -439,6 +440,10 @@ def test_cem_with_icem_options_stays_bounded_deterministic_and_optimal():
         (lm.GradientPlanner, {"rho_growth": 0.5}, "rho_growth"),
         (lm.GradientPlanner, {"cem_iterations": -1}, "cem_iterations"),
         (lm.GradientPlanner, {"cem_iterations": 2, "cem_topk": 500}, "cem_topk"),
+        (lm.CMAES, {"parents": 31}, "parents"),
+        (lm.CMAES, {"parents": 0}, "parents"),
+        (lm.CMAES, {"init_std": 0.0}, "init_std"),
+        (lm.CMAES, {"num_samples": 1}, "num_samples"),
         (lm.CEM, {"noise_beta": -1.0}, "noise_beta"),
         (lm.CEM, {"keep_elites": 1.5}, "keep_elites"),
         (lm.CEM, {"keep_elites": 1.0, "topk": 300}, "keep_elites"),
@@ -519,3 +524,59 @@ def test_plan_latent_from_the_encoded_observation_is_plan(cls):
     assert result.energy == expected.energy
     with pytest.raises(ValueError, match="latents of one shape"):
         planner.plan_latent(z0[0], z_goal)
+
+
+def test_cmaes_solves_an_ill_conditioned_quadratic_that_cem_and_mppi_do_not():
+    """A rotated quadratic over the 8 plan coordinates with curvatures 1..1e4: CMA-ES learns
+    the valley's shape and reaches the minimum; the diagonal samplers stall at the same 9,000
+    evaluations."""
+
+    class FreeActions(PointMass):
+        action_block = 1
+
+    dim = 4 * 2  # horizon * action_dim
+    rng = np.random.default_rng(0)
+    rotation, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    hessian = torch.as_tensor(rotation @ np.diag(np.geomspace(1, 1e4, dim)) @ rotation.T)
+    target = torch.as_tensor(rng.uniform(-0.5, 0.5, dim))
+
+    def valley(latents, actions, goal):
+        error = actions.reshape(actions.shape[0], dim).double() - target  # (S, d)
+        return torch.einsum("si,ij,sj->s", error, hessian, error).float()
+
+    zero = np.zeros(2, np.float32)
+    energies = {
+        cls: cls(FreeActions(), horizon=4, seed=0, energy=valley).plan(zero, zero)
+        for cls in (lm.CMAES, lm.CEM, lm.MPPI)
+    }
+    solved = energies[lm.CMAES]
+    assert solved.energy < 1e-6 and solved.energy_evals == 9000
+    np.testing.assert_allclose(solved.actions.ravel(), target.numpy(), atol=1e-3)
+    assert energies[lm.CEM].energy > 0.1 and energies[lm.MPPI].energy > 0.1
+
+
+def test_cmaes_adapts_its_covariance_to_the_valley():
+    """After a plan on a quadratic stretched along one diagonal direction, the covariance's
+    widest axis is that (flat) direction."""
+
+    class FreeActions(PointMass):
+        action_block = 1
+
+    flat = torch.tensor([1.0, 1.0]) / 2**0.5
+
+    def stretched(latents, actions, goal):
+        plan = actions.reshape(actions.shape[0], -1, 2)  # (S, H, 2)
+        along = (plan * flat).sum(-1)
+        across = (plan[..., 0] - plan[..., 1]) / 2**0.5
+        return (0.01 * along.square() + 100 * across.square()).sum(-1)
+
+    planner = lm.CMAES(FreeActions(), horizon=1, seed=0, energy=stretched, iterations=40)
+    state = planner.initial_state(planner.center.expand(1, 1, -1).clone())
+    for _ in range(40):
+        noise = planner.noise(state, 30)
+        candidates = planner.clamp(state.mean.unsqueeze(1) + state.std.unsqueeze(1) * noise)
+        _latents, value = planner.evaluate(torch.zeros(1, 2), torch.zeros(1, 2), candidates)
+        state = planner.update(state, candidates, value, planner.rank(value))
+    widest = state.basis[0, :, -1]  # eigenvector of the largest eigenvalue
+    assert abs(float(widest @ flat.double())) > 0.99
+    assert state.scale[0, -1] / state.scale[0, 0] > 10

@@ -21,8 +21,10 @@ from lewm_mpc.models import CheckpointError, WorldModel, WorldModelConfig, named
 from lewm_mpc.models.simulator import SimulatorModel
 from lewm_mpc.planners import (
     CEM,
+    CMAES,
     MPPI,
     CEMConfig,
+    CMAESConfig,
     GradientConfig,
     GradientPlanner,
     MPPIConfig,
@@ -44,10 +46,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CEM",
+    "CMAES",
     "MPPI",
     "ActionMagnitude",
     "ActionSmoothness",
     "CEMConfig",
+    "CMAESConfig",
     "CheckpointError",
     "ConstraintHead",
     "Energy",

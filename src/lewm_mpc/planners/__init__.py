@@ -3,6 +3,7 @@ planner names and the presets shipped with the package."""
 
 from lewm_mpc.planners.base import Optimized, Planner, PlannerConfig
 from lewm_mpc.planners.cem import CEM, CEMConfig
+from lewm_mpc.planners.cmaes import CMAES, CMAESConfig, CMAESState
 from lewm_mpc.planners.gradient import GradientConfig, GradientPlanner
 from lewm_mpc.planners.mppi import MPPI, MPPIConfig
 from lewm_mpc.planners.plugins import load_plugins
@@ -24,8 +25,11 @@ from lewm_mpc.planners.sampling import (
 
 __all__ = [
     "CEM",
+    "CMAES",
     "MPPI",
     "CEMConfig",
+    "CMAESConfig",
+    "CMAESState",
     "GradientConfig",
     "GradientPlanner",
     "MPPIConfig",

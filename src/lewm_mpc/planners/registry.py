@@ -1,5 +1,5 @@
-"""One registry of planner names: the built-in ``cem``, ``mppi``, ``gradient`` and ``hybrid``,
-plus any a user registers. Names are case-insensitive.
+"""One registry of planner names: the built-in ``cem``, ``mppi``, ``cmaes``, ``gradient`` and
+``hybrid``, plus any a user registers. Names are case-insensitive.
 
 ``make_planner("mppi", model, num_samples=200, seed=0)`` builds a planner by name; presets
 (:mod:`lewm_mpc.planners.presets`), the benchmarks and the command line all go through here, so
@@ -20,6 +20,7 @@ from typing import Any
 
 from lewm_mpc.planners.base import Planner, PlannerConfig
 from lewm_mpc.planners.cem import CEM
+from lewm_mpc.planners.cmaes import CMAES
 from lewm_mpc.planners.gradient import HYBRID_DEFAULTS, GradientConfig, GradientPlanner
 from lewm_mpc.planners.mppi import MPPI
 from lewm_mpc.types import LatentWorldModel
@@ -69,7 +70,7 @@ class PlannerEntry:
 
 
 _REGISTRY: dict[str, PlannerEntry] = {}
-_BUILTIN = ("cem", "mppi", "gradient", "hybrid")
+_BUILTIN = ("cem", "mppi", "cmaes", "gradient", "hybrid")
 
 
 def _key(name: str) -> str:
@@ -169,5 +170,6 @@ def make_planner(name: str, model: LatentWorldModel, **kwargs: Any) -> Planner:
 
 register_planner("cem", CEM)
 register_planner("mppi", MPPI)
+register_planner("cmaes", CMAES)
 register_planner("gradient", GradientPlanner)
 register_planner("hybrid", GradientPlanner, GradientConfig, defaults=HYBRID_DEFAULTS)
