@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,envs,plots,tb]" -c constraints.txt
+	$(BIN)/python -m pip install --quiet -e ".[dev,envs,plots,tb,lerobot]" -c constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)

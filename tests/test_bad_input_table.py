@@ -13,6 +13,7 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,10 @@ from conftest import tiny_config
 from lewm_mpc import cli
 from lewm_mpc.data import DatasetMeta
 from lewm_mpc.validation import check_action_bounds
+from test_lerobot_import import import_broken
 
 NAN, INF = float("nan"), float("inf")
+TESTS = Path(__file__).resolve().parent
 PLANNERS: dict[str, Callable[..., lm.Planner]] = {
     "CEM": functools.partial(lm.CEM, num_samples=4, topk=2, iterations=1),
     "MPPI": functools.partial(lm.MPPI, num_samples=4, iterations=1),
@@ -255,6 +258,21 @@ API_ROWS: list[tuple[str, Callable[[], Any], type, str]] = [
      ValueError, "device 'cuda' requested but CUDA is not available"),
     ("load: unknown device", lambda: lm.WorldModel.load("pretrained:tworoom", device="gpu"),
      ValueError, "unknown device 'gpu'"),
+    # LeRobot import (copies of tests/data/lerobot_v30 with one fault each)
+    ("lerobot: not a LeRobot folder", lambda: import_broken("video", None),
+     ValueError, "is not a LeRobot dataset: no meta/info.json"),
+    ("lerobot: unknown version", lambda: import_broken("video", "version"),
+     ValueError, "codebase_version 'v1.6' is not supported (expected one of ['v2.0', 'v2.1'"),
+    ("lerobot: no action feature", lambda: import_broken("image", "no_action"),
+     ValueError, "no feature 'action' for the action; its numeric features are"),
+    ("lerobot: NaN action", lambda: import_broken("image", "nan_action"),
+     ValueError, "file-000.parquet: 'action' of episode 0, frame 3 is not finite"),
+    ("lerobot: lengths disagree", lambda: import_broken("video", "length"),
+     ValueError, "episode 1 has 9 rows, but meta/episodes/ says its length is 10"),
+    ("lerobot: video file missing", lambda: import_broken("video", "no_video"),
+     ValueError, "file-000.mp4: video file not found"),
+    ("lerobot: two cameras, none chosen", lambda: import_broken("video", "two_cameras"),
+     ValueError, "it has cameras ['observation.image', 'observation.images.wrist']; choose one"),
     *planner_rows(),
 ]  # fmt: skip
 
@@ -319,6 +337,9 @@ SUBCOMMANDS = {
         ("--pair", "--seed"),
         ("--box-half",),
     ),
+    "import": Subcommand(
+        ("import", "lerobot", "unused", "--out", "unused.h5"), ("--frameskip", "--image-size")
+    ),
     "bench": Subcommand(
         ("bench",),
         (
@@ -363,6 +384,12 @@ USAGE_ROWS = [
      "expected a whole number >= 1, got 'x'"),
     ("eval --deadline nan", ("eval", "--model", "unused", "--deadline", "nan"),
      "must be a finite number > 0"),
+    ("import --episodes x", ("import", "lerobot", "u", "--out", "u.h5", "--episodes", "1,x"),
+     "expected comma-separated episode indices, got '1,x'"),
+    ("import --tolerance-s -1", ("import", "lerobot", "u", "--out", "u.h5", "--tolerance-s", "-1"),
+     "argument --tolerance-s: must be a finite number >= 0"),
+    ("import: unknown format", ("import", "lerobot2", "u", "--out", "u.h5"),
+     "invalid choice: 'lerobot2'"),
 ]  # fmt: skip
 RUN_ROWS = [
     ("eval: missing model", ("eval", "--model", "/no/such/model", "--device", "cpu"),
@@ -373,6 +400,9 @@ RUN_ROWS = [
      "device 'cuda' requested but CUDA is not available"),
     ("eval: unknown device", ("eval", "--model", "pretrained:tworoom", "--device", "gpu"),
      "unknown device 'gpu'"),
+    ("import lerobot: not a LeRobot folder",
+     ("import", "lerobot", str(TESTS), "--out", str(TESTS / "never-written.h5")),
+     "is not a LeRobot dataset: no meta/info.json"),
 ]  # fmt: skip
 
 

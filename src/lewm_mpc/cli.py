@@ -146,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lewm_mpc.data.interop.command import add_export_arguments, add_import_arguments
 
-    add_import_arguments(sub.add_parser("import", help="import a dataset (swm HDF5, npz)"))
+    add_import_arguments(
+        sub.add_parser("import", help="import a dataset (swm HDF5, npz, LeRobot folder)")
+    )
     add_export_arguments(sub.add_parser("export", help="export a dataset (swm HDF5)"))
 
     from lewm_mpc.models.lewm_command import add_arguments as add_convert_arguments

@@ -15,7 +15,7 @@ from lewm_mpc.data.format import (
     ObservationSpec,
     inspect_dataset,
 )
-from lewm_mpc.data.interop import export_swm, import_npz, import_swm
+from lewm_mpc.data.interop import export_swm, import_lerobot, import_npz, import_swm
 from lewm_mpc.data.windows import WindowBatch, WindowSampler, action_stats
 from lewm_mpc.data.writer import merge, write_episodes
 
@@ -39,6 +39,7 @@ __all__ = [
     "collect_episode",
     "episode_seed",
     "export_swm",
+    "import_lerobot",
     "import_npz",
     "import_swm",
     "inspect_dataset",

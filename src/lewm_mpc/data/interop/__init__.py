@@ -40,10 +40,16 @@ Both directions stream: columns are read and written ``chunk_rows`` rows at a ti
 temporary file in the target folder renamed at the end, so a crash never leaves a half file at
 ``out``. :func:`import_npz` reads its arrays into memory (an ``.npz`` has no partial reads) but
 writes the same way.
+
+**LeRobot.** :func:`import_lerobot` reads a local LeRobot dataset folder (format v3.0, or v2.1 /
+v2.0) directly, without the ``lerobot`` package: one camera's frames (mp4 decoded with PyAV, or
+the PNG/JPEG images of the parquet), a state feature and the action, streaming the same way
+(extra ``lerobot``: pyarrow and av). See :mod:`lewm_mpc.data.interop.importing_lerobot`.
 """
 
 from lewm_mpc.data.interop._columns import CHUNK_ROWS, META_ATTR
 from lewm_mpc.data.interop.exporting import export_swm
 from lewm_mpc.data.interop.importing import import_npz, import_swm
+from lewm_mpc.data.interop.importing_lerobot import import_lerobot
 
-__all__ = ["CHUNK_ROWS", "META_ATTR", "export_swm", "import_npz", "import_swm"]
+__all__ = ["CHUNK_ROWS", "META_ATTR", "export_swm", "import_lerobot", "import_npz", "import_swm"]
