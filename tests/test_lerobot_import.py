@@ -29,7 +29,7 @@ from lewm_mpc import WorldModel
 from lewm_mpc.cli import main
 from lewm_mpc.data import EpisodeDataset, WindowSampler
 from lewm_mpc.data.format import DATA_KEYS
-from lewm_mpc.data.interop import import_lerobot, importing_lerobot
+from lewm_mpc.data.interop import import_lerobot, lerobot_reader
 from lewm_mpc.data.writer import stray_tmp_files
 from lewm_mpc.training import TrainConfig, train
 
@@ -264,7 +264,7 @@ def test_an_episode_subset_keeps_its_indices(tmp_path, kind, monkeypatch):
         for number in picked:
             episode = dataset.episode(number)
             np.testing.assert_array_equal(episode.pixels, expected["frames"][episode_rows(number)])
-    monkeypatch.setattr(importing_lerobot, "_SEEK_AHEAD_S", 0.0)  # seek before every chunk
+    monkeypatch.setattr(lerobot_reader, "_SEEK_AHEAD_S", 0.0)  # seek before every chunk
     seeking = import_lerobot(FIXTURES / kind, tmp_path / "seek.h5", episodes=[0, 2], chunk_rows=2)
     np.testing.assert_array_equal(
         EpisodeDataset.load(seeking).pixels[:],
@@ -280,13 +280,13 @@ def test_the_v21_layout_imports_alike(imported, tmp_path, kind):
 
 def test_reads_stream_in_chunks(tmp_path, monkeypatch, imported):
     taken = []
-    real_take = importing_lerobot._Rows.take
+    real_take = lerobot_reader._Rows.take
 
     def recording_take(self, start, count):
         taken.append(count)
         return real_take(self, start, count)
 
-    monkeypatch.setattr(importing_lerobot._Rows, "take", recording_take)
+    monkeypatch.setattr(lerobot_reader._Rows, "take", recording_take)
     path = import_lerobot(FIXTURES / "image", tmp_path / "out.h5", chunk_rows=4)
     assert taken and max(taken) <= 4
     assert_same(EpisodeDataset.load(path), imported["image"])
