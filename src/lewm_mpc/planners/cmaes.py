@@ -46,7 +46,7 @@ class CMAESConfig(SamplingConfig):
     num_samples: int = 30
     iterations: int = 300
     parents: int | None = None
-    init_std: float = 0.5
+    init_std: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
