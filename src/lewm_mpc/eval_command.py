@@ -26,7 +26,8 @@ def _add_planner_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--planner",
         default="cem",
-        help="registry name: cem (default) | mppi | gradient | hybrid | one a --plugin registers",
+        help="registry name: cem (default) | mppi | cmaes | gradient | hybrid | one a --plugin "
+        "registers",
     )
     group.add_argument(
         "--plugin",

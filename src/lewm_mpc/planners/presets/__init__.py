@@ -4,7 +4,7 @@ Presets ship inside this package (``preset_names()`` lists them) and load by nam
 your own loads by path::
 
     description = "what this budget is for"   # optional
-    planner = "cem"            # any registry name: cem | mppi | gradient | hybrid | yours
+    planner = "cem"            # any registry name: cem | mppi | cmaes | gradient | hybrid | yours
     [config]                   # fields of the planner's config class
     num_samples = 300
     iterations = 30
