@@ -207,8 +207,8 @@ class CMAES(SamplingPlanner):
         ) * whitened
         generation = state.generation + 1
         norm = path_sigma.norm(dim=1)  # (B,)
-        stalled = norm / math.sqrt(1 - (1 - k.c_sigma) ** (2 * generation)) / k.chi_n
-        h_sigma = (stalled < 1.4 + 2 / (dim + 1)).double()[:, None]  # (B, 1)
+        path_ratio = norm / math.sqrt(1 - (1 - k.c_sigma) ** (2 * generation)) / k.chi_n
+        h_sigma = (path_ratio < 1.4 + 2 / (dim + 1)).double()[:, None]  # (B, 1): 0 stalls p_c
         path_c = (1 - k.c_c) * state.path_c + h_sigma * math.sqrt(
             k.c_c * (2 - k.c_c) * k.mu_eff
         ) * mean_step
