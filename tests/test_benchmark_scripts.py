@@ -51,7 +51,7 @@ def test_tworoom_planners_runs_every_planner(tworoom_run) -> None:
     args = script.Args(work=work, out=out, pairs=2, samples=8, iterations=3, restarts=4)
     script.main(args)
     rows = json.loads((out / "tworoom_planners.json").read_text())["rows"]
-    assert len(rows) == 7 and all(row["pairs"] == 2 for row in rows)
+    assert len(rows) == 8 and all(row["pairs"] == 2 for row in rows)
     script.main(script.Args(work=work, out=out, pairs=1, samples=8, iterations=3, restarts=4,
                             only="gradient,gradient-adam", tag="subset"))  # fmt: skip
     subset = json.loads((out / "tworoom_planners_subset.json").read_text())["rows"]
@@ -109,6 +109,20 @@ def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
     rows = json.loads((tmp_path / "surprise.json").read_text())["rows"]
     assert [row["monitor"] for row in rows] == [True, False]
     assert "detected within one block" in (tmp_path / "surprise.md").read_text()
+
+
+def test_shipped_planners_runs_each_lever_once(tmp_path) -> None:
+    script = load("shipped_planners")
+    args = script.Args(env="pointmass", pairs=1, budget=4, iterations=1, only="cem,cmaes",
+                       work=tmp_path / "work", out=tmp_path)  # fmt: skip
+    script.main(args)
+    rows = json.loads((tmp_path / "shipped_planners_pointmass.json").read_text())["rows"]
+    assert [row["slug"] for row in rows] == ["cem", "cmaes"]
+    assert rows[1]["report"]["planner"]["num_samples"] == 30  # CMA-ES's own default
+    assert "smoke run" in (tmp_path / "shipped_planners_pointmass.md").read_text()
+    first = (tmp_path / "work" / "pointmass" / "cmaes.json").stat().st_mtime_ns
+    script.main(args)  # finished levers are not rerun
+    assert (tmp_path / "work" / "pointmass" / "cmaes.json").stat().st_mtime_ns == first
 
 
 def test_far_goals_compares_flat_and_hierarchical(tmp_path) -> None:

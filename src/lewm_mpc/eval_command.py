@@ -127,8 +127,9 @@ def _load_planners(args: argparse.Namespace) -> None:
 
 def _planner(args: argparse.Namespace, model: object, spec: EnvSpec | None = None) -> Planner:
     """The planner the flags ask for: ``--preset``, else ``--planner`` at the env's reference
-    budget (``spec.budget``, for the fields the planner has) or its own defaults; budget flags
-    given on the command line override either."""
+    budget (``spec.budget``, for the fields the planner has and takes:
+    ``reference_budget_fields``) or its own defaults; budget flags given on the command line
+    override either."""
     import dataclasses
 
     from lewm_mpc.energies import GoalDistance
@@ -147,9 +148,10 @@ def _planner(args: argparse.Namespace, model: object, spec: EnvSpec | None = Non
         return build_planner(model, args.preset, **overrides)
     overrides.setdefault("energy", GoalDistance())
     if spec is not None:
-        known = {
-            field.name for field in dataclasses.fields(get_planner_entry(args.planner).config_class)
-        }
+        config_class = get_planner_entry(args.planner).config_class
+        known = {field.name for field in dataclasses.fields(config_class)}
+        if config_class.reference_budget_fields is not None:
+            known &= set(config_class.reference_budget_fields)
         budget = dataclasses.asdict(spec.budget)
         overrides = {**{k: v for k, v in budget.items() if k in known}, **overrides}
     return make_planner(args.planner, model, **overrides)

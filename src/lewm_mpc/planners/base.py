@@ -52,6 +52,11 @@ class PlannerConfig:
             accepted too and stored as its name.
     """
 
+    # Fields of an env's reference budget (``PlannerBudget``: LeWorldModel's CEM) this planner
+    # takes when ``lewm-mpc eval`` builds it for that env by name; None: every budget field the
+    # config has.
+    reference_budget_fields: ClassVar[tuple[str, ...] | None] = None
+
     horizon: int = 5
     receding_horizon: int = 1
     seed: int = 0

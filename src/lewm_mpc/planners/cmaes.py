@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -42,6 +43,9 @@ class CMAESConfig(SamplingConfig):
             weighted by log rank.
         init_std: initial step size sigma as a fraction of the half action range.
     """
+
+    # Built for an env by name it keeps its own split of the reference's 9,000 evaluations.
+    reference_budget_fields: ClassVar[tuple[str, ...] | None] = ("horizon", "receding_horizon")
 
     num_samples: int = 30
     iterations: int = 300
