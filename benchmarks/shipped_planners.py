@@ -30,6 +30,10 @@ LEVERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cem": ("CEM 300 x 30, top 30, horizon 5 (reference)", ()),
     "cmaes": ("CMA-ES 30 x 300", ("--planner", "cmaes")),
     "mppi": ("MPPI 300 x 30", ("--planner", "mppi")),
+    "cem-receding-5": (
+        "CEM 300 x 30, 5 blocks executed per plan (LeWM's protocol)",
+        ("--receding", "5"),
+    ),
     "cem-horizon-8": ("CEM 300 x 30, horizon 8", ("--horizon", "8")),
     "cem-600x30": ("CEM 600 x 30, top 60", ("--samples", "600", "--topk", "60")),
 }
