@@ -18,7 +18,7 @@ the first act of a pair, which waits for the first plan, made at rest).
     MUJOCO_GL=egl .venv/bin/python benchmarks/async_control.py          # ~30 min on 2 cores
     MUJOCO_GL=egl .venv/bin/python benchmarks/async_control.py --envs tworoom --pairs 10
 
-Writes ``benchmarks/results/async_control.{json,md}``.
+Writes ``benchmarks/results/async_control[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class Args:
     seed: int = 0
     threads: int = 0  # torch threads (0: leave as is)
     out: Path = Path("benchmarks/results")
+    tag: str = ""  # output name suffix: async_control_<tag>
 
 
 def run_mode(run: lm.Run, spec: Any, pairs: list, args: Args, asynchronous: bool) -> dict:
@@ -110,7 +111,8 @@ def main(args: Args) -> dict:
             row = {"env": name, **run_mode(run, spec, pairs, args, asynchronous)}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    return write_results(args.out, "async_control", args, rows, markdown)
+    name = "async_control" + (f"_{args.tag}" if args.tag else "")
+    return write_results(args.out, name, args, rows, markdown)
 
 
 def markdown(result: dict) -> str:
