@@ -22,6 +22,7 @@ energies ranked them).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -115,6 +116,7 @@ class _Constants:
     chi_n: float  # E||N(0, I)||
 
     @classmethod
+    @functools.lru_cache(maxsize=32)  # once per (plan dimension, parents, device), not per update
     def make(cls, dim: int, parents: int, device: torch.device) -> _Constants:
         ranks = torch.arange(1, parents + 1, dtype=torch.float64)
         weights = math.log(parents + 0.5) - torch.log(ranks)

@@ -8,13 +8,14 @@ into a :class:`_Layout` (the ``lerobot`` package is not used).
   ``fps``, ``robot_type``, ``features`` (name -> ``{"dtype", "shape", "names"}``; a camera has
   dtype ``"video"`` (frames in mp4 files) or ``"image"`` (frames in the parquet)),
   ``data_path`` and ``video_path`` (file name templates) and ``chunks_size``.
-- v3.0: ``data/chunk-XXX/file-XXX.parquet`` files of many episodes each, one row per frame with
-  the columns ``episode_index``, ``frame_index``, ``timestamp`` (seconds from the episode's
-  start), ``index``, ``action``, ``observation.state``, ...; ``meta/episodes/chunk-XXX/
-  file-XXX.parquet``, one row per episode (``episode_index``, ``length``, ``data/chunk_index``,
-  ``data/file_index``, and per video camera ``videos/<key>/chunk_index``, ``.../file_index``,
-  ``.../from_timestamp``); ``videos/<key>/chunk-XXX/file-XXX.mp4`` holds episodes one after the
-  other: an episode's frame at ``timestamp`` t is the video's frame at ``from_timestamp + t``.
+- v3.0: ``data/chunk-{c:03d}/file-{f:03d}.parquet`` files of many episodes each (chunk and
+  file numbers), one row per frame with the columns ``episode_index``, ``frame_index``,
+  ``timestamp`` (seconds from the episode's start), ``index``, ``action``,
+  ``observation.state``, ...; ``meta/episodes/chunk-{c:03d}/file-{f:03d}.parquet``, one row per
+  episode (``episode_index``, ``length``, ``data/chunk_index``, ``data/file_index``, and per
+  video camera ``videos/<key>/chunk_index``, ``.../file_index``, ``.../from_timestamp``);
+  ``videos/<key>/chunk-{c:03d}/file-{f:03d}.mp4`` holds episodes one after the other: an
+  episode's frame at ``timestamp`` t is the video's frame at ``from_timestamp + t``.
 - v2.x: one parquet and one mp4 per episode (``data/chunk-{episode_index // chunks_size:03d}/
   episode_{episode_index:06d}.parquet``, ``videos/chunk-.../<key>/episode_....mp4``; the frame at
   ``timestamp`` t is the video's frame at t); the episodes are listed in ``meta/episodes.jsonl``.
