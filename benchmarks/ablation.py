@@ -176,6 +176,7 @@ VARIANTS: dict[str, list[Variant]] = {
             "episodes-300": {"episodes": 300},
             "episodes-1000": {"episodes": 1000},
             "train-10000": {"train_steps": 10000},
+            "episodes-1000+train-10000": {"episodes": 1000, "train_steps": 10000},
             "history-3": {"model_overrides": (("history", 3),)},
             "width-large": {"model_overrides": LARGE},
             "image-96": {"image_size": 96},

@@ -13,6 +13,7 @@ import torch
 
 import lewm_mpc as lm
 from lewm_mpc.control import run_episode
+from lewm_mpc.envs import get_env_spec
 
 GAIN = 0.1
 GOAL = np.array([0.6, -0.4], np.float32)
@@ -257,3 +258,20 @@ def test_goals_as_observations_latents_or_probed_targets_steer_alike():
     assert report.episode.succeeded
     with lm.MPCController(planner()) as controller, pytest.raises(ValueError, match="shape"):
         controller.reset(torch.zeros(3))
+
+
+def test_a_time_limit_shorter_than_the_budget_is_refused():
+    env = gym.wrappers.TimeLimit(LinearEnv(), max_episode_steps=10)
+    obs, info = env.reset()
+    with lm.MPCController(planner()) as controller, pytest.raises(ValueError, match="10 steps"):
+        lm.run_loop(env, controller, obs, info, GOAL, rate_hz=None, steps=30)
+
+
+def test_make_for_budget_lifts_the_registered_time_limit():
+    spec = get_env_spec("tworoom")
+    env = spec.make_for_budget(spec.max_episode_steps + 50, obs_mode="state")
+    env.reset(seed=0)
+    zero = np.zeros(2, np.float32)
+    truncated = [env.step(zero)[3] for _ in range(spec.max_episode_steps + 50)]
+    assert not any(truncated[:-1]) and truncated[-1]
+    assert spec.make_for_budget(10, obs_mode="state").spec.max_episode_steps == 100

@@ -187,8 +187,13 @@ def test_heldout_pairs_are_seeded_valid_and_unsolved():
         assert not info["success"] and not spec.is_success(pair.start_state, pair.goal_state)
     env.close()
     assert HELDOUT_SEED_BASE > 1_000_000  # far above collection seeds
-    with pytest.raises(ValueError, match="goal_offset 100 must be below"):
-        heldout_pairs(spec, 1, goal_offset=100)
+    # Goals beyond the registered time limit: the episode runs on, and shorter pairs keep theirs.
+    far, _ = heldout_pairs(spec, 2, goal_offset=spec.max_episode_steps + 20)
+    assert [pair.start_step for pair in far] == [0, 0]
+    near, _ = heldout_pairs(spec, 2, seed=3, goal_offset=25)
+    assert [pair.start_state.tolist() for pair in near] == [
+        pair.start_state.tolist() for pair in pairs[:2]
+    ]
 
 
 def test_eval_of_a_pretrained_model_needs_no_dataset(shipped, tmp_path, capsys):

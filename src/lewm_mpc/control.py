@@ -113,6 +113,27 @@ class LoopReport:
     fallback_steps: int
 
 
+def check_time_limit(env: gym.Env, steps: int) -> None:
+    """Refuse an env whose time limit would truncate an episode before ``steps`` env steps.
+
+    Raises:
+        ValueError: naming the limit, the budget and how to lift the limit.
+    """
+    limits = [getattr(getattr(env, "spec", None), "max_episode_steps", None)]
+    layer = env
+    while isinstance(layer, gym.Wrapper):  # a TimeLimit around an unregistered env has no spec
+        if isinstance(layer, gym.wrappers.TimeLimit):
+            limits.append(getattr(layer, "_max_episode_steps", None))
+        layer = layer.env
+    limit = min((n for n in limits if n is not None), default=None)
+    if limit is not None and limit < steps:
+        raise ValueError(
+            f"the env's time limit ({limit} steps) is shorter than the budget of {steps} "
+            f"steps; make it with EnvSpec.make_for_budget({steps}, ...) or "
+            f"gym.make(..., max_episode_steps={steps})"
+        )
+
+
 def run_loop(
     env: gym.Env,
     controller: MPCController,
@@ -142,6 +163,7 @@ def run_loop(
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    check_time_limit(env, steps)
     if rate_hz is not None and not rate_hz > 0:
         raise ValueError(f"rate_hz must be > 0 or None, got {rate_hz}")
     period = None if rate_hz is None else 1.0 / rate_hz

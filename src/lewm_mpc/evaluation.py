@@ -157,7 +157,12 @@ def goal_observation(env: Any, goal_state: np.ndarray) -> np.ndarray:
 
 
 def run_pair(env: Any, planner: Planner, pair: Pair, config: EvalConfig) -> Episode:
-    """MPC on one pair (the env is reset to the pair's start with its goal set)."""
+    """MPC on one pair (the env is reset to the pair's start with its goal set).
+
+    Raises:
+        ValueError: the env's time limit is shorter than ``config.budget`` (it would end the
+            episode early; make it with ``EnvSpec.make_for_budget``).
+    """
     goal = goal_observation(env, pair.goal_state)
     obs, info = env.reset(options={"state": pair.start_state, "goal": pair.goal_state})
     return run_episode(env, planner, obs, info, goal, config.budget, deadline_s=config.deadline_s)
@@ -224,7 +229,7 @@ def evaluate_pairs(
     """
     config = config or EvalConfig()
     started = time.perf_counter()
-    env = spec.make(obs_mode=obs_mode, env_config=env_config)
+    env = spec.make_for_budget(config.budget, obs_mode, env_config)
     results: list[PairResult] = []
     try:
         for index, pair in enumerate(

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -114,9 +115,7 @@ class _EnvContext:
         self.val_fraction = DEFAULT_SPLIT[0] if split is None else split.val_fraction
         self.split_seed = DEFAULT_SPLIT[1] if split is None else split.seed
         self.val_ids = run.val_ids
-        self.env = self.spec.make(
-            obs_mode=self.model.config.obs_mode, env_config=self.dataset.meta.env_config
-        )
+        self._envs: dict[int, gym.Env] = {}  # by time limit
         self._pairs: dict[tuple[int, int], list[Pair]] = {}
         self.probe: Probe | None = None
         self.margin = 0.0
@@ -151,8 +150,18 @@ class _EnvContext:
             self._pairs[key] = drawn
         return drawn[job.pair]
 
+    def env(self, budget: int) -> gym.Env:
+        """The env, with a time limit of at least ``budget`` steps (one per limit, kept)."""
+        limit = max(budget, self.spec.max_episode_steps)
+        if limit not in self._envs:
+            self._envs[limit] = self.spec.make(
+                self.model.config.obs_mode, self.dataset.meta.env_config, max_episode_steps=limit
+            )
+        return self._envs[limit]
+
     def close(self) -> None:
-        self.env.close()
+        for env in self._envs.values():
+            env.close()
 
 
 KEEPOUT_SETTINGS = KeepOut()  # the sweep's keep-out settings (those of the guardrails benchmark)
@@ -209,8 +218,10 @@ def run_job(job: Job) -> JobResult:
         low, high, guardrail = _keepout(context, pair)
         planner = make_planner(job.planner, context.model, job.budget, seed,
                                ProbedGoalDistance(context.probe), (guardrail,))  # fmt: skip
-    context.env.reset(seed=seed)  # the env's generator no longer depends on earlier jobs
-    episode = run_pair(context.env, planner, pair, context.eval_config(job, job.pair + 1))
+    config = context.eval_config(job, job.pair + 1)
+    env = context.env(config.budget)
+    env.reset(seed=seed)  # the env's generator no longer depends on earlier jobs
+    episode = run_pair(env, planner, pair, config)
     violations = None if context.probe is None else int(inside_box(episode.states, low, high).sum())
     plan_seconds = tuple(float(plan.solve_s) for plan in episode.plans)
     energies = tuple(float(plan.energy) for plan in episode.plans)

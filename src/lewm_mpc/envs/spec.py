@@ -216,14 +216,31 @@ class EnvSpec:
 
     def make(
         self, obs_mode: ObsMode = "pixels", env_config: Mapping[str, Any] | None = None,
-        **kwargs: Any,
+        max_episode_steps: int | None = None, **kwargs: Any,
     ) -> gym.Env:  # fmt: skip
-        """``gym.make`` of the env (with its time limit) with pixel or state observations and
-        optional config-field overrides."""
+        """``gym.make`` of the env with pixel or state observations and optional config-field
+        overrides.
+
+        ``max_episode_steps`` replaces the registered time limit (``self.max_episode_steps``),
+        e.g. to run far-goal episodes longer than the registered limit.
+        """
         check_obs_mode(obs_mode)
+        if max_episode_steps is not None and max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
         config = self.config(env_config)  # imports the module: an ImportError names the extra
         self.register()
-        return gym.make(self.gym_id, obs_mode=obs_mode, config=config, **kwargs)
+        return gym.make(self.gym_id, obs_mode=obs_mode, config=config,
+                        max_episode_steps=max_episode_steps, **kwargs)  # fmt: skip
+
+    def make_for_budget(
+        self, budget: int, obs_mode: ObsMode = "pixels",
+        env_config: Mapping[str, Any] | None = None,
+    ) -> gym.Env:  # fmt: skip
+        """:meth:`make` with a time limit of at least ``budget`` steps, so that an episode of
+        ``budget`` env steps is never truncated early by the registered limit."""
+        return self.make(
+            obs_mode, env_config, max_episode_steps=max(budget, self.max_episode_steps)
+        )
 
     def make_expert(self, env: gym.Env, policy: str | None = None) -> Policy:
         """The data policy ``policy`` (default: the first) driving ``env``."""

@@ -299,7 +299,7 @@ def _render(
     if args.hierarchical:  # subgoals from the training latents, pruned by the same guardrails
         graph = lm.LatentGraph.from_dataset(model, dataset, train_ids, guardrails=guardrails)
         planner = lm.HierarchicalPlanner(planner, graph)
-    env = spec.make(obs_mode="pixels", env_config=dataset.meta.env_config)
+    env = spec.make_for_budget(config.budget, "pixels", dataset.meta.env_config)
     try:
         episode = run_pair(env, planner, pair, config)
         size = args.display_size  # the model saw env.unwrapped.image_size px; people see this
