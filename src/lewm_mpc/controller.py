@@ -12,52 +12,24 @@ plan), and until then the old plan continues (or the ``fallback``).
 
 One thread, not a process: planning is torch work that releases the GIL, the loop thread only
 queues and sleeps, and a thread shares the model without copying it or pickling observations.
+What a plan request holds and how it is planned live in :mod:`lewm_mpc.plan_requests`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from lewm_mpc.plan_requests import PlanRecord, _Request, plan_request
 from lewm_mpc.planners.base import Planner
 from lewm_mpc.surprise import SurpriseEvent, SurpriseMonitor, surprise
 from lewm_mpc.types import PlanResult
 
 FALLBACKS = ("continue", "hold", "zero")
-
-
-@dataclass(frozen=True)
-class PlanRecord:
-    """One plan that took effect.
-
-    Attributes:
-        step: env step (actions executed since ``reset``) at which it took effect.
-        requested_step: env step of the observation it was planned from.
-        late: env steps it arrived after the step it was planned for (its first ``late``
-            actions were dropped; always 0 when synchronous).
-        result: the planner's result.
-    """
-
-    step: int
-    requested_step: int
-    late: int
-    result: PlanResult
-
-
-@dataclass(frozen=True)
-class _Request:
-    obs: np.ndarray
-    goal: np.ndarray | torch.Tensor  # an observation, or a (D,) latent
-    lead: np.ndarray  # (L, A) actions executed between the observation and the plan's start
-    step: int  # env step of ``obs``
-    shift: int | None  # warm-start shift in blocks (None: the first plan of an episode)
-    past_obs: tuple[np.ndarray, ...] = ()  # block-boundary observations before ``obs``
-    past_actions: tuple[np.ndarray, ...] = ()  # the (block*A,) block executed after each
 
 
 class MPCController:
@@ -322,42 +294,7 @@ class MPCController:
 
     def _plan(self, request: _Request) -> PlanResult:
         """Plan from the request's observation rolled forward through its lead actions."""
-        planner = self.planner
-        obs_t, _ = planner._as_batch(request.obs, "obs")
-        if isinstance(request.goal, torch.Tensor):  # a goal latent
-            with torch.inference_mode():
-                z0 = planner.model.encode(obs_t).clone()  # (1, D)
-            z_goal = request.goal.to(z0.device)[None]
-        else:
-            goal_t, _ = planner._as_batch(request.goal, "goal")
-            z0, z_goal = planner.encode_pair(obs_t, goal_t)  # (1, D) each
-        past = self._past_latents(request, z0)  # ((1, C, D), (1, C, block*A)) or None
-        if len(request.lead):
-            block = planner.model.action_block
-            lead = torch.as_tensor(request.lead, dtype=torch.float32, device=z0.device)
-            lead = lead.reshape(1, -1, block * lead.shape[-1])  # (1, L/block, block*A)
-            extra = {} if past is None else {"past_latents": past[0], "past_actions": past[1]}
-            with torch.inference_mode():
-                chain = planner.model.rollout(z0, lead, **extra).clone()  # (1, L/block+1, D)
-            if past is not None:  # the history at the plan start: known, observed, predicted
-                past = (torch.cat([past[0], chain[:, :-1]], 1)[:, 1 - self._history:],
-                        torch.cat([past[1], lead], 1)[:, 1 - self._history:])  # fmt: skip
-            z0 = chain[:, -1]  # (1, D) at the plan start
-        history = None if past is None else (past[0][0], past[1][0])  # (C, D), (C, block*A)
-        return planner.plan_latent(z0[0], z_goal[0], deadline_s=self.deadline_s,
-                                   shift=request.shift, past=history)  # fmt: skip
-
-    def _past_latents(
-        self, request: _Request, z0: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The request's history encoded: ((1, C, D), (1, C, block*A)), or None."""
-        if not request.past_obs:
-            return None
-        frames, _ = self.planner._as_batch(np.stack(request.past_obs), "history")
-        with torch.inference_mode():
-            latents = self.planner.model.encode(frames).clone()[None]  # (1, C, D)
-        actions = torch.as_tensor(np.stack(request.past_actions), dtype=torch.float32)
-        return latents, actions[None].to(z0.device)
+        return plan_request(self.planner, request, self._history, self.deadline_s)
 
     def _fallback_action(self) -> np.ndarray:
         if self.fallback == "hold" and self._last is not None:

@@ -6,79 +6,35 @@ and goal latents and an initial mean plan, and returns an :class:`Optimized`. Th
 blocks an update rule needs are public (:meth:`Planner.clamp`, :meth:`Planner.evaluate`,
 :meth:`Planner.rank`, :meth:`Planner.better`, :attr:`Planner.generator`,
 :meth:`Planner.time_up`), so one planner may run another's loop on its behalf. Sampling
-planners share one loop: :class:`~lewm_mpc.planners.sampling.SamplingPlanner`.
+planners share one loop: :class:`~lewm_mpc.planners.sampling.SamplingPlanner`. The parts that
+stand alone live beside it: ``config`` (:class:`PlannerConfig`), ``inputs``, ``ranking`` and
+``packaging``; their names stay importable from here.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-import inspect
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
 from lewm_mpc.energies import Guardrail, Objective, ObjectiveValue
 from lewm_mpc.planners.best import BestSoFar, Optimized
 from lewm_mpc.planners.clock import IterationClock
+from lewm_mpc.planners.config import _DTYPE_NAMES as _DTYPE_NAMES  # re-exported, as before
+from lewm_mpc.planners.config import ROLLOUT_DTYPES, PlannerConfig
+from lewm_mpc.planners.inputs import as_batch, check_past, encode_history
+from lewm_mpc.planners.packaging import package_result
+from lewm_mpc.planners.ranking import feasible_better, feasible_first
 from lewm_mpc.types import Energy, LatentWorldModel, PlanResult
 from lewm_mpc.validation import check_encode_output, check_rollout_output, check_world_model
 
 __all__ = ["ROLLOUT_DTYPES", "BestSoFar", "IterationClock", "Optimized", "Planner", "PlannerConfig"]
 
-ROLLOUT_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
-
-
-@dataclass(frozen=True)
-class PlannerConfig:
-    """Knobs every planner shares.
-
-    Attributes:
-        horizon: planned model steps (blocks of ``action_block`` env actions).
-        receding_horizon: blocks executed between two ``plan`` calls; the warm start shifts
-            the previous plan by this many blocks.
-        seed: seed of the planner's own ``torch.Generator``.
-        warm_start: start each plan from the shifted previous one (after ``reset`` it is cold).
-        rollout_dtype: precision of the model rollout: "float32" (default, exact), or
-            "bfloat16"/"float16" to run it under ``torch.autocast`` (matmuls in reduced
-            precision, faster where the hardware has native support: recent GPUs, CPUs with
-            AVX-512 BF16 or AMX). Sampling, energies and ranking stay in float32. The matching
-            ``torch.dtype`` (``torch.float32``/``torch.bfloat16``/``torch.float16``) is
-            accepted too and stored as its name.
-    """
-
-    # Fields of an env's reference budget (``PlannerBudget``: LeWorldModel's CEM) this planner
-    # takes when ``lewm-mpc eval`` builds it for that env by name; None: every budget field the
-    # config has.
-    reference_budget_fields: ClassVar[tuple[str, ...] | None] = None
-
-    horizon: int = 5
-    receding_horizon: int = 1
-    seed: int = 0
-    warm_start: bool = True
-    rollout_dtype: str | torch.dtype = "float32"  # a str once constructed
-
-    def __post_init__(self) -> None:
-        if self.horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
-        if not 1 <= self.receding_horizon <= self.horizon:
-            raise ValueError(
-                f"receding_horizon must be in [1, horizon={self.horizon}], "
-                f"got {self.receding_horizon}"
-            )
-        dtype: Any = self.rollout_dtype
-        if isinstance(dtype, torch.dtype) and dtype in _DTYPE_NAMES:
-            object.__setattr__(self, "rollout_dtype", _DTYPE_NAMES[dtype])  # frozen: normalize
-        elif not isinstance(dtype, str) or dtype not in ROLLOUT_DTYPES:
-            raise ValueError(
-                f"rollout_dtype must be one of {sorted(ROLLOUT_DTYPES)} or the matching "
-                f"torch.dtype, got {dtype!r}"
-            )
+_feasible_first = feasible_first  # its name before it moved to lewm_mpc.planners.ranking
 
 
 class Planner(abc.ABC):
@@ -211,16 +167,7 @@ class Planner(abc.ABC):
         self, history: tuple[Any, Any], batched: bool, num_envs: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(past_obs, past_actions) -> latents (B, C, D) and blocks (B, C, block*A)."""
-        past_obs, past_actions = history
-        past_obs = torch.as_tensor(np.asarray(past_obs))
-        past_obs = past_obs if batched else past_obs.unsqueeze(0)  # (B, C, *obs_shape)
-        frames, _ = self._as_batch(past_obs.flatten(0, 1), "history observations")
-        with torch.inference_mode():
-            latents = self.model.encode(frames).clone()  # (B*C, D)
-        latents = latents.view(num_envs, -1, latents.shape[-1])  # (B, C, D)
-        actions = torch.as_tensor(np.asarray(past_actions, dtype=np.float32))
-        actions = (actions if batched else actions.unsqueeze(0)).to(latents.device)
-        return latents, actions
+        return encode_history(self.model, history, batched, num_envs, self._as_batch)
 
     def encode_pair(
         self, obs: torch.Tensor, goal: torch.Tensor
@@ -304,23 +251,7 @@ class Planner(abc.ABC):
         self, past: tuple[torch.Tensor, torch.Tensor] | None, z0: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Validate a (B, C, D) / (B, C, block*A) history against the model; None if unused."""
-        if past is None or getattr(self.model, "history", 1) <= 1:
-            return None
-        if "past_latents" not in inspect.signature(self.model.rollout).parameters:
-            raise ValueError(
-                f"{type(self.model).__name__}.rollout takes no past_latents/past_actions; "
-                "plan without a history"
-            )
-        latents, actions = past
-        block = self.model.action_block * self.model.action_dim
-        if (latents.ndim != 3 or latents.shape[0] != z0.shape[0]
-                or latents.shape[2] != z0.shape[1]
-                or actions.shape != (*latents.shape[:2], block)):  # fmt: skip
-            raise ValueError(
-                f"history must be C past latents (B, C, D={z0.shape[1]}) and their blocks "
-                f"(B, C, {block}), got {tuple(latents.shape)} and {tuple(actions.shape)}"
-            )
-        return latents, actions
+        return check_past(self.model, past, z0)
 
     # -------------------------------------------------------------- for update rules
     @abc.abstractmethod
@@ -391,10 +322,7 @@ class Planner(abc.ABC):
         """
         if not self._has_hard:
             return candidate.total < best.total
-        cand_bad, best_bad = candidate.violation > 0, best.violation > 0
-        both_bad_better = cand_bad & best_bad & (candidate.violation < best.violation)
-        same_ok_better = ~cand_bad & ~best_bad & (candidate.total < best.total)
-        return (~cand_bad & best_bad) | both_bad_better | same_ok_better
+        return feasible_better(candidate, best)
 
     # The public methods above go through these, so an instance may wrap them (stage timers).
     def _clamp(self, actions: torch.Tensor) -> torch.Tensor:
@@ -439,7 +367,7 @@ class Planner(abc.ABC):
 
     def _ranking(self, value: ObjectiveValue) -> torch.Tensor:
         order = torch.argsort(value.total, dim=1)
-        return _feasible_first(value, order) if self._has_hard else order
+        return feasible_first(value, order) if self._has_hard else order
 
     # ---------------------------------------------------------------------- internals
     def _initial_mean(self, num_envs: int, shift: int | None = None) -> torch.Tensor:
@@ -455,76 +383,8 @@ class Planner(abc.ABC):
 
     def _as_batch(self, value: Any, name: str) -> tuple[torch.Tensor, bool]:
         """Validate a raw observation and return it as a (B, *obs_shape) tensor."""
-        if isinstance(value, np.ndarray):
-            if value.dtype.kind not in "biuf":
-                raise ValueError(
-                    f"{name} has dtype {value.dtype}; expected uint8 pixels or a float state"
-                )
-            tensor = torch.from_numpy(np.array(value))  # a copy: inputs may be read-only
-        elif isinstance(value, torch.Tensor):
-            tensor = value.detach()
-        else:
-            raise ValueError(
-                f"{name} must be a numpy array or torch tensor, got {type(value).__name__}"
-            )
-        shape = tuple(getattr(self.model, "obs_shape", tensor.shape[-1:]))
-        expected_dtype = getattr(self.model, "obs_dtype", None)
-        if tuple(tensor.shape) == shape:
-            batched = False
-            tensor = tensor.unsqueeze(0)
-        elif tensor.ndim == len(shape) + 1 and tuple(tensor.shape[1:]) == shape:
-            batched = True
-        else:
-            raise ValueError(
-                f"{name} has shape {tuple(tensor.shape)}; expected {shape} or (B, *{shape})"
-            )
-        if tensor.shape[0] == 0:
-            raise ValueError(f"{name} batch is empty")
-        if expected_dtype == torch.uint8:
-            if tensor.dtype != torch.uint8:
-                raise ValueError(
-                    f"{name} has dtype {tensor.dtype}; expected uint8 pixels of shape {shape}"
-                )
-        else:
-            if not (tensor.is_floating_point() or tensor.dtype in (torch.int32, torch.int64)):
-                raise ValueError(f"{name} has dtype {tensor.dtype}; expected a float state")
-            tensor = tensor.float()
-            if not torch.isfinite(tensor).all():
-                raise ValueError(f"{name} contains NaN or inf")
-        return tensor.to(self.model.device), batched
+        return as_batch(self.model, value, name)
 
     def _package(self, result: Optimized, batched: bool, solve_s: float) -> PlanResult:
-        num_envs, horizon = result.actions.shape[:2]
-        actions = result.actions.reshape(num_envs, horizon * self.model.action_block, -1)
-        value = result.value
-        feasible = value.violation <= 0
-
-        def out(tensor: torch.Tensor) -> Any:
-            array = tensor.detach().cpu().numpy()
-            return array if batched else array[0]
-
-        def scalar(tensor: torch.Tensor) -> Any:
-            array = tensor.detach().cpu().numpy()
-            return array if batched else array[0].item()
-
-        history = result.history.detach().cpu().numpy()  # (iterations, B)
-        return PlanResult(
-            actions=out(actions),
-            energy=scalar(value.total),
-            terms={name: scalar(term) for name, term in value.terms.items()},
-            latents=out(result.latents),
-            feasible=scalar(feasible),
-            iterations=result.iterations,
-            solve_s=solve_s,
-            history=history if batched else history[:, 0],
-            energy_evals=result.energy_evals,
-        )
-
-
-def _feasible_first(value: ObjectiveValue, order: torch.Tensor) -> torch.Tensor:
-    """Reorder an energy ranking so feasible candidates come first, infeasible by violation."""
-    violation = value.violation.gather(1, order)  # (B, S) in energy order
-    infeasible = violation > 0
-    # Sort key: feasible -> -1 (keeps energy order via stable sort), infeasible -> violation.
-    key = torch.where(infeasible, violation, torch.full_like(violation, -1.0))
-    return order.gather(1, torch.argsort(key, dim=1, stable=True))
+        """The caller's :class:`PlanResult` of an update rule's result."""
+        return package_result(result, batched, solve_s, self.model.action_block)
