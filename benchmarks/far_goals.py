@@ -35,7 +35,7 @@ from _results import reference_cem, write_results
 class Args:
     env: str = "tworoom"
     pairs: int = 50
-    offsets: str = "25,50,75"
+    offsets: str = "25,50,100"
     random: bool = True
     random_budget: int = 200
     graph_episodes: int = 300

@@ -156,3 +156,14 @@ def test_bad_graph_input_is_a_clear_error():
         LatentGraph.from_trajectories([torch.zeros(1, 2)], stride=1)
     with pytest.raises(ValueError, match="stride"):
         LatentGraph.from_trajectories(TRAJECTORIES, stride=0)
+
+
+def test_the_subgoal_is_the_corner_the_path_turns_at():
+    graph = LatentGraph.from_trajectories(TRAJECTORIES, stride=1)
+    pulled = HierarchicalPlanner(cem(), graph, reach=100).plan(START, GOAL)
+    assert not pulled.direct
+    assert abs(pulled.subgoal[0] - 0.25) <= 0.06 and pulled.subgoal[1] > 0.8  # the corner (1 hop)
+    unchecked = HierarchicalPlanner(cem(), graph, reach=100, straightness=100.0).plan(START, GOAL)
+    assert unchecked.direct  # the goal itself: a straight line through the wall
+    with pytest.raises(ValueError, match="straightness"):
+        HierarchicalPlanner(cem(), graph, straightness=0.0)

