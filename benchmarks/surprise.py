@@ -12,9 +12,12 @@ The same pairs and perturbations run with the monitor (replan at once on surpris
 without it (the planned queue continues until its next scheduled replan), synchronously, with
 CEM at the env's reference budget, replanning every ``receding_horizon`` blocks.
 
-Reported: detection rate within one block of the perturbation, false alarms per 1000
-unperturbed env steps (and per block), success after the perturbation with and without the
-monitor (95% CIs).
+Reported: detection rate within one block of the perturbation; false alarms per 1000 env steps
+(and per block) of the test pairs run unperturbed for the whole budget, the conditions the
+threshold was calibrated in, and separately in the steps before the perturbation of the
+perturbed runs (the first ``--last`` steps, where the robot moves most); success after the
+perturbation with and without the monitor (95% CIs). A teleport moves the task state at least
+``MIN_JUMP`` success radii (goal-feature distance 2).
 
     MUJOCO_GL=egl .venv/bin/python benchmarks/surprise.py                  # ~20 min on 2 cores
     MUJOCO_GL=egl .venv/bin/python benchmarks/surprise.py --envs tworoom --pairs 10
@@ -35,6 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 import lewm_mpc as lm
+from lewm_mpc.envs import get_env_spec
 from lewm_mpc.envs.cube import CUBE_POS
 from lewm_mpc.evaluation import EvalConfig, goal_observation, sample_pairs, wilson_interval
 
@@ -71,7 +75,18 @@ def perturbed(name: str, env: Any, state: np.ndarray, rng: np.random.Generator) 
         shift = rng.uniform(0.04, 0.08) * np.array([np.cos(heading), np.sin(heading)])
         state[CUBE_POS.start : CUBE_POS.start + 2] += shift
         return state
-    return env.unwrapped.sample_state(rng)  # teleport
+    # Teleport: a random state at least MIN_JUMP success radii (in goal features) away, so that
+    # the push is one the task notices (a state next to the old one is no perturbation).
+    spec = get_env_spec(name)
+    before = spec.goal_features(state)
+    for _ in range(1000):
+        moved = env.unwrapped.sample_state(rng)
+        if np.linalg.norm(spec.goal_features(moved) - before) >= MIN_JUMP:
+            return moved
+    raise RuntimeError(f"no {name} state {MIN_JUMP} success radii away in 1000 draws")
+
+
+MIN_JUMP = 2.0  # success radii (goal-feature distance) a teleport moves the task state at least
 
 
 def closed_loop_surprises(run: lm.Run, pairs: list, name: str, args: Args) -> np.ndarray:
@@ -170,9 +185,18 @@ def main(args: Args) -> dict:
         threshold = lm.SurpriseThreshold.from_scores(scores, args.false_alarm)
         pairs, _ = sample_pairs(run.dataset, test, run.env_spec,
                                 EvalConfig(num_pairs=args.pairs, seed=args.seed))  # fmt: skip
+        # False alarms in normal operation: unperturbed test episodes, whole budget (the
+        # calibration episodes' conditions, on other pairs).
+        quiet = closed_loop_surprises(run, pairs, f"{name} unperturbed", args)
+        alarms = int(np.sum(quiet > threshold.value))
+        block = run.model.action_block
+        unperturbed = {"blocks": len(quiet), "false_alarms": alarms,
+                       "false_alarms_per_1000_steps": 1000 * alarms / (block * len(quiet)),
+                       "false_alarm_rate_per_block": alarms / len(quiet)}  # fmt: skip
         for monitor in (lm.SurpriseMonitor(threshold), None):
             row = {"env": name, "threshold": asdict(threshold),
                    "data_window_threshold": asdict(windows),
+                   **({"unperturbed": unperturbed} if monitor else {}),
                    **run_pairs(run, pairs, name, args, monitor)}  # fmt: skip
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -187,8 +211,9 @@ def markdown(result: dict) -> str:
         "counts only after the perturbation.",
         "",
         "| env | monitor | threshold (median surprise) | detected within one block | false alarms "
-        "per 1000 steps (per block) | success after the perturbation |",
-        "|---|---|---|---|---|---|",
+        "per 1000 unperturbed steps (per block) | before the perturbation | success after the "
+        "perturbation |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         low, high = row["ci95"]
@@ -197,12 +222,16 @@ def markdown(result: dict) -> str:
         if row["monitor"]:
             d_low, d_high = row["detection_ci95"]
             detection = f"{100 * row['detection']:.0f}% ({100 * d_low:.0f}-{100 * d_high:.0f})"
-            alarms = (f"{row['false_alarms_per_1000_steps']:.1f} "
-                      f"({100 * row['false_alarm_rate_per_block']:.1f}%)")  # fmt: skip
+            quiet = row["unperturbed"]
+            alarms = (f"{quiet['false_alarms_per_1000_steps']:.1f} "
+                      f"({100 * quiet['false_alarm_rate_per_block']:.1f}%), "
+                      f"{quiet['blocks']} blocks")  # fmt: skip
+            early = (f"{row['false_alarms_per_1000_steps']:.1f} "
+                     f"({100 * row['false_alarm_rate_per_block']:.1f}%)")  # fmt: skip
             lines.append(f"| {row['env']} | on | {threshold} | {detection} | {alarms} | "
-                         f"{success} |")  # fmt: skip
+                         f"{early} | {success} |")  # fmt: skip
         else:
-            lines.append(f"| {row['env']} | off | - | - | - | {success} |")
+            lines.append(f"| {row['env']} | off | - | - | - | - | {success} |")
     return "\n".join(lines) + "\n"
 
 

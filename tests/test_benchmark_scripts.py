@@ -108,6 +108,7 @@ def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
                             last=3, out=tmp_path))  # fmt: skip
     rows = json.loads((tmp_path / "surprise.json").read_text())["rows"]
     assert [row["monitor"] for row in rows] == [True, False]
+    assert rows[0]["unperturbed"]["blocks"] >= 1 and "unperturbed" not in rows[1]
     assert "detected within one block" in (tmp_path / "surprise.md").read_text()
 
 
