@@ -4,8 +4,9 @@ Flat CEM ranks its plans by the latent distance to the goal. For a goal behind t
 distance points straight through it, so the best short plan walks into the wall and stays there:
 the door lies farther from the goal than the wall does. The hierarchical planner searches a
 graph of latents from training episodes (:class:`lewm_mpc.LatentGraph`) for a path the data has
-travelled, through the door, and hands the same CEM the farthest node of it within the CEM's
-reach as a subgoal, then the goal itself once it is near.
+travelled, through the door, and hands the same CEM a subgoal on it: the farthest path point
+within the CEM's reach that lies in straight latent line of sight (the door while the agent is
+in the first room), then the goal itself once it is in sight.
 
 One start/goal pair with the goal in the other room (the first of the env's random pairs whose
 start and goal lie on opposite sides of the wall) is run with both planners. The video shows them
