@@ -163,39 +163,25 @@ def heldout_pairs(
     # and so every shorter pair, is unchanged).
     env = spec.make_for_budget(max(length, goal_offset), "state", env_config)
     expert = spec.make_expert(env, policy)
-    pairs: list[Pair] = []
-    skipped = 0
-    try:
-        for episode in range(20 * num_pairs):
-            if len(pairs) == num_pairs:
+
+    def draw(episode: int) -> tuple[int, np.ndarray, np.ndarray] | None:
+        # Goals farther than a recipe episode: starts in its first steps, the episode longer.
+        starts = max(length - goal_offset, 1)
+        start = int(np.random.default_rng([base, episode, 1]).integers(starts))
+        env.reset(seed=episode_seed(base, episode))
+        expert.reset(np.random.default_rng([base, episode]))
+        states = [_state(env)]
+        for _ in range(start + goal_offset):
+            action = np.asarray(expert.act(states[-1]), dtype=np.float32).reshape(-1)
+            _, _, terminated, truncated, _ = env.step(action)
+            states.append(_state(env))
+            if terminated or truncated:
                 break
-            # Goals farther than a recipe episode: starts in its first steps, the episode longer.
-            starts = max(length - goal_offset, 1)
-            start = int(np.random.default_rng([base, episode, 1]).integers(starts))
-            env.reset(seed=episode_seed(base, episode))
-            expert.reset(np.random.default_rng([base, episode]))
-            states = [np.array(env.unwrapped.get_state(), dtype=np.float64).reshape(-1)]
-            for _ in range(start + goal_offset):
-                action = np.asarray(expert.act(states[-1]), dtype=np.float32).reshape(-1)
-                _, _, terminated, truncated, _ = env.step(action)
-                states.append(np.array(env.unwrapped.get_state(), dtype=np.float64).reshape(-1))
-                if terminated or truncated:
-                    break
-            if len(states) <= start + goal_offset:  # ended before the goal
-                continue
-            start_state, goal_state = states[start], states[start + goal_offset]
-            if spec.is_success(start_state, goal_state):
-                skipped += 1
-                continue
-            pairs.append(Pair(episode, start, start_state, goal_state))
-    finally:
-        env.close()
-    if len(pairs) < num_pairs:
-        raise ValueError(
-            f"only {len(pairs)} of {num_pairs} regenerated {spec.name} episodes gave a "
-            f"non-trivial pair ({skipped} starts already solved); ask for fewer"
-        )
-    return pairs, skipped
+        if len(states) <= start + goal_offset:  # ended before the goal
+            return None
+        return start, states[start], states[start + goal_offset]
+
+    return _draw_pairs(spec, env, num_pairs, draw)
 
 
 def random_goal_pairs(
@@ -214,19 +200,50 @@ def random_goal_pairs(
     if num_pairs < 1 or seed < 0:
         raise ValueError(f"num_pairs must be >= 1 and seed >= 0, got {num_pairs}, {seed}")
     env = spec.make(obs_mode="state", env_config=env_config)
+
+    def draw(episode: int) -> tuple[int, np.ndarray, np.ndarray]:
+        env.reset(seed=episode_seed(RANDOM_GOAL_SEED_BASE + seed, episode))
+        goal_state = np.array(env.unwrapped.goal_state, dtype=np.float64).reshape(-1)
+        return 0, _state(env), goal_state
+
+    return _draw_pairs(spec, env, num_pairs, draw)
+
+
+def _state(env: Any) -> np.ndarray:
+    return np.array(env.unwrapped.get_state(), dtype=np.float64).reshape(-1)
+
+
+def _draw_pairs(
+    spec: EnvSpec,
+    env: Any,
+    num_pairs: int,
+    draw: Callable[[int], tuple[int, np.ndarray, np.ndarray] | None],
+) -> tuple[list[Pair], int]:
+    """Up to ``20 * num_pairs`` episodes of ``draw(episode) -> (start step, start, goal)``
+    (None: no pair), solved starts skipped and counted; closes ``env``.
+
+    Raises:
+        ValueError: fewer than ``num_pairs`` non-trivial pairs.
+    """
     pairs: list[Pair] = []
     skipped = 0
     try:
         for episode in range(20 * num_pairs):
             if len(pairs) == num_pairs:
                 break
-            env.reset(seed=episode_seed(RANDOM_GOAL_SEED_BASE + seed, episode))
-            start_state = np.array(env.unwrapped.get_state(), dtype=np.float64).reshape(-1)
-            goal_state = np.array(env.unwrapped.goal_state, dtype=np.float64).reshape(-1)
+            drawn = draw(episode)
+            if drawn is None:
+                continue
+            start, start_state, goal_state = drawn
             if spec.is_success(start_state, goal_state):
                 skipped += 1
                 continue
-            pairs.append(Pair(episode, 0, start_state, goal_state))
+            pairs.append(Pair(episode, start, start_state, goal_state))
     finally:
         env.close()
+    if len(pairs) < num_pairs:
+        raise ValueError(
+            f"only {len(pairs)} of {num_pairs} regenerated {spec.name} episodes gave a "
+            f"non-trivial pair ({skipped} starts already solved); ask for fewer"
+        )
     return pairs, skipped

@@ -256,19 +256,14 @@ def _line_of_sight(start: torch.Tensor, points: torch.Tensor, costs: np.ndarray,
 
     ``start`` (D,), ``points`` (P, D), ``costs`` (P,) env steps from the start.
     """
-    best = 0
-    for j in np.flatnonzero(costs <= reach)[::-1]:
-        if j == 0:
-            break
-        a, b = start, points[j]
+    for j in np.flatnonzero(costs[1:] <= reach)[::-1] + 1:  # farthest first; 0 needs no check
         between = points[:j]  # (j, D)
-        direction = b - a
-        t = ((between - a) @ direction / direction.dot(direction).clamp_min(1e-12)).clamp(0, 1)
-        deviation = (between - (a + t[:, None] * direction)).norm(dim=1)  # (j,)
+        direction = points[j] - start
+        t = ((between - start) @ direction / direction.dot(direction).clamp_min(1e-12)).clamp(0, 1)
+        deviation = (between - (start + t[:, None] * direction)).norm(dim=1)  # (j,)
         if float(deviation.max()) <= tolerance:
-            best = int(j)
-            break
-    return best
+            return int(j)
+    return 0
 
 
 class HierarchicalPlanner:
