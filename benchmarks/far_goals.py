@@ -13,19 +13,35 @@ pairs come from).
     MUJOCO_GL=egl .venv/bin/python benchmarks/far_goals.py --env tworoom     # ~40 min, 2 cores
     MUJOCO_GL=egl .venv/bin/python benchmarks/far_goals.py --env tworoom --pairs 5 --offsets 25
 
+Every finished (row, pair) is appended to ``<work>/far_goals_<env>.jsonl`` with the planner's
+RNG state after it, so a killed run resumes where it stopped with the same results as an
+uninterrupted one.
+
 Writes ``benchmarks/results/far_goals_<env>.{json,md}``.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+import torch
 
 import lewm_mpc as lm
-from lewm_mpc.evaluation import EvalConfig, evaluate_pairs, heldout_pairs, random_goal_pairs
+from lewm_mpc.control import Episode
+from lewm_mpc.evaluation import (
+    EvalConfig,
+    PairResult,
+    evaluate_pairs,
+    heldout_pairs,
+    random_goal_pairs,
+)
 from lewm_mpc.models.pretrained import read_card
+from lewm_mpc.pairs import Pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
 from _results import reference_cem, write_results
@@ -41,6 +57,7 @@ class Args:
     graph_episodes: int = 300
     seed: int = 0
     out: Path = Path("benchmarks/results")
+    work: Path = Path("runs/far_goals")
 
 
 def main(args: Args) -> dict:
@@ -59,6 +76,9 @@ def main(args: Args) -> dict:
         pairs, skipped = random_goal_pairs(spec, args.pairs, args.seed, env_config)
         sets.append(("random goal", pairs, skipped, args.random_budget))
     kinds = {name: ("random" if name == "random goal" else "offset") for name, *_ in sets}
+    log = PairLog(args.work / f"far_goals_{args.env}.jsonl",
+                  {"model": card.dataset_sha256 if card else None,
+                   "graph_episodes": args.graph_episodes})  # fmt: skip
     rows = []
     for name, pairs, skipped, steps in sets:
         for kind in ("flat", "hierarchical"):
@@ -66,8 +86,11 @@ def main(args: Args) -> dict:
             planner = low if kind == "flat" else lm.HierarchicalPlanner(low, graph)
             config = EvalConfig(num_pairs=len(pairs), budget=steps, seed=args.seed,
                                 goals=kinds[name])  # fmt: skip
+            row_key = {"goals": name, "planner": kind, "config": asdict(config)}
+            done = log.resume(row_key, pairs, low.generator)
             report = evaluate_pairs(planner, pairs, spec, config, run.obs_mode, env_config,
-                                    skipped, progress=True)  # fmt: skip
+                                    skipped, progress=True, done=done,
+                                    on_episode=log.recorder(row_key, low.generator))  # fmt: skip
             row = {"goals": name, "planner": kind, "budget": steps, "pairs": report.num_pairs,
                    "success_rate": report.success_rate, "ci95": list(report.ci95),
                    "steps_to_success_mean": report.steps_to_success_mean,
@@ -78,6 +101,56 @@ def main(args: Args) -> dict:
                    "episodes": len(run.train_ids), "stride": graph.stride}  # fmt: skip
     return write_results(args.out, f"far_goals_{args.env}", args, rows, markdown,
                          env=args.env, graph=graph_facts)  # fmt: skip
+
+
+class PairLog:
+    """Per-pair results of every row, appended as JSON lines, with the planner's RNG state."""
+
+    def __init__(self, path: Path, common: dict[str, Any]) -> None:
+        self.path = path
+        self.common = common
+
+    def _key(self, row: dict[str, Any]) -> str:
+        return json.dumps({**self.common, **row}, sort_keys=True, default=str)
+
+    def resume(self, row: dict[str, Any], pairs: list[Pair],
+               generator: torch.Generator) -> list[PairResult]:  # fmt: skip
+        """The logged results of ``row``'s first pairs; restores ``generator`` to after them."""
+        if not self.path.exists():
+            return []
+        key, done, state = self._key(row), [], None
+        for line in self.path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill: the pair reruns
+                continue
+            if entry["key"] == key and entry["index"] == len(done) < len(pairs):
+                done.append(PairResult(**{**entry["result"], "plan_seconds":
+                                          tuple(entry["result"]["plan_seconds"])}))  # fmt: skip
+                state = entry["rng"]
+        if state is not None:
+            generator.set_state(torch.frombuffer(bytearray(base64.b64decode(state)),
+                                                 dtype=torch.uint8))  # fmt: skip
+        return done
+
+    def recorder(self, row: dict[str, Any], generator: torch.Generator):
+        """An ``on_episode`` callback appending each finished pair of ``row``."""
+        key = self._key(row)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+        def record(index: int, pair: Pair, episode: Episode) -> None:
+            rng = base64.b64encode(generator.get_state().numpy().tobytes()).decode()
+            entry = {
+                "key": key,
+                "index": index,
+                "result": asdict(PairResult.from_episode(pair, episode)),
+                "rng": rng,
+            }
+            with open(self.path, "a+b") as handle:
+                cut = handle.tell() > 0 and (handle.seek(-1, 2), handle.read(1))[1] != b"\n"
+                handle.write(("\n" if cut else "").encode() + json.dumps(entry).encode() + b"\n")
+
+        return record
 
 
 def markdown(result: dict) -> str:

@@ -137,6 +137,29 @@ def test_far_goals_compares_flat_and_hierarchical(tmp_path) -> None:
     ]  # fmt: skip
 
 
+def test_far_goals_resumes_a_killed_run_with_the_same_results(tmp_path) -> None:
+    script = load("far_goals")
+    args = script.Args(env="tworoom", pairs=2, offsets="25", random=False, graph_episodes=8,
+                       out=tmp_path, work=tmp_path / "work")  # fmt: skip
+    script.main(args)
+    log = tmp_path / "work" / "far_goals_tworoom.jsonl"
+    full = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(json.loads(e["key"])["planner"], e["index"]) for e in full] == [
+        ("flat", 0), ("flat", 1), ("hierarchical", 0), ("hierarchical", 1),
+    ]  # fmt: skip
+    # killed after the first pair, in the middle of writing the second line
+    log.write_text(log.read_text().splitlines()[0] + "\n" + '{"key": "cut')
+    script.main(args)
+    rerun = [json.loads(line) for line in log.read_text().splitlines()[2:]]
+    assert len(rerun) == 3  # the first pair was not run again
+
+    def outcome(entry: dict) -> tuple:
+        result = {k: v for k, v in entry["result"].items() if k != "plan_seconds"}
+        return entry["key"], entry["index"], result, entry["rng"]
+
+    assert [outcome(e) for e in rerun] == [outcome(e) for e in full[1:]]
+
+
 def test_ddp_scaling_times_one_and_two_processes(tmp_path, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports its helpers by name
     load("ddp_scaling").main(["--smoke", "--work", str(tmp_path)])

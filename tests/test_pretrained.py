@@ -217,6 +217,13 @@ def test_eval_of_a_pretrained_model_needs_no_dataset(shipped, tmp_path, capsys):
         progress=False,
     )  # fmt: skip
     assert report.num_pairs == 1 and report.skipped_solved == skipped
+    # Resuming: results already there count as given; results of other pairs are refused.
+    resumed = evaluate_pairs(planner, pairs, get_env_spec("tworoom"), EvalConfig(budget=5),
+                             progress=False, done=report.pairs)  # fmt: skip
+    assert resumed.pairs == report.pairs
+    other = dataclasses.replace(report.pairs[0], start_step=report.pairs[0].start_step + 1)
+    with pytest.raises(ValueError, match="done does not match pairs"):
+        evaluate_pairs(planner, pairs, get_env_spec("tworoom"), progress=False, done=[other])
 
 
 @pytest.mark.slow

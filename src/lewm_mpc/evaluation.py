@@ -88,6 +88,16 @@ class PairResult:
     plan_seconds: tuple[float, ...]
     energy_evals: int
 
+    @classmethod
+    def from_episode(cls, pair: Pair, episode: Episode) -> PairResult:
+        """The outcome of ``episode``, run on ``pair``."""
+        return cls(
+            episode=pair.episode, start_step=pair.start_step, success=episode.succeeded,
+            steps_to_success=episode.steps_to_success,
+            plan_seconds=tuple(float(s) for s in episode.plan_seconds),
+            energy_evals=sum(plan.energy_evals for plan in episode.plans),
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class EvalReport:
@@ -213,6 +223,7 @@ def evaluate_pairs(
     skipped_solved: int = 0,
     progress: bool = True,
     on_episode: Callable[[int, Pair, Episode], None] | None = None,
+    done: Sequence[PairResult] = (),
 ) -> EvalReport:
     """Run the protocol on given pairs (e.g. from :func:`heldout_pairs`) and aggregate.
 
@@ -226,24 +237,29 @@ def evaluate_pairs(
         skipped_solved: Solved starts skipped while drawing ``pairs`` (reported).
         progress: Show a progress bar over pairs.
         on_episode: Called as ``on_episode(index, pair, episode)`` after each pair.
+        done: Results of the first ``len(done)`` pairs from an interrupted run (resuming it):
+            those pairs are not run again and count in the report as given. Restore the
+            planner's RNG state as it was after them for a bit-identical resume.
     """
     config = config or EvalConfig()
+    if len(done) > len(pairs):
+        raise ValueError(f"done holds {len(done)} results but there are only {len(pairs)} pairs")
+    for result, pair in zip(done, pairs[: len(done)], strict=True):
+        if (result.episode, result.start_step) != (pair.episode, pair.start_step):
+            raise ValueError(
+                f"done does not match pairs: a result for episode {result.episode} step "
+                f"{result.start_step}, expected episode {pair.episode} step {pair.start_step}"
+            )
     started = time.perf_counter()
     env = spec.make_for_budget(config.budget, obs_mode, env_config)
-    results: list[PairResult] = []
+    results: list[PairResult] = list(done)
     try:
-        for index, pair in enumerate(
-            tqdm(pairs, desc="eval", disable=not progress, dynamic_ncols=True)
-        ):
+        remaining = list(enumerate(pairs))[len(done) :]
+        for index, pair in tqdm(remaining, desc="eval", disable=not progress, dynamic_ncols=True):
             episode = run_pair(env, planner, pair, config)
             if on_episode is not None:
                 on_episode(index, pair, episode)
-            results.append(PairResult(
-                episode=pair.episode, start_step=pair.start_step, success=episode.succeeded,
-                steps_to_success=episode.steps_to_success,
-                plan_seconds=tuple(float(s) for s in episode.plan_seconds),
-                energy_evals=sum(plan.energy_evals for plan in episode.plans),
-            ))  # fmt: skip
+            results.append(PairResult.from_episode(pair, episode))
     finally:
         env.close()
     return _aggregate(spec.gym_id, results, skipped_solved, config, planner, started)
