@@ -146,6 +146,7 @@ VARIANTS: dict[str, list[Variant]] = {
             "episodes-150": {"episodes": 150},
             "episodes-600": {"episodes": 600},
             "train-10000": {"train_steps": 10000},
+            "episodes-2000+train-20000": {"episodes": 2000, "train_steps": 20000},
             "history-3": {"model_overrides": (("history", 3),)},
             "width-small": {"model_overrides": SMALL},
             "width-large": {"model_overrides": LARGE},

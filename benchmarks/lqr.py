@@ -389,7 +389,13 @@ def planners(iterations: int) -> dict[str, Callable[..., lm.Planner]]:
         "CEM + iCEM options (beta 2, keep 0.3)": lambda model, **kw: lm.CEM(
             model, noise_beta=2.0, keep_elites=0.3, **small, **kw
         ),
+        "CEM, full covariance": lambda model, **kw: lm.CEM(
+            model, covariance="full", **small, **kw
+        ),
         "MPPI": lambda model, **kw: lm.MPPI(model, **small, **kw),
+        "MPPI, full covariance": lambda model, **kw: lm.MPPI(
+            model, covariance="full", **small, **kw
+        ),
         "CMA-ES": lambda model, **kw: lm.CMAES(model, **small, **kw),
         "Gradient": lambda model, **kw: lm.GradientPlanner(model, **small, **kw),
         "Gradient (Adam)": lambda model, **kw: lm.GradientPlanner(

@@ -53,7 +53,9 @@ class Args:
 SLUGS = {
     "cem": "CEM",
     "icem": "CEM + iCEM options (beta 2, keep 0.3)",
+    "cem-full": "CEM, full covariance",
     "mppi": "MPPI",
+    "mppi-full": "MPPI, full covariance",
     "cmaes": "CMA-ES",
     "gradient": "Gradient",
     "gradient-adam": "Gradient (Adam)",
@@ -75,7 +77,13 @@ def planners(model: lm.WorldModel, args: Args) -> dict[str, lm.Planner]:
             model, num_samples=args.samples, iterations=args.iterations,
             topk=max(1, args.samples // 10), noise_beta=2.0, keep_elites=0.3, **common,
         ),
+        "CEM, full covariance": lm.CEM(
+            model, num_samples=args.samples, iterations=args.iterations,
+            topk=max(1, args.samples // 10), covariance="full", **common,
+        ),
         "MPPI": lm.MPPI(model, num_samples=args.samples, iterations=args.iterations, **common),
+        "MPPI, full covariance": lm.MPPI(model, num_samples=args.samples,
+                                         iterations=args.iterations, covariance="full", **common),
         "CMA-ES": lm.CMAES(model, num_samples=max(2, args.samples // 10),
                            iterations=args.iterations * 10, **common),
         **{

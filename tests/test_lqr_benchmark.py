@@ -122,6 +122,20 @@ def test_gradient_planner_reaches_the_bounded_optimum_of_an_ill_conditioned_prob
     assert evals["lbfgs"] < evals["adam"]  # L-BFGS stopped on convergence, Adam ran them all
 
 
+@pytest.mark.parametrize("cls", [lm.CEM, lm.MPPI], ids=["cem", "mppi"])
+def test_a_full_covariance_follows_the_valley_of_an_ill_conditioned_problem(lqr, family, cls):
+    problem = family[12]  # condition ~4e3: the diagonal sampler stalls across the valley
+    _, optimum = lqr.bounded_optimum(problem)
+    model, energy = lqr.LinearSystem(problem), lqr.QuadraticCost(problem)
+    goal = np.zeros(problem.n, np.float32)
+    ratios = {}
+    for covariance in ("diagonal", "full"):
+        planner = cls(model, energy=energy, covariance=covariance, seed=0)
+        result = planner.plan(problem.x0.astype(np.float32), goal)
+        ratios[covariance] = lqr.cost(problem, result.actions.astype(np.float64)) / optimum
+    assert ratios["full"] < 0.75 * ratios["diagonal"], ratios
+
+
 def test_gradient_planner_tolerance_zero_runs_every_iteration(lqr, family):
     problem = family[3]
     model, energy = lqr.LinearSystem(problem), lqr.QuadraticCost(problem)

@@ -393,6 +393,23 @@ def test_cem_keep_elites_carries_the_previous_elites_over():
     assert torch.equal(second[0, -2:], elites)
 
 
+@pytest.mark.parametrize("cls", [lm.CEM, lm.MPPI], ids=["cem", "mppi"])
+def test_full_covariance_sampling_is_optimal_bounded_batched_and_deterministic(cls):
+    z0, goal = np.zeros(2, np.float32), np.array([0.5, -0.3], np.float32)
+    first = make(cls, covariance="full").plan(z0, goal)
+    assert np.array_equal(first.actions, make(cls, covariance="full").plan(z0, goal).actions)
+    assert first.energy == pytest.approx(optimum(z0, goal, 4, 2)[1], rel=0.02)
+    assert not np.array_equal(first.actions, make(cls).plan(z0, goal).actions)
+    bounded = make(cls, PointMass(low=-0.2, high=0.3), covariance="full")
+    far = bounded.plan(z0, np.array([9.0, -9.0], np.float32))
+    assert far.actions.min() >= -0.2 - 1e-6 and far.actions.max() <= 0.3 + 1e-6
+    starts = np.array([[0.0, 0.0], [0.2, 0.2]], np.float32)
+    goals = np.array([[0.5, -0.3], [0.0, 0.0]], np.float32)
+    batched = make(cls, covariance="full").plan(starts, goals)
+    for i in range(2):
+        assert batched.energy[i] == pytest.approx(optimum(starts[i], goals[i], 4, 2)[1], rel=0.02)
+
+
 @pytest.mark.parametrize(("beta", "lag_one"), [(0.0, (-0.1, 0.1)), (2.0, (0.6, 1.0))])
 def test_colored_noise_has_unit_variance_and_the_expected_correlation(beta, lag_one):
     from lewm_mpc.planners.cem import colored_noise
@@ -448,6 +465,9 @@ def test_cem_with_icem_options_stays_bounded_deterministic_and_optimal():
         (lm.CEM, {"keep_elites": 1.5}, "keep_elites"),
         (lm.CEM, {"keep_elites": 1.0, "topk": 300}, "keep_elites"),
         (lm.CEM, {"rollout_dtype": "int8"}, "rollout_dtype"),
+        (lm.CEM, {"covariance": "dense"}, "covariance"),
+        (lm.MPPI, {"covariance_smoothing": 0.0}, "covariance_smoothing"),
+        (lm.CEM, {"covariance": "full", "noise_beta": 2.0}, "exclusive"),
         (lm.GradientPlanner, {"rollout_dtype": "float64"}, "rollout_dtype"),
     ],
 )

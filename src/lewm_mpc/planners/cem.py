@@ -56,6 +56,11 @@ class CEMConfig(SamplingConfig):
             raise ValueError(f"noise_beta must be >= 0, got {self.noise_beta}")
         if not 0 <= self.keep_elites <= 1:
             raise ValueError(f"keep_elites must be in [0, 1], got {self.keep_elites}")
+        if self.noise_beta > 0 and self.covariance == "full":
+            raise ValueError(
+                "noise_beta > 0 (colored noise) and covariance='full' are exclusive: the full "
+                "covariance learns the temporal correlation that colored noise fixes in advance"
+            )
         if self.num_kept >= self.num_samples:
             raise ValueError(
                 f"keep_elites={self.keep_elites} keeps {self.num_kept} elites, which must be "
@@ -99,9 +104,15 @@ class CEM(SamplingPlanner):
         elites = candidates.gather(
             1, order[:, : cfg.topk, None, None].expand(-1, -1, *candidates.shape[2:])
         )  # (B, K, H, block*A)
-        std = torch.maximum(elites.std(dim=1, correction=0), cfg.min_std * self.half_range)
+        mean, floor = elites.mean(dim=1), cfg.min_std * self.half_range
+        if cfg.covariance == "full":
+            weights = torch.full(elites.shape[:2], 1.0 / cfg.topk, dtype=mean.dtype,
+                                 device=mean.device)  # fmt: skip
+            std, covariance = self.refit(state, mean, elites, weights, floor)
+        else:
+            std, covariance = torch.maximum(elites.std(dim=1, correction=0), floor), None
         kept = elites[:, : cfg.num_kept] if cfg.num_kept > 0 else None
-        return SamplingState(elites.mean(dim=1), std, kept)
+        return SamplingState(mean, std, kept, covariance)
 
 
 def _sample_noise(

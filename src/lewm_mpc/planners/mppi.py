@@ -81,13 +81,14 @@ class MPPI(SamplingPlanner):
         order: torch.Tensor,
     ) -> SamplingState:
         """Softmax-weighted mean (and, with ``adapt_std``, weighted std) of the candidates."""
-        weights = self._weights(value, order)[:, :, None, None]  # (B, S, 1, 1)
-        mean = (weights * candidates).sum(dim=1)  # (B, H, block*A)
-        std = state.std
-        if self.config.adapt_std:
-            spread = (weights * (candidates - mean.unsqueeze(1)).pow(2)).sum(dim=1)
-            std = torch.maximum(spread.sqrt(), self.config.min_std * self.half_range)
-        return SamplingState(mean, std)
+        weights = self._weights(value, order)  # (B, S)
+        mean = (weights[:, :, None, None] * candidates).sum(dim=1)  # (B, H, block*A)
+        if not self.config.adapt_std:
+            return SamplingState(mean, state.std, covariance=state.covariance)
+        std, covariance = self.refit(
+            state, mean, candidates, weights, self.config.min_std * self.half_range
+        )
+        return SamplingState(mean, std, covariance=covariance)
 
     def _weights(self, value: ObjectiveValue, order: torch.Tensor) -> torch.Tensor:
         """(B, S) softmax weights over candidates (zero outside the weighted set)."""

@@ -25,10 +25,22 @@ class SamplingConfig(PlannerConfig):
     Attributes:
         num_samples: candidate plans scored per iteration (candidate 0 is the mean).
         iterations: sample-and-update rounds.
+        covariance: ``"diagonal"`` (default: one std per action entry, as LeWorldModel's
+            CEM) or ``"full"``: a full covariance over the whole flattened plan (horizon x
+            block x action entries), learned from the weighted samples, so that correlated
+            directions (an action and the next one, two joints acting together) are sampled
+            along the valley of the energy instead of across it. On the ill-conditioned
+            linear-quadratic family of ``benchmarks/lqr.py`` it roughly halves the worst
+            cost ratio at the same budget; costs a Cholesky factorization per iteration.
+        covariance_smoothing: with ``covariance="full"``, the weight of the new estimate in
+            ``C <- (1 - w) C + w C_new`` (1: no memory). The samples of one round are fewer
+            than the plan's entries on long horizons, so the estimate needs the memory.
     """
 
     num_samples: int = 300
     iterations: int = 30
+    covariance: str = "diagonal"
+    covariance_smoothing: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -36,6 +48,12 @@ class SamplingConfig(PlannerConfig):
             raise ValueError(f"num_samples must be >= 2, got {self.num_samples}")
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if self.covariance not in ("diagonal", "full"):
+            raise ValueError(f"covariance must be 'diagonal' or 'full', got {self.covariance!r}")
+        if not 0 < self.covariance_smoothing <= 1:
+            raise ValueError(
+                f"covariance_smoothing must be in (0, 1], got {self.covariance_smoothing}"
+            )
 
 
 @dataclass(frozen=True)
@@ -47,11 +65,14 @@ class SamplingState:
         std: (B, H, block*A) std in env units.
         kept: (B, K, H, block*A) plans scored again next round in place of the last K samples
             (CEM's ``keep_elites``), or None.
+        covariance: (B, D, D) full covariance of the flattened plan (D = H * block * A; its
+            diagonal is ``std**2``), or None: the entries are independent.
     """
 
     mean: torch.Tensor
     std: torch.Tensor
     kept: torch.Tensor | None = None
+    covariance: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +138,53 @@ class SamplingPlanner(Planner):
             generator=self.generator, device=mean.device, dtype=mean.dtype,
         )  # fmt: skip
 
+    def refit(
+        self, state: SamplingState, mean: torch.Tensor, samples: torch.Tensor,
+        weights: torch.Tensor, min_std: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """The spread of weighted samples around ``mean``: (std, covariance or None).
+
+        Diagonal: the weighted std per entry. Full (``config.covariance``): the weighted
+        covariance blended with ``state``'s by ``covariance_smoothing``; either way the std is
+        floored at ``min_std`` (added to the covariance's diagonal).
+
+        Args:
+            state: the distribution the samples came from.
+            mean: (B, H, block*A) the new mean.
+            samples: (B, K, H, block*A) the samples (elites, or every candidate).
+            weights: (B, K) their weights, summing to 1.
+            min_std: std floor, broadcastable to ``mean``.
+        """
+        deviation = samples - mean.unsqueeze(1)  # (B, K, H, block*A)
+        floor = min_std.expand_as(mean)
+        if self.config.covariance == "diagonal":
+            spread = (weights[:, :, None, None] * deviation.square()).sum(dim=1)
+            return torch.maximum(spread.sqrt(), floor), None
+        batch, count = deviation.shape[:2]
+        flat = deviation.reshape(batch, count, -1)  # (B, K, D)
+        estimate = torch.einsum("bk,bki,bkj->bij", weights, flat, flat)  # (B, D, D)
+        previous = state.covariance
+        if previous is None:
+            previous = torch.diag_embed(state.std.reshape(batch, -1).square())
+        blend = self.config.covariance_smoothing
+        covariance = (1 - blend) * previous + blend * estimate
+        covariance = covariance + torch.diag_embed(floor.reshape(batch, -1).square())
+        std = torch.diagonal(covariance, dim1=-2, dim2=-1).sqrt().reshape(mean.shape)
+        return std, covariance
+
+    def correlate(self, state: SamplingState, noise: torch.Tensor) -> torch.Tensor:
+        """``noise`` (B, S, H, block*A), independent standard normal, given the correlation of
+        ``state.covariance`` (unchanged without one); the marginals stay standard normal."""
+        if state.covariance is None:
+            return noise
+        batch, samples = noise.shape[:2]
+        std = state.std.reshape(batch, -1).clamp_min(torch.finfo(noise.dtype).tiny)  # (B, D)
+        correlation = state.covariance / (std[:, :, None] * std[:, None, :])  # (B, D, D)
+        jitter = 1e-6 * torch.eye(correlation.shape[-1], dtype=noise.dtype, device=noise.device)
+        factor = torch.linalg.cholesky(correlation + jitter)  # (B, D, D), lower
+        flat = noise.reshape(batch, samples, -1) @ factor.transpose(-1, -2)  # (B, S, D)
+        return flat.reshape(noise.shape)
+
     # ------------------------------------------------------------------------- loop
     def search(
         self, z0: torch.Tensor, z_goal: torch.Tensor, init: torch.Tensor, deadline: float | None
@@ -143,7 +211,7 @@ class SamplingPlanner(Planner):
             if not clock.fits(deadline):
                 break
             clock.start()
-            noise = self.noise(state, num_samples)  # (B, S, H, block*A)
+            noise = self.correlate(state, self.noise(state, num_samples))  # (B, S, H, block*A)
             candidates = state.mean.unsqueeze(1) + state.std.unsqueeze(1) * noise
             candidates[:, 0] = state.mean
             if state.kept is not None:
