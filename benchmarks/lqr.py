@@ -389,9 +389,7 @@ def planners(iterations: int) -> dict[str, Callable[..., lm.Planner]]:
         "CEM + iCEM options (beta 2, keep 0.3)": lambda model, **kw: lm.CEM(
             model, noise_beta=2.0, keep_elites=0.3, **small, **kw
         ),
-        "CEM, full covariance": lambda model, **kw: lm.CEM(
-            model, covariance="full", **small, **kw
-        ),
+        "CEM, full covariance": lambda model, **kw: lm.CEM(model, covariance="full", **small, **kw),
         "MPPI": lambda model, **kw: lm.MPPI(model, **small, **kw),
         "MPPI, full covariance": lambda model, **kw: lm.MPPI(
             model, covariance="full", **small, **kw
