@@ -104,12 +104,16 @@ def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
     rows = json.loads((tmp_path / "async_control.json").read_text())["rows"]
     assert [row["mode"] for row in rows] == ["synchronous", "asynchronous at 10 Hz"]
     script = load("surprise")
-    script.main(script.Args(envs="pointmass", pairs=1, calibration_pairs=1, steps=6, first=2,
-                            last=3, out=tmp_path))  # fmt: skip
+    args = script.Args(envs="pointmass", pairs=1, calibration_pairs=1, steps=6, first=2, last=3,
+                       out=tmp_path, work=tmp_path / "work")  # fmt: skip
+    script.main(args)
     rows = json.loads((tmp_path / "surprise.json").read_text())["rows"]
     assert [row["monitor"] for row in rows] == [True, False]
     assert rows[0]["unperturbed"]["blocks"] >= 1 and "unperturbed" not in rows[1]
     assert "detected within one block" in (tmp_path / "surprise.md").read_text()
+    assert "replanning every 5 blocks" in (tmp_path / "surprise.md").read_text()
+    script.env_surprise = None  # a finished env is not run again
+    assert script.main(args)["rows"] == rows
 
 
 def test_shipped_planners_runs_each_lever_once(tmp_path) -> None:
