@@ -467,6 +467,7 @@ def test_cem_with_icem_options_stays_bounded_deterministic_and_optimal():
         (lm.CEM, {"rollout_dtype": "int8"}, "rollout_dtype"),
         (lm.CEM, {"covariance": "dense"}, "covariance"),
         (lm.MPPI, {"covariance_smoothing": 0.0}, "covariance_smoothing"),
+        (lm.MPPI, {"covariance": "full", "adapt_std": False}, "adapt_std"),
         (lm.CEM, {"covariance": "full", "noise_beta": 2.0}, "exclusive"),
         (lm.GradientPlanner, {"rollout_dtype": "float64"}, "rollout_dtype"),
     ],

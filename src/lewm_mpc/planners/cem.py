@@ -12,11 +12,16 @@ import torch
 
 from lewm_mpc.energies import ObjectiveValue
 from lewm_mpc.planners.base import Planner
-from lewm_mpc.planners.sampling import SamplingConfig, SamplingPlanner, SamplingState
+from lewm_mpc.planners.sampling import (
+    GaussianSamplingConfig,
+    SamplingPlanner,
+    SamplingState,
+    refit,
+)
 
 
 @dataclass(frozen=True)
-class CEMConfig(SamplingConfig):
+class CEMConfig(GaussianSamplingConfig):
     """CEM knobs (defaults: LeWorldModel's reference budget; the iCEM options are off).
 
     Attributes:
@@ -108,7 +113,7 @@ class CEM(SamplingPlanner):
         if cfg.covariance == "full":
             weights = torch.full(elites.shape[:2], 1.0 / cfg.topk, dtype=mean.dtype,
                                  device=mean.device)  # fmt: skip
-            std, covariance = self.refit(state, mean, elites, weights, floor)
+            std, covariance = refit(cfg, state, mean, elites, weights, floor)
         else:
             std, covariance = torch.maximum(elites.std(dim=1, correction=0), floor), None
         kept = elites[:, : cfg.num_kept] if cfg.num_kept > 0 else None

@@ -7,11 +7,16 @@ from dataclasses import dataclass
 import torch
 
 from lewm_mpc.energies import ObjectiveValue
-from lewm_mpc.planners.sampling import SamplingConfig, SamplingPlanner, SamplingState
+from lewm_mpc.planners.sampling import (
+    GaussianSamplingConfig,
+    SamplingPlanner,
+    SamplingState,
+    refit,
+)
 
 
 @dataclass(frozen=True)
-class MPPIConfig(SamplingConfig):
+class MPPIConfig(GaussianSamplingConfig):
     """MPPI knobs.
 
     The temperature is *relative* to the energy spread: a candidate's weight is
@@ -49,6 +54,11 @@ class MPPIConfig(SamplingConfig):
             raise ValueError(
                 f"topk must be None or in [1, num_samples={self.num_samples}], got {self.topk}"
             )
+        if self.covariance == "full" and not self.adapt_std:
+            raise ValueError(
+                "covariance='full' needs adapt_std=True: the covariance is refit from the "
+                "weighted candidates, which adapt_std=False turns off"
+            )
         if not self.noise_std > 0 or not 0 <= self.min_std <= self.noise_std:
             raise ValueError(
                 f"need noise_std > 0 and 0 <= min_std <= noise_std, got {self.noise_std}, "
@@ -85,9 +95,8 @@ class MPPI(SamplingPlanner):
         mean = (weights[:, :, None, None] * candidates).sum(dim=1)  # (B, H, block*A)
         if not self.config.adapt_std:
             return SamplingState(mean, state.std, covariance=state.covariance)
-        std, covariance = self.refit(
-            state, mean, candidates, weights, self.config.min_std * self.half_range
-        )
+        floor = self.config.min_std * self.half_range
+        std, covariance = refit(self.config, state, mean, candidates, weights, floor)
         return SamplingState(mean, std, covariance=covariance)
 
     def _weights(self, value: ObjectiveValue, order: torch.Tensor) -> torch.Tensor:

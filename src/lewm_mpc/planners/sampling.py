@@ -25,6 +25,24 @@ class SamplingConfig(PlannerConfig):
     Attributes:
         num_samples: candidate plans scored per iteration (candidate 0 is the mean).
         iterations: sample-and-update rounds.
+    """
+
+    num_samples: int = 300
+    iterations: int = 30
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_samples < 2:
+            raise ValueError(f"num_samples must be >= 2, got {self.num_samples}")
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+
+
+@dataclass(frozen=True)
+class GaussianSamplingConfig(SamplingConfig):
+    """Knobs of the planners that refit a Gaussian to their samples (CEM, MPPI).
+
+    Attributes:
         covariance: ``"diagonal"`` (default: one std per action entry, as LeWorldModel's
             CEM) or ``"full"``: a full covariance over the whole flattened plan (horizon x
             block x action entries), learned from the weighted samples, so that correlated
@@ -37,17 +55,11 @@ class SamplingConfig(PlannerConfig):
             than the plan's entries on long horizons, so the estimate needs the memory.
     """
 
-    num_samples: int = 300
-    iterations: int = 30
     covariance: str = "diagonal"
     covariance_smoothing: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.num_samples < 2:
-            raise ValueError(f"num_samples must be >= 2, got {self.num_samples}")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
         if self.covariance not in ("diagonal", "full"):
             raise ValueError(f"covariance must be 'diagonal' or 'full', got {self.covariance!r}")
         if not 0 < self.covariance_smoothing <= 1:
@@ -58,7 +70,8 @@ class SamplingConfig(PlannerConfig):
 
 @dataclass(frozen=True)
 class SamplingState:
-    """A diagonal Gaussian over plans, per env, plus plans to score again.
+    """A Gaussian over plans, per env (diagonal unless ``covariance`` is set), plus plans to
+    score again.
 
     Attributes:
         mean: (B, H, block*A) mean plan; it is always candidate 0.
@@ -138,40 +151,6 @@ class SamplingPlanner(Planner):
             generator=self.generator, device=mean.device, dtype=mean.dtype,
         )  # fmt: skip
 
-    def refit(
-        self, state: SamplingState, mean: torch.Tensor, samples: torch.Tensor,
-        weights: torch.Tensor, min_std: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
-        """The spread of weighted samples around ``mean``: (std, covariance or None).
-
-        Diagonal: the weighted std per entry. Full (``config.covariance``): the weighted
-        covariance blended with ``state``'s by ``covariance_smoothing``; either way the std is
-        floored at ``min_std`` (added to the covariance's diagonal).
-
-        Args:
-            state: the distribution the samples came from.
-            mean: (B, H, block*A) the new mean.
-            samples: (B, K, H, block*A) the samples (elites, or every candidate).
-            weights: (B, K) their weights, summing to 1.
-            min_std: std floor, broadcastable to ``mean``.
-        """
-        deviation = samples - mean.unsqueeze(1)  # (B, K, H, block*A)
-        floor = min_std.expand_as(mean)
-        if self.config.covariance == "diagonal":
-            spread = (weights[:, :, None, None] * deviation.square()).sum(dim=1)
-            return torch.maximum(spread.sqrt(), floor), None
-        batch, count = deviation.shape[:2]
-        flat = deviation.reshape(batch, count, -1)  # (B, K, D)
-        estimate = torch.einsum("bk,bki,bkj->bij", weights, flat, flat)  # (B, D, D)
-        previous = state.covariance
-        if previous is None:
-            previous = torch.diag_embed(state.std.reshape(batch, -1).square())
-        blend = self.config.covariance_smoothing
-        covariance = (1 - blend) * previous + blend * estimate
-        covariance = covariance + torch.diag_embed(floor.reshape(batch, -1).square())
-        std = torch.diagonal(covariance, dim1=-2, dim2=-1).sqrt().reshape(mean.shape)
-        return std, covariance
-
     def correlate(self, state: SamplingState, noise: torch.Tensor) -> torch.Tensor:
         """``noise`` (B, S, H, block*A), independent standard normal, given the correlation of
         ``state.covariance`` (unchanged without one); the marginals stay standard normal."""
@@ -234,3 +213,39 @@ class SamplingPlanner(Planner):
         self, z0: torch.Tensor, z_goal: torch.Tensor, init: torch.Tensor, deadline: float | None
     ) -> Optimized:
         return self.search(z0, z_goal, init, deadline).optimized
+
+
+def refit(
+    config: GaussianSamplingConfig, state: SamplingState, mean: torch.Tensor,
+    samples: torch.Tensor, weights: torch.Tensor, min_std: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """The spread of weighted samples around ``mean``: (std, covariance or None).
+
+    Diagonal: the weighted std per entry. Full (``config.covariance``): the weighted covariance
+    blended with ``state``'s by ``config.covariance_smoothing``; either way the std is floored
+    at ``min_std`` (added to the covariance's diagonal).
+
+    Args:
+        config: the planner's config.
+        state: the distribution the samples came from.
+        mean: (B, H, block*A) the new mean.
+        samples: (B, K, H, block*A) the samples (elites, or every candidate).
+        weights: (B, K) their weights, summing to 1.
+        min_std: std floor, broadcastable to ``mean``.
+    """
+    deviation = samples - mean.unsqueeze(1)  # (B, K, H, block*A)
+    floor = min_std.expand_as(mean)
+    if config.covariance == "diagonal":
+        spread = (weights[:, :, None, None] * deviation.square()).sum(dim=1)
+        return torch.maximum(spread.sqrt(), floor), None
+    batch, count = deviation.shape[:2]
+    flat = deviation.reshape(batch, count, -1)  # (B, K, D)
+    estimate = torch.einsum("bk,bki,bkj->bij", weights, flat, flat)  # (B, D, D)
+    previous = state.covariance
+    if previous is None:
+        previous = torch.diag_embed(state.std.reshape(batch, -1).square())
+    blend = config.covariance_smoothing
+    covariance = (1 - blend) * previous + blend * estimate
+    covariance = covariance + torch.diag_embed(floor.reshape(batch, -1).square())
+    std = torch.diagonal(covariance, dim1=-2, dim2=-1).sqrt().reshape(mean.shape)
+    return std, covariance
