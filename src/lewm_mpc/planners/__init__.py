@@ -17,6 +17,7 @@ from lewm_mpc.planners.registry import (
     unregister_planner,
 )
 from lewm_mpc.planners.sampling import (
+    GaussianSamplingConfig,
     SamplingConfig,
     SamplingPlanner,
     SamplingSearch,
@@ -30,6 +31,7 @@ __all__ = [
     "CEMConfig",
     "CMAESConfig",
     "CMAESState",
+    "GaussianSamplingConfig",
     "GradientConfig",
     "GradientPlanner",
     "MPPIConfig",
