@@ -30,6 +30,8 @@ LEVERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cem": ("CEM 300 x 30, top 30, horizon 5 (reference)", ()),
     "cmaes": ("CMA-ES 30 x 300", ("--planner", "cmaes")),
     "mppi": ("MPPI 300 x 30", ("--planner", "mppi")),
+    "cem-full": ("CEM 300 x 30, full covariance", ("--covariance", "full")),
+    "mppi-full": ("MPPI 300 x 30, full covariance", ("--planner", "mppi", "--covariance", "full")),
     "cem-receding-5": (
         "CEM 300 x 30, 5 blocks executed per plan (LeWM's protocol)",
         ("--receding", "5"),

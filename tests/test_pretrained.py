@@ -206,6 +206,9 @@ def test_eval_of_a_pretrained_model_needs_no_dataset(shipped, tmp_path, capsys):
     assert "success" in printed and "/2 =" in printed
     report = json.loads(out.read_text())
     assert report["num_pairs"] == 2 and report["env_id"] == "lewm_mpc/TwoRoom-v0"
+    assert report["planner"]["covariance"] == "diagonal"
+    assert main([*args, "--covariance", "full", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["planner"]["covariance"] == "full"
     # A checkpoint folder that records no dataset takes the same path; so does Python.
     folder = tiny_tworoom_model().save(tmp_path / "model")
     assert main(["eval", "--model", str(folder), "--pairs", "1", *budget, "--topk", "2"]) == 0

@@ -43,6 +43,10 @@ def _add_planner_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--iterations", type=count, default=None, help="iterations (30)")
     group.add_argument("--topk", type=count, default=None, help="CEM elites (30)")
     group.add_argument("--receding", type=count, default=None, help="blocks executed per plan (1)")
+    group.add_argument(
+        "--covariance", choices=("diagonal", "full"), default=None,
+        help="CEM/MPPI sampling covariance (diagonal; full: over the whole plan)",
+    )  # fmt: skip
     group.add_argument("--deadline", type=positive_float, default=None, help="per-plan deadline, s")
     group.add_argument(
         "--running-weight",
@@ -138,7 +142,7 @@ def _planner(args: argparse.Namespace, model: object, spec: EnvSpec | None = Non
 
     fields = {
         "horizon": args.horizon, "num_samples": args.samples, "iterations": args.iterations,
-        "topk": args.topk, "receding_horizon": args.receding,
+        "topk": args.topk, "receding_horizon": args.receding, "covariance": args.covariance,
     }  # fmt: skip
     overrides = {name: value for name, value in fields.items() if value is not None}
     overrides["seed"] = args.planner_seed
