@@ -158,6 +158,7 @@ VARIANTS: dict[str, list[Variant]] = {
                                                  ("topk", 10))},
             "cem-600x30": {"planner_overrides": (("num_samples", 600), ("topk", 60))},
             "mppi": {"planner": "mppi"},
+            "cem-full-covariance": {"planner_overrides": (("covariance", "full"),)},
             "sigreg-0.3": {"train_overrides": (("sigreg_weight", 0.3),)},
             "sigreg-1.0": {"train_overrides": (("sigreg_weight", 1.0),)},
             "state-aux-0.1": {"train_overrides": (("state_loss_weight", 0.1),)},
