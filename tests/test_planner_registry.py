@@ -225,11 +225,13 @@ def test_eval_planners_start_from_the_env_budget():
     budget = PlannerBudget(horizon=4, num_samples=40, iterations=3, topk=5, receding_horizon=2)
     spec.__dict__["definition"] = dataclasses.replace(base.definition, budget=budget)
     flags = dict(preset=None, horizon=None, samples=None, iterations=None, topk=None,
-                 receding=None, planner_seed=0, running_weight=None)  # fmt: skip
+                 receding=None, covariance=None, planner_seed=0, running_weight=None)  # fmt: skip
     cem = _planner(argparse.Namespace(planner="cem", **flags), PointMass(), spec)
     assert (cem.config.horizon, cem.config.num_samples, cem.config.iterations) == (4, 40, 3)
     assert (cem.config.topk, cem.config.receding_horizon) == (5, 2)
     mppi = _planner(
-        argparse.Namespace(planner="mppi", **{**flags, "samples": 64}), PointMass(), spec
-    )
+        argparse.Namespace(planner="mppi", **{**flags, "samples": 64, "covariance": "full"}),
+        PointMass(), spec,
+    )  # fmt: skip
     assert (mppi.config.num_samples, mppi.config.iterations, mppi.config.horizon) == (64, 3, 4)
+    assert (cem.config.covariance, mppi.config.covariance) == ("diagonal", "full")
