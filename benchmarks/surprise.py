@@ -191,8 +191,9 @@ def main(args: Args) -> dict:
                 if k not in ("envs", "threads", "out", "work")}  # fmt: skip
     for name in env_names(args.envs):
         done = args.work / f"surprise_{name}.json"
-        if done.exists() and json.loads(done.read_text())["settings"] == settings:
-            rows.extend(json.loads(done.read_text())["rows"])  # finished before: not rerun
+        finished = json.loads(done.read_text()) if done.exists() else None
+        if finished is not None and finished["settings"] == settings:
+            rows.extend(finished["rows"])  # finished before: not rerun
             continue
         env_rows = env_surprise(name, args)
         args.work.mkdir(parents=True, exist_ok=True)

@@ -94,7 +94,7 @@ class MPPI(SamplingPlanner):
         weights = self._weights(value, order)  # (B, S)
         mean = (weights[:, :, None, None] * candidates).sum(dim=1)  # (B, H, block*A)
         if not self.config.adapt_std:
-            return SamplingState(mean, state.std, covariance=state.covariance)
+            return SamplingState(mean, state.std)  # (covariance="full" needs adapt_std)
         floor = self.config.min_std * self.half_range
         std, covariance = refit(self.config, state, mean, candidates, weights, floor)
         return SamplingState(mean, std, covariance=covariance)
