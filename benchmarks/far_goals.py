@@ -17,7 +17,10 @@ Every finished (row, pair) is appended to ``<work>/far_goals_<env>.jsonl`` with 
 RNG state after it, so a killed run resumes where it stopped with the same results as an
 uninterrupted one.
 
-Writes ``benchmarks/results/far_goals_<env>.{json,md}``.
+Writes ``benchmarks/results/far_goals_<env>.{json,md}`` after every row, keeping the rows of an
+earlier run under the same protocol (pairs, seed, model, graph) that this one does not redo, so
+goal distances can be run one at a time; and ``far_goals_<env>.pairs.jsonl``, the per-pair
+results, from which a run with an empty work folder resumes.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any
 import torch
 
 import lewm_mpc as lm
+from lewm_mpc.atomic import write_text_atomic
 from lewm_mpc.control import Episode
 from lewm_mpc.evaluation import (
     EvalConfig,
@@ -76,31 +80,57 @@ def main(args: Args) -> dict:
         pairs, skipped = random_goal_pairs(spec, args.pairs, args.seed, env_config)
         sets.append(("random goal", pairs, skipped, args.random_budget))
     kinds = {name: ("random" if name == "random goal" else "offset") for name, *_ in sets}
-    log = PairLog(args.work / f"far_goals_{args.env}.jsonl",
-                  {"model": card.dataset_sha256 if card else None,
-                   "graph_episodes": args.graph_episodes})  # fmt: skip
-    rows = []
-    for name, pairs, skipped, steps in sets:
+    name = f"far_goals_{args.env}"
+    common = {"model": card.dataset_sha256 if card else None, "graph_episodes": args.graph_episodes}
+    log = PairLog(args.work / f"{name}.jsonl", common)
+    log.seed_from(args.out / f"{name}.pairs.jsonl")
+    graph_facts = {"nodes": graph.num_nodes, "edges": int(graph.costs.nnz // 2),
+                   "episodes": len(run.train_ids), "stride": graph.stride}  # fmt: skip
+    protocol = {"pairs": args.pairs, "seed": args.seed, **common}
+    rows = earlier_rows(args.out / f"{name}.json", protocol)
+    result: dict = {}
+    for goals, pairs, skipped, steps in sets:
         for kind in ("flat", "hierarchical"):
             low = reference_cem(run, args.seed)
             planner = low if kind == "flat" else lm.HierarchicalPlanner(low, graph)
             config = EvalConfig(num_pairs=len(pairs), budget=steps, seed=args.seed,
-                                goals=kinds[name])  # fmt: skip
-            row_key = {"goals": name, "planner": kind, "config": asdict(config)}
+                                goals=kinds[goals])  # fmt: skip
+            row_key = {"goals": goals, "planner": kind, "config": asdict(config)}
             done = log.resume(row_key, pairs, low.generator)
             report = evaluate_pairs(planner, pairs, spec, config, run.obs_mode, env_config,
                                     skipped, progress=True, done=done,
                                     on_episode=log.recorder(row_key, low.generator))  # fmt: skip
-            row = {"goals": name, "planner": kind, "budget": steps, "pairs": report.num_pairs,
+            row = {"goals": goals, "planner": kind, "budget": steps, "pairs": report.num_pairs,
                    "success_rate": report.success_rate, "ci95": list(report.ci95),
                    "steps_to_success_mean": report.steps_to_success_mean,
                    "plan_p50_s": report.latency_p50_s}  # fmt: skip
             print(json.dumps(row), flush=True)
-            rows.append(row)
-    graph_facts = {"nodes": graph.num_nodes, "edges": int(graph.costs.nnz // 2),
-                   "episodes": len(run.train_ids), "stride": graph.stride}  # fmt: skip
-    return write_results(args.out, f"far_goals_{args.env}", args, rows, markdown,
-                         env=args.env, graph=graph_facts)  # fmt: skip
+            rows = merge_rows(rows, row)
+            result = write_results(args.out, name, args, rows, markdown, env=args.env,
+                                   protocol=protocol, graph=graph_facts)  # fmt: skip
+            log.write_compact(args.out / f"{name}.pairs.jsonl")
+    return result
+
+
+def _row_order(row: dict[str, Any]) -> tuple:
+    goals = row["goals"]
+    distance = float("inf") if goals == "random goal" else int(goals.split()[0])
+    return distance, row["planner"] != "flat"
+
+
+def merge_rows(rows: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, Any]]:
+    """``rows`` with ``row`` added (replacing the same goals and planner), in table order."""
+    kept = [r for r in rows if (r["goals"], r["planner"]) != (row["goals"], row["planner"])]
+    return sorted([*kept, row], key=_row_order)
+
+
+def earlier_rows(path: Path, protocol: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of an earlier results file made under the same ``protocol`` (pairs, seed,
+    model, graph), so a run of some goal distances adds to a table instead of replacing it."""
+    if not path.exists():
+        return []
+    earlier = json.loads(path.read_text())
+    return earlier["rows"] if earlier.get("protocol") == protocol else []
 
 
 class PairLog:
@@ -113,25 +143,49 @@ class PairLog:
     def _key(self, row: dict[str, Any]) -> str:
         return json.dumps({**self.common, **row}, sort_keys=True, default=str)
 
-    def resume(self, row: dict[str, Any], pairs: list[Pair],
-               generator: torch.Generator) -> list[PairResult]:  # fmt: skip
-        """The logged results of ``row``'s first pairs; restores ``generator`` to after them."""
+    def _chains(self) -> dict[str, list[dict[str, Any]]]:
+        """Per row key, the logged pairs 0, 1, 2, ... in order (a line cut by a kill, and any
+        pair logged after a gap, is dropped: it reruns)."""
+        chains: dict[str, list[dict[str, Any]]] = {}
         if not self.path.exists():
-            return []
-        key, done, state = self._key(row), [], None
+            return chains
         for line in self.path.read_text().splitlines():
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:  # a line cut by a kill: the pair reruns
                 continue
-            if entry["key"] == key and entry["index"] == len(done) < len(pairs):
-                done.append(PairResult(**{**entry["result"], "plan_seconds":
-                                          tuple(entry["result"]["plan_seconds"])}))  # fmt: skip
-                state = entry["rng"]
-        if state is not None:
-            generator.set_state(torch.frombuffer(bytearray(base64.b64decode(state)),
-                                                 dtype=torch.uint8))  # fmt: skip
-        return done
+            chain = chains.setdefault(entry["key"], [])
+            if entry["index"] == len(chain):
+                chain.append(entry)
+        return chains
+
+    def resume(self, row: dict[str, Any], pairs: list[Pair],
+               generator: torch.Generator) -> list[PairResult]:  # fmt: skip
+        """The logged results of ``row``'s first pairs; restores ``generator`` to after them."""
+        chain = self._chains().get(self._key(row), [])[: len(pairs)]
+        if chain:
+            state = base64.b64decode(chain[-1]["rng"])
+            generator.set_state(torch.frombuffer(bytearray(state), dtype=torch.uint8))
+        return [PairResult(**{**entry["result"], "plan_seconds":
+                              tuple(entry["result"]["plan_seconds"])})
+                for entry in chain]  # fmt: skip
+
+    def write_compact(self, path: Path) -> None:
+        """Write the log to ``path`` with the RNG state only where a resume reads it (each row's
+        last pair): the per-pair results committed beside a results table."""
+        lines = []
+        for chain in self._chains().values():
+            for position, entry in enumerate(chain):
+                keep = position == len(chain) - 1
+                lines.append(json.dumps(entry if keep else {**entry, "rng": None}))
+        write_text_atomic(path, "".join(line + "\n" for line in lines))
+
+    def seed_from(self, path: Path) -> None:
+        """Start an absent log from a compact copy (``write_compact``) so a run resumes from
+        committed per-pair results."""
+        if not self.path.exists() and path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.path, path.read_text())
 
     def recorder(self, row: dict[str, Any], generator: torch.Generator):
         """An ``on_episode`` callback appending each finished pair of ``row``."""

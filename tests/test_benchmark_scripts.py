@@ -164,6 +164,30 @@ def test_far_goals_resumes_a_killed_run_with_the_same_results(tmp_path) -> None:
     assert [outcome(e) for e in rerun] == [outcome(e) for e in full[1:]]
 
 
+def test_far_goals_adds_rows_to_a_table_and_resumes_from_its_committed_pairs(tmp_path) -> None:
+    script = load("far_goals")
+    base = dict(env="tworoom", pairs=1, graph_episodes=8, random_budget=10, out=tmp_path)
+    script.main(script.Args(**base, offsets="25", random=False, work=tmp_path / "a"))
+    script.main(script.Args(**base, offsets="", random=True, work=tmp_path / "b"))
+    table = json.loads((tmp_path / "far_goals_tworoom.json").read_text())["rows"]
+    assert [(row["goals"], row["planner"]) for row in table] == [
+        ("25 steps ahead", "flat"), ("25 steps ahead", "hierarchical"),
+        ("random goal", "flat"), ("random goal", "hierarchical"),
+    ]  # fmt: skip
+    committed = [json.loads(line) for line in
+                 (tmp_path / "far_goals_tworoom.pairs.jsonl").read_text().splitlines()]  # fmt: skip
+    assert len(committed) == 4 and all(entry["rng"] for entry in committed)  # one pair per row
+    # a fresh work folder resumes every pair from the committed file: nothing is planned again
+    script.main(script.Args(**base, offsets="25", random=True, work=tmp_path / "c"))
+    again = json.loads((tmp_path / "far_goals_tworoom.json").read_text())["rows"]
+    assert again == table  # same latencies: the episodes were not rerun
+    # a different protocol (more pairs) starts a new table
+    script.main(script.Args(**{**base, "pairs": 2}, offsets="25", random=False,
+                            work=tmp_path / "d"))  # fmt: skip
+    rows = json.loads((tmp_path / "far_goals_tworoom.json").read_text())["rows"]
+    assert [(row["goals"], row["pairs"]) for row in rows] == [("25 steps ahead", 2)] * 2
+
+
 def test_ddp_scaling_times_one_and_two_processes(tmp_path, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports its helpers by name
     load("ddp_scaling").main(["--smoke", "--work", str(tmp_path)])
