@@ -18,9 +18,11 @@ RNG state after it, so a killed run resumes where it stopped with the same resul
 uninterrupted one.
 
 Writes ``benchmarks/results/far_goals_<env>.{json,md}`` after every row, keeping the rows of an
-earlier run under the same protocol (pairs, seed, model, graph) that this one does not redo, so
-goal distances can be run one at a time; and ``far_goals_<env>.pairs.jsonl``, the per-pair
-results, from which a run with an empty work folder resumes.
+earlier run under the same protocol (seed, model, graph) that this one does not redo, so goal
+distances can be run one at a time (each row says its number of pairs; the pairs of a row are a
+prefix-stable sequence, so a run with more ``--pairs`` extends the logged ones); and
+``far_goals_<env>.pairs.jsonl``, the per-pair results, from which a run with an empty work
+folder resumes.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def main(args: Args) -> dict:
     log.seed_from(args.out / f"{name}.pairs.jsonl")
     graph_facts = {"nodes": graph.num_nodes, "edges": int(graph.costs.nnz // 2),
                    "episodes": len(run.train_ids), "stride": graph.stride}  # fmt: skip
-    protocol = {"pairs": args.pairs, "seed": args.seed, **common}
+    protocol = {"seed": args.seed, **common}  # each row records its own number of pairs
     rows = earlier_rows(args.out / f"{name}.json", protocol)
     result: dict = {}
     for goals, pairs, skipped, steps in sets:
@@ -95,7 +97,9 @@ def main(args: Args) -> dict:
             planner = low if kind == "flat" else lm.HierarchicalPlanner(low, graph)
             config = EvalConfig(num_pairs=len(pairs), budget=steps, seed=args.seed,
                                 goals=kinds[goals])  # fmt: skip
-            row_key = {"goals": goals, "planner": kind, "config": asdict(config)}
+            # Pairs are a prefix-stable sequence: a longer run of a row extends a shorter one.
+            row_key = {"goals": goals, "planner": kind,
+                       "config": {**asdict(config), "num_pairs": None}}  # fmt: skip
             done = log.resume(row_key, pairs, low.generator)
             report = evaluate_pairs(planner, pairs, spec, config, run.obs_mode, env_config,
                                     skipped, progress=True, done=done,
@@ -125,8 +129,8 @@ def merge_rows(rows: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str
 
 
 def earlier_rows(path: Path, protocol: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows of an earlier results file made under the same ``protocol`` (pairs, seed,
-    model, graph), so a run of some goal distances adds to a table instead of replacing it."""
+    """The rows of an earlier results file made under the same ``protocol`` (seed, model,
+    graph), so a run of some goal distances adds to a table instead of replacing it."""
     if not path.exists():
         return []
     earlier = json.loads(path.read_text())

@@ -249,6 +249,8 @@ API_ROWS: list[tuple[str, Callable[[], Any], type, str]] = [
      ValueError, "expected uint8 pixels"),
     ("plan: deadline 0", lambda: lm.CEM(ToyModel()).plan(Z0, GOAL, deadline_s=0),
      ValueError, "deadline_s must be > 0"),
+    ("warm_up: zero plans", lambda: lm.CEM(ToyModel()).warm_up(Z0, GOAL, plans=0),
+     ValueError, "plans must be an int >= 1"),
     # loading
     ("load: missing path", lambda: lm.WorldModel.load("/no/such/model"),
      lm.CheckpointError, "does not exist"),

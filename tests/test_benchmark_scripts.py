@@ -181,11 +181,16 @@ def test_far_goals_adds_rows_to_a_table_and_resumes_from_its_committed_pairs(tmp
     script.main(script.Args(**base, offsets="25", random=True, work=tmp_path / "c"))
     again = json.loads((tmp_path / "far_goals_tworoom.json").read_text())["rows"]
     assert again == table  # same latencies: the episodes were not rerun
-    # a different protocol (more pairs) starts a new table
+    # more pairs extend a row: only the new pair is planned
     script.main(script.Args(**{**base, "pairs": 2}, offsets="25", random=False,
-                            work=tmp_path / "d"))  # fmt: skip
+                            work=tmp_path / "c"))  # fmt: skip
     rows = json.loads((tmp_path / "far_goals_tworoom.json").read_text())["rows"]
-    assert [(row["goals"], row["pairs"]) for row in rows] == [("25 steps ahead", 2)] * 2
+    assert [(row["goals"], row["pairs"]) for row in rows] == [
+        ("25 steps ahead", 2), ("25 steps ahead", 2), ("random goal", 1), ("random goal", 1),
+    ]  # fmt: skip
+    log = [json.loads(line) for line in (tmp_path / "c" / "far_goals_tworoom.jsonl").read_text()
+           .splitlines()]  # fmt: skip
+    assert [entry["index"] for entry in log] == [0, 0, 0, 0, 1, 1]
 
 
 def test_ddp_scaling_times_one_and_two_processes(tmp_path, monkeypatch) -> None:

@@ -83,6 +83,29 @@ def drive(controller, steps=12):
     return np.array(actions), np.array(states)
 
 
+def test_warm_up_times_every_iteration_and_forgets_its_plans():
+    cold = planner()
+    assert not cold.timed
+    cold.warm_up(np.zeros(2, np.float32), GOAL)
+    assert cold.timed and set(cold.clocks) == {"CEM", "finish"}
+    fresh = planner()
+    fresh.generator.set_state(cold.generator.get_state())  # the RNG state after the warm-up
+    warmed = cold.plan(np.zeros(2, np.float32), GOAL)  # no warm start from the warm-up plans
+    np.testing.assert_array_equal(warmed.actions,
+                                  fresh.plan(np.zeros(2, np.float32), GOAL).actions)  # fmt: skip
+
+
+def test_a_controller_under_a_deadline_times_the_planner_before_its_first_plan():
+    untimed = planner()
+    with lm.MPCController(untimed, deadline_s=10.0) as controller:
+        drive(controller, steps=2)
+    assert untimed.timed and len(controller.plans) == 1
+    plain = planner()
+    with lm.MPCController(plain) as controller:  # no deadline: no warm-up
+        drive(controller, steps=2)
+    assert not plain.timed  # one plan: its result packaging (cold) is not timed yet
+
+
 def test_synchronous_queue_executes_each_plans_first_blocks():
     with lm.MPCController(planner(receding_horizon=2)) as controller:
         actions, states = drive(controller, steps=12)

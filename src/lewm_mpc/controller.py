@@ -48,6 +48,8 @@ class MPCController:
             the old plan (default; past its end, the zero action), ``"hold"`` (repeat the last
             action) or ``"zero"`` (the action closest to zero within the bounds).
         deadline_s: per-plan wall-clock bound passed to the planner (None: its full budget).
+            If the planner's iterations are not yet timed, the first plan is preceded by two
+            full-budget ones (:meth:`~lewm_mpc.planners.base.Planner.warm_up`).
         monitor: a :class:`~lewm_mpc.surprise.SurpriseMonitor`: after every executed block the
             surprise (predicted vs observed latent) is measured; above its threshold an event
             is recorded in :attr:`events` and its policy applies (default: replan at once).
@@ -294,6 +296,10 @@ class MPCController:
 
     def _plan(self, request: _Request) -> PlanResult:
         """Plan from the request's observation rolled forward through its lead actions."""
+        if self.deadline_s is not None and not self.planner.timed:
+            for _ in range(2):  # time the iterations first (Planner.warm_up), so d holds
+                plan_request(self.planner, request, self._history, None)
+            self.planner.reset()
         return plan_request(self.planner, request, self._history, self.deadline_s)
 
     def _fallback_action(self) -> np.ndarray:

@@ -117,6 +117,32 @@ class Planner(abc.ABC):
         if seed is not None:
             self.generator.manual_seed(seed)
 
+    @property
+    def timed(self) -> bool:
+        """Whether every kind of iteration has been timed, so a deadline is a hard bound from
+        the next plan on (see :meth:`warm_up`)."""
+        return bool(self.clocks) and all(c.estimate is not None for c in self.clocks.values())
+
+    def warm_up(self, obs: Any, goal: Any, plans: int = 2) -> None:
+        """Plan ``plans`` times at the full budget, then :meth:`reset`: one-off costs are paid
+        and every kind of iteration is timed, so that ``deadline_s`` holds from the next plan.
+
+        Under a deadline an iteration starts only if the recent ones of its kind say it ends
+        in time; before any was timed, the first plans run blind and can overshoot. The draws
+        advance the RNG: reseed with ``reset(seed)`` for runs that compare with unwarmed ones.
+
+        Args:
+            obs: an observation like those :meth:`plan` gets (batched or not).
+            goal: a goal observation of the same kind.
+            plans: full-budget plans to run (>= 1; the first iteration and the first result
+                packaging are not timed, so 2 time everything).
+        """
+        if not (isinstance(plans, int) and plans >= 1):
+            raise ValueError(f"plans must be an int >= 1, got {plans!r}")
+        for _ in range(plans):
+            self.plan(obs, goal)
+        self.reset()
+
     def plan(
         self,
         obs: Any,
@@ -133,7 +159,8 @@ class Planner(abc.ABC):
             deadline_s: wall-clock budget, a hard bound from the call (the encode counts): an
                 iteration starts only if the recent iterations of its kind say it ends in
                 time, and the best plan so far is returned. With no time for one iteration,
-                the warm start alone is scored and returned.
+                the warm start alone is scored and returned. Until the iterations are timed
+                (:attr:`timed`; :meth:`warm_up`) the first ones run blind.
             history: for a model trained with a history of frames (``model.history`` > 1),
                 the observations before ``obs`` at block boundaries and the action blocks
                 executed after each, ``(past_obs (C, *obs_shape), past_actions (C, block*A))``
