@@ -11,9 +11,10 @@ class IterationClock:
     A deadline is a hard bound: an iteration starts only if the slowest of the last
     ``window`` iterations of its kind (times ``margin``) still ends before the deadline. The
     durations persist across plans, so from the second plan on even the first iteration is
-    checked. The window is long because on a shared CPU an iteration now and then takes up to
-    twice its usual time (measured on a 2-core VM: about one in a hundred); a bound that holds
-    at p99 has to budget for that tail, not for the recent typical iteration.
+    checked. The window is long because on a shared CPU an iteration now and then takes about
+    twice its usual time (measured on a 2-core VM with two torch threads: in one or two plans
+    of a hundred); a bound that holds at p99 has to budget for that tail, not for the recent
+    typical iteration.
 
     Two kinds of outliers would otherwise stop a planner from ever iterating again (no
     iteration runs, so no new duration replaces the slow one): the very first iteration, which
