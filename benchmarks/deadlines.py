@@ -46,7 +46,7 @@ class Args:
     plans: int = 40  # per (env, planner, deadline): plans / 2 pairs, cold then warm
     goal_offset: int = 25
     seed: int = 0
-    threads: int = 1  # torch threads: one leaves the other core to the OS (see above)
+    threads: int = 1  # torch threads (0: leave as is); one leaves the other core to the OS
     out: Path = Path("benchmarks/results")
 
 
@@ -103,7 +103,7 @@ def main(args: Args) -> dict:
                        **measure(planner, pairs, deadline)}  # fmt: skip
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    name = "deadlines" if args.threads == 1 else f"deadlines_{args.threads}threads"
+    name = "deadlines" if args.threads <= 1 else f"deadlines_{args.threads}threads"
     return write_results(args.out, name, args, rows, markdown)
 
 

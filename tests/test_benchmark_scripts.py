@@ -96,7 +96,8 @@ def _plain(value):
 def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
     """async_control, deadlines and surprise on pretrained:pointmass at tiny sizes."""
     script = load("deadlines")
-    script.main(script.Args(envs="pointmass", deadlines_ms="30", plans=2, out=tmp_path))
+    script.main(script.Args(envs="pointmass", deadlines_ms="30", plans=2, threads=0,
+                            out=tmp_path))  # fmt: skip
     rows = json.loads((tmp_path / "deadlines.json").read_text())["rows"]
     assert len(rows) == 4 and all(row["deadline_ms"] == 30 for row in rows)
     script = load("async_control")
@@ -133,7 +134,7 @@ def test_shipped_planners_runs_each_lever_once(tmp_path) -> None:
 def test_far_goals_compares_flat_and_hierarchical(tmp_path) -> None:
     script = load("far_goals")
     script.main(script.Args(env="tworoom", pairs=1, offsets="25", graph_episodes=8,
-                            random_budget=10, out=tmp_path))  # fmt: skip
+                            random_budget=10, out=tmp_path, work=tmp_path / "work"))  # fmt: skip
     rows = json.loads((tmp_path / "far_goals_tworoom.json").read_text())["rows"]
     assert [(row["goals"], row["planner"]) for row in rows] == [
         ("25 steps ahead", "flat"), ("25 steps ahead", "hierarchical"),
