@@ -22,15 +22,18 @@ perturbed runs (the first ``--last`` steps, where the robot moves most); success
 perturbation with and without the monitor (95% CIs). A teleport moves the task state at least
 ``MIN_JUMP`` success radii (goal-feature distance 2).
 
-Each finished env is kept in ``<work>/surprise_<env>.json``; a rerun with the same settings
-skips it. The calibration needs many episodes: a block's surprise is correlated with its
+``--alarm onset`` raises one event per run of blocks above the threshold
+(``SurpriseMonitor(alarm="onset")``), in the controller and in the false-alarm count.
+
+Each finished env is kept in ``<work>/surprise_<env>[_<tag>].json``; a rerun with the same
+settings skips it. The calibration needs many episodes: a block's surprise is correlated with its
 neighbours', so 30 calibration pairs (330 block scores) put the point mass's threshold at 2.86
 and gave 6.0% false alarms per block on other episodes, 100 pairs (1100 scores) 3.81 and 1.3%.
 
     MUJOCO_GL=egl .venv/bin/python benchmarks/surprise.py      # ~1 h per env on one core
     MUJOCO_GL=egl .venv/bin/python benchmarks/surprise.py --envs tworoom --pairs 10
 
-Writes ``benchmarks/results/surprise.{json,md}``.
+Writes ``benchmarks/results/surprise[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations
@@ -66,9 +69,11 @@ class Args:
     steps: int = 60  # env-step budget per pair
     replan_blocks: int = 5  # blocks executed per plan (LeWorldModel's receding horizon)
     seed: int = 0
+    alarm: str = "every"  # SurpriseMonitor.alarm: "every" block above the threshold, "onset"
     threads: int = 0  # torch threads (0: leave as is)
     out: Path = Path("benchmarks/results")
     work: Path = Path("runs/surprise")  # one finished env per file; a rerun skips those
+    tag: str = ""  # output name suffix: surprise_<tag>
 
 
 def perturbed(name: str, env: Any, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -100,16 +105,16 @@ def perturbed(name: str, env: Any, state: np.ndarray, rng: np.random.Generator) 
 MIN_JUMP = 2.0  # success radii (goal-feature distance) a teleport moves the task state at least
 
 
-def closed_loop_surprises(run: lm.Run, pairs: list, name: str, args: Args) -> np.ndarray:
-    """Surprise of every block of unperturbed MPC episodes on ``pairs`` (run for the whole
-    budget, at the goal too: the conformal quantile needs more than ``1 / false_alarm``
-    scores)."""
+def closed_loop_surprises(run: lm.Run, pairs: list, name: str, args: Args) -> list[np.ndarray]:
+    """Per episode, the surprise of every block of unperturbed MPC episodes on ``pairs`` (run
+    for the whole budget, at the goal too: the conformal quantile needs more than
+    ``1 / false_alarm`` scores)."""
     spec = run.env_spec
     assert spec is not None
     record = lm.SurpriseMonitor(threshold=float(np.finfo(np.float32).max),
                                 on_surprise=lambda event: None)  # fmt: skip
     env = spec.make(obs_mode=run.obs_mode, env_config=run.dataset.meta.env_config)
-    scores: list[float] = []
+    scores: list[np.ndarray] = []
     try:
         planner = reference_cem(run, args.seed)
         every = args.replan_blocks * run.model.action_block
@@ -128,10 +133,10 @@ def closed_loop_surprises(run: lm.Run, pairs: list, name: str, args: Args) -> np
                     steps=args.steps,
                     stop_on_success=False,
                 )  # every block of the budget: n >= 1 / alpha
-                scores.extend(value for _, value in controller.surprises)
+                scores.append(np.array([value for _, value in controller.surprises]))
     finally:
         env.close()
-    return np.array(scores)
+    return scores
 
 
 def run_pairs(run: lm.Run, pairs: list, name: str, args: Args,
@@ -190,7 +195,7 @@ def main(args: Args) -> dict:
     settings = {k: str(v) for k, v in asdict(args).items()
                 if k not in ("envs", "threads", "out", "work")}  # fmt: skip
     for name in env_names(args.envs):
-        done = args.work / f"surprise_{name}.json"
+        done = args.work / f"surprise_{name}{'_' + args.tag if args.tag else ''}.json"
         finished = json.loads(done.read_text()) if done.exists() else None
         if finished is not None and finished["settings"] == settings:
             rows.extend(finished["rows"])  # finished before: not rerun
@@ -199,7 +204,8 @@ def main(args: Args) -> dict:
         args.work.mkdir(parents=True, exist_ok=True)
         write_text_atomic(done, json.dumps({"settings": settings, "rows": env_rows}))
         rows.extend(env_rows)
-    return write_results(args.out, "surprise", args, rows, markdown)
+    return write_results(args.out, f"surprise{'_' + args.tag if args.tag else ''}", args, rows,
+                         markdown)  # fmt: skip
 
 
 def env_surprise(name: str, args: Args) -> list[dict]:
@@ -213,22 +219,24 @@ def env_surprise(name: str, args: Args) -> list[dict]:
     calibration_pairs, _ = sample_pairs(run.dataset, calibration, run.env_spec, EvalConfig(
         num_pairs=args.calibration_pairs, seed=args.seed + 1))  # fmt: skip
     scores = closed_loop_surprises(run, calibration_pairs, name, args)
-    threshold = lm.SurpriseThreshold.from_scores(scores, args.false_alarm)
+    threshold = lm.SurpriseThreshold.from_scores(np.concatenate(scores), args.false_alarm)
+    monitor = lm.SurpriseMonitor(threshold, alarm=args.alarm)
     pairs, _ = sample_pairs(run.dataset, test, run.env_spec,
                             EvalConfig(num_pairs=args.pairs, seed=args.seed))  # fmt: skip
     # False alarms in normal operation: unperturbed test episodes, whole budget (the
     # calibration episodes' conditions, on other pairs).
     quiet = closed_loop_surprises(run, pairs, f"{name} unperturbed", args)
-    alarms = int(np.sum(quiet > threshold.value))
+    alarms = sum(len(monitor.alarms(episode)) for episode in quiet)
+    blocks = sum(len(episode) for episode in quiet)
     block = run.model.action_block
-    unperturbed = {"blocks": len(quiet), "false_alarms": alarms,
-                   "false_alarms_per_1000_steps": 1000 * alarms / (block * len(quiet)),
-                   "false_alarm_rate_per_block": alarms / len(quiet)}  # fmt: skip
-    for monitor in (lm.SurpriseMonitor(threshold), None):
+    unperturbed = {"blocks": blocks, "false_alarms": alarms,
+                   "false_alarms_per_1000_steps": 1000 * alarms / (block * blocks),
+                   "false_alarm_rate_per_block": alarms / blocks}  # fmt: skip
+    for used in (monitor, None):
         row = {"env": name, "threshold": asdict(threshold),
                "data_window_threshold": asdict(windows),
-               **({"unperturbed": unperturbed} if monitor else {}),
-               **run_pairs(run, pairs, name, args, monitor)}  # fmt: skip
+               **({"unperturbed": unperturbed} if used else {}),
+               **run_pairs(run, pairs, name, args, used)}  # fmt: skip
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -239,8 +247,13 @@ def markdown(result: dict) -> str:
         "One unmodelled perturbation per episode (teleport / shove / cube moved) at a seeded "
         f"step; CEM replanning every {result['args'].get('replan_blocks', 1)} blocks; "
         "threshold calibrated split-conformally on other held-out episodes for a "
-        f"false-alarm rate of {float(result['args']['false_alarm']):.0%} per block. Success "
-        "counts only after the perturbation.",
+        f"false-alarm rate of {float(result['args']['false_alarm']):.0%} per block; "
+        + (
+            "an alarm at the onset of each run of blocks above it. "
+            if result["args"].get("alarm") == "onset"
+            else "an alarm at every block above it. "
+        )
+        + "Success counts only after the perturbation.",
         "",
         "| env | monitor | threshold (median surprise) | detected within one block | false alarms "
         "per 1000 unperturbed steps (per block) | before the perturbation | success after the "

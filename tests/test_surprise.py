@@ -41,8 +41,9 @@ def drive(controller, teleport_at=None, steps=16):
     obs, _ = env.reset()
     controller.reset(GOAL)
     actions = []
+    pushes = {teleport_at} if isinstance(teleport_at, int) else set(teleport_at or ())
     for step in range(steps):
-        if step == teleport_at:  # the world moves without the robot: a push
+        if step in pushes:  # the world moves without the robot: a push
             env.x = env.x + np.array([0.3, 0.3], np.float32)
             obs = env.x.copy()
         action = controller.act(obs)
@@ -61,6 +62,17 @@ def test_a_perturbation_is_detected_at_the_next_block_and_replanned_from():
     assert [event.step for event in controller.events] == [6]
     assert controller.events[0].surprise == pytest.approx(0.3 * np.sqrt(2), rel=1e-4)
     assert [record.step for record in controller.plans] == [0, 4, 6, 10, 14]
+
+
+@pytest.mark.parametrize("alarm, events", [("every", [6, 8, 14]), ("onset", [6, 14])])
+def test_onset_alarms_answer_a_run_of_surprising_blocks_once(alarm, events):
+    monitor = SurpriseMonitor(1e-3, on_surprise=lambda event: None, alarm=alarm)
+    with lm.MPCController(planner(), replan_every=4, monitor=monitor) as controller:
+        drive(controller, teleport_at=(5, 7, 13), steps=18)  # blocks 4-5, 6-7, then 12-13
+    assert [event.step for event in controller.events] == events
+    surprises = [value for _, value in controller.surprises]
+    # the same events from the recorded trace
+    assert [controller.surprises[i][0] for i in monitor.alarms(surprises)] == events
 
 
 def test_hold_policy_stops_until_the_new_plan_and_a_callback_only_reports():
@@ -84,6 +96,8 @@ def test_bad_monitor_settings_are_clear_errors():
         SurpriseMonitor(float("nan"))
     with pytest.raises(ValueError, match="on_surprise"):
         SurpriseMonitor(1.0, on_surprise="panic")
+    with pytest.raises(ValueError, match="alarm must be one of"):
+        SurpriseMonitor(1.0, alarm="first")
     dataset_error = "false_alarm must lie in"
     with pytest.raises(ValueError, match=dataset_error):
         calibrate_surprise(None, None, [], false_alarm=1.5)

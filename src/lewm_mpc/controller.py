@@ -101,6 +101,7 @@ class MPCController:
         self._history = history  # frames the model conditions on (1: none kept)
         self._frames: list[tuple[np.ndarray, np.ndarray | None]] = []  # (obs, block after it)
         self._holding = False  # the monitor's "hold": zero actions until the next plan
+        self._above = False  # the last block's surprise was above the threshold
         self._urgent = False  # a plan asked for by the monitor takes effect when ready
         self._goal: np.ndarray | torch.Tensor | None = None
         self._queue = np.zeros((0, low.shape[0]), np.float32)  # (N, A) the plan in effect
@@ -150,6 +151,7 @@ class MPCController:
         self.plans, self.fallback_steps = [], 0
         self.events, self.surprises = [], []
         self._watched, self._holding, self._urgent, self._executed = None, False, False, []
+        self._above = False
         self._frames = []
         self._queue = self._queue[:0]
         self._index = self._step = 0
@@ -241,7 +243,8 @@ class MPCController:
         value = float(surprise(planner.model, before, actions, after)[0])
         self.surprises.append((self._step, value))
         threshold = self.monitor.value
-        if value <= threshold:
+        above, self._above = self._above, value > threshold
+        if not self._above or (above and self.monitor.alarm == "onset"):
             return False
         event = SurpriseEvent(self._step, value, threshold)
         self.events.append(event)

@@ -20,6 +20,7 @@ from lewm_mpc.data import EpisodeDataset, WindowSampler
 from lewm_mpc.types import LatentWorldModel
 
 POLICIES = ("replan", "hold")
+ALARMS = ("every", "onset")
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,17 @@ class SurpriseMonitor:
         on_surprise: ``"replan"`` at once from the new observation (default), ``"hold"``
             (zero actions until that new plan takes effect), or a callable receiving the
             :class:`SurpriseEvent` (the controller then carries on).
+        alarm: ``"every"`` block above the threshold is an event (default), or only the
+            ``"onset"`` of a run of such blocks: the monitor re-arms once a block's surprise is
+            back at or below the threshold. Surprise comes in runs where the model is
+            steadily off (an agent pressed against a wall, a contact): ``"onset"`` answers
+            each run once instead of at every block, and a run's later blocks are no new
+            false alarm. A perturbation during a run is then not reported.
     """
 
     threshold: float | SurpriseThreshold
     on_surprise: str | Callable[[SurpriseEvent], None] = "replan"
+    alarm: str = "every"
 
     def __post_init__(self) -> None:
         value = self.value
@@ -101,6 +109,15 @@ class SurpriseMonitor:
             raise ValueError(
                 f"on_surprise must be one of {POLICIES} or a callable, got {self.on_surprise!r}"
             )
+        if self.alarm not in ALARMS:
+            raise ValueError(f"alarm must be one of {ALARMS}, got {self.alarm!r}")
+
+    def alarms(self, scores: Sequence[float]) -> np.ndarray:
+        """Indices of the blocks of one episode's surprise ``scores`` that raise an event."""
+        above = np.asarray(scores, dtype=np.float64) > self.value
+        if self.alarm == "onset":
+            above[1:] &= ~above[:-1]
+        return np.flatnonzero(above)
 
     @property
     def value(self) -> float:
