@@ -167,7 +167,7 @@ class PairLog:
                generator: torch.Generator) -> list[PairResult]:  # fmt: skip
         """The logged results of ``row``'s first pairs; restores ``generator`` to after them."""
         chain = self._chains().get(self._key(row), [])[: len(pairs)]
-        if chain:
+        if chain and chain[-1]["rng"]:  # (none kept mid-chain: all the pairs asked are done)
             state = base64.b64decode(chain[-1]["rng"])
             generator.set_state(torch.frombuffer(bytearray(state), dtype=torch.uint8))
         return [PairResult(**{**entry["result"], "plan_seconds":

@@ -192,6 +192,12 @@ def test_far_goals_adds_rows_to_a_table_and_resumes_from_its_committed_pairs(tmp
     log = [json.loads(line) for line in (tmp_path / "c" / "far_goals_tworoom.jsonl").read_text()
            .splitlines()]  # fmt: skip
     assert [entry["index"] for entry in log] == [0, 0, 0, 0, 1, 1]
+    # fewer pairs than logged: the table's rows come from the log's first pairs
+    script.main(script.Args(**base, offsets="25", random=False, work=tmp_path / "e"))
+    rows = json.loads((tmp_path / "far_goals_tworoom.json").read_text())["rows"]
+    assert [(row["goals"], row["pairs"]) for row in rows] == [
+        ("25 steps ahead", 1), ("25 steps ahead", 1), ("random goal", 1), ("random goal", 1),
+    ]  # fmt: skip
 
 
 def test_ddp_scaling_times_one_and_two_processes(tmp_path, monkeypatch) -> None:
