@@ -465,16 +465,16 @@ def test_bounds_of_any_sequence_type_are_accepted_and_converted(bounds):
 
 @pytest.mark.parametrize("name", list(PLANNERS))
 def test_model_outputs_are_checked_once_per_planner(name, monkeypatch):
-    import lewm_mpc.planners.base as base
+    import lewm_mpc.planners.scoring as scoring  # where the planners' rollout check is looked up
 
     calls = []
-    check = base.check_rollout_output
+    check = scoring.check_rollout_output
 
     def counted(*args, **kwargs):
         calls.append(1)
         check(*args, **kwargs)
 
-    monkeypatch.setattr(base, "check_rollout_output", counted)
+    monkeypatch.setattr(scoring, "check_rollout_output", counted)
     planner = PLANNERS[name](ToyModel(), horizon=2)
     planner.plan(Z0, GOAL)
     planner.plan(Z0, GOAL)

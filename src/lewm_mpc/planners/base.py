@@ -5,10 +5,10 @@ A planner subclass implements only ``_optimize`` (its update rule); it receives 
 and goal latents and an initial mean plan, and returns an :class:`Optimized`. The building
 blocks an update rule needs are public (:meth:`Planner.clamp`, :meth:`Planner.evaluate`,
 :meth:`Planner.rank`, :meth:`Planner.better`, :attr:`Planner.generator`,
-:meth:`Planner.time_up`), so one planner may run another's loop on its behalf. Sampling
+:meth:`Planner.clock`), so one planner may run another's loop on its behalf. Sampling
 planners share one loop: :class:`~lewm_mpc.planners.sampling.SamplingPlanner`. The parts that
-stand alone live beside it: ``config`` (:class:`PlannerConfig`), ``inputs``, ``ranking`` and
-``packaging``; their names stay importable from here.
+stand alone live beside it: ``config`` (:class:`PlannerConfig`), ``inputs``, ``scoring``,
+``ranking`` and ``packaging``; their names stay importable from here.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from lewm_mpc.planners.config import ROLLOUT_DTYPES, PlannerConfig
 from lewm_mpc.planners.inputs import as_batch, check_past, encode_history
 from lewm_mpc.planners.packaging import package_result
 from lewm_mpc.planners.ranking import feasible_better, feasible_first
+from lewm_mpc.planners.scoring import score_candidates
 from lewm_mpc.types import Energy, LatentWorldModel, PlanResult
-from lewm_mpc.validation import check_encode_output, check_rollout_output, check_world_model
+from lewm_mpc.validation import check_encode_output, check_world_model
 
 __all__ = ["ROLLOUT_DTYPES", "BestSoFar", "IterationClock", "Optimized", "Planner", "PlannerConfig"]
 
@@ -287,11 +288,6 @@ class Planner(abc.ABC):
     ) -> Optimized:
         """Update rule. z0, z_goal: (B, D); init: (B, H, block*A) initial mean."""
 
-    @staticmethod
-    def time_up(deadline: float | None) -> bool:
-        """Whether ``deadline`` (a ``time.perf_counter()`` value, None: never) has passed."""
-        return deadline is not None and time.perf_counter() >= deadline
-
     def clock(self, kind: str) -> IterationClock:
         """The :class:`IterationClock` of one kind of iteration (kept across plans)."""
         return self.clocks.setdefault(kind, IterationClock())
@@ -358,39 +354,11 @@ class Planner(abc.ABC):
     def _evaluate(
         self, z0: torch.Tensor, z_goal: torch.Tensor, candidates: torch.Tensor
     ) -> tuple[torch.Tensor, ObjectiveValue]:
-        num_envs, num = candidates.shape[:2]
-        flat = candidates.reshape(num_envs * num, *candidates.shape[2:])  # (B*S, H, block*A)
-        start = z0.unsqueeze(1).expand(-1, num, -1).reshape(num_envs * num, -1)  # (B*S, D)
-        goal = z_goal.unsqueeze(1).expand(-1, num, -1).reshape(num_envs * num, -1)  # (B*S, D)
-        dtype = ROLLOUT_DTYPES[self.config.rollout_dtype]
-        extra: dict[str, torch.Tensor] = {}
-        if self._past is not None:  # the same history for every candidate of an env
-            extra = {name: value.repeat_interleave(num, dim=0)  # (B*S, C, ...)
-                     for name, value in zip(("past_latents", "past_actions"), self._past,
-                                            strict=True)}  # fmt: skip
-        if dtype is None:
-            latents = self.model.rollout(start, flat, **extra)  # (B*S, H+1, D)
-        else:  # reduced-precision rollout; energies and ranking in float32
-            with torch.autocast(torch.device(self.model.device).type, dtype=dtype):
-                latents = self.model.rollout(start, flat, **extra)  # (B*S, H+1, D)
-        if not self._rollout_checked:  # once: shape, type, device, gradients if asked for
-            check_rollout_output(self.model, latents, start, flat, planner=type(self).__name__)
-            self._rollout_checked = True
-        if dtype is not None:
-            latents = latents.float()
-        value = self.objective(latents, flat, goal)
-        if torch.isnan(value.total).any():
-            bad = [name for name, term in value.terms.items() if torch.isnan(term).any()]
-            raise ValueError(
-                f"energy is NaN for some candidate plans (terms {bad}); check the world model "
-                "and energies for non-finite outputs"
-            )
-        unflat = ObjectiveValue(
-            value.total.view(num_envs, num),
-            value.violation.view(num_envs, num),
-            {name: term.view(num_envs, num) for name, term in value.terms.items()},
-        )
-        return latents.view(num_envs, num, *latents.shape[1:]), unflat  # (B, S, H+1, D)
+        check_as = None if self._rollout_checked else type(self).__name__
+        scored = score_candidates(self.model, self.objective, z0, z_goal, candidates, self._past,
+                                  ROLLOUT_DTYPES[self.config.rollout_dtype], check_as)  # fmt: skip
+        self._rollout_checked = True  # once the first output passed the protocol's checks
+        return scored
 
     def _ranking(self, value: ObjectiveValue) -> torch.Tensor:
         order = torch.argsort(value.total, dim=1)
