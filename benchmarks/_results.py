@@ -1,5 +1,6 @@
 """What the robot-loop and far-goal benchmarks share: the reference planner of a shipped model,
-the envs to run, and writing a results pair (``<name>.json`` and ``<name>.md``).
+the envs to run, writing a results pair (``<name>.json`` and ``<name>.md``), and a rate's
+interval over correlated blocks.
 
 Imported by the benchmark scripts beside it (each puts this folder on ``sys.path``).
 """
@@ -12,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from _machine import machine_info
 
 import lewm_mpc as lm
@@ -50,3 +52,18 @@ def write_results(
     write_text_atomic(out / f"{name}.md", table)
     print(table)
     return result
+
+
+def episode_bootstrap_rate(
+    events: list[int], trials: list[int], seed: int = 0, draws: int = 2000
+) -> tuple[float, float]:
+    """95% interval of ``sum(events) / sum(trials)`` resampling whole episodes.
+
+    The blocks of one episode are not independent (surprise comes in runs), so a binomial
+    interval over blocks is too narrow; resampling episodes keeps each episode's runs together.
+    """
+    counts, totals = np.asarray(events, np.float64), np.asarray(trials, np.float64)
+    picks = np.random.default_rng(seed).integers(0, len(counts), (draws, len(counts)))
+    rates = counts[picks].sum(axis=1) / np.maximum(totals[picks].sum(axis=1), 1)
+    low, high = np.quantile(rates, [0.025, 0.975])
+    return float(low), float(high)

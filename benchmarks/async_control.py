@@ -9,7 +9,12 @@ seed 0) are run twice with CEM at the env's reference budget:
   ``run_loop(rate_hz=...)``: the env advances one step per period on the wall clock whether or
   not a plan is ready; each plan is made for the step it takes effect (latency compensation)
   and must be ready within ``replan_every`` periods (its deadline: that time minus a 20%
-  margin; the planner stops iterating before an iteration that would not fit).
+  margin; the planner stops iterating before an iteration that would not fit);
+- **latency-compensated, unpaced** (``--modes compensated``): the asynchronous controller with
+  ``max_wait_s=None`` in an unpaced loop, without a deadline: each plan starts from the model's
+  prediction of the latent where it takes effect, as asynchronously, but is awaited at full
+  budget. Against the synchronous row it isolates what starting from a predicted latent costs;
+  against the asynchronous row, what the deadline and the clock cost.
 
 Reported per env and mode: success (95% CI), steps to success, and for the asynchronous loop the
 missed periods, how late plans took effect (env steps), fallback steps and ``act`` latency (after
@@ -47,27 +52,35 @@ class Args:
     rate_hz: float = 10.0
     steps: int = 50  # env-step budget per pair
     margin: float = 0.2  # fraction of the replanning interval kept free of planning
+    modes: str = "sync,async"  # comma-separated: sync, async, compensated
+    model: str = ""  # a model directory instead of pretrained:<env> (one env; same pairs)
     seed: int = 0
     threads: int = 0  # torch threads (0: leave as is)
     out: Path = Path("benchmarks/results")
     tag: str = ""  # output name suffix: async_control_<tag>
 
 
-def run_mode(run: lm.Run, spec: Any, pairs: list, args: Args, asynchronous: bool) -> dict:
-    """One mode on every pair: success and loop statistics."""
+MODES = ("sync", "async", "compensated")
+
+
+def run_mode(run: lm.Run, spec: Any, pairs: list, args: Args, mode: str) -> dict:
+    """One mode (one of ``MODES``) on every pair: success and loop statistics."""
     planner = reference_cem(run, args.seed)
     replan_every = spec.budget.receding_horizon * run.model.action_block
-    deadline = (1 - args.margin) * replan_every / args.rate_hz if asynchronous else None
+    paced = mode == "async"
+    deadline = (1 - args.margin) * replan_every / args.rate_hz if paced else None
     env = spec.make(obs_mode=run.obs_mode, env_config=run.dataset.meta.env_config)
     successes, steps, missed, late, fallback, act_ms, plan_ms = [], [], 0, [], 0, [], []
+    controller = lm.MPCController(planner, asynchronous=mode != "sync", deadline_s=deadline,
+                                  max_wait_s=0.0 if paced else None)  # fmt: skip
     try:
-        with lm.MPCController(planner, asynchronous=asynchronous, deadline_s=deadline) as ctl:
-            for pair in tqdm(pairs, desc=f"{spec.name} {'async' if asynchronous else 'sync'}"):
+        with controller as ctl:
+            for pair in tqdm(pairs, desc=f"{spec.name} {mode}"):
                 goal = goal_observation(env, pair.goal_state)
                 obs, info = env.reset(options={"state": pair.start_state,
                                                "goal": pair.goal_state})  # fmt: skip
                 report = lm.run_loop(env, ctl, obs, info, goal,
-                                     rate_hz=args.rate_hz if asynchronous else None,
+                                     rate_hz=args.rate_hz if paced else None,
                                      steps=args.steps)  # fmt: skip
                 successes.append(report.episode.succeeded)
                 steps.append(report.episode.steps_to_success)
@@ -81,8 +94,10 @@ def run_mode(run: lm.Run, spec: Any, pairs: list, args: Args, asynchronous: bool
     wins = int(np.sum(successes))
     reached = [s for s in steps if s is not None]
     return {
-        "mode": f"asynchronous at {args.rate_hz:g} Hz" if asynchronous else "synchronous",
+        "mode": {"sync": "synchronous", "async": f"asynchronous at {args.rate_hz:g} Hz",
+                 "compensated": "latency-compensated, unpaced"}[mode],
         "pairs": len(pairs), "successes": wins, "success_rate": wins / len(pairs),
+        "succeeded": [bool(x) for x in successes],
         "ci95": list(wilson_interval(wins, len(pairs))),
         "steps_to_success_mean": float(np.mean(reached)) if reached else None,
         "deadline_s": deadline, "replan_every": replan_every,
@@ -100,15 +115,25 @@ def run_mode(run: lm.Run, spec: Any, pairs: list, args: Args, asynchronous: bool
 def main(args: Args) -> dict:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    modes = [mode for mode in args.modes.split(",") if mode]
+    if not modes or set(modes) - set(MODES):
+        raise SystemExit(f"--modes: a comma-separated subset of {', '.join(MODES)}, got "
+                         f"{args.modes!r}")  # fmt: skip
+    names = env_names(args.envs)
+    if args.model and len(names) != 1:
+        raise SystemExit("--model: name its env with --envs (one env)")
     rows = []
-    for name in env_names(args.envs):
-        run = lm.load_run(f"pretrained:{name}")
+    for name in names:
+        # regenerated held-out episodes either way: a model of the same env and data policy
+        # gets the same pairs as the shipped one
+        run = lm.load_run(args.model or f"pretrained:{name}", regenerate=True)
         spec = run.env_spec
         assert spec is not None
         pairs, _ = sample_pairs(run.dataset, run.val_ids, spec,
                                 EvalConfig(num_pairs=args.pairs, seed=args.seed))  # fmt: skip
-        for asynchronous in (False, True):
-            row = {"env": name, **run_mode(run, spec, pairs, args, asynchronous)}
+        for mode in modes:
+            row = {"env": name, "model": args.model or f"pretrained:{name}",
+                   **run_mode(run, spec, pairs, args, mode)}  # fmt: skip
             print(json.dumps(row), flush=True)
             rows.append(row)
     name = "async_control" + (f"_{args.tag}" if args.tag else "")

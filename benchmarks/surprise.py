@@ -16,11 +16,18 @@ otherwise goes unanswered for up to 4 blocks; with 1 (every block replans, the e
 the monitor cannot change what the robot does.
 
 Reported: detection rate within one block of the perturbation; false alarms per 1000 env steps
-(and per block) of the test pairs run unperturbed for the whole budget, the conditions the
-threshold was calibrated in, and separately in the steps before the perturbation of the
-perturbed runs (the first ``--last`` steps, where the robot moves most); success after the
-perturbation with and without the monitor (95% CIs). A teleport moves the task state at least
-``MIN_JUMP`` success radii (goal-feature distance 2).
+(and per block, with a 95% interval that resamples whole episodes) of the test pairs run
+unperturbed for the whole budget, the conditions the threshold was calibrated in
+(``--quiet-pairs`` of them, at least ``--pairs``: the perturbed pairs are their first ones),
+and separately in the steps before the perturbation of the perturbed runs (the first ``--last``
+steps, where the robot moves most); success after the perturbation with and without the
+monitor (95% CIs) and the steps from the perturbation to success. A teleport moves the task
+state at least ``MIN_JUMP`` success radii (goal-feature distance 2).
+
+The score is the surprise relative to the block's predicted motion (``--score relative``, the
+library's default; ``SurpriseThreshold`` explains it) or the raw latent distance (``--score
+distance``); the other score's threshold and false alarms, from the same episodes, are
+recorded beside it.
 
 ``--alarm onset`` raises one event per run of blocks above the threshold
 (``SurpriseMonitor(alarm="onset")``), in the controller and in the false-alarm count.
@@ -58,13 +65,14 @@ from lewm_mpc.envs.cube import CUBE_POS
 from lewm_mpc.evaluation import EvalConfig, goal_observation, sample_pairs, wilson_interval
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
-from _results import env_names, reference_cem, write_results
+from _results import env_names, episode_bootstrap_rate, reference_cem, write_results
 
 
 @dataclass(frozen=True)
 class Args:
     envs: str = ""  # comma-separated; "": every env with a shipped model
     pairs: int = 50
+    quiet_pairs: int = 0  # unperturbed test pairs for the false-alarm rate (0: --pairs)
     calibration_pairs: int = 100
     false_alarm: float = 0.01
     first: int = 5  # earliest perturbation step
@@ -74,6 +82,7 @@ class Args:
     seed: int = 0
     regenerated_episodes: int = 0  # episodes of a shipped model's regenerated data (0: its own)
     alarm: str = "every"  # SurpriseMonitor.alarm: "every" block above the threshold, "onset"
+    score: str = "relative"  # "relative" to the predicted motion, or the raw latent "distance"
     threads: int = 0  # torch threads (0: leave as is)
     out: Path = Path("benchmarks/results")
     work: Path = Path("runs/surprise")  # one finished env per file; a rerun skips those
@@ -110,9 +119,9 @@ MIN_JUMP = 2.0  # success radii (goal-feature distance) a teleport moves the tas
 
 
 def closed_loop_surprises(run: lm.Run, pairs: list, name: str, args: Args) -> list[np.ndarray]:
-    """Per episode, the surprise of every block of unperturbed MPC episodes on ``pairs`` (run
-    for the whole budget, at the goal too: the conformal quantile needs more than
-    ``1 / false_alarm`` scores)."""
+    """Per episode, the (blocks, 2) surprise and predicted motion of every block of unperturbed
+    MPC episodes on ``pairs`` (run for the whole budget, at the goal too: the conformal
+    quantile needs more than ``1 / false_alarm`` scores)."""
     spec = run.env_spec
     assert spec is not None
     record = lm.SurpriseMonitor(threshold=float(np.finfo(np.float32).max),
@@ -137,7 +146,8 @@ def closed_loop_surprises(run: lm.Run, pairs: list, name: str, args: Args) -> li
                     steps=args.steps,
                     stop_on_success=False,
                 )  # every block of the budget: n >= 1 / alpha
-                scores.append(np.array([value for _, value in controller.surprises]))
+                scores.append(np.array([(block.surprise, block.motion)
+                                        for block in controller.surprises]))  # fmt: skip
     finally:
         env.close()
     return scores
@@ -150,7 +160,7 @@ def run_pairs(run: lm.Run, pairs: list, name: str, args: Args,
     planner = reference_cem(run, args.seed)
     block = run.model.action_block
     env = spec.make(obs_mode=run.obs_mode, env_config=run.dataset.meta.env_config)
-    detected, alarms, quiet_steps, successes = 0, 0, 0, []
+    detected, alarms, quiet_steps, successes, recovery = 0, 0, 0, [], []
     try:
         every = args.replan_blocks * block
         with lm.MPCController(planner, every, monitor=monitor) as controller:
@@ -171,6 +181,7 @@ def run_pairs(run: lm.Run, pairs: list, name: str, args: Args,
                         success_after = True
                         break
                 successes.append(success_after)
+                recovery.append(step + 1 - at if success_after else None)
                 if monitor is not None:
                     events = [event.step for event in controller.events]
                     # The block holding the push ends at the first block boundary >= at.
@@ -182,7 +193,8 @@ def run_pairs(run: lm.Run, pairs: list, name: str, args: Args,
     wins = int(np.sum(successes))
     row: dict[str, Any] = {"monitor": monitor is not None, "pairs": len(pairs),
                            "success_after": wins / len(pairs),
-                           "ci95": list(wilson_interval(wins, len(pairs)))}  # fmt: skip
+                           "ci95": list(wilson_interval(wins, len(pairs))),
+                           "steps_after": recovery}  # fmt: skip
     if monitor is not None:
         row.update(detection=detected / len(pairs),
                    detection_ci95=list(wilson_interval(detected, len(pairs))),
@@ -195,6 +207,8 @@ def run_pairs(run: lm.Run, pairs: list, name: str, args: Args,
 def main(args: Args) -> dict:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.score not in ("relative", "distance"):
+        raise SystemExit(f"--score: relative or distance, got {args.score!r}")
     rows = []
     settings = {k: str(v) for k, v in asdict(args).items()
                 if k not in ("envs", "threads", "out", "work")}  # fmt: skip
@@ -212,38 +226,73 @@ def main(args: Args) -> dict:
                          markdown)  # fmt: skip
 
 
+def false_alarm_rate(quiet: list[np.ndarray], threshold: lm.SurpriseThreshold, args: Args,
+                     block: int) -> dict:  # fmt: skip
+    """Alarms of ``threshold`` on unperturbed episodes (each (blocks, 2) surprise, motion)."""
+    checker = lm.SurpriseMonitor(threshold, alarm=args.alarm)
+    per_episode = [len(checker.alarms(threshold.score(e[:, 0], e[:, 1]))) for e in quiet]
+    sizes = [len(episode) for episode in quiet]
+    alarms, blocks = sum(per_episode), sum(sizes)
+    return {"episodes": len(quiet), "blocks": blocks, "false_alarms": alarms,
+            "false_alarms_per_1000_steps": 1000 * alarms / (block * blocks),
+            "false_alarm_rate_per_block": alarms / blocks,
+            "rate_ci95": list(episode_bootstrap_rate(per_episode, sizes, args.seed))}  # fmt: skip
+
+
 def env_surprise(name: str, args: Args) -> list[dict]:
     """The rows of one env: monitor on, then off."""
     rows = []
     run = lm.load_run(f"pretrained:{name}", regenerated_episodes=args.regenerated_episodes or None)
     assert run.env_spec is not None
     calibration, test = run.val_ids[::2], run.val_ids[1::2]
-    windows = lm.calibrate_surprise(run.model, run.dataset, calibration,
+    relative = args.score == "relative"
+    windows = lm.calibrate_surprise(run.model, run.dataset, calibration, relative=relative,
                                     false_alarm=args.false_alarm, seed=args.seed)  # fmt: skip
     calibration_pairs, _ = sample_pairs(run.dataset, calibration, run.env_spec, EvalConfig(
         num_pairs=args.calibration_pairs, seed=args.seed + 1))  # fmt: skip
-    scores = closed_loop_surprises(run, calibration_pairs, name, args)
-    threshold = lm.SurpriseThreshold.from_scores(np.concatenate(scores), args.false_alarm)
+    measured = np.concatenate(closed_loop_surprises(run, calibration_pairs, name, args))
+    surprises, motions = measured[:, 0], measured[:, 1]  # (blocks,) each
+    calibrated = lm.SurpriseThreshold.from_scores
+    by_score = {"relative": calibrated(surprises, args.false_alarm, motions),
+                "distance": calibrated(surprises, args.false_alarm)}  # fmt: skip
+    threshold = by_score[args.score]
+    other = next(score for score in by_score if score != args.score)
     monitor = lm.SurpriseMonitor(threshold, alarm=args.alarm)
+    quiet_pairs = max(args.quiet_pairs, args.pairs)
     pairs, _ = sample_pairs(run.dataset, test, run.env_spec,
-                            EvalConfig(num_pairs=args.pairs, seed=args.seed))  # fmt: skip
+                            EvalConfig(num_pairs=quiet_pairs, seed=args.seed))  # fmt: skip
     # False alarms in normal operation: unperturbed test episodes, whole budget (the
-    # calibration episodes' conditions, on other pairs).
+    # calibration episodes' conditions, on other pairs); pairs are a prefix-stable sample, so
+    # the perturbed pairs are the first ``--pairs`` of them.
     quiet = closed_loop_surprises(run, pairs, f"{name} unperturbed", args)
-    alarms = sum(len(monitor.alarms(episode)) for episode in quiet)
-    blocks = sum(len(episode) for episode in quiet)
+    pairs = pairs[: args.pairs]
     block = run.model.action_block
-    unperturbed = {"blocks": blocks, "false_alarms": alarms,
-                   "false_alarms_per_1000_steps": 1000 * alarms / (block * blocks),
-                   "false_alarm_rate_per_block": alarms / blocks}  # fmt: skip
+    unperturbed = false_alarm_rate(quiet, threshold, args, block)
+    compared = {"score": other, "threshold": asdict(by_score[other]),
+                "unperturbed": false_alarm_rate(quiet, by_score[other], args, block)}  # fmt: skip
     for used in (monitor, None):
         row = {"env": name, "threshold": asdict(threshold),
                "data_window_threshold": asdict(windows),
-               **({"unperturbed": unperturbed} if used else {}),
+               **({"unperturbed": unperturbed, "other_score": compared} if used else {}),
                **run_pairs(run, pairs, name, args, used)}  # fmt: skip
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
+
+
+def recovery_steps(rows: list[dict]) -> dict[int, str]:
+    """Per row index: mean env steps from the perturbation to success, over the pairs that
+    succeed both with and without the monitor of the same env (paired), or "-"."""
+    cells: dict[int, str] = {}
+    for index, row in enumerate(rows):
+        other = next((o for o in rows if o["env"] == row["env"] and o is not row), None)
+        if other is None or "steps_after" not in row or "steps_after" not in other:
+            cells[index] = "-"
+            continue
+        both = [a for a, b in zip(row["steps_after"], other["steps_after"], strict=True)
+                if a is not None and b is not None]  # fmt: skip
+        cells[index] = f"{np.mean(both):.1f} ({len(both)} pairs)" if both else "-"
+    return cells
 
 
 def markdown(result: dict) -> str:
@@ -257,14 +306,19 @@ def markdown(result: dict) -> str:
             if result["args"].get("alarm") == "onset"
             else "an alarm at every block above it. "
         )
-        + "Success counts only after the perturbation.",
+        + "Success counts only after the perturbation; steps to it are averaged over the pairs "
+        "that succeed both with and without the monitor. False-alarm intervals resample whole "
+        "episodes (an episode's blocks are correlated).",
         "",
-        "| env | monitor | threshold (median surprise) | detected within one block | false alarms "
-        "per 1000 unperturbed steps (per block) | before the perturbation | success after the "
-        "perturbation |",
-        "|---|---|---|---|---|---|---|",
+        f"Score: {score_words(result['args'].get('score', 'distance'))}.",
+        "",
+        "| env | monitor | threshold (median score) | detected within one block | false alarms "
+        "per 1000 unperturbed steps (per block, 95% CI) | before the perturbation | success after "
+        "the perturbation | steps from the perturbation to success |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for row in result["rows"]:
+    steps = recovery_steps(result["rows"])
+    for index, row in enumerate(result["rows"]):
         low, high = row["ci95"]
         success = f"{100 * row['success_after']:.0f}% ({100 * low:.0f}-{100 * high:.0f})"
         threshold = f"{row['threshold']['value']:.3g} ({row['threshold']['median']:.3g})"
@@ -272,16 +326,41 @@ def markdown(result: dict) -> str:
             d_low, d_high = row["detection_ci95"]
             detection = f"{100 * row['detection']:.0f}% ({100 * d_low:.0f}-{100 * d_high:.0f})"
             quiet = row["unperturbed"]
+            interval = quiet.get("rate_ci95")
+            interval = ("" if interval is None else
+                        f", {100 * interval[0]:.1f}-{100 * interval[1]:.1f}%")  # fmt: skip
             alarms = (f"{quiet['false_alarms_per_1000_steps']:.1f} "
-                      f"({100 * quiet['false_alarm_rate_per_block']:.1f}%), "
+                      f"({100 * quiet['false_alarm_rate_per_block']:.1f}%{interval}), "
                       f"{quiet['blocks']} blocks")  # fmt: skip
             early = (f"{row['false_alarms_per_1000_steps']:.1f} "
                      f"({100 * row['false_alarm_rate_per_block']:.1f}%)")  # fmt: skip
             lines.append(f"| {row['env']} | on | {threshold} | {detection} | {alarms} | "
-                         f"{early} | {success} |")  # fmt: skip
+                         f"{early} | {success} | {steps[index]} |")  # fmt: skip
         else:
-            lines.append(f"| {row['env']} | off | - | - | - | - | {success} |")
+            lines.append(f"| {row['env']} | off | - | - | - | - | {success} | {steps[index]} |")
+    compared = [row for row in result["rows"] if "other_score" in row]
+    if compared:
+        other = compared[0]["other_score"]["score"]
+        lines += [
+            "",
+            f"The same unperturbed episodes, with a threshold on the {score_words(other)} "
+            "calibrated on the same episodes:",
+            "",
+            "| env | threshold | false alarms per block (95% CI) |",
+            "|---|---|---|",
+        ]
+        for row in compared:
+            quiet = row["other_score"]["unperturbed"]
+            low, high = quiet["rate_ci95"]
+            lines.append(f"| {row['env']} | {row['other_score']['threshold']['value']:.3g} | "
+                         f"{100 * quiet['false_alarm_rate_per_block']:.1f}% "
+                         f"({100 * low:.1f}-{100 * high:.1f}) |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def score_words(score: str) -> str:
+    return {"relative": "surprise relative to the predicted motion, surprise / (median motion + "
+            "motion)", "distance": "raw surprise (latent distance)"}[score]  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ def main(args: Args) -> None:
         run = lm.load_run(model_dir)  # the model, its (or regenerated) held-out episodes
         steps, push_at = (12, 5) if args.smoke else (args.steps, args.push_at)
 
-        # Surprise above this value happens on 1% of unperturbed held-out blocks.
+        # A surprise score (surprise relative to the block's predicted motion) above this value
+        # happens on 1% of unperturbed held-out blocks.
         threshold = lm.calibrate_surprise(run.model, run.dataset, run.val_ids, false_alarm=0.01)
         budget = {"num_samples": 16, "iterations": 2, "topk": 4} if args.smoke else {}
         planner = lm.CEM(run.model, seed=args.seed, **budget)
@@ -105,10 +106,11 @@ def main(args: Args) -> None:
               f"steps, deadline {1000 * deadline_s:.0f} ms); took effect late by: "
               + ", ".join(f"{late} steps x{n}" for late, n in sorted(lates.items()))
               + f"; {controller.fallback_steps} fallback steps, {missed} missed ticks")  # fmt: skip
-        print(f"surprise threshold {threshold.value:.3g} (median {threshold.median:.3g}); "
+        print(f"surprise score threshold {threshold.value:.3g} (median {threshold.median:.3g}); "
               f"{len(controller.events)} surprise events:")  # fmt: skip
         for event in controller.events:
-            print(f"  step {event.step}: surprise {event.surprise:.3g} > {event.threshold:.3g}")
+            print(f"  step {event.step}: surprise {event.surprise:.3g}, score {event.score:.3g} > "
+                  f"{event.threshold:.3g}")  # fmt: skip
         detected = [e.step for e in controller.events if push_at <= e.step <= push_at + block]
         print(f"push at step {push_at}: " + (f"detected at step {detected[0]} (within one block "
               f"of {block} steps)" if detected else f"not detected within one block ({block} "
@@ -119,7 +121,8 @@ def main(args: Args) -> None:
 
         if args.smoke or args.video:
             video = Path(args.video) if args.video else Path(scratch) / "robot_loop.gif"
-            trace = np.array(controller.surprises).reshape(-1, 2)  # (blocks, 2): step, surprise
+            # (blocks, 2): step, score
+            trace = np.array([(b.step, b.score) for b in controller.surprises]).reshape(-1, 2)
             inset = frames[-1, ::4, ::4].copy()  # the goal, a quarter size, top right
             inset[[0, -1]], inset[:, [0, -1]] = GREY, GREY
             composed = []

@@ -114,6 +114,14 @@ def test_a_changed_or_missing_dataset_is_refused_clearly(trained, tmp_path, caps
         load_run(copy)
 
 
+def test_train_history_flag_gives_a_model_that_conditions_on_that_many_frames(trained, tmp_path):
+    _, data = trained
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "2"]
+    assert main([*args, "--batch-size", "8", "--device", "cpu", "--history", "3"]) == 0
+    model = WorldModel.load(tmp_path / "run")
+    assert model.history == 3 and model.config.history == 3
+
+
 def test_blocked_rows_train_with_a_matching_model_block(tmp_path):
     """Rows recorded in blocks of 5 env actions: the model's blocks are 5 actions too."""
     episodes = []

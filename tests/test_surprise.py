@@ -11,11 +11,17 @@ import lewm_mpc as lm
 from conftest import tiny_config
 from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.models import WorldModel
-from lewm_mpc.surprise import SurpriseMonitor, SurpriseThreshold, calibrate_surprise, surprise
+from lewm_mpc.surprise import (
+    SurpriseMonitor,
+    SurpriseThreshold,
+    calibrate_surprise,
+    surprise_and_motion,
+)
 from test_controller import GOAL, LinearEnv, planner
 
 
-def test_calibrated_threshold_keeps_its_false_alarm_rate_on_other_episodes(tiny_dataset):
+@pytest.mark.parametrize("relative", [True, False])
+def test_calibrated_threshold_keeps_its_false_alarm_rate_on_other_episodes(tiny_dataset, relative):
     dataset = EpisodeDataset.load(tiny_dataset)
     torch.manual_seed(0)
     model = WorldModel(
@@ -23,17 +29,38 @@ def test_calibrated_threshold_keeps_its_false_alarm_rate_on_other_episodes(tiny_
     ).eval()  # any model: the rate is distribution-free
     ids = dataset.episode_ids
     calibration, held_out = ids[::2], ids[1::2]
-    threshold = calibrate_surprise(model, dataset, calibration, false_alarm=0.1)
+    threshold = calibrate_surprise(model, dataset, calibration, false_alarm=0.1, relative=relative)
     assert threshold.windows == 6 * 39 and threshold.value > threshold.median > 0
+    assert (threshold.motion_offset is not None) == relative
     scores = []
     for episode_id in held_out:
         episode = dataset.episode(int(episode_id))
         obs = torch.from_numpy(np.array(episode.pixels))
         actions = torch.from_numpy(episode.action[:-1].astype(np.float32))
-        scores.append(surprise(model, obs[:-1], actions, obs[1:]).numpy())
+        value, motion = surprise_and_motion(model, obs[:-1], actions, obs[1:])
+        scores.append(threshold.score(value.numpy(), motion.numpy()))
     rate = float(np.mean(np.concatenate(scores) > threshold.value))
     n = sum(len(s) for s in scores)
     assert abs(rate - 0.1) <= 3 * np.sqrt(0.1 * 0.9 / n) + 1 / threshold.windows
+
+
+def test_a_relative_threshold_alarms_as_often_in_fast_blocks_as_in_slow_ones():
+    """Model error = a floor plus a share of the motion: a distance threshold alarms almost only
+    in fast blocks, a relative one at the requested rate in slow and fast blocks alike."""
+    rng = np.random.default_rng(0)
+    motion = rng.uniform(0, 2, 20000)  # median 1
+    error = (1 + motion) * rng.exponential(size=motion.size)
+    distance = SurpriseThreshold.from_scores(error, 0.02)
+    relative = SurpriseThreshold.from_scores(error, 0.02, motions=motion)
+    assert relative.motion_offset == pytest.approx(1.0, abs=0.03)  # the median motion
+    slow, fast = motion < 0.5, motion > 1.5
+    assert (
+        np.mean(error[slow] > distance.value) < 0.005 < 0.04 < np.mean(error[fast] > distance.value)
+    )
+    alarms = relative.score(error, motion) > relative.value
+    assert 0.01 < np.mean(alarms[slow]) < 0.03 and 0.01 < np.mean(alarms[fast]) < 0.03
+    with pytest.raises(ValueError, match="one per score"):
+        SurpriseThreshold.from_scores(error, 0.02, motions=motion[:10])
 
 
 def drive(controller, teleport_at=None, steps=16):
@@ -57,10 +84,11 @@ def test_a_perturbation_is_detected_at_the_next_block_and_replanned_from():
     with lm.MPCController(planner(), replan_every=4, monitor=monitor) as controller:
         drive(controller, teleport_at=None)
         assert controller.events == [] and len(controller.surprises) == 7
-        assert max(value for _, value in controller.surprises) < 1e-5
+        assert max(block.surprise for block in controller.surprises) < 1e-5
         drive(controller, teleport_at=5)  # inside the block of steps 4-5
     assert [event.step for event in controller.events] == [6]
     assert controller.events[0].surprise == pytest.approx(0.3 * np.sqrt(2), rel=1e-4)
+    assert controller.events[0].score == controller.events[0].surprise  # a number: no scaling
     assert [record.step for record in controller.plans] == [0, 4, 6, 10, 14]
 
 
@@ -70,9 +98,9 @@ def test_onset_alarms_answer_a_run_of_surprising_blocks_once(alarm, events):
     with lm.MPCController(planner(), replan_every=4, monitor=monitor) as controller:
         drive(controller, teleport_at=(5, 7, 13), steps=18)  # blocks 4-5, 6-7, then 12-13
     assert [event.step for event in controller.events] == events
-    surprises = [value for _, value in controller.surprises]
+    scores = [block.score for block in controller.surprises]
     # the same events from the recorded trace
-    assert [controller.surprises[i][0] for i in monitor.alarms(surprises)] == events
+    assert [controller.surprises[i].step for i in monitor.alarms(scores)] == events
 
 
 def test_hold_policy_stops_until_the_new_plan_and_a_callback_only_reports():

@@ -39,7 +39,13 @@ from lewm_mpc.planners import (
 )
 from lewm_mpc.planners.hierarchical import HierarchicalPlanner, LatentGraph
 from lewm_mpc.runs import Run, load_run
-from lewm_mpc.surprise import SurpriseMonitor, SurpriseThreshold, calibrate_surprise
+from lewm_mpc.surprise import (
+    BlockSurprise,
+    SurpriseEvent,
+    SurpriseMonitor,
+    SurpriseThreshold,
+    calibrate_surprise,
+)
 from lewm_mpc.types import Energy, LatentWorldModel, ObsMode, PlanResult, Policy
 
 __version__ = "0.1.0"
@@ -50,6 +56,7 @@ __all__ = [
     "MPPI",
     "ActionMagnitude",
     "ActionSmoothness",
+    "BlockSurprise",
     "CEMConfig",
     "CMAESConfig",
     "CheckpointError",
@@ -79,6 +86,7 @@ __all__ = [
     "SamplingPlanner",
     "SimulatorModel",
     "StayInsideBox",
+    "SurpriseEvent",
     "SurpriseMonitor",
     "SurpriseThreshold",
     "WeightedGoalDistance",

@@ -37,6 +37,12 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--config", default="cpu", help="model preset: cpu | paper")
     group.add_argument(
+        "--history", type=positive_int, default=None, metavar="H",
+        help="frames the predictor conditions on (default: the preset's, 1 for cpu, 3 for "
+        "paper); a model with H > 1 plans from the last H observations, which lets it infer "
+        "velocities a single frame does not show",
+    )  # fmt: skip
+    group.add_argument(
         "--steps", type=positive_int, default=None, help="optimizer steps (default 3000)"
     )
     group.add_argument("--batch-size", type=positive_int, default=None)
@@ -195,7 +201,9 @@ def _train(args: argparse.Namespace, data: Path, out: Path) -> None:
     }  # fmt: skip
     config = TrainConfig(seed=args.seed, device=args.device, **overrides)
     summary = train(
-        data, out, named_config(args.config), config, obs_mode=args.obs,
+        data, out,
+        named_config(args.config, **({} if args.history is None else {"history": args.history})),
+        config, obs_mode=args.obs,
         tensorboard=getattr(args, "tensorboard", None),
     )  # fmt: skip
     if os.environ.get("RANK", "0") != "0":  # one line per run, not per torchrun process

@@ -26,7 +26,7 @@ import torch
 
 from lewm_mpc.plan_requests import PlanRecord, _Request, plan_request
 from lewm_mpc.planners.base import Planner
-from lewm_mpc.surprise import SurpriseEvent, SurpriseMonitor, surprise
+from lewm_mpc.surprise import BlockSurprise, SurpriseEvent, SurpriseMonitor, surprise_and_motion
 from lewm_mpc.types import PlanResult
 
 FALLBACKS = ("continue", "hold", "zero")
@@ -51,8 +51,9 @@ class MPCController:
             If the planner's iterations are not yet timed, the first plan is preceded by two
             full-budget ones (:meth:`~lewm_mpc.planners.base.Planner.warm_up`).
         monitor: a :class:`~lewm_mpc.surprise.SurpriseMonitor`: after every executed block the
-            surprise (predicted vs observed latent) is measured; above its threshold an event
-            is recorded in :attr:`events` and its policy applies (default: replan at once).
+            surprise (predicted vs observed latent) is measured and kept in :attr:`surprises`
+            (:class:`~lewm_mpc.surprise.BlockSurprise`); a score above the threshold records
+            an event in :attr:`events` and its policy applies (default: replan at once).
 
     Use as a context manager (or call :meth:`close`) so the planning thread is joined.
     """
@@ -93,7 +94,7 @@ class MPCController:
         self._zero = np.clip(np.zeros_like(low), low, high)
         self.plans: list[PlanRecord] = []
         self.events: list[SurpriseEvent] = []
-        self.surprises: list[tuple[int, float]] = []  # (step, surprise) of every block
+        self.surprises: list[BlockSurprise] = []  # every executed block's, with a monitor
         self.fallback_steps = 0
         self._watched: tuple[np.ndarray, int] | None = None  # observation at a block start
         self._executed: list[np.ndarray] = []  # the last block's actions
@@ -240,13 +241,15 @@ class MPCController:
         before, _ = planner._as_batch(watched[0], "obs")
         after, _ = planner._as_batch(obs, "obs")
         actions = torch.as_tensor(executed.reshape(1, -1), device=before.device)
-        value = float(surprise(planner.model, before, actions, after)[0])
-        self.surprises.append((self._step, value))
+        value, moved = (float(x[0]) for x in surprise_and_motion(planner.model, before,
+                                                                 actions, after))  # fmt: skip
+        score = self.monitor.score(value, moved)
+        self.surprises.append(BlockSurprise(self._step, value, moved, score))
         threshold = self.monitor.value
-        above, self._above = self._above, value > threshold
+        above, self._above = self._above, score > threshold
         if not self._above or (above and self.monitor.alarm == "onset"):
             return False
-        event = SurpriseEvent(self._step, value, threshold)
+        event = SurpriseEvent(self._step, value, threshold, score)
         self.events.append(event)
         policy = self.monitor.on_surprise
         if callable(policy):

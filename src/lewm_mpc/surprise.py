@@ -5,6 +5,13 @@ previous block's observation encoded and rolled forward through the executed act
 compared with the latent encoded from the new observation. A threshold calibrated
 split-conformally on held-out windows bounds the false-alarm rate on unperturbed motion; a
 surprise above it means the world stopped matching the model (a push, a slip, a teleport).
+
+The model errs more on a fast block than on a still one, so a raw distance threshold set for a
+1% rate over whole episodes alarms far more often in the motions of an episode's first blocks
+and rarely at rest. A *relative* threshold (the default of :func:`calibrate_surprise`) compares
+``surprise / (offset + motion)``, where ``motion`` is how far the model predicted the block
+to move in latent space and ``offset`` the median motion of the calibration blocks: the score
+is as spread in motion as at rest, so one threshold keeps its rate in every phase.
 """
 
 from __future__ import annotations
@@ -31,21 +38,38 @@ class SurpriseThreshold:
         value: the threshold (latent L2 distance).
         false_alarm: the requested false-alarm rate per block.
         windows: held-out windows it was calibrated on.
-        median: the median surprise of those windows (for scale).
+        median: the median score of those windows (for scale).
+        motion_offset: None: the score is the surprise itself (a latent distance);
+            a number: the score is relative, ``surprise / (motion_offset + motion)``.
     """
 
     value: float
     false_alarm: float
     windows: int
     median: float
+    motion_offset: float | None = None
+
+    def score(self, surprise: np.ndarray | float, motion: np.ndarray | float) -> np.ndarray:
+        """The score compared with :attr:`value`, from surprise and predicted motion."""
+        values = np.asarray(surprise, dtype=np.float64)
+        if self.motion_offset is None:
+            return values
+        return values / (self.motion_offset + np.asarray(motion, dtype=np.float64))
 
     @classmethod
-    def from_scores(cls, scores: np.ndarray | Sequence[float], false_alarm: float = 0.01
-                    ) -> SurpriseThreshold:  # fmt: skip
-        """The split-conformal threshold of unperturbed surprise ``scores``.
+    def from_scores(
+        cls,
+        scores: np.ndarray | Sequence[float],
+        false_alarm: float = 0.01,
+        motions: np.ndarray | Sequence[float] | None = None,
+    ) -> SurpriseThreshold:
+        """The split-conformal threshold of unperturbed surprises ``scores``.
 
         The ``ceil((n + 1)(1 - false_alarm)) / n`` empirical quantile of the ``n`` scores: a
         new score exchangeable with them exceeds it with probability at most ``false_alarm``.
+        With ``motions`` (each block's predicted latent motion, as ``scores``) the threshold is
+        relative (see the module docstring): the offset is the median motion and the quantile
+        is taken of ``surprise / (offset + motion)``.
         Scores from closed-loop episodes (``MPCController.surprises``) calibrate for the
         motion the planner produces, which data windows of another policy may not represent.
         Use many episodes: the blocks of one episode are correlated, so the promise holds on
@@ -58,26 +82,56 @@ class SurpriseThreshold:
         values = np.asarray(scores, dtype=np.float64).reshape(-1)
         if values.size == 0 or not np.all(np.isfinite(values)):
             raise ValueError("need at least one finite surprise score")
+        offset = None
+        if motions is not None:
+            moved = np.asarray(motions, dtype=np.float64).reshape(-1)
+            if moved.shape != values.shape or not np.all(np.isfinite(moved) & (moved >= 0)):
+                raise ValueError(
+                    f"motions must be {values.size} finite values >= 0, one per score, got "
+                    f"{moved.size}"
+                )
+            offset = max(float(np.median(moved)), 1e-12)
+            values = values / (offset + moved)
         count = values.size
         level = min(1.0, math.ceil((count + 1) * (1 - false_alarm)) / count)
         return cls(value=float(np.quantile(values, level, method="higher")),
                    false_alarm=false_alarm, windows=count,
-                   median=float(np.median(values)))  # fmt: skip
+                   median=float(np.median(values)), motion_offset=offset)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BlockSurprise:
+    """What the monitor measured after one executed block.
+
+    Attributes:
+        step: env step (actions executed since ``reset``) of the block's last observation.
+        surprise: latent distance between the predicted and the observed latent.
+        motion: latent distance the model predicted the block to move (predicted - start).
+        score: what the threshold is compared with: ``surprise``, or for a relative
+            threshold ``surprise / (offset + motion)``.
+    """
+
+    step: int
+    surprise: float
+    motion: float
+    score: float
 
 
 @dataclass(frozen=True)
 class SurpriseEvent:
-    """A block whose surprise exceeded the threshold.
+    """A block whose surprise score exceeded the threshold.
 
     Attributes:
         step: env step (actions executed since ``reset``) of the surprising observation.
-        surprise: its surprise.
-        threshold: the threshold it exceeded.
+        surprise: its surprise (latent distance).
+        threshold: the threshold its score exceeded.
+        score: its score (the surprise itself for a threshold given as a number).
     """
 
     step: int
     surprise: float
     threshold: float
+    score: float
 
 
 @dataclass(frozen=True)
@@ -112,8 +166,16 @@ class SurpriseMonitor:
         if self.alarm not in ALARMS:
             raise ValueError(f"alarm must be one of {ALARMS}, got {self.alarm!r}")
 
+    def score(self, surprise: float, motion: float) -> float:
+        """A block's score (see :meth:`SurpriseThreshold.score`; a number: the surprise)."""
+        threshold = self.threshold
+        if isinstance(threshold, SurpriseThreshold):
+            return float(threshold.score(surprise, motion))
+        return float(surprise)
+
     def alarms(self, scores: Sequence[float]) -> np.ndarray:
-        """Indices of the blocks of one episode's surprise ``scores`` that raise an event."""
+        """Indices of the blocks of one episode's ``scores`` (:attr:`BlockSurprise.score`) that
+        raise an event."""
         above = np.asarray(scores, dtype=np.float64) > self.value
         if self.alarm == "onset":
             above[1:] &= ~above[:-1]
@@ -137,11 +199,19 @@ def surprise(
         actions: (B, action_block * A) the block's executed actions.
         after: (B, *obs_shape) observations after it.
     """
+    return surprise_and_motion(model, before, actions, after)[0]
+
+
+def surprise_and_motion(
+    model: LatentWorldModel, before: torch.Tensor, actions: torch.Tensor, after: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) surprise (as :func:`surprise`) and (B,) predicted motion: the latent distance from
+    the block's start to the model's prediction of its end."""
     with torch.inference_mode():
         latents = model.encode(torch.cat([before, after]))  # (2B, D)
         start, observed = latents.chunk(2)
         predicted = model.rollout(start, actions[:, None])[:, -1]  # (B, D)
-        return (predicted - observed).norm(dim=-1)
+        return (predicted - observed).norm(dim=-1), (predicted - start).norm(dim=-1)
 
 
 def calibrate_surprise(
@@ -150,15 +220,18 @@ def calibrate_surprise(
     episode_ids: np.ndarray | Sequence[int],
     false_alarm: float = 0.01,
     *,
+    relative: bool = True,
     max_windows: int = 2000,
     batch_size: int = 256,
     seed: int = 0,
 ) -> SurpriseThreshold:
     """The surprise threshold exceeded by a fraction ``false_alarm`` of unperturbed blocks.
 
-    Split-conformal: the ``ceil((n + 1)(1 - false_alarm)) / n`` quantile of the surprise of
+    Split-conformal: the ``ceil((n + 1)(1 - false_alarm)) / n`` quantile of the scores of
     ``n`` held-out one-block windows, so a new unperturbed block exceeds it with probability at
-    most ``false_alarm``. Use episodes the model was not trained on.
+    most ``false_alarm``. Use episodes the model was not trained on. ``relative`` (default):
+    the score is the surprise relative to the block's predicted motion (module docstring);
+    False: the raw latent distance.
 
     Raises:
         ValueError: bad arguments, a model block that is not a multiple of the data's, or no
@@ -183,12 +256,15 @@ def calibrate_surprise(
     rows = sampler.window_rows
     if len(rows) > max_windows:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_windows, replace=False))
-    scores = []
+    scores, motions = [], []
     for start in range(0, len(rows), batch_size):
         batch = sampler.gather(rows[start : start + batch_size])
         obs = torch.from_numpy(batch.obs).to(model.device)  # (B, 2, *obs)
         if not pixels:
             obs = obs.to(torch.float32)
         actions = torch.from_numpy(batch.actions[:, 0]).to(model.device)  # (B, block*A)
-        scores.append(surprise(model, obs[:, 0], actions, obs[:, 1]).cpu().numpy())
-    return SurpriseThreshold.from_scores(np.concatenate(scores), false_alarm)
+        value, motion = surprise_and_motion(model, obs[:, 0], actions, obs[:, 1])
+        scores.append(value.cpu().numpy())
+        motions.append(motion.cpu().numpy())
+    return SurpriseThreshold.from_scores(np.concatenate(scores), false_alarm,
+                                         np.concatenate(motions) if relative else None)  # fmt: skip
