@@ -146,7 +146,12 @@ def markdown(result: dict) -> str:
         "at a fixed rate on the wall clock (the env advances every period; plans are made for "
         "the step they take effect and must be ready within the replanning interval), same "
         f"held-out pairs, CEM at each env's reference budget; {result['machine']['cpu_threads']}"
-        " torch threads.",
+        " torch threads."
+        + "".join(
+            f" Model: `{model}`."
+            for model in sorted({row.get("model", "") for row in result["rows"]})
+            if model and not model.startswith("pretrained:")
+        ),
         "",
         "| env | mode | success (95% CI) | steps to success | plan p50 / p99 | deadline | missed "
         "periods | plans late (share, mean / max steps) | fallback steps | act p99 |",
