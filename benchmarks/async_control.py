@@ -55,6 +55,7 @@ class Args:
     modes: str = "sync,async"  # comma-separated: sync, async, compensated
     model: str = ""  # a model directory instead of pretrained:<env> (one env; same pairs)
     seed: int = 0
+    planner_seed: int = -1  # the planners' seed (-1: --seed); pairs always come from --seed
     threads: int = 0  # torch threads (0: leave as is)
     out: Path = Path("benchmarks/results")
     tag: str = ""  # output name suffix: async_control_<tag>
@@ -65,7 +66,7 @@ MODES = ("sync", "async", "compensated")
 
 def run_mode(run: lm.Run, spec: Any, pairs: list, args: Args, mode: str) -> dict:
     """One mode (one of ``MODES``) on every pair: success and loop statistics."""
-    planner = reference_cem(run, args.seed)
+    planner = reference_cem(run, args.seed if args.planner_seed < 0 else args.planner_seed)
     replan_every = spec.budget.receding_horizon * run.model.action_block
     paced = mode == "async"
     deadline = (1 - args.margin) * replan_every / args.rate_hz if paced else None
