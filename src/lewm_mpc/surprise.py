@@ -191,10 +191,11 @@ class SurpriseMonitor:
         return float(threshold.value if isinstance(threshold, SurpriseThreshold) else threshold)
 
 
-def surprise(
+def surprise_and_motion(
     model: LatentWorldModel, before: torch.Tensor, actions: torch.Tensor, after: torch.Tensor
-) -> torch.Tensor:
-    """(B,) latent distance between the predicted and the observed next latent.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) surprise, the latent distance between the predicted and the observed next latent,
+    and (B,) predicted motion, the latent distance from the block's start to the prediction.
 
     Args:
         model: the world model.
@@ -202,14 +203,6 @@ def surprise(
         actions: (B, action_block * A) the block's executed actions.
         after: (B, *obs_shape) observations after it.
     """
-    return surprise_and_motion(model, before, actions, after)[0]
-
-
-def surprise_and_motion(
-    model: LatentWorldModel, before: torch.Tensor, actions: torch.Tensor, after: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B,) surprise (as :func:`surprise`) and (B,) predicted motion: the latent distance from
-    the block's start to the model's prediction of its end."""
     with torch.inference_mode():
         latents = model.encode(torch.cat([before, after]))  # (2B, D)
         start, observed = latents.chunk(2)
