@@ -72,6 +72,7 @@ SHAPES = (
     (3, 2, 2), (4, 2, 1), (5, 1, 2), (6, 3, 2), (7, 2, 3), (4, 3, 2), (5, 2, 2), (6, 1, 3),
 )  # fmt: skip
 NOT_BUDGET = ("horizon", "receding_horizon", "seed", "warm_start")  # config fields left out
+POLISH = 50  # L-BFGS evaluations of the "+ polish" rows (``polish_steps``)
 ACTIVE_TOL = 1e-9  # relative to the bound: an action this close to it counts as on it
 
 
@@ -390,9 +391,15 @@ def planners(iterations: int) -> dict[str, Callable[..., lm.Planner]]:
             model, noise_beta=2.0, keep_elites=0.3, **small, **kw
         ),
         "CEM, full covariance": lambda model, **kw: lm.CEM(model, covariance="full", **small, **kw),
+        "CEM + polish (50 L-BFGS)": lambda model, **kw: lm.CEM(
+            model, polish_steps=POLISH, **small, **kw
+        ),
         "MPPI": lambda model, **kw: lm.MPPI(model, **small, **kw),
         "MPPI, full covariance": lambda model, **kw: lm.MPPI(
             model, covariance="full", **small, **kw
+        ),
+        "MPPI + polish (50 L-BFGS)": lambda model, **kw: lm.MPPI(
+            model, polish_steps=POLISH, **small, **kw
         ),
         "CMA-ES": lambda model, **kw: lm.CMAES(model, **small, **kw),
         "Gradient": lambda model, **kw: lm.GradientPlanner(model, **small, **kw),

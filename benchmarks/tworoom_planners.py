@@ -5,6 +5,8 @@ LeWorldModel's reference 300 x 30 = 9,000 by default, on the same held-out pairs
 
 - CEM: 300 samples x 30 iterations (plain, and with iCEM's colored noise + elite carry-over);
 - MPPI: 300 samples x 30 iterations;
+- CEM and MPPI, then at most 50 L-BFGS evaluations of the best plan (``polish_steps``; on top
+  of the budget);
 - CMA-ES: 30 samples x 300 generations (a full covariance needs generations more than samples);
 - gradient shooting: 30 restarts x up to 300 projected L-BFGS steps (each step also
   back-propagates; it stops earlier once every restart has converged), and the same with Adam;
@@ -16,9 +18,9 @@ LeWorldModel's reference 300 x 30 = 9,000 by default, on the same held-out pairs
         --only gradient,gradient-adam --tag gradient
 
 ``--model`` plans with another model (a run directory or ``pretrained:tworoom``, on its held-out
-or regenerated episodes); ``--only`` runs some planners (comma-separated slugs: cem, icem, mppi,
-cmaes, gradient, gradient-adam, hybrid, hybrid-adam). Writes ``benchmarks/results/tworoom_planners
-[_<tag>].{json,md}``.
+or regenerated episodes); ``--only`` runs some planners (comma-separated slugs: cem, icem,
+cem-full, mppi, mppi-full, cem-polish, mppi-polish, cmaes, gradient, gradient-adam, hybrid,
+hybrid-adam). Writes ``benchmarks/results/tworoom_planners[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ SLUGS = {
     "cem-full": "CEM, full covariance",
     "mppi": "MPPI",
     "mppi-full": "MPPI, full covariance",
+    "cem-polish": "CEM + polish (50 L-BFGS)",
+    "mppi-polish": "MPPI + polish (50 L-BFGS)",
     "cmaes": "CMA-ES",
     "gradient": "Gradient",
     "gradient-adam": "Gradient (Adam)",
@@ -84,6 +88,13 @@ def planners(model: lm.WorldModel, args: Args) -> dict[str, lm.Planner]:
         "MPPI": lm.MPPI(model, num_samples=args.samples, iterations=args.iterations, **common),
         "MPPI, full covariance": lm.MPPI(model, num_samples=args.samples,
                                          iterations=args.iterations, covariance="full", **common),
+        "CEM + polish (50 L-BFGS)": lm.CEM(
+            model, num_samples=args.samples, iterations=args.iterations,
+            topk=max(1, args.samples // 10), polish_steps=50, **common,
+        ),
+        "MPPI + polish (50 L-BFGS)": lm.MPPI(model, num_samples=args.samples,
+                                             iterations=args.iterations, polish_steps=50,
+                                             **common),
         "CMA-ES": lm.CMAES(model, num_samples=max(2, args.samples // 10),
                            iterations=args.iterations * 10, **common),
         **{

@@ -206,7 +206,7 @@ def test_every_planner_gets_the_same_budget(peers):
                              grad_restarts=3, grad_iterations=7)  # fmt: skip
     rows = adapters.peer_budgets(budget)
     assert {r.family for r in rows.values()} == set(adapters.FAMILIES)
-    ours = [r for r in rows.values() if r.name.startswith("ours/")]
+    ours = [r for r in rows.values() if r.name.startswith("ours/") and "+" not in r.name]
     assert sorted(r.family for r in ours) == sorted(adapters.FAMILIES)
     for row in rows.values():
         expected = 64 * 4 if row.family != "gradient" else 3 * 7
@@ -214,6 +214,9 @@ def test_every_planner_gets_the_same_budget(peers):
         if not row.name.startswith("ours/"):
             assert row.notes, f"{row.name} documents no mismatch"
     assert dict(rows["ours/CEM"].kwargs) == dict(horizon=3, num_samples=64, iterations=4, topk=8)
+    polished = dict(rows["ours/CEM+polish"].kwargs)
+    assert polished == dict(horizon=3, num_samples=64, iterations=4, topk=8, polish_steps=50)
+    assert dict(rows["ours/MPPI+polish"].at(2).kwargs)["iterations"] == 2
     swm = rows["swm/CEM"].kwargs
     assert (swm["num_samples"], swm["n_steps"], swm["topk"]) == (64, 4, 8)
     torchrl = rows["torchrl/CEM"].kwargs
@@ -270,10 +273,13 @@ def test_runner_with_our_planners(peers, tiny_dataset, tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "results" / "peers.json").read_text())
     assert saved == json.loads(json.dumps(result))
     names = [row["name"] for row in saved["rows"]]
-    assert names == ["ours/CEM", "ours/MPPI", "ours/gradient"]
+    assert names == ["ours/CEM", "ours/MPPI", "ours/CEM+polish", "ours/MPPI+polish",
+                     "ours/gradient"]  # fmt: skip
     for row in saved["rows"]:
-        assert row["latency_ratio_to_ours"] == 1.0
-        assert row["energy_ratio_to_ours"] == row["energy_mean_ratio_to_ours"] == 1.0
+        plain = "+" not in row["name"]  # the "+polish" rows are compared with the plain ones
+        assert row["ours"] == row["name"].partition("+")[0]
+        assert (row["latency_ratio_to_ours"] == 1.0) is plain
+        assert (row["energy_ratio_to_ours"] == row["energy_mean_ratio_to_ours"] == 1.0) or not plain
         assert row["plans_timed"] == 2 and np.isfinite(row["energy_mean"])
         assert row["config"]["num_samples" if row["family"] != "gradient" else "restarts"] in (8, 2)
         sweep = [point["iterations"] for point in row["sweep"]]

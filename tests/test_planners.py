@@ -7,6 +7,7 @@ env action equals ``a* = GAIN (g - z0) / (GAIN^2 n + LAM)`` with n = horizon * b
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -16,8 +17,16 @@ import torch
 import lewm_mpc as lm
 
 GAIN, LAM = 0.1, 0.01
-PLANNERS = [lm.CEM, lm.MPPI, lm.CMAES, lm.GradientPlanner, lm.GradientPlanner.hybrid]
-PLANNER_IDS = ["cem", "mppi", "cmaes", "gradient", "hybrid"]
+PLANNERS = [
+    lm.CEM,
+    lm.MPPI,
+    lm.CMAES,
+    lm.GradientPlanner,
+    lm.GradientPlanner.hybrid,
+    functools.partial(lm.CEM, polish_steps=20),
+    functools.partial(lm.MPPI, polish_steps=20),
+]
+PLANNER_IDS = ["cem", "mppi", "cmaes", "gradient", "hybrid", "cem-polish", "mppi-polish"]
 # The smallest budget of each planner (one iteration, almost no exploration).
 TINY = {
     "cem": {"iterations": 1, "num_samples": 2, "topk": 1, "init_std": 1e-3, "min_std": 0.0},
@@ -26,6 +35,10 @@ TINY = {
     "gradient": {"iterations": 1, "restarts": 1},
     "hybrid": {"iterations": 1, "restarts": 1, "cem_iterations": 1, "cem_samples": 2,
                "cem_topk": 1},
+    "cem-polish": {"iterations": 1, "num_samples": 2, "topk": 1, "init_std": 1e-3,
+                   "min_std": 0.0, "polish_steps": 1},
+    "mppi-polish": {"iterations": 1, "num_samples": 2, "noise_std": 1e-3, "min_std": 0.0,
+                    "polish_steps": 1},
 }  # fmt: skip
 planners = pytest.mark.parametrize("cls", PLANNERS, ids=PLANNER_IDS)
 
@@ -461,6 +474,7 @@ def test_cem_with_icem_options_stays_bounded_deterministic_and_optimal():
         (lm.CMAES, {"parents": 0}, "parents"),
         (lm.CMAES, {"init_std": 0.0}, "init_std"),
         (lm.CMAES, {"num_samples": 1}, "num_samples"),
+        (lm.CEM, {"polish_steps": -1}, "polish_steps"),
         (lm.CEM, {"noise_beta": -1.0}, "noise_beta"),
         (lm.CEM, {"keep_elites": 1.5}, "keep_elites"),
         (lm.CEM, {"keep_elites": 1.0, "topk": 300}, "keep_elites"),
@@ -508,8 +522,11 @@ def test_planner_repr_is_one_line_with_its_budget(cls):
     guard = lm.Guardrail(x_over, name="x_limit", hard=True)
     text = repr(make(cls, guardrails=[guard], **tiny_budget(cls)))
     assert "\n" not in text and "tensor" not in text and len(text) < 300
-    assert text.startswith(f"{cls.__name__ if isinstance(cls, type) else 'GradientPlanner'}(")
+    name = getattr(cls, "func", cls)  # a functools.partial names its class
+    assert text.startswith(f"{name.__name__ if isinstance(name, type) else 'GradientPlanner'}(")
     assert "horizon=4" in text and "iterations=1" in text and "x_limit" in text
+    if isinstance(cls, functools.partial):
+        assert "polish_steps=1" in text
 
 
 def test_cem_repr_shows_the_reference_budget():
@@ -601,3 +618,14 @@ def test_cmaes_adapts_its_covariance_to_the_valley():
     widest = state.basis[0, :, -1]  # eigenvector of the largest eigenvalue
     assert abs(float(widest @ flat.double())) > 0.99
     assert state.scale[0, -1] / state.scale[0, 0] > 10
+
+
+@planners
+def test_plans_the_same_under_a_callers_inference_mode(cls):
+    """``lewm-mpc eval`` plans under ``torch.inference_mode()``; gradients still flow."""
+    obs, goal = np.zeros(2, np.float32), np.array([0.4, 0.1], np.float32)
+    expected = make(cls).plan(obs, goal)
+    with torch.inference_mode():
+        result = make(cls).plan(obs, goal)
+    np.testing.assert_array_equal(result.actions, expected.actions)
+    assert result.energy_evals == expected.energy_evals

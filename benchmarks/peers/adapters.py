@@ -302,6 +302,8 @@ class Budget:
         mppi_lambda: pytorch_mppi's absolute temperature (it has no relative one).
         mppi_noise_sigma: pytorch_mppi's fixed noise std, as a fraction of the half range.
         swm_mppi_temperature: stable-worldmodel MPPI's absolute temperature (its default 0.5).
+        polish_steps: L-BFGS evaluations after the sampling rounds in our "+polish" rows
+            (``polish_steps`` of our sampling planners).
     """
 
     horizon: int = 5
@@ -314,9 +316,11 @@ class Budget:
     mppi_lambda: float = 1.0
     mppi_noise_sigma: float = 1.0
     swm_mppi_temperature: float = 0.5
+    polish_steps: int = 50
 
     def __post_init__(self) -> None:
-        for name in ("horizon", "num_samples", "iterations", "grad_restarts", "grad_iterations"):
+        for name in ("horizon", "num_samples", "iterations", "grad_restarts", "grad_iterations",
+                     "polish_steps"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 1 <= self.topk <= self.num_samples:
@@ -433,6 +437,10 @@ def peer_budgets(budget: Budget, rollout: str = "fused") -> dict[str, PeerBudget
     b = budget
     sampling_note = "returns its final mean, not the best candidate scored (ours returns that)"
     ours_note = "the planner's defaults besides the budget (its config is in peers.json)"
+    polish_note = (
+        f"then at most {b.polish_steps} L-BFGS evaluations (one plan's rollout forward "
+        "and backward each) from the best plan sampled; evals/plan counts them all"
+    )
     loop_note = LOOP_NOTES[rollout]
     rows = [
         PeerBudget("ours/CEM", "cem", dict(horizon=b.horizon, num_samples=b.num_samples,
@@ -442,6 +450,13 @@ def peer_budgets(budget: Budget, rollout: str = "fused") -> dict[str, PeerBudget
                    iterations=b.iterations), b.sampling_evals,
                    (ours_note, "temperature relative to the energy spread (default 0.1), all "
                     "candidates weighted, spread refitted each iteration",)),
+        PeerBudget("ours/CEM+polish", "cem", dict(horizon=b.horizon, num_samples=b.num_samples,
+                   iterations=b.iterations, topk=b.topk, polish_steps=b.polish_steps),
+                   b.sampling_evals, (ours_note, polish_note)),
+        PeerBudget("ours/MPPI+polish", "mppi", dict(horizon=b.horizon,
+                   num_samples=b.num_samples, iterations=b.iterations,
+                   polish_steps=b.polish_steps), b.sampling_evals,
+                   (ours_note, polish_note)),
         PeerBudget("ours/gradient", "gradient", dict(horizon=b.horizon, restarts=b.grad_restarts,
                    iterations=b.grad_iterations, lr=b.grad_lr), b.gradient_evals,
                    (ours_note, "projected on the bounds; may stop before its last step once "

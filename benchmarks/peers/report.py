@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-OURS_CURVES = ("ours/CEM", "ours/MPPI", "ours/gradient")
+OURS_CURVES = ("ours/CEM", "ours/MPPI", "ours/CEM+polish", "ours/MPPI+polish", "ours/gradient")
 """Our rows whose energy-vs-time curves are read for the time to each peer's quality."""
 
 

@@ -81,6 +81,7 @@ class Args:
     mppi_lambda: float = 1.0
     mppi_noise_sigma: float = 1.0
     swm_mppi_temperature: float = 0.5
+    polish_steps: int = 50  # L-BFGS evaluations of the "+polish" rows
     sweep: str = "1,2,4,8,15,30"  # iterations of the sampling planners' energy-vs-time sweep
     grad_sweep: str = "3,6,12,25,50,100"  # steps of the gradient planners' sweep
     tune_pairs: int = 4  # pairs each peer's grid is tried on (0: no tuned rows)
@@ -128,7 +129,8 @@ def build(
     kwargs = dict(row.kwargs)
     if row.library == "ours":
         planner_class: Callable[..., lm.Planner] = {
-            "CEM": lm.CEM, "MPPI": lm.MPPI, "gradient": lm.GradientPlanner
+            "CEM": lm.CEM, "MPPI": lm.MPPI, "gradient": lm.GradientPlanner,
+            "CEM+polish": lm.CEM, "MPPI+polish": lm.MPPI,
         }[row.kind]  # fmt: skip
         return Ours(planner_class(model, seed=seed, **kwargs)), f"lewm_mpc {lm.__version__}"
     if row.library == "swm":
@@ -391,7 +393,10 @@ def _assemble(
     tuned: dict[str, tuning.Tuning],
 ) -> dict[str, Any]:
     ordered = [dict(rows[n]) for n in names if n in rows]
-    ours = {r["family"]: r for r in ordered if r["name"].startswith("ours/")}
+    # Each family's reference: our plain planner (the "+polish" rows are compared with it too).
+    ours = {
+        r["family"]: r for r in ordered if r["name"].startswith("ours/") and "+" not in r["name"]
+    }
     for row in ordered:
         fused = rows.get(row["base"]) if row.get("variant") == "stepped" else None
         row["latency_ratio_to_fused"] = report.paired_latency_ratio(row, fused) if fused else None

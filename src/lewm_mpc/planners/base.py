@@ -264,7 +264,13 @@ class Planner(abc.ABC):
         finish = self.clock("finish")  # what follows the iterations: packaging the result
         deadline = None if deadline_s is None else start + deadline_s - (finish.estimate or 0.0)
         if self.needs_grad:
-            result = self._optimize(z0, z_goal, init, deadline)
+            # Gradients flow even when the caller plans under ``torch.inference_mode()``:
+            # leave it, and make the inputs normal tensors autograd can save.
+            with torch.inference_mode(False):
+                z0, z_goal, init = z0.clone(), z_goal.clone(), init.clone()
+                if self._past is not None:
+                    self._past = (self._past[0].clone(), self._past[1].clone())
+                result = self._optimize(z0, z_goal, init, deadline)
         else:
             with torch.inference_mode():
                 result = self._optimize(z0, z_goal, init, deadline)

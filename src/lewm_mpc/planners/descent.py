@@ -14,6 +14,11 @@ if TYPE_CHECKING:
     from lewm_mpc.planners.gradient import GradientPlanner
 
 
+class NotDifferentiableError(ValueError):
+    """The objective does not depend differentiably on the actions (a model or an energy
+    detaches them), so gradient steps cannot move the plan."""
+
+
 class Descent:
     """One gradient planner run's bookkeeping: evaluation with the augmented Lagrangian,
     multiplier updates, the best plan so far, budget, deadline and convergence.
@@ -77,7 +82,7 @@ class Descent:
         lagrangian = (self.multipliers * violations + self.penalty / 2 * violations.pow(2)).sum(0)
         loss = value.total + lagrangian  # (B, R)
         if not loss.requires_grad:
-            raise ValueError(
+            raise NotDifferentiableError(
                 "the objective does not depend differentiably on the actions (the world "
                 "model or an energy detaches them); use CEM or MPPI instead"
             )

@@ -219,28 +219,61 @@ class GradientPlanner(Planner):
     def _descend(
         self, z0: torch.Tensor, z_goal: torch.Tensor, init: torch.Tensor, deadline: float | None
     ) -> Optimized:
-        cfg = self.config
-        num_envs, restarts = init.shape[0], cfg.restarts
-        best = BestSoFar(self)
-        iterations = energy_evals = 0
-        starts, spread = init, cfg.init_std * self.half_range.expand_as(init)  # (B, H, block*A)
-        if cfg.cem_iterations > 0:
+        if self.config.cem_iterations > 0:
             with torch.no_grad():
                 search = self.cem_warmup().search(z0, z_goal, init, deadline)
-            found = search.optimized
-            best = BestSoFar.starting_from(self, found)
-            iterations, energy_evals = found.iterations, found.energy_evals
-            starts, spread = found.actions, search.state.std
-            if not self.clock("gradient").fits(deadline):
-                return best.result(found.actions, iterations, energy_evals)
-        noise = torch.randn(
-            (num_envs, restarts, *init.shape[1:]),
-            generator=self.generator, device=init.device, dtype=init.dtype,
-        )  # (B, R, H, block*A)  # fmt: skip
-        noise[:, 0] = 0.0
+            return self.refine(z0, z_goal, search.optimized, search.state.std, deadline)
+        spread = self.config.init_std * self.half_range.expand_as(init)  # (B, H, block*A)
+        return self._restarts(z0, z_goal, init, spread, BestSoFar(self), deadline, (0, 0))
+
+    def refine(
+        self,
+        z0: torch.Tensor,
+        z_goal: torch.Tensor,
+        found: Optimized,
+        spread: torch.Tensor,
+        deadline: float | None,
+    ) -> Optimized:
+        """Gradient steps from another search's result (the hybrid's CEM, a sampling
+        planner's ``polish_steps``): restart 0 starts from ``found.actions``, the others
+        from it plus ``spread``-scaled noise; the best plan of both searches is returned.
+
+        Args:
+            z0: (B, D) start latents (outside inference mode).
+            z_goal: (B, D) goal latents.
+            found: the other search's best plan, its history and counts.
+            spread: (B, H, block*A) std of the other restarts' noise, in env units.
+            deadline: ``time.perf_counter()`` value (None: no limit).
+        """
+        best = BestSoFar.starting_from(self, found)
+        done = (found.iterations, found.energy_evals)
+        if not self.clock("gradient").fits(deadline):
+            return best.result(found.actions, *done)
+        with torch.enable_grad():
+            return self._restarts(z0, z_goal, found.actions, spread, best, deadline, done)
+
+    def _restarts(
+        self,
+        z0: torch.Tensor,
+        z_goal: torch.Tensor,
+        starts: torch.Tensor,
+        spread: torch.Tensor,
+        best: BestSoFar,
+        deadline: float | None,
+        done: tuple[int, int],
+    ) -> Optimized:
+        """Descend from ``starts`` (B, H, block*A) and ``restarts - 1`` noisy copies;
+        ``done`` is (iterations, energy evaluations) already spent on ``best``."""
+        shape = (starts.shape[0], self.config.restarts, *starts.shape[1:])  # (B, R, H, block*A)
+        if self.config.restarts == 1:  # restart 0 has no noise: leave the generator untouched
+            noise = torch.zeros(shape, device=starts.device, dtype=starts.dtype)
+        else:
+            noise = torch.randn(shape, generator=self.generator, device=starts.device,
+                                dtype=starts.dtype)  # fmt: skip
+            noise[:, 0] = 0.0
         actions = self.clamp(starts.unsqueeze(1) + spread.unsqueeze(1) * noise)
         descent = Descent(self, z0, z_goal, best, deadline)
-        if cfg.optimizer == "lbfgs":
+        if self.config.optimizer == "lbfgs":
             self._lbfgs(descent, actions)
         else:
             self._adam(descent, actions)
@@ -250,6 +283,7 @@ class GradientPlanner(Planner):
             best.update(actions[:, :1], latents, value, record=False)
             descent.energy_evals = 1
         assert best.actions is not None
+        iterations, energy_evals = done
         return best.result(
             best.actions, iterations + descent.evaluations, energy_evals + descent.energy_evals
         )

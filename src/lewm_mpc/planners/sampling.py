@@ -10,6 +10,8 @@ hooks have defaults: :meth:`~SamplingPlanner.initial_state` (the first Gaussian)
 from __future__ import annotations
 
 import abc
+import dataclasses
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -25,10 +27,18 @@ class SamplingConfig(PlannerConfig):
     Attributes:
         num_samples: candidate plans scored per iteration (candidate 0 is the mean).
         iterations: sample-and-update rounds.
+        polish_steps: after the rounds, at most this many projected L-BFGS evaluations
+            (each one rollout forward and backward of a single plan) refine the best plan
+            through the model's gradient (``GradientPlanner.refine``), stopping early once
+            converged. Sampling finds the basin, the gradient descends it far more cheaply
+            than further rounds would. 0 (default) samples only; models with
+            ``differentiable = False``, and objectives that detach the actions, are never
+            polished.
     """
 
     num_samples: int = 300
     iterations: int = 30
+    polish_steps: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -36,6 +46,8 @@ class SamplingConfig(PlannerConfig):
             raise ValueError(f"num_samples must be >= 2, got {self.num_samples}")
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if self.polish_steps < 0:
+            raise ValueError(f"polish_steps must be >= 0, got {self.polish_steps}")
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,17 @@ class SamplingPlanner(Planner):
 
     config_class = SamplingConfig
     config: SamplingConfig
+    _polisher: Planner | None = None  # the GradientPlanner of ``polish_steps``, made once
+    _polishable = True  # False once an objective turned out not to be differentiable
+
+    @property
+    def needs_grad(self) -> bool:  # type: ignore[override]
+        """Whether plans run outside inference mode: only to polish (``polish_steps``)."""
+        return self._polishing()
+
+    def _polishing(self) -> bool:
+        return (self.config.polish_steps > 0 and self._polishable
+                and bool(getattr(self.model, "differentiable", True)))  # fmt: skip
 
     # ------------------------------------------------------------------------ hooks
     @abc.abstractmethod
@@ -212,7 +235,41 @@ class SamplingPlanner(Planner):
     def _optimize(
         self, z0: torch.Tensor, z_goal: torch.Tensor, init: torch.Tensor, deadline: float | None
     ) -> Optimized:
-        return self.search(z0, z_goal, init, deadline).optimized
+        with torch.no_grad():
+            search = self.search(z0, z_goal, init, deadline)
+        if not self._polishing():
+            return search.optimized
+        return self._polish(z0, z_goal, search.optimized, deadline)
+
+    def _polish(
+        self, z0: torch.Tensor, z_goal: torch.Tensor, found: Optimized, deadline: float | None
+    ) -> Optimized:
+        """``polish_steps`` L-BFGS evaluations from ``found``'s plan; the warm start keeps
+        shifting the sampling distribution's mean."""
+        # Imported here: the gradient planner builds on CEM, which builds on this module.
+        from lewm_mpc.planners.descent import NotDifferentiableError
+        from lewm_mpc.planners.gradient import GradientConfig, GradientPlanner
+
+        if self._polisher is None:
+            cfg = self.config
+            config = GradientConfig(horizon=cfg.horizon, restarts=1, iterations=cfg.polish_steps,
+                                    init_std=0.0, rollout_dtype=cfg.rollout_dtype)  # fmt: skip
+            polisher = GradientPlanner(self.model, config, energy=self.objective.task,
+                                       guardrails=self.objective.guardrails)  # fmt: skip
+            polisher.generator, polisher.clocks = self.generator, self.clocks  # shared
+            self._polisher = polisher
+        polisher = self._polisher
+        polisher._past = self._past  # the observation history of the plan in progress
+        assert isinstance(polisher, GradientPlanner)
+        try:
+            refined = polisher.refine(z0, z_goal, found, torch.zeros_like(found.actions),
+                                      deadline)  # fmt: skip
+        except NotDifferentiableError as error:  # an energy or model that detaches
+            self._polishable = False  # sample only from now on, and say so once
+            warnings.warn(f"polish_steps={self.config.polish_steps} turned off: {error}",
+                          RuntimeWarning, stacklevel=2)  # fmt: skip
+            return found
+        return dataclasses.replace(refined, mean=found.mean)
 
 
 def refit(

@@ -1,0 +1,105 @@
+"""Polishing a sampling planner's best plan with L-BFGS (``polish_steps``): it reaches the exact
+optimum of an ill-conditioned problem sampling alone misses, never returns a worse plan, and
+stays out of the way of models and energies that gradients cannot pass through."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import lewm_mpc as lm
+from conftest import load_benchmark
+
+SAMPLERS = pytest.mark.parametrize("cls", [lm.CEM, lm.MPPI], ids=["cem", "mppi"])
+
+
+@pytest.fixture(scope="module")
+def lqr():
+    return load_benchmark("lqr")
+
+
+def plan_problem(lqr, problem, cls, **kwargs):
+    model, energy = lqr.LinearSystem(problem), lqr.QuadraticCost(problem)
+    planner = cls(model, horizon=lqr.HORIZON, seed=0, energy=energy, **kwargs)
+    result = planner.plan(problem.x0.astype(np.float32), np.zeros(problem.n, np.float32))
+    actions = np.asarray(result.actions, np.float64).reshape(problem.steps, problem.m)
+    return result, lqr.cost(problem, actions)
+
+
+@SAMPLERS
+def test_polish_reaches_the_bounded_optimum_that_sampling_alone_misses(lqr, cls):
+    problem = lqr.make_problem(12, seed=0)  # condition number ~4e3, 30 action entries
+    _, optimum = lqr.bounded_optimum(problem)
+    budget = {"num_samples": 100, "iterations": 10}
+    sampled, sampled_cost = plan_problem(lqr, problem, cls, **budget)
+    polished, polished_cost = plan_problem(lqr, problem, cls, polish_steps=100, **budget)
+    assert sampled_cost / optimum > 1.2  # the sampling budget alone is far off
+    assert polished_cost / optimum < 1.01
+    assert polished.energy <= sampled.energy
+    # The sampling rounds are the same (same seed), then one rollout per L-BFGS evaluation.
+    assert polished.iterations > sampled.iterations == 10
+    assert polished.energy_evals == sampled.energy_evals + (polished.iterations - 10)
+    assert polished.history.shape == (polished.iterations,)
+    assert np.all(np.diff(polished.history) <= 1e-6)
+
+
+class FrozenPointMass:
+    """A protocol-only model that declares gradients do not pass through it."""
+
+    latent_dim = action_dim = 2
+    action_block = 1
+    obs_shape = (2,)
+    obs_dtype = torch.float32
+    device = torch.device("cpu")
+    differentiable = False
+    action_low, action_high = torch.full((2,), -1.0), torch.full((2,), 1.0)
+
+    def encode(self, obs):
+        return obs.float()
+
+    def rollout(self, z0, actions):
+        return torch.cat([z0[:, None], z0[:, None] + 0.1 * actions.cumsum(1)], dim=1)
+
+
+class PointMass(FrozenPointMass):
+    differentiable = True
+
+
+def detached_distance(latents, actions, goal):
+    return (latents[:, -1] - goal).pow(2).sum(-1).detach()
+
+
+@SAMPLERS
+@pytest.mark.parametrize("case", ["model", "energy"])
+def test_nothing_to_differentiate_leaves_the_sampled_plan(cls, case):
+    model = FrozenPointMass() if case == "model" else PointMass()
+    kwargs = {"horizon": 3, "num_samples": 40, "iterations": 3, "seed": 0}
+    if case == "energy":
+        kwargs["energy"] = detached_distance
+    obs, goal = np.zeros(2, np.float32), np.array([0.2, -0.1], np.float32)
+    plain, planner = cls(model, **kwargs), cls(model, polish_steps=5, **kwargs)
+    assert planner.needs_grad is (case == "energy")  # a model that says so is never tried
+    for attempt in range(2):  # the second plan no longer tries
+        sampled = plain.plan(obs, goal)
+        if case == "energy" and attempt == 0:
+            with pytest.warns(RuntimeWarning, match="polish_steps=5 turned off"):
+                polished = planner.plan(obs, goal)
+        else:
+            polished = planner.plan(obs, goal)
+        np.testing.assert_array_equal(polished.actions, sampled.actions)
+        assert polished.energy_evals == sampled.energy_evals
+    assert planner.needs_grad is False
+
+
+@SAMPLERS
+def test_polish_keeps_the_warm_start_on_the_sampling_mean(lqr, cls):
+    problem = lqr.make_problem(3, seed=0)
+    model, energy = lqr.LinearSystem(problem), lqr.QuadraticCost(problem)
+    plain = cls(model, horizon=5, seed=0, energy=energy, num_samples=50, iterations=5)
+    polished = cls(model, horizon=5, seed=0, energy=energy, num_samples=50, iterations=5,
+                   polish_steps=20)  # fmt: skip
+    x0, goal = problem.x0.astype(np.float32), np.zeros(problem.n, np.float32)
+    first, second = plain.plan(x0, goal), polished.plan(x0, goal)
+    assert not np.array_equal(first.actions, second.actions)  # the polish moved the plan
+    assert torch.equal(plain._previous, polished._previous)  # but not the warm start
