@@ -31,6 +31,7 @@ LEVERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cmaes": ("CMA-ES 30 x 300", ("--planner", "cmaes")),
     "mppi": ("MPPI 300 x 30", ("--planner", "mppi")),
     "cem-full": ("CEM 300 x 30, full covariance", ("--covariance", "full")),
+    "cem-polish": ("CEM 300 x 30, then up to 50 L-BFGS evaluations", ("--polish-steps", "50")),
     "mppi-full": ("MPPI 300 x 30, full covariance", ("--planner", "mppi", "--covariance", "full")),
     "cem-receding-5": (
         "CEM 300 x 30, 5 blocks executed per plan (LeWM's protocol)",

@@ -51,7 +51,7 @@ def test_tworoom_planners_runs_every_planner(tworoom_run) -> None:
     args = script.Args(work=work, out=out, pairs=2, samples=8, iterations=3, restarts=4)
     script.main(args)
     rows = json.loads((out / "tworoom_planners.json").read_text())["rows"]
-    assert len(rows) == len(script.SLUGS) == 10 and all(row["pairs"] == 2 for row in rows)
+    assert len(rows) == len(script.SLUGS) == 12 and all(row["pairs"] == 2 for row in rows)
     script.main(script.Args(work=work, out=out, pairs=1, samples=8, iterations=3, restarts=4,
                             only="gradient,gradient-adam", tag="subset"))  # fmt: skip
     subset = json.loads((out / "tworoom_planners_subset.json").read_text())["rows"]

@@ -225,7 +225,8 @@ def test_eval_planners_start_from_the_env_budget():
     budget = PlannerBudget(horizon=4, num_samples=40, iterations=3, topk=5, receding_horizon=2)
     spec.__dict__["definition"] = dataclasses.replace(base.definition, budget=budget)
     flags = dict(preset=None, horizon=None, samples=None, iterations=None, topk=None,
-                 receding=None, covariance=None, planner_seed=0, running_weight=None)  # fmt: skip
+                 receding=None, covariance=None, polish_steps=None, planner_seed=0,
+                 running_weight=None)  # fmt: skip
     cem = _planner(argparse.Namespace(planner="cem", **flags), PointMass(), spec)
     assert (cem.config.horizon, cem.config.num_samples, cem.config.iterations) == (4, 40, 3)
     assert (cem.config.topk, cem.config.receding_horizon) == (5, 2)

@@ -209,6 +209,10 @@ def test_eval_of_a_pretrained_model_needs_no_dataset(shipped, tmp_path, capsys):
     assert report["planner"]["covariance"] == "diagonal"
     assert main([*args, "--covariance", "full", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["planner"]["covariance"] == "full"
+    assert main([*args, "--polish-steps", "3", "--out", str(out)]) == 0  # under inference mode
+    polished = json.loads(out.read_text())
+    assert polished["planner"]["polish_steps"] == 3
+    assert polished["energy_evals_per_plan"] > 8  # the sampled candidates, then the polish
     # A checkpoint folder that records no dataset takes the same path; so does Python.
     folder = tiny_tworoom_model().save(tmp_path / "model")
     assert main(["eval", "--model", str(folder), "--pairs", "1", *budget, "--topk", "2"]) == 0

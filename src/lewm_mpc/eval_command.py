@@ -47,6 +47,10 @@ def _add_planner_args(parser: argparse.ArgumentParser) -> None:
         "--covariance", choices=("diagonal", "full"), default=None,
         help="CEM/MPPI sampling covariance (diagonal; full: over the whole plan)",
     )  # fmt: skip
+    group.add_argument(
+        "--polish-steps", type=non_negative_int, default=None,
+        help="CEM/MPPI/CMA-ES: L-BFGS evaluations refining the best sampled plan (0)",
+    )  # fmt: skip
     group.add_argument("--deadline", type=positive_float, default=None, help="per-plan deadline, s")
     group.add_argument(
         "--running-weight",
@@ -143,6 +147,7 @@ def _planner(args: argparse.Namespace, model: object, spec: EnvSpec | None = Non
     fields = {
         "horizon": args.horizon, "num_samples": args.samples, "iterations": args.iterations,
         "topk": args.topk, "receding_horizon": args.receding, "covariance": args.covariance,
+        "polish_steps": args.polish_steps,
     }  # fmt: skip
     overrides = {name: value for name, value in fields.items() if value is not None}
     overrides["seed"] = args.planner_seed
