@@ -213,6 +213,10 @@ def test_eval_of_a_pretrained_model_needs_no_dataset(shipped, tmp_path, capsys):
     polished = json.loads(out.read_text())
     assert polished["planner"]["polish_steps"] == 3
     assert polished["energy_evals_per_plan"] > 8  # the sampled candidates, then the polish
+    gradient = ["eval", "--model", "pretrained:tworoom", "--pairs", "1", "--budget", "2",
+                "--planner", "gradient", "--horizon", "2", "--iterations", "2"]  # fmt: skip
+    assert main([*gradient, "--out", str(out)]) == 0  # gradients flow under eval's inference mode
+    assert json.loads(out.read_text())["planner"]["restarts"] == 8
     # A checkpoint folder that records no dataset takes the same path; so does Python.
     folder = tiny_tworoom_model().save(tmp_path / "model")
     assert main(["eval", "--model", str(folder), "--pairs", "1", *budget, "--topk", "2"]) == 0
