@@ -254,13 +254,14 @@ class SamplingPlanner(Planner):
             cfg = self.config
             config = GradientConfig(horizon=cfg.horizon, restarts=1, iterations=cfg.polish_steps,
                                     init_std=0.0, rollout_dtype=cfg.rollout_dtype)  # fmt: skip
-            polisher = GradientPlanner(self.model, config, energy=self.objective.task,
-                                       guardrails=self.objective.guardrails)  # fmt: skip
-            polisher.generator, polisher.clocks = self.generator, self.clocks  # shared
-            self._polisher = polisher
+            self._polisher = GradientPlanner(self.model, config, energy=self.objective.task,
+                                             guardrails=self.objective.guardrails)  # fmt: skip
         polisher = self._polisher
-        polisher._past = self._past  # the observation history of the plan in progress
         assert isinstance(polisher, GradientPlanner)
+        # Shared with this planner (``reset`` may replace them): its random stream, iteration
+        # clocks (deadlines) and the observation history of the plan in progress.
+        polisher.generator, polisher.clocks, polisher._past = (self.generator, self.clocks,
+                                                               self._past)  # fmt: skip
         try:
             refined = polisher.refine(z0, z_goal, found, torch.zeros_like(found.actions),
                                       deadline)  # fmt: skip
