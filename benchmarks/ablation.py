@@ -181,7 +181,7 @@ VARIANTS: dict[str, list[Variant]] = {
             "episodes-1000+train-10000": {"episodes": 1000, "train_steps": 10000},
             "episodes-1000+history-3": {"episodes": 1000, "model_overrides": (("history", 3),)},
             "episodes-1000+width-large": {"episodes": 1000, "model_overrides": LARGE},
-            "episodes-3000+history-3": {"episodes": 3000, "model_overrides": (("history", 3),)},
+            "episodes-2000+history-3": {"episodes": 2000, "model_overrides": (("history", 3),)},
             "history-3": {"model_overrides": (("history", 3),)},
             "width-large": {"model_overrides": LARGE},
             "image-96": {"image_size": 96},
