@@ -279,7 +279,11 @@ def test_runner_with_our_planners(peers, tiny_dataset, tmp_path, monkeypatch):
         plain = "+" not in row["name"]  # the "+polish" rows are compared with the plain ones
         assert row["ours"] == row["name"].partition("+")[0]
         assert (row["latency_ratio_to_ours"] == 1.0) is plain
-        assert (row["energy_ratio_to_ours"] == row["energy_mean_ratio_to_ours"] == 1.0) or not plain
+        ratios = (row["energy_ratio_to_ours"], row["energy_mean_ratio_to_ours"])
+        if plain:
+            assert ratios == (1.0, 1.0)
+        else:  # the same sampling rounds (same seeds), then a polish that never scores worse
+            assert all(0 < ratio <= 1.0 + 1e-6 for ratio in ratios)
         assert row["plans_timed"] == 2 and np.isfinite(row["energy_mean"])
         assert row["config"]["num_samples" if row["family"] != "gradient" else "restarts"] in (8, 2)
         sweep = [point["iterations"] for point in row["sweep"]]

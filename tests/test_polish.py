@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import lewm_mpc as lm
-from conftest import load_benchmark
+from conftest import Toy2DModel, load_benchmark
 
 SAMPLERS = pytest.mark.parametrize("cls", [lm.CEM, lm.MPPI], ids=["cem", "mppi"])
 
@@ -44,26 +44,17 @@ def test_polish_reaches_the_bounded_optimum_that_sampling_alone_misses(lqr, cls)
     assert np.all(np.diff(polished.history) <= 1e-6)
 
 
-class FrozenPointMass:
-    """A protocol-only model that declares gradients do not pass through it."""
+class PointMass(Toy2DModel):
+    """Each block moves the latent by a tenth of its summed actions."""
 
-    latent_dim = action_dim = 2
-    action_block = 1
-    obs_shape = (2,)
-    obs_dtype = torch.float32
-    device = torch.device("cpu")
+    def step(self, block_sums):
+        return 0.1 * block_sums
+
+
+class FrozenPointMass(PointMass):
+    """The same model, declaring that gradients do not pass through it."""
+
     differentiable = False
-    action_low, action_high = torch.full((2,), -1.0), torch.full((2,), 1.0)
-
-    def encode(self, obs):
-        return obs.float()
-
-    def rollout(self, z0, actions):
-        return torch.cat([z0[:, None], z0[:, None] + 0.1 * actions.cumsum(1)], dim=1)
-
-
-class PointMass(FrozenPointMass):
-    differentiable = True
 
 
 def detached_distance(latents, actions, goal):

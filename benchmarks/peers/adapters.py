@@ -439,7 +439,7 @@ def peer_budgets(budget: Budget, rollout: str = "fused") -> dict[str, PeerBudget
     ours_note = "the planner's defaults besides the budget (its config is in peers.json)"
     polish_note = (
         f"then at most {b.polish_steps} L-BFGS evaluations (one plan's rollout forward "
-        "and backward each) from the best plan sampled; evals/plan counts them all"
+        "and backward each) from the best plan sampled, on top of the evals/plan"
     )
     loop_note = LOOP_NOTES[rollout]
     rows = [

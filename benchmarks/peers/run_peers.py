@@ -129,9 +129,10 @@ def build(
     kwargs = dict(row.kwargs)
     if row.library == "ours":
         planner_class: Callable[..., lm.Planner] = {
-            "CEM": lm.CEM, "MPPI": lm.MPPI, "gradient": lm.GradientPlanner,
-            "CEM+polish": lm.CEM, "MPPI+polish": lm.MPPI,
-        }[row.kind]  # fmt: skip
+            "CEM": lm.CEM,
+            "MPPI": lm.MPPI,
+            "gradient": lm.GradientPlanner,
+        }[row.kind.partition("+")[0]]  # fmt: skip  (a "+polish" row: polish_steps in kwargs)
         return Ours(planner_class(model, seed=seed, **kwargs)), f"lewm_mpc {lm.__version__}"
     if row.library == "swm":
         import peer_swm
