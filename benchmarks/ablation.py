@@ -27,7 +27,9 @@ episodes is collected with seed ``E + 100000 * i``. Datasets of one size and pol
 trajectories (the image-size, action-block and episode-length levers are paired comparisons)
 and share the training split; datasets of other sizes or policies share no episode with the
 reference, so no model trains on the episodes the common pairs come from (each ``common`` row
-records the overlap, 0 by construction).
+records the overlap, 0 by construction). A variant with ``grows=N`` extends the dataset of ``N``
+episodes instead (same seed, a copy of it plus the missing episodes:
+``<policy>-<episodes>ep-from<N>-...h5``), so a data-size point costs only its new episodes.
 
 Every finished (variant, stage) appends one JSON line to ``<work>/<env>/results.jsonl`` (with
 the variant's settings: editing a variant reruns its stages); a rerun skips finished stages.
@@ -47,6 +49,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -59,13 +63,19 @@ import lewm_mpc as lm
 from lewm_mpc.atomic import write_text_atomic
 from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.data.collection import collect_dataset
-from lewm_mpc.energies import ProbedGoalDistance, fit_probe_from_dataset
+from lewm_mpc.energies import (
+    EnergySum,
+    GoalDistance,
+    ProbedGoalDistance,
+    fit_probe_from_dataset,
+)
 from lewm_mpc.envs import EnvSpec, get_env_spec
 from lewm_mpc.evaluation import EvalConfig, EvalReport, evaluate, evaluate_pairs, sample_pairs
 from lewm_mpc.models.config import named_config
 from lewm_mpc.training import TrainConfig, train
 
 Overrides = tuple[tuple[str, Any], ...]  # (field, value) overrides
+ENERGIES = ("latent", "probed-goal", "latent+probed-goal")
 
 
 @dataclass(frozen=True)
@@ -86,9 +96,14 @@ class Variant:
         planner: planner registry name (``lm.make_planner``).
         planner_overrides: planner config fields over the env's reference budget.
         energy: the planner's task energy: ``"latent"`` (squared latent distance to the goal,
-            LeWorldModel's) or ``"probed-goal"`` (squared distance of the env's goal features,
+            LeWorldModel's), ``"probed-goal"`` (squared distance of the env's goal features,
             e.g. PushT's positions and block angle in units of the success thresholds, read
-            from the latents by a linear probe fitted on the training episodes).
+            from the latents by a linear probe fitted on the training episodes) or
+            ``"latent+probed-goal"`` (their sum, the probed term weighted by ``probe_weight``).
+        probe_weight: the probed term's weight in ``"latent+probed-goal"``.
+        grows: ``None`` (an independent dataset), or the size of a smaller dataset of the same
+            policy this one extends: its seed is that dataset's, so its first ``grows``
+            episodes are that dataset's, copied when it exists, and only the rest are collected.
     """
 
     name: str
@@ -103,10 +118,13 @@ class Variant:
     planner: str = "cem"
     planner_overrides: Overrides = ()
     energy: str = "latent"
+    probe_weight: float = 1.0
+    grows: int | None = None
 
     def data_key(self) -> str:
-        return (f"{self.policy}-{self.episodes}ep-{self.episode_steps}st-b{self.action_block}-"
-                f"{self.image_size}px")  # fmt: skip
+        grown = f"-from{self.grows}" if self.grows is not None else ""
+        return (f"{self.policy}-{self.episodes}ep{grown}-{self.episode_steps}st-"
+                f"b{self.action_block}-{self.image_size}px")  # fmt: skip
 
     def model_key(self) -> str:
         parts = [f"{field}{_fmt(value)}"
@@ -182,6 +200,22 @@ VARIANTS: dict[str, list[Variant]] = {
             "episodes-1000+history-3": {"episodes": 1000, "model_overrides": (("history", 3),)},
             "episodes-1000+width-large": {"episodes": 1000, "model_overrides": LARGE},
             "episodes-2000+history-3": {"episodes": 2000, "model_overrides": (("history", 3),)},
+            "episodes-2000+history-3+probe-term-2": {
+                "episodes": 2000, "model_overrides": (("history", 3),),
+                "energy": "latent+probed-goal", "probe_weight": 2.0},
+            "episodes-2000+history-3+probe-term-8": {
+                "episodes": 2000, "model_overrides": (("history", 3),),
+                "energy": "latent+probed-goal", "probe_weight": 8.0},
+            "episodes-2000+history-3+horizon-8": {
+                "episodes": 2000, "model_overrides": (("history", 3),),
+                "planner_overrides": (("horizon", 8),)},
+            "episodes-4000+history-3": {"episodes": 4000, "grows": 2000,
+                                        "model_overrides": (("history", 3),)},
+            "episodes-8000+history-3": {"episodes": 8000, "grows": 2000,
+                                        "model_overrides": (("history", 3),)},
+            "episodes-4000+history-3+train-10000": {"episodes": 4000, "grows": 2000,
+                                                    "train_steps": 10000,
+                                                    "model_overrides": (("history", 3),)},
             "history-3": {"model_overrides": (("history", 3),)},
             "width-large": {"model_overrides": LARGE},
             "image-96": {"image_size": 96},
@@ -224,8 +258,12 @@ def block_pose(env: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
 
 def data_seed(spec: EnvSpec, variant: Variant) -> int:
     """Collection seed: one per (policy, size), so datasets of other sizes or policies share no
-    episode with each other."""
-    return variant.episodes + 100_000 * spec.expert_names.index(variant.policy)
+    episode with each other; a dataset that grows a smaller one takes the smaller one's."""
+    size = variant.episodes if variant.grows is None else variant.grows
+    return size + 100_000 * spec.expert_names.index(variant.policy)
+
+
+QUALIFIERS = {"grows": "episodes", "probe_weight": "energy"}  # shown with the field they qualify
 
 
 def lever(variant: Variant, reference: Variant) -> str:
@@ -234,12 +272,20 @@ def lever(variant: Variant, reference: Variant) -> str:
         return "reference"
     changes = []
     for field in dataclasses.fields(Variant):
-        if field.name == "name":
+        if field.name in ("name", *QUALIFIERS):
             continue
         value, base = getattr(variant, field.name), getattr(reference, field.name)
-        if value != base:
+        if value != base or any(
+            getattr(variant, q) != getattr(reference, q)
+            for q, owner in QUALIFIERS.items()
+            if owner == field.name
+        ):
             shown = ", ".join(f"{k}={_fmt(v)}" for k, v in value) if field.name.endswith(
                 "overrides") else _fmt(value)  # fmt: skip
+            if field.name == "episodes" and variant.grows is not None:
+                shown += f" (grown from {variant.grows})"
+            if field.name == "energy" and "+" in variant.energy:
+                shown += f" (probed term x{_fmt(variant.probe_weight)})"
             changes.append(f"{field.name}: {shown}" if field.name.endswith("overrides")
                            else f"{field.name}={shown}")  # fmt: skip
     return "; ".join(changes)
@@ -358,13 +404,18 @@ class Queue:
         if variant.planner == "cem":
             fields["topk"] = budget.topk
         fields.update(variant.planner_overrides)
-        if variant.energy == "probed-goal":
+        if variant.energy not in ENERGIES:
+            raise ValueError(f"unknown energy {variant.energy!r}: one of {ENERGIES}")
+        if "probed-goal" in variant.energy:
             probe = fit_probe_from_dataset(run.model, run.dataset, run.train_ids,
                                            self.spec.goal_features, kind="linear",
                                            seed=self.args.seed)  # fmt: skip
-            fields["energy"] = ProbedGoalDistance(probe)
-        elif variant.energy != "latent":
-            raise ValueError(f"unknown energy {variant.energy!r}: 'latent' or 'probed-goal'")
+            probed = ProbedGoalDistance(probe)
+            fields["energy"] = (
+                probed
+                if variant.energy == "probed-goal"
+                else EnergySum((GoalDistance(), probed), (1.0, variant.probe_weight))
+            )
         return lm.make_planner(variant.planner, run.model, **fields)
 
     # ------------------------------------------------------------------ stages
@@ -375,12 +426,36 @@ class Queue:
         return lm.load_run(self.model_dir(variant), self.collect(variant))
 
     def collect(self, variant: Variant) -> Path:
+        path = self.data_path(variant)
+        if variant.grows is not None and not path.exists():
+            if not 0 < variant.grows < variant.episodes:
+                raise ValueError(f"{variant.name}: grows={variant.grows} must be in "
+                                 f"1 .. episodes - 1 = {variant.episodes - 1}")  # fmt: skip
+            smaller = self._largest_seed_dataset(variant)
+            if smaller is not None:  # the collection then only adds the missing episodes
+                temporary = path.with_name(path.name + ".copying")
+                shutil.copyfile(smaller, temporary)
+                os.replace(temporary, path)
         return collect_dataset(
             self.spec.name, self.data_path(variant), variant.episodes, variant.episode_steps,
             data_seed(self.spec, variant), self.args.workers or self.spec.recipe.workers,
             progress=not self.smoke, env_config={"image_size": variant.image_size},
             policy=variant.policy, action_block=variant.action_block,
         )  # fmt: skip
+
+    def _largest_seed_dataset(self, variant: Variant) -> Path | None:
+        """The largest existing dataset ``variant`` grows (same seed, fewer episodes): the one of
+        ``grows`` episodes or another that grew from it."""
+        assert variant.grows is not None
+        root = self.data_path(replace(variant, episodes=variant.grows, grows=None))
+        found = {variant.grows: root} if root.exists() else {}
+        marker = f"{variant.policy}-{variant.episodes}ep-"
+        pattern = self.data_path(variant).name.replace(marker, f"{variant.policy}-*ep-")
+        for path in self.data_path(variant).parent.glob(pattern):
+            size = int(path.name[len(variant.policy) + 1 :].partition("ep-")[0])
+            if size < variant.episodes:
+                found[size] = path
+        return found[max(found)] if found else None
 
     def stage_data(self, variant: Variant) -> dict[str, Any]:
         started = time.perf_counter()

@@ -10,6 +10,7 @@ import dataclasses
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from conftest import load_benchmark
@@ -84,3 +85,29 @@ def test_smoke_writes_results_and_a_rerun_skips_finished_stages(script, tmp_path
     script.main([*argv, "--list"])
     listing = capsys.readouterr().out
     assert listing.count(",".join(script.STAGES)) == len(names)
+
+
+def test_a_grown_dataset_keeps_the_smaller_ones_episodes(script, tmp_path) -> None:
+    import argparse
+
+    from lewm_mpc.data import EpisodeDataset
+
+    args = argparse.Namespace(pairs=2, select_seed=1, seed=0, workers=1)
+    queue = script.Queue("pusht", tmp_path, args, smoke=True)
+    small = replace(script.smoke_variants("pusht")[0], episodes=2)
+    grown = replace(small, episodes=3, grows=2)
+    assert script.data_seed(queue.spec, grown) == script.data_seed(queue.spec, small)
+    assert grown.data_key() != small.data_key() and "-from2-" in grown.data_key()
+    first = EpisodeDataset.load(queue.collect(small))
+    second = EpisodeDataset.load(queue.collect(grown))
+    assert (first.num_episodes, second.num_episodes) == (2, 3)
+    rows = first.num_rows
+    assert np.array_equal(second.pixels[:rows], first.pixels[:])
+    assert np.array_equal(second.action[:rows], first.action[:], equal_nan=True)  # NaN: no action
+    # A larger one grows from the largest that exists, copied: the sources stay as they were.
+    largest = replace(small, episodes=4, grows=2)
+    assert queue._largest_seed_dataset(largest) == queue.data_path(grown)
+    assert EpisodeDataset.load(queue.collect(largest)).num_episodes == 4
+    assert EpisodeDataset.load(queue.data_path(grown)).num_episodes == 3
+    with pytest.raises(ValueError, match=r"grows=5 must be in 1 \.\. episodes - 1"):
+        queue.collect(replace(small, episodes=4, grows=5, name="bad"))

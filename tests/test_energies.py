@@ -434,3 +434,40 @@ def test_probed_goal_distance_measures_through_the_probe():
     assert energy.item() == pytest.approx(0.5)
     with pytest.raises(ValueError, match="running_weight"):
         ProbedGoalDistance(probe, running_weight=-1.0)
+
+
+def test_energy_sum_weights_each_term_and_skips_zero_weights():
+    from lewm_mpc.energies import ProbedGoalDistance
+
+    latents = torch.randn(4, 4, 3, generator=torch.Generator().manual_seed(0))
+    goal = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+    latent, probed = lm.GoalDistance(), ProbedGoalDistance(lambda z: z[..., :1])
+    total = score(lm.EnergySum((latent, probed), weights=(1.0, 5.0)), latents, goal=goal)
+    expected = score(latent, latents, goal=goal) + 5.0 * score(probed, latents, goal=goal)
+    assert torch.allclose(total, expected)
+    assert torch.allclose(
+        score(lm.EnergySum([latent, latent]), latents, goal=goal),
+        2.0 * score(latent, latents, goal=goal),
+    )
+
+    def broken(latents, actions, goal):
+        raise AssertionError("a term of weight 0 is not evaluated")
+
+    alone = score(lm.EnergySum((latent, broken), weights=(1.0, 0.0)), latents, goal=goal)
+    assert torch.equal(alone, score(latent, latents, goal=goal))
+
+
+@pytest.mark.parametrize(
+    ("terms", "weights", "match"),
+    [
+        ((), None, "one or more callable"),
+        ((lm.GoalDistance(), "distance"), None, "one or more callable"),
+        ((lm.GoalDistance(),), (1.0, 2.0), "1 terms, 2 weights"),
+        ((lm.GoalDistance(),), (-1.0,), "finite, >= 0"),
+        ((lm.GoalDistance(),), (math.inf,), "finite, >= 0"),
+        ((lm.GoalDistance(), lm.GoalDistance()), (0.0, 0.0), "not all 0"),
+    ],
+)
+def test_energy_sum_rejects_bad_terms_and_weights(terms, weights, match):
+    with pytest.raises(ValueError, match=match):
+        lm.EnergySum(terms, weights)

@@ -100,6 +100,17 @@ def test_reaches_the_known_optimum_of_a_quadratic(cls):
 
 
 @planners
+def test_a_weighted_energy_sum_reaches_its_weighted_optimum(cls):
+    # |z_H - g|^2 + 3 |z_H - b|^2 (b: a fixed target through a probe) is least at (g + 3b) / 4.
+    target = np.array([-0.4, 0.4], np.float32)
+    towards_target = lm.energies.ProbedGoalDistance(lambda z: z, running_weight=0.0, target=target)
+    energy = lm.EnergySum((lm.GoalDistance(running_weight=0.0), towards_target), (1.0, 3.0))
+    goal = np.array([0.4, 0.0], np.float32)
+    result = make(cls, energy=energy).plan(np.zeros(2, np.float32), goal)
+    assert np.allclose(result.latents[-1], (goal + 3 * target) / 4, atol=0.02)
+
+
+@planners
 def test_actions_stay_within_bounds(cls):
     model = PointMass(low=-0.2, high=0.3)  # the optimum (far goal) lies outside the bounds
     result = make(cls, model).plan(np.zeros(2, np.float32), np.array([9.0, -9.0], np.float32))

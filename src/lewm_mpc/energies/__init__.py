@@ -6,7 +6,7 @@ violation; a hard guardrail must be zero for a plan to count as feasible, a soft
 weighted penalty.
 
 * task energies (:mod:`.task`): :class:`GoalDistance`, :class:`WeightedGoalDistance`,
-  :class:`ProbedGoalDistance`;
+  :class:`ProbedGoalDistance`, and their weighted sum :class:`EnergySum`;
 * action guardrails (:mod:`.actions`): :class:`ActionMagnitude`, :class:`ActionSmoothness`
   (action bounds are hard by projection in every planner);
 * learned latent read-outs: :class:`Probe` (:mod:`.probes`), :class:`ConstraintHead`
@@ -23,12 +23,18 @@ from lewm_mpc.energies.calibration import ProbeMargin, calibrate_probe_margin
 from lewm_mpc.energies.constraints import ConstraintHead
 from lewm_mpc.energies.probes import Probe, fit_probe_from_dataset
 from lewm_mpc.energies.regions import KeepOutBox, KeepOutDisc, StayInsideBox
-from lewm_mpc.energies.task import GoalDistance, ProbedGoalDistance, WeightedGoalDistance
+from lewm_mpc.energies.task import (
+    EnergySum,
+    GoalDistance,
+    ProbedGoalDistance,
+    WeightedGoalDistance,
+)
 
 __all__ = [
     "ActionMagnitude",
     "ActionSmoothness",
     "ConstraintHead",
+    "EnergySum",
     "GoalDistance",
     "Guardrail",
     "GuardrailEnergy",

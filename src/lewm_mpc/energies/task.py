@@ -126,3 +126,44 @@ class ProbedGoalDistance:
         if self.running_weight > 0 and distance.shape[1] > 1:
             energy = energy + self.running_weight * distance[:, :-1].mean(dim=1)
         return energy  # (S,)
+
+
+@dataclass(frozen=True, eq=False)
+class EnergySum:
+    """Weighted sum of task energies: ``sum_i weights[i] * terms[i](latents, actions, goal)``.
+
+    E.g. LeWorldModel's latent distance plus a probed object-pose term, so that the planner
+    keeps the whole scene's goal but weighs the object the task is about more than, say, the
+    arm: ``EnergySum((GoalDistance(), ProbedGoalDistance(probe)), weights=(1.0, 5.0))``.
+
+    Attributes:
+        terms: task energies, each ``(latents (S, H+1, D), actions, goal (S, D)) -> (S,)``.
+        weights: one finite weight >= 0 per term, not all 0 (default: all 1).
+    """
+
+    terms: Sequence[Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]]
+    weights: Sequence[float] | None = None
+
+    def __post_init__(self) -> None:
+        terms = tuple(self.terms)
+        if not terms or not all(callable(term) for term in terms):
+            raise ValueError(f"terms must be one or more callable energies, got {self.terms!r}")
+        weights = (1.0,) * len(terms) if self.weights is None else tuple(map(float, self.weights))
+        if len(weights) != len(terms):
+            raise ValueError(
+                f"weights must hold one weight per term: {len(terms)} terms, {len(weights)} weights"
+            )
+        if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(weights):
+            raise ValueError(f"weights must be finite, >= 0 and not all 0, got {weights}")
+        object.__setattr__(self, "terms", terms)
+        object.__setattr__(self, "weights", weights)
+
+    def __call__(
+        self, latents: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor
+    ) -> torch.Tensor:
+        total = None
+        for term, weight in zip(self.terms, self.weights, strict=True):
+            if weight:
+                value = weight * term(latents, actions, goal)  # (S,)
+                total = value if total is None else total + value
+        return total
