@@ -45,6 +45,36 @@ def test_config_is_validated() -> None:
         CubeConfig(success_radius=-0.1)
     with pytest.raises(ValueError, match="transparent_arm"):
         CubeConfig(transparent_arm=1)
+    for cell in (-0.001, 0.06, float("nan"), True, "0.005"):
+        with pytest.raises(ValueError, match="mesh_cell"):
+            CubeConfig(mesh_cell=cell)
+
+
+def test_coarse_meshes_keep_the_simulation_and_nearly_the_frames() -> None:
+    from lewm_mpc.envs.mujoco_rendering import simplify_meshes
+
+    detailed, coarse = CubeEnv(), CubeEnv(CubeConfig(mesh_cell=0.005))
+    try:
+        first, _ = detailed.reset(seed=3)
+        second, _ = coarse.reset(seed=3)
+        rng = np.random.default_rng(0)
+        differences = [np.abs(first.astype(int) - second.astype(int)).mean()]
+        for _ in range(25):  # stepped with pixel observations: every frame is drawn
+            action = rng.uniform(-1, 1, 5).astype(np.float32)
+            first, *_ = detailed.step(action)
+            second, *_ = coarse.step(action)
+            assert np.array_equal(detailed.get_state(), coarse.get_state())  # bit for bit
+            differences.append(np.abs(first.astype(int) - second.astype(int)).mean())
+        assert 0 < np.mean(differences) < 2.0  # of 255 intensity levels, per pixel
+        model = coarse.sim.model
+        triangles = int(model.mesh_facenum.sum())
+        assert triangles < 0.2 * int(detailed.sim.model.mesh_facenum.sum())
+        assert simplify_meshes(model, 0.005) == (triangles, triangles)  # idempotent
+        with pytest.raises(ValueError, match="cell"):
+            simplify_meshes(model, 0.0)
+    finally:
+        detailed.close()
+        coarse.close()
 
 
 def test_a_zero_cube_quaternion_is_rejected(state_env: CubeEnv) -> None:

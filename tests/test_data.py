@@ -430,6 +430,26 @@ def test_collect_refuses_mismatched_file(tmp_path, reference, change):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.h5"]
 
 
+def test_a_config_field_added_since_a_file_was_written_counts_as_its_default():
+    from lewm_mpc.data.meta import DatasetMeta
+    from lewm_mpc.envs import get_env_spec
+
+    spec = get_env_spec("tworoom")
+    full = dataclasses.asdict(spec.config())
+    older = {key: value for key, value in full.items() if key != "image_size"}  # field "added"
+
+    def meta(env_config, env_id=spec.gym_id):
+        return DatasetMeta(env_id=env_id, env_config=env_config, seed=0, episode_steps=10,
+                           action_low=(-1.0, -1.0), action_high=(1.0, 1.0))  # fmt: skip
+
+    assert meta(older).mismatches(meta(full)) == ()
+    assert meta(full).complete_env_config() == meta(older).complete_env_config()
+    changed = meta({**full, "image_size": full["image_size"] + 32})
+    assert len(meta(older).mismatches(changed)) == 1
+    # Not a built-in env: the configs as recorded.
+    assert len(meta(older, "my/Robot-v0").mismatches(meta(full, "my/Robot-v0"))) == 1
+
+
 def test_collect_refuses_garbage_file(tmp_path):
     path = tmp_path / "d.h5"
     path.write_bytes(b"not an hdf5 file" * 100)

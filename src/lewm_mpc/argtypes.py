@@ -4,6 +4,7 @@ two-line usage error, not a traceback)."""
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def _whole_number(text: str, minimum: int) -> int:
@@ -48,3 +49,16 @@ def non_negative_float(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
+
+
+def config_field(text: str) -> tuple[str, object]:
+    """argparse type of ``KEY=VALUE`` config overrides: the value read as JSON (``0.005``,
+    ``true``, ``[1, 2]``), else kept as a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. mesh_cell=0.005), got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip(), value

@@ -3,9 +3,11 @@ it was generated (env id and config, seed), as a frozen, validated dataclass."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -223,11 +225,33 @@ class DatasetMeta:
         for name in ("action_low", "action_high", "control_hz", "data_policy"):
             if getattr(self, name) is not None and getattr(other, name) is not None:
                 names.append(name)
+        compared = {"env_config": (self.complete_env_config(), other.complete_env_config())}
         return tuple(
             f"{name}: {getattr(self, name)!r} != {getattr(other, name)!r}"
             for name in names
-            if getattr(self, name) != getattr(other, name)
+            if operator.ne(*compared.get(name, (getattr(self, name), getattr(other, name))))
         )
+
+    def complete_env_config(self) -> dict[str, Any]:
+        """``env_config`` with the fields it does not record at their defaults, for a built-in
+        env (a field added to an env's config since a file was written takes its default, which
+        is what that file was collected with); otherwise ``env_config`` as recorded."""
+        defaults = _builtin_config_defaults(self.env_id) if self.env_id is not None else "{}"
+        return {**json.loads(defaults), **self.env_config}
+
+
+@functools.lru_cache(maxsize=16)
+def _builtin_config_defaults(env_id: str) -> str:
+    """The default config of a built-in env as normalized JSON ("{}": not a built-in env, or its
+    extra is not installed)."""
+    from lewm_mpc.envs import get_env_spec  # lazy: the envs import this module
+
+    try:
+        config = get_env_spec(env_id).config()
+    except (ValueError, ImportError):
+        return "{}"
+    fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+    return json.dumps(_normalized_config(fields), sort_keys=True)
 
 
 @functools.lru_cache(maxsize=8)

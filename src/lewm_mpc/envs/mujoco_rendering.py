@@ -1,7 +1,8 @@
 """What the MuJoCo envs share: the fast offscreen renderer and a joint-state env base.
 
 ``mujoco.Renderer`` with no multisampling, shadows, reflections or skybox is 3-15x faster on the
-software renderer than the default settings. :class:`FastRenderers` keeps one renderer per image
+software renderer than the default settings; :func:`simplify_meshes` coarsens detailed meshes for
+rendering (the simulation unchanged). :class:`FastRenderers` keeps one renderer per image
 size for a model, and frees the GL contexts of envs never closed before the GL backend's own exit
 hook runs (``__del__`` at interpreter teardown raises EGL errors otherwise).
 :class:`JointStateEnv` is the base of the dm_control envs whose state is ``[qpos, qvel]``.
@@ -87,6 +88,60 @@ class FastRenderers:
                 atexit.register(_close_all)
             _OPEN.add(self)
         return renderer
+
+
+def simplify_meshes(model: mujoco.MjModel, cell: float) -> tuple[int, int]:
+    """Coarsen every mesh's triangles in place for rendering, by vertex clustering.
+
+    The mesh's vertices are binned into cubes of side ``cell`` (m, in the mesh's frame); each
+    triangle is redrawn between its corners' bins (one existing vertex stands for each bin) and
+    triangles that collapse are dropped. Only the triangle list shrinks: vertices, normals,
+    convex hulls (what collisions use), masses and inertias are untouched, so the simulation
+    steps exactly as before. What changes is the picture: on a software renderer, drawing costs
+    time per triangle, and detailed robot meshes (OGBench's UR5e: 185k triangles) dominate a
+    small frame's cost. Ray casts (``mj_ray``) against mesh geoms see the coarse triangles.
+
+    Renderers (GL contexts) made for ``model`` before this call keep the detailed meshes; make
+    them afterwards. Calling it again with the same ``cell`` changes nothing.
+
+    Args:
+        model: the compiled model, changed in place.
+        cell: bin side in metres, > 0.
+
+    Returns:
+        Triangles before and after, over all meshes.
+    """
+    if not (np.isfinite(cell) and cell > 0):
+        raise ValueError(f"cell must be a finite length > 0 (m), got {cell!r}")
+    before = after = 0
+    for mesh in range(model.nmesh):
+        vertices = slice(
+            model.mesh_vertadr[mesh], model.mesh_vertadr[mesh] + model.mesh_vertnum[mesh]
+        )
+        first, count = int(model.mesh_faceadr[mesh]), int(model.mesh_facenum[mesh])
+        faces = model.mesh_face[first : first + count].copy()  # (F, 3) mesh-local vertex ids
+        normals = model.mesh_facenormal[first : first + count].copy()  # (F, 3) normal ids
+        bins = np.floor(model.mesh_vert[vertices] / cell).astype(np.int64)  # (V, 3)
+        _, representative, bin_of = np.unique(bins, axis=0, return_index=True, return_inverse=True)
+        stand_in = representative[bin_of.reshape(-1)]  # (V,) vertex -> its bin's vertex
+        coarse = stand_in[faces]  # (F, 3)
+        whole = ((coarse[:, 0] != coarse[:, 1]) & (coarse[:, 1] != coarse[:, 2])
+                 & (coarse[:, 0] != coarse[:, 2]))  # fmt: skip
+        coarse = coarse[whole]
+        _, distinct = np.unique(np.sort(coarse, axis=1), axis=0, return_index=True)
+        coarse = coarse[np.sort(distinct)]  # each triangle once, in the original order
+        normal_of = np.zeros(len(bins), np.int32)  # a corner's normal id, from any face using it
+        normal_of[faces.reshape(-1)] = normals.reshape(-1)
+        model.mesh_face[first : first + len(coarse)] = coarse
+        model.mesh_facenormal[first : first + len(coarse)] = normal_of[coarse]
+        if model.mesh_texcoordnum[mesh]:
+            texcoord_of = np.zeros(len(bins), np.int32)
+            texcoords = model.mesh_facetexcoord[first : first + count].copy()
+            texcoord_of[faces.reshape(-1)] = texcoords.reshape(-1)
+            model.mesh_facetexcoord[first : first + len(coarse)] = texcoord_of[coarse]
+        model.mesh_facenum[mesh] = len(coarse)
+        before, after = before + count, after + len(coarse)
+    return before, after
 
 
 class JointStateEnv(GoalEnv[ConfigT]):
