@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -60,7 +59,7 @@ from typing import Any
 import numpy as np
 
 import lewm_mpc as lm
-from lewm_mpc.atomic import write_text_atomic
+from lewm_mpc.atomic import atomic_write, write_text_atomic
 from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.data.collection import collect_dataset
 from lewm_mpc.energies import (
@@ -433,9 +432,8 @@ class Queue:
                                  f"1 .. episodes - 1 = {variant.episodes - 1}")  # fmt: skip
             smaller = self._largest_seed_dataset(variant)
             if smaller is not None:  # the collection then only adds the missing episodes
-                temporary = path.with_name(path.name + ".copying")
-                shutil.copyfile(smaller, temporary)
-                os.replace(temporary, path)
+                with atomic_write(path) as temporary:  # a killed copy leaves nothing behind
+                    shutil.copyfile(smaller, temporary)
         return collect_dataset(
             self.spec.name, self.data_path(variant), variant.episodes, variant.episode_steps,
             data_seed(self.spec, variant), self.args.workers or self.spec.recipe.workers,
