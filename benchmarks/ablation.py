@@ -88,6 +88,8 @@ class Variant:
         episode_steps: env actions per episode.
         action_block: env actions per stored frame at collection (``collect_dataset``).
         image_size: side of the collected (and encoded) frames.
+        env_overrides: other env config fields of the collection (e.g. Cube's ``mesh_cell``),
+            as (field, value) pairs.
         train_steps: optimizer steps.
         model_overrides: ``named_config("cpu", ...)`` fields, as (field, value) pairs.
         train_overrides: ``TrainConfig`` fields (e.g. ``sigreg_weight``), as (field, value)
@@ -111,6 +113,7 @@ class Variant:
     episode_steps: int
     action_block: int = 1
     image_size: int = 64
+    env_overrides: Overrides = ()
     train_steps: int = 3000
     model_overrides: Overrides = ()
     train_overrides: Overrides = ()
@@ -122,8 +125,9 @@ class Variant:
 
     def data_key(self) -> str:
         grown = f"-from{self.grows}" if self.grows is not None else ""
+        env = "".join(f"-{field}{_fmt(value)}" for field, value in self.env_overrides)
         return (f"{self.policy}-{self.episodes}ep{grown}-{self.episode_steps}st-"
-                f"b{self.action_block}-{self.image_size}px")  # fmt: skip
+                f"b{self.action_block}-{self.image_size}px{env}")  # fmt: skip
 
     def model_key(self) -> str:
         parts = [f"{field}{_fmt(value)}"
@@ -196,6 +200,8 @@ VARIANTS: dict[str, list[Variant]] = {
             "episodes-1000": {"episodes": 1000},
             "train-10000": {"train_steps": 10000},
             "episodes-1000+train-10000": {"episodes": 1000, "train_steps": 10000},
+            "episodes-1000+coarse-meshes": {"episodes": 1000,
+                                            "env_overrides": (("mesh_cell", 0.005),)},
             "episodes-1000+history-3": {"episodes": 1000, "model_overrides": (("history", 3),)},
             "episodes-1000+width-large": {"episodes": 1000, "model_overrides": LARGE},
             "episodes-2000+history-3": {"episodes": 2000, "model_overrides": (("history", 3),)},
@@ -437,7 +443,8 @@ class Queue:
         return collect_dataset(
             self.spec.name, self.data_path(variant), variant.episodes, variant.episode_steps,
             data_seed(self.spec, variant), self.args.workers or self.spec.recipe.workers,
-            progress=not self.smoke, env_config={"image_size": variant.image_size},
+            progress=not self.smoke,
+            env_config={"image_size": variant.image_size, **dict(variant.env_overrides)},
             policy=variant.policy, action_block=variant.action_block,
         )  # fmt: skip
 
