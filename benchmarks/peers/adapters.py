@@ -316,7 +316,7 @@ class Budget:
     mppi_lambda: float = 1.0
     mppi_noise_sigma: float = 1.0
     swm_mppi_temperature: float = 0.5
-    polish_steps: int = 20
+    polish_steps: int = 50
 
     def __post_init__(self) -> None:
         for name in ("horizon", "num_samples", "iterations", "grad_restarts", "grad_iterations",

@@ -81,7 +81,7 @@ class Args:
     mppi_lambda: float = 1.0
     mppi_noise_sigma: float = 1.0
     swm_mppi_temperature: float = 0.5
-    polish_steps: int = 20  # L-BFGS evaluations of the "+polish" rows
+    polish_steps: int = 50  # L-BFGS evaluations of the "+polish" rows
     sweep: str = "1,2,4,8,15,30"  # iterations of the sampling planners' energy-vs-time sweep
     grad_sweep: str = "3,6,12,25,50,100"  # steps of the gradient planners' sweep
     tune_pairs: int = 4  # pairs each peer's grid is tried on (0: no tuned rows)
