@@ -32,6 +32,10 @@ LEVERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mppi": ("MPPI 300 x 30", ("--planner", "mppi")),
     "cem-full": ("CEM 300 x 30, full covariance", ("--covariance", "full")),
     "cem-polish": ("CEM 300 x 30, then up to 50 L-BFGS evaluations", ("--polish-steps", "50")),
+    "cem-4-polish": (
+        "CEM 300 x 4, then up to 50 L-BFGS evaluations",
+        ("--iterations", "4", "--polish-steps", "50"),
+    ),
     "mppi-full": ("MPPI 300 x 30, full covariance", ("--planner", "mppi", "--covariance", "full")),
     "cem-receding-5": (
         "CEM 300 x 30, 5 blocks executed per plan (LeWM's protocol)",

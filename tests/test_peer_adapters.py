@@ -215,7 +215,9 @@ def test_every_planner_gets_the_same_budget(peers):
             assert row.notes, f"{row.name} documents no mismatch"
     assert dict(rows["ours/CEM"].kwargs) == dict(horizon=3, num_samples=64, iterations=4, topk=8)
     polished = dict(rows["ours/CEM+polish"].kwargs)
-    assert polished == dict(horizon=3, num_samples=64, iterations=4, topk=8, polish_steps=20)
+    assert polished == dict(
+        horizon=3, num_samples=64, iterations=4, topk=8, polish_steps=budget.polish_steps
+    )
     assert dict(rows["ours/MPPI+polish"].at(2).kwargs)["iterations"] == 2
     swm = rows["swm/CEM"].kwargs
     assert (swm["num_samples"], swm["n_steps"], swm["topk"]) == (64, 4, 8)
