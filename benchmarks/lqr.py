@@ -394,12 +394,18 @@ def planners(iterations: int) -> dict[str, Callable[..., lm.Planner]]:
         "CEM + polish (50 L-BFGS)": lambda model, **kw: lm.CEM(
             model, polish_steps=POLISH, **small, **kw
         ),
+        "CEM 300 x 4 + polish (50 L-BFGS)": lambda model, **kw: lm.CEM(
+            model, polish_steps=POLISH, **(small or {"iterations": 4}), **kw
+        ),
         "MPPI": lambda model, **kw: lm.MPPI(model, **small, **kw),
         "MPPI, full covariance": lambda model, **kw: lm.MPPI(
             model, covariance="full", **small, **kw
         ),
         "MPPI + polish (50 L-BFGS)": lambda model, **kw: lm.MPPI(
             model, polish_steps=POLISH, **small, **kw
+        ),
+        "MPPI 300 x 4 + polish (50 L-BFGS)": lambda model, **kw: lm.MPPI(
+            model, polish_steps=POLISH, **(small or {"iterations": 4}), **kw
         ),
         "CMA-ES": lambda model, **kw: lm.CMAES(model, **small, **kw),
         "Gradient": lambda model, **kw: lm.GradientPlanner(model, **small, **kw),

@@ -85,20 +85,40 @@ def markdown(result: dict[str, Any]) -> str:
             else "."
         ),
         "",
-        "| lever | success (95% CI) | steps to success | plan p50 / p95 | evals / plan |",
-        "|---|---|---|---|---|",
+        "| lever | success (95% CI) | pairs won / lost vs the first row | steps to success | "
+        "plan p50 / p95 | evals / plan |",
+        "|---|---|---|---|---|---|",
     ]
+    first = result["rows"][0]["report"] if result["rows"] else None
     for row in result["rows"]:
         report = row["report"]
         low, high = report["ci95"]
         steps = report["steps_to_success_mean"]
+        won, lost = paired(report, first) if report is not first else (None, None)
         lines.append(
             f"| {row['lever']} | {report['success_rate']:.0%} ({low:.0%}-{high:.0%}), "
-            f"n={report['num_pairs']} | {'-' if steps is None else f'{steps:.1f}'} | "
+            f"n={report['num_pairs']} | {'-' if won is None else f'{won} / {lost}'} | "
+            f"{'-' if steps is None else f'{steps:.1f}'} | "
             f"{1000 * report['latency_p50_s']:.0f} / {1000 * report['latency_p95_s']:.0f} ms | "
             f"{report['energy_evals_per_plan']:,.0f} |"
         )
+    lines += ["", "Latencies come from separate runs, not interleaved: compare them loosely."]
     return "\n".join(lines) + "\n"
+
+
+def paired(
+    report: dict[str, Any], reference: dict[str, Any] | None
+) -> tuple[int, int] | tuple[None, None]:
+    """(pairs only ``report`` solved, pairs only ``reference`` solved) over the pairs both
+    planned (the same seeded pairs: same episode and start step), or (None, None)."""
+    if reference is None:
+        return None, None
+    solved = {(p["episode"], p["start_step"]): p["success"] for p in reference.get("pairs", [])}
+    both = [(p["success"], solved[key]) for p in report.get("pairs", [])
+            if (key := (p["episode"], p["start_step"])) in solved]  # fmt: skip
+    if not both:
+        return None, None
+    return sum(a and not b for a, b in both), sum(b and not a for a, b in both)
 
 
 def main(args: Args) -> dict[str, Any]:

@@ -131,6 +131,19 @@ def test_shipped_planners_runs_each_lever_once(tmp_path) -> None:
     assert (tmp_path / "work" / "pointmass" / "cmaes.json").stat().st_mtime_ns == first
 
 
+def test_shipped_planners_counts_pairs_won_and_lost_against_the_reference() -> None:
+    script = load("shipped_planners")
+
+    def report(*outcomes):
+        return {"pairs": [{"episode": e, "start_step": s, "success": ok} for e, s, ok in outcomes]}
+
+    reference = report((0, 5, True), (1, 0, False), (2, 7, True), (3, 1, False))
+    lever = report((0, 5, False), (1, 0, True), (2, 7, True), (3, 1, True), (9, 9, True))
+    assert script.paired(lever, reference) == (2, 1)  # pair (9, 9) is not in the reference
+    assert script.paired(lever, None) == (None, None)
+    assert script.paired(report((4, 4, True)), reference) == (None, None)  # no pair in common
+
+
 def test_far_goals_compares_flat_and_hierarchical(tmp_path) -> None:
     script = load("far_goals")
     script.main(script.Args(env="tworoom", pairs=1, offsets="25", graph_episodes=8,
