@@ -214,6 +214,12 @@ VARIANTS: dict[str, list[Variant]] = {
             "episodes-2000+history-3+horizon-8": {
                 "episodes": 2000, "model_overrides": (("history", 3),),
                 "planner_overrides": (("horizon", 8),)},
+            "episodes-2000+history-3+mppi": {
+                "episodes": 2000, "model_overrides": (("history", 3),), "planner": "mppi"},
+            "episodes-2000+history-3+cem-600x30": {
+                "episodes": 2000, "model_overrides": (("history", 3),),
+                "planner_overrides": (("num_samples", 600), ("topk", 60))},
+            "episodes-1000+image-96": {"episodes": 1000, "image_size": 96},
             "episodes-4000+history-3": {"episodes": 4000, "grows": 2000,
                                         "model_overrides": (("history", 3),)},
             "episodes-8000+history-3": {"episodes": 8000, "grows": 2000,

@@ -154,7 +154,8 @@ class CurvatureMemory:
         Computed in the compact form of Byrd, Nocedal & Schnabel (1994), which equals the
         two-loop recursion but takes a dozen batched matrix products and two triangular
         solves of the (m, m) pair matrices instead of 4m sequential vector updates (5x
-        faster at m = 30 on a CPU); the small matrices are in float64.
+        faster at m = 30 on a CPU); the small matrices are in float64 (float32 on MPS, which has
+        no float64).
         """
         tiny = torch.finfo(vector.dtype).tiny
         mask = free.to(vector.dtype)[:, None]  # (P, 1, d)
@@ -165,13 +166,14 @@ class CurvatureMemory:
         newest = valid.to(vector.dtype).cumsum(1).argmax(1, keepdim=True)  # last valid slot
         gamma = torch.where(valid.any(1), scale.gather(1, newest)[:, 0], 1.0)  # (P,)
         # A skipped pair is zeroed and gets a unit pivot: it then decouples from the others.
-        keep = valid.to(torch.float64)[:, :, None]  # (P, m, 1)
-        s, y = s.double() * keep, y.double() * keep  # (P, m, d)
-        v = (vector * mask[:, 0]).double()[:, :, None]  # (P, d, 1)
-        g = gamma.double()[:, None, None]  # (P, 1, 1)
+        wide = torch.float32 if vector.device.type == "mps" else torch.float64
+        keep = valid.to(wide)[:, :, None]  # (P, m, 1)
+        s, y = s.to(wide) * keep, y.to(wide) * keep  # (P, m, d)
+        v = (vector * mask[:, 0]).to(wide)[:, :, None]  # (P, d, 1)
+        g = gamma.to(wide)[:, None, None]  # (P, 1, 1)
         # R: upper triangle of S'Y (s_i'y_j, i older than or equal to j); D: its diagonal.
-        r = torch.triu(s @ y.transpose(1, 2)) + torch.diag_embed((~valid).double())  # (P, m, m)
-        d = torch.diag_embed(torch.where(valid, curvature.double(), 0.0))  # (P, m, m)
+        r = torch.triu(s @ y.transpose(1, 2)) + torch.diag_embed((~valid).to(wide))  # (P, m, m)
+        d = torch.diag_embed(torch.where(valid, curvature.to(wide), 0.0))  # (P, m, m)
         t = torch.linalg.solve_triangular(r, s @ v, upper=True)  # (P, m, 1) = R^-1 S'v
         inner = (d + g * (y @ y.transpose(1, 2))) @ t - g * (y @ v)  # (P, m, 1)
         w = torch.linalg.solve_triangular(r.transpose(1, 2), inner, upper=False)  # R^-T inner
