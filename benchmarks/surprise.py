@@ -25,9 +25,10 @@ monitor (95% CIs) and the steps from the perturbation to success. A teleport mov
 state at least ``MIN_JUMP`` success radii (goal-feature distance 2).
 
 The score is the surprise relative to the block's predicted motion (``--score relative``, the
-library's default; ``SurpriseThreshold`` explains it) or the raw latent distance (``--score
-distance``); the other score's threshold and false alarms, from the same episodes, are
-recorded beside it.
+library's default; ``SurpriseThreshold`` explains it), the raw latent distance (``--score
+distance``) or the larger of both in units of their medians (``--score combined``); another
+score's threshold and false alarms (the raw distance's, or for ``distance`` the relative
+score's), from the same episodes, are recorded beside it.
 
 ``--alarm onset`` raises one event per run of blocks above the threshold
 (``SurpriseMonitor(alarm="onset")``), in the controller and in the false-alarm count.
@@ -67,6 +68,8 @@ from lewm_mpc.evaluation import EvalConfig, goal_observation, sample_pairs, wils
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
 from _results import env_names, episode_bootstrap_rate, reference_cem, write_results
 
+SCORES = ("relative", "distance", "combined")
+
 
 @dataclass(frozen=True)
 class Args:
@@ -82,7 +85,7 @@ class Args:
     seed: int = 0
     regenerated_episodes: int = 0  # episodes of a shipped model's regenerated data (0: its own)
     alarm: str = "every"  # SurpriseMonitor.alarm: "every" block above the threshold, "onset"
-    score: str = "relative"  # "relative" to the predicted motion, or the raw latent "distance"
+    score: str = "relative"  # "relative" to the predicted motion, raw "distance", or "combined"
     threads: int = 0  # torch threads (0: leave as is)
     out: Path = Path("benchmarks/results")
     work: Path = Path("runs/surprise")  # one finished env per file; a rerun skips those
@@ -207,8 +210,8 @@ def run_pairs(run: lm.Run, pairs: list, name: str, args: Args,
 def main(args: Args) -> dict:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    if args.score not in ("relative", "distance"):
-        raise SystemExit(f"--score: relative or distance, got {args.score!r}")
+    if args.score not in SCORES:
+        raise SystemExit(f"--score: one of {SCORES}, got {args.score!r}")
     rows = []
     settings = {k: str(v) for k, v in asdict(args).items()
                 if k not in ("envs", "threads", "out", "work")}  # fmt: skip
@@ -245,18 +248,22 @@ def env_surprise(name: str, args: Args) -> list[dict]:
     run = lm.load_run(f"pretrained:{name}", regenerated_episodes=args.regenerated_episodes or None)
     assert run.env_spec is not None
     calibration, test = run.val_ids[::2], run.val_ids[1::2]
-    relative = args.score == "relative"
-    windows = lm.calibrate_surprise(run.model, run.dataset, calibration, relative=relative,
+    windows = lm.calibrate_surprise(run.model, run.dataset, calibration,
+                                    relative=args.score != "distance",
+                                    combine=args.score == "combined",
                                     false_alarm=args.false_alarm, seed=args.seed)  # fmt: skip
     calibration_pairs, _ = sample_pairs(run.dataset, calibration, run.env_spec, EvalConfig(
         num_pairs=args.calibration_pairs, seed=args.seed + 1))  # fmt: skip
     measured = np.concatenate(closed_loop_surprises(run, calibration_pairs, name, args))
     surprises, motions = measured[:, 0], measured[:, 1]  # (blocks,) each
     calibrated = lm.SurpriseThreshold.from_scores
-    by_score = {"relative": calibrated(surprises, args.false_alarm, motions),
-                "distance": calibrated(surprises, args.false_alarm)}  # fmt: skip
+    by_score = {
+        "relative": calibrated(surprises, args.false_alarm, motions),
+        "distance": calibrated(surprises, args.false_alarm),
+        "combined": calibrated(surprises, args.false_alarm, motions, combine=True),
+    }
     threshold = by_score[args.score]
-    other = next(score for score in by_score if score != args.score)
+    other = "distance" if args.score != "distance" else "relative"
     monitor = lm.SurpriseMonitor(threshold, alarm=args.alarm)
     quiet_pairs = max(args.quiet_pairs, args.pairs)
     pairs, _ = sample_pairs(run.dataset, test, run.env_spec,
@@ -360,7 +367,9 @@ def markdown(result: dict) -> str:
 
 def score_words(score: str) -> str:
     return {"relative": "surprise relative to the predicted motion, surprise / (median motion + "
-            "motion)", "distance": "raw surprise (latent distance)"}[score]  # fmt: skip
+            "motion)", "distance": "raw surprise (latent distance)",
+            "combined": "the larger of the raw and the relative score, each in units of its "
+            "calibration median"}[score]  # fmt: skip
 
 
 if __name__ == "__main__":

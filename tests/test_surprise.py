@@ -20,8 +20,13 @@ from lewm_mpc.surprise import (
 from test_controller import GOAL, LinearEnv, planner
 
 
-@pytest.mark.parametrize("relative", [True, False])
-def test_calibrated_threshold_keeps_its_false_alarm_rate_on_other_episodes(tiny_dataset, relative):
+@pytest.mark.parametrize(
+    ("relative", "combine"), [(True, False), (False, False), (True, True)],
+    ids=["relative", "distance", "combined"],
+)  # fmt: skip
+def test_calibrated_threshold_keeps_its_false_alarm_rate_on_other_episodes(
+    tiny_dataset, relative, combine
+):
     dataset = EpisodeDataset.load(tiny_dataset)
     torch.manual_seed(0)
     model = WorldModel(
@@ -29,9 +34,11 @@ def test_calibrated_threshold_keeps_its_false_alarm_rate_on_other_episodes(tiny_
     ).eval()  # any model: the rate is distribution-free
     ids = dataset.episode_ids
     calibration, held_out = ids[::2], ids[1::2]
-    threshold = calibrate_surprise(model, dataset, calibration, false_alarm=0.1, relative=relative)
+    threshold = calibrate_surprise(model, dataset, calibration, false_alarm=0.1,
+                                   relative=relative, combine=combine)  # fmt: skip
     assert threshold.windows == 6 * 39 and threshold.value > threshold.median > 0
     assert (threshold.motion_offset is not None) == relative
+    assert (threshold.distance_scale is not None) == combine
     scores = []
     for episode_id in held_out:
         episode = dataset.episode(int(episode_id))
@@ -61,6 +68,33 @@ def test_a_relative_threshold_alarms_as_often_in_fast_blocks_as_in_slow_ones():
     assert 0.01 < np.mean(alarms[slow]) < 0.03 and 0.01 < np.mean(alarms[fast]) < 0.03
     with pytest.raises(ValueError, match="one per score"):
         SurpriseThreshold.from_scores(error, 0.02, motions=motion[:10])
+
+
+def test_a_combined_threshold_sees_pushes_in_fast_blocks_and_in_slow_ones():
+    """A push adds the same error to any block: the relative score misses it in fast blocks,
+    the raw distance in slow ones; the combined score catches more of both than the score
+    that misses them, at the requested false-alarm rate."""
+    rng = np.random.default_rng(0)
+    motion = rng.uniform(0, 2, 20000)
+    error = (1 + motion) * rng.exponential(size=motion.size)
+    thresholds = {
+        "distance": SurpriseThreshold.from_scores(error, 0.02),
+        "relative": SurpriseThreshold.from_scores(error, 0.02, motions=motion),
+        "combined": SurpriseThreshold.from_scores(error, 0.02, motions=motion, combine=True),
+    }
+    test_motion = rng.uniform(0, 2, 20000)
+    test_error = (1 + test_motion) * rng.exponential(size=test_motion.size)
+    fast, slow = test_motion > 1.5, test_motion < 0.5
+    caught = {}
+    for name, threshold in thresholds.items():
+        false_alarms = np.mean(threshold.score(test_error, test_motion) > threshold.value)
+        assert abs(false_alarms - 0.02) < 3 * np.sqrt(0.02 * 0.98 / test_error.size), name
+        pushed = threshold.score(test_error + 6.0, test_motion) > threshold.value
+        caught[name] = (np.mean(pushed[fast]), np.mean(pushed[slow]))
+    assert caught["combined"][0] > caught["relative"][0] + 0.1  # fast blocks
+    assert caught["combined"][1] > caught["distance"][1] + 0.5  # slow blocks
+    with pytest.raises(ValueError, match="needs the motions"):
+        SurpriseThreshold.from_scores(error, 0.02, combine=True)
 
 
 def drive(controller, teleport_at=None, steps=16):
@@ -129,3 +163,5 @@ def test_bad_monitor_settings_are_clear_errors():
     dataset_error = "false_alarm must lie in"
     with pytest.raises(ValueError, match=dataset_error):
         calibrate_surprise(None, None, [], false_alarm=1.5)
+    with pytest.raises(ValueError, match="needs relative=True"):
+        calibrate_surprise(None, None, [], relative=False, combine=True)

@@ -13,7 +13,11 @@ and rarely at rest. A *relative* threshold (the default of :func:`calibrate_surp
 to move in latent space and ``offset`` the median motion of the calibration blocks. The score
 spreads about as much in motion as at rest, so one threshold keeps close to its rate in every
 phase of an episode (``benchmarks/surprise.py``: 0-0.8% false alarms per block in the first
-20 steps of an episode for 1% asked, against 4-7% with a raw distance threshold).
+20 steps of an episode for 1% asked, against 4-7% with a raw distance threshold). It misses a
+push that lands during a fast block, which the raw distance sees; a *combined* threshold
+(``calibrate_surprise(..., combine=True)``) alarms on the larger of the two scores, each in
+units of its calibration median, at one conformal quantile of that maximum, so the false-alarm
+rate is still the requested one.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ class SurpriseThreshold:
         median: the median score of those windows (for scale).
         motion_offset: None: the score is the surprise itself (a latent distance);
             a number: the score is relative, ``surprise / (motion_offset + motion)``.
+        distance_scale: with ``relative_scale``, the score is combined: the larger of
+            ``surprise / distance_scale`` and the relative score ``/ relative_scale`` (each
+            score in units of its calibration median). None: not combined.
+        relative_scale: the relative score's calibration median, for a combined score.
     """
 
     value: float
@@ -50,13 +58,18 @@ class SurpriseThreshold:
     windows: int
     median: float
     motion_offset: float | None = None
+    distance_scale: float | None = None
+    relative_scale: float | None = None
 
     def score(self, surprise: np.ndarray | float, motion: np.ndarray | float) -> np.ndarray:
         """The score compared with :attr:`value`, from surprise and predicted motion."""
         values = np.asarray(surprise, dtype=np.float64)
         if self.motion_offset is None:
             return values
-        return values / (self.motion_offset + np.asarray(motion, dtype=np.float64))
+        relative = values / (self.motion_offset + np.asarray(motion, dtype=np.float64))
+        if self.distance_scale is None or self.relative_scale is None:
+            return relative
+        return np.maximum(values / self.distance_scale, relative / self.relative_scale)
 
     @classmethod
     def from_scores(
@@ -64,6 +77,7 @@ class SurpriseThreshold:
         scores: np.ndarray | Sequence[float],
         false_alarm: float = 0.01,
         motions: np.ndarray | Sequence[float] | None = None,
+        combine: bool = False,
     ) -> SurpriseThreshold:
         """The split-conformal threshold of unperturbed surprises ``scores``.
 
@@ -71,7 +85,8 @@ class SurpriseThreshold:
         new score exchangeable with them exceeds it with probability at most ``false_alarm``.
         With ``motions`` (each block's predicted latent motion, as ``scores``) the threshold is
         relative (see the module docstring): the offset is the median motion and the quantile
-        is taken of ``surprise / (offset + motion)``.
+        is taken of ``surprise / (offset + motion)``. With ``combine`` (needs ``motions``) it is
+        taken of the larger of the raw and the relative score, each divided by its median.
         Scores from closed-loop episodes (the ``surprise`` and ``motion`` of
         ``MPCController.surprises``) calibrate for the motion the planner produces, which data
         windows of another policy may not represent. Use many episodes: the blocks of one
@@ -85,7 +100,10 @@ class SurpriseThreshold:
         values = np.asarray(scores, dtype=np.float64).reshape(-1)
         if values.size == 0 or not np.all(np.isfinite(values)):
             raise ValueError("need at least one finite surprise score")
-        offset = None
+        if combine and motions is None:
+            raise ValueError("combine=True needs the motions: it combines the raw and the "
+                             "relative score")  # fmt: skip
+        offset = scales = None
         if motions is not None:
             moved = np.asarray(motions, dtype=np.float64).reshape(-1)
             if moved.shape != values.shape or not np.all(np.isfinite(moved) & (moved >= 0)):
@@ -94,12 +112,20 @@ class SurpriseThreshold:
                     f"{moved.size}"
                 )
             offset = max(float(np.median(moved)), 1e-12)
-            values = values / (offset + moved)
+            relative = values / (offset + moved)
+            if combine:
+                scales = (max(float(np.median(values)), 1e-12),
+                          max(float(np.median(relative)), 1e-12))  # fmt: skip
+                values = np.maximum(values / scales[0], relative / scales[1])
+            else:
+                values = relative
         count = values.size
         level = min(1.0, math.ceil((count + 1) * (1 - false_alarm)) / count)
         return cls(value=float(np.quantile(values, level, method="higher")),
                    false_alarm=false_alarm, windows=count,
-                   median=float(np.median(values)), motion_offset=offset)  # fmt: skip
+                   median=float(np.median(values)), motion_offset=offset,
+                   distance_scale=None if scales is None else scales[0],
+                   relative_scale=None if scales is None else scales[1])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -217,6 +243,7 @@ def calibrate_surprise(
     false_alarm: float = 0.01,
     *,
     relative: bool = True,
+    combine: bool = False,
     max_windows: int = 2000,
     batch_size: int = 256,
     seed: int = 0,
@@ -227,7 +254,8 @@ def calibrate_surprise(
     ``n`` held-out one-block windows, so a new unperturbed block exceeds it with probability at
     most ``false_alarm``. Use episodes the model was not trained on. ``relative`` (default):
     the score is the surprise relative to the block's predicted motion (module docstring);
-    False: the raw latent distance.
+    False: the raw latent distance. ``combine`` (with ``relative``): the larger of both, each in
+    units of its median.
 
     Raises:
         ValueError: bad arguments, a model block that is not a multiple of the data's, or no
@@ -235,6 +263,9 @@ def calibrate_surprise(
     """
     if not 0 < false_alarm < 1:
         raise ValueError(f"false_alarm must lie in (0, 1), got {false_alarm}")
+    if combine and not relative:
+        raise ValueError("combine=True combines the relative score with the raw one: it needs "
+                         "relative=True")  # fmt: skip
     for name, value in (("max_windows", max_windows), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -263,4 +294,5 @@ def calibrate_surprise(
         scores.append(value.cpu().numpy())
         motions.append(motion.cpu().numpy())
     return SurpriseThreshold.from_scores(np.concatenate(scores), false_alarm,
-                                         np.concatenate(motions) if relative else None)  # fmt: skip
+                                         np.concatenate(motions) if relative else None,
+                                         combine=combine)  # fmt: skip
