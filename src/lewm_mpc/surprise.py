@@ -16,8 +16,11 @@ phase of an episode (``benchmarks/surprise.py``: 0-0.8% false alarms per block i
 20 steps of an episode for 1% asked, against 4-7% with a raw distance threshold). It misses a
 push that lands during a fast block, which the raw distance sees; a *combined* threshold
 (``calibrate_surprise(..., combine=True)``) alarms on the larger of the two scores, each in
-units of its calibration median, at one conformal quantile of that maximum, so the false-alarm
-rate is still the requested one.
+units of its calibration median, at one conformal quantile of that maximum (the same guarantee
+as either score alone). In closed loop it detects as the raw distance does (Reacher: 96% of
+teleports within one block, against 80% relative) but also alarms as often in an episode's first
+blocks (Two-Room: 3.6% false alarms per block, against 0.4% relative), so the relative score
+stays the default.
 """
 
 from __future__ import annotations
