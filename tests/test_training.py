@@ -53,6 +53,22 @@ def test_training_writes_a_loadable_checkpoint_and_metrics(tiny_dataset, tmp_pat
     assert model.action_std.min() > 0  # action statistics travel with the checkpoint
 
 
+def test_bfloat16_training_keeps_float32_weights_and_learns(tiny_dataset, tmp_path):
+    config = TrainConfig(steps=20, precision="bfloat16", **FAST)
+    summary = train(tiny_dataset, tmp_path / "run", tiny_config(), config, progress=False)
+    records = [
+        json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+    ]
+    assert records[-1]["pred"] < records[0]["pred"]  # the prediction loss falls
+    assert summary.val_loss == summary.val_loss  # not NaN
+    weights = _weights(tmp_path / "run").values()
+    assert {w.dtype for w in weights if w.is_floating_point()} == {torch.float32}
+    # a run made in float32 is not resumed in bfloat16: the precision is part of its identity
+    with pytest.raises(ValueError, match="precision: run has 'bfloat16', now 'float32'"):
+        train(tiny_dataset, tmp_path / "run", tiny_config(), TrainConfig(steps=20, **FAST),
+              progress=False)  # fmt: skip
+
+
 def test_validation_skips_a_single_window_remainder(tiny_dataset, tmp_path):
     # batch 5 over the validation windows leaves remainders; none may reach SIGReg alone
     config = TrainConfig(steps=3, **{**FAST, "batch_size": 5, "val_every": 3, "val_batches": 50})
@@ -133,6 +149,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(tiny_dataset, tmp_p
         ({"steps": 0}, "steps"),
         ({"num_frames": 1}, "num_frames"),
         ({"val_fraction": 1.0}, "val_fraction"),
+        ({"precision": "float16"}, "precision must be one of float32, bfloat16"),
     ],
 )
 def test_invalid_train_configs(fields, message):

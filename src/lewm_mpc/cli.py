@@ -65,6 +65,10 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     group.add_argument("--seed", type=non_negative_int, default=0, help="training seed")
     group.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    group.add_argument(
+        "--precision", default="float32", choices=("float32", "bfloat16"),
+        help="bfloat16: mixed precision (autocast) for the networks, fast on a GPU (float32)",
+    )  # fmt: skip
     group.add_argument("--obs", default="pixels", choices=("pixels", "state"))
 
 
@@ -212,7 +216,7 @@ def _train(args: argparse.Namespace, data: Path, out: Path) -> None:
                             ("rollout_weight", args.rollout_weight))
         if value is not None
     }  # fmt: skip
-    config = TrainConfig(seed=args.seed, device=args.device, **overrides)
+    config = TrainConfig(seed=args.seed, device=args.device, precision=args.precision, **overrides)
     summary = train(
         data, out,
         named_config(args.config, **({} if args.history is None else {"history": args.history})),

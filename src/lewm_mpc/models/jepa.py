@@ -276,10 +276,13 @@ class WorldModel(nn.Module):
         flat = obs.reshape(batch * steps, *obs.shape[2:])  # (B*T, *obs_shape)
         z = self.encode(flat).reshape(batch, steps, -1)  # (B, T, D)
         predicted = self.predict(z[:, :-1], self.embed_actions(actions[:, :-1]))  # (B, T-1, D)
-        prediction = (predicted - z[:, 1:]).pow(2).mean()
-        regularizer = sigreg(
-            z.transpose(0, 1), sigreg_config, generator, global_batch=global_batch
-        )  # over (T, B, D)
+        # Under a reduced-precision autocast the networks ran in it; the losses do not.
+        with torch.autocast(z.device.type, enabled=False):
+            z, predicted = z.float(), predicted.float()
+            prediction = (predicted - z[:, 1:]).pow(2).mean()
+            regularizer = sigreg(
+                z.transpose(0, 1), sigreg_config, generator, global_batch=global_batch
+            )  # over (T, B, D)
         total = prediction + sigreg_weight * regularizer
         rollout = None
         if rollout_weight > 0:

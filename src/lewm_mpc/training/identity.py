@@ -19,7 +19,12 @@ def _normalized_identity(identity: Any) -> Any:
         identity = {**identity, "model_config": json.loads(json.dumps(config))}
     if isinstance(identity, dict) and isinstance(identity.get("train_config"), dict):
         # fields added since: their value in older runs
-        added = {"bn_calibration_batches": 0, "state_loss_weight": 0.0, "rollout_weight": 0.0}
+        added = {
+            "bn_calibration_batches": 0,
+            "state_loss_weight": 0.0,
+            "rollout_weight": 0.0,
+            "precision": "float32",
+        }
         train_config = {**added, **identity["train_config"]}
         for name in RESUMABLE_CHANGES:
             train_config.pop(name, None)

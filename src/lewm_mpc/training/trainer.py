@@ -126,6 +126,11 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------------ training
+    def _autocast(self) -> torch.autocast:
+        """bfloat16 autocast of the forward passes when ``precision="bfloat16"``."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.config.precision == "bfloat16")  # fmt: skip
+
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(self.device, non_blocking=True)
 
@@ -142,9 +147,10 @@ class Trainer:
             targets = self._to_device(
                 self.state_targets.for_windows(self.dataset, batch.rows, frames, self._block)
             )  # (B, T, F)
-        total, prediction, regularizer, state = self.objective(
-            self._to_device(batch.obs), self._to_device(batch.actions), targets
-        )
+        with self._autocast():
+            total, prediction, regularizer, state = self.objective(
+                self._to_device(batch.obs), self._to_device(batch.actions), targets
+            )
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()  # under DDP: gradients averaged over the processes
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -187,10 +193,11 @@ class Trainer:
         for batch in self.val_sampler.iterate_epoch():
             if batch.obs.shape[0] < 2:  # a 1-window remainder: SIGReg needs two samples
                 continue
-            terms = self.model.loss(
-                self._to_device(batch.obs), self._to_device(batch.actions),
-                self.config.sigreg_weight, self.sigreg_config, gen, global_batch=False,
-            )  # fmt: skip
+            with self._autocast():
+                terms = self.model.loss(
+                    self._to_device(batch.obs), self._to_device(batch.actions),
+                    self.config.sigreg_weight, self.sigreg_config, gen, global_batch=False,
+                )  # fmt: skip
             totals["val_loss"] += terms.total.item()
             totals["val_pred"] += terms.prediction.item()
             totals["val_sigreg"] += terms.sigreg.item()
