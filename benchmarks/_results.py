@@ -32,7 +32,8 @@ def reference_cem(run: lm.Run, seed: int) -> lm.CEM:
     budget = run.env_spec.budget
     return lm.CEM(run.model, horizon=budget.horizon, num_samples=budget.num_samples,
                   iterations=budget.iterations, topk=budget.topk,
-                  receding_horizon=budget.receding_horizon, seed=seed)  # fmt: skip
+                  receding_horizon=budget.receding_horizon, polish_steps=budget.polish_steps,
+                  seed=seed)  # fmt: skip
 
 
 def write_results(

@@ -411,7 +411,8 @@ class Queue:
         budget = self.spec.budget
         fields: dict[str, Any] = {"horizon": budget.horizon, "num_samples": budget.num_samples,
                                   "iterations": budget.iterations, "seed": self.args.seed,
-                                  "receding_horizon": budget.receding_horizon}  # fmt: skip
+                                  "receding_horizon": budget.receding_horizon,
+                                  "polish_steps": budget.polish_steps}  # fmt: skip
         if variant.planner == "cem":
             fields["topk"] = budget.topk
         fields.update(variant.planner_overrides)

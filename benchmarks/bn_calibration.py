@@ -48,7 +48,7 @@ def success(model_dir: Path, work: Path, args: argparse.Namespace) -> dict[str, 
     """CEM 300 x 30 on the protocol's held-out pairs of the model's dataset."""
     run = lm.load_run(model_dir, work / "data.h5")
     planner = lm.CEM(run.model, num_samples=args.samples, iterations=args.iterations,
-                     topk=args.samples // 10, seed=args.seed)  # fmt: skip
+                     topk=args.samples // 10, seed=args.seed, polish_steps=0)  # fmt: skip
     config = EvalConfig(num_pairs=args.pairs, seed=args.seed)
     started = time.perf_counter()
     with torch.inference_mode():

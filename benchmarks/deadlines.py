@@ -93,7 +93,11 @@ def main(args: Args) -> dict:
         budget = run.env_spec.budget
         pairs = frames(run, max(args.plans // 2, 1), args.goal_offset, args.seed)
         for planner_name in PLANNERS:
-            sampling = {"num_samples": budget.num_samples, "iterations": budget.iterations}
+            sampling = {
+                "num_samples": budget.num_samples,
+                "iterations": budget.iterations,
+                "polish_steps": budget.polish_steps,
+            }
             extra = {**sampling, "topk": budget.topk} if planner_name == "cem" else (
                 sampling if planner_name == "mppi" else {})  # fmt: skip
             for deadline in deadlines:

@@ -109,7 +109,8 @@ def _run_job(payload: tuple[argparse.Namespace, Job]) -> dict[str, Any]:
     pair = pairs[job.pair]
     config = EvalConfig(num_pairs=args.pairs, seed=args.seed)
     budget = {"horizon": args.horizon, "num_samples": args.samples, "iterations": args.iterations,
-              "topk": args.topk, "receding_horizon": args.receding, "seed": args.seed}  # fmt: skip
+              "topk": args.topk, "receding_horizon": args.receding, "seed": args.seed,
+              "polish_steps": 0}  # fmt: skip
     started = time.perf_counter()
     env_config = run.dataset.meta.env_config
     if job.kind == "oracle":

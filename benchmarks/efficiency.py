@@ -250,7 +250,7 @@ def main(args: Args) -> dict:
     pair = torch.from_numpy(np.stack([obs, goal])).to(device)  # (2, H, W, 3)
     planner = lm.CEM(
         model, num_samples=args.samples, iterations=args.iterations, topk=args.topk,
-        horizon=args.horizon, seed=args.seed,
+        horizon=args.horizon, seed=args.seed, polish_steps=0,
     )  # fmt: skip
 
     peak = matmul_peak_gflops(args.peak_size, device=device)

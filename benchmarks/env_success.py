@@ -171,7 +171,8 @@ def main(args: Args) -> dict[str, Any]:
 
     def cem() -> dict[str, Any]:
         planner = lm.CEM(model, num_samples=args.samples, iterations=args.iterations,
-                         topk=max(1, args.samples // 10), seed=args.seed)  # fmt: skip
+                         topk=max(1, args.samples // 10), seed=args.seed,
+                         polish_steps=0)  # fmt: skip
         report = evaluate(planner, dataset, spec, config)
         return {
             **success_summary([p.success for p in report.pairs],
@@ -190,7 +191,7 @@ def main(args: Args) -> dict[str, Any]:
 
     subset = pairs[: args.oracle_pairs]
     small = {"num_samples": args.oracle_samples, "iterations": args.oracle_iterations,
-             "topk": max(2, args.oracle_samples // 10)}  # fmt: skip
+             "topk": max(2, args.oracle_samples // 10), "polish_steps": 0}  # fmt: skip
 
     def oracle() -> dict[str, Any]:
         with lm.SimulatorModel(spec, env_config) as simulator:

@@ -60,7 +60,8 @@ def main() -> None:
     budget = spec.budget
     planner = lm.CEM(model, horizon=budget.horizon, num_samples=budget.num_samples,
                      iterations=budget.iterations, topk=budget.topk,
-                     receding_horizon=budget.receding_horizon, seed=args.seed)  # fmt: skip
+                     receding_horizon=budget.receding_horizon, polish_steps=budget.polish_steps,
+                     seed=args.seed)  # fmt: skip
     with torch.inference_mode():
         report = evaluate_pairs(planner, pairs, spec, EvalConfig(num_pairs=args.pairs),
                                 run.obs_mode, meta.env_config, skipped)  # fmt: skip

@@ -385,29 +385,31 @@ def planners(iterations: int) -> dict[str, Callable[..., lm.Planner]]:
     """Name -> constructor(model, **kwargs); ``iterations > 0`` shrinks every budget."""
     small: dict[str, Any] = {"iterations": iterations} if iterations > 0 else {}
     hybrid_small = {**small, "cem_iterations": iterations} if iterations > 0 else {}
+    sampling = {"polish_steps": 0, **(small or {"iterations": 30})}  # 300 x 30, no gradient
     return {
-        "CEM": lambda model, **kw: lm.CEM(model, **small, **kw),
+        "CEM (300 x 4 + polish, 50 L-BFGS)": lambda model, **kw: lm.CEM(model, **small, **kw),
+        "CEM, sampling only (300 x 30)": lambda model, **kw: lm.CEM(model, **sampling, **kw),
         "CEM + iCEM options (beta 2, keep 0.3)": lambda model, **kw: lm.CEM(
-            model, noise_beta=2.0, keep_elites=0.3, **small, **kw
+            model, noise_beta=2.0, keep_elites=0.3, **sampling, **kw
         ),
-        "CEM, full covariance": lambda model, **kw: lm.CEM(model, covariance="full", **small, **kw),
-        "CEM + polish (50 L-BFGS)": lambda model, **kw: lm.CEM(
-            model, polish_steps=POLISH, **small, **kw
+        "CEM, full covariance": lambda model, **kw: lm.CEM(
+            model, covariance="full", **sampling, **kw
         ),
-        "CEM 300 x 4 + polish (50 L-BFGS)": lambda model, **kw: lm.CEM(
-            model, polish_steps=POLISH, **(small or {"iterations": 4}), **kw
+        "CEM 300 x 30 + polish (50 L-BFGS)": lambda model, **kw: lm.CEM(
+            model, polish_steps=POLISH, **(small or {"iterations": 30}), **kw
         ),
-        "MPPI": lambda model, **kw: lm.MPPI(model, **small, **kw),
+        "MPPI (300 x 4 + polish, 50 L-BFGS)": lambda model, **kw: lm.MPPI(model, **small, **kw),
+        "MPPI, sampling only (300 x 30)": lambda model, **kw: lm.MPPI(model, **sampling, **kw),
         "MPPI, full covariance": lambda model, **kw: lm.MPPI(
-            model, covariance="full", **small, **kw
+            model, covariance="full", **sampling, **kw
         ),
-        "MPPI + polish (50 L-BFGS)": lambda model, **kw: lm.MPPI(
-            model, polish_steps=POLISH, **small, **kw
+        "MPPI 300 x 30 + polish (50 L-BFGS)": lambda model, **kw: lm.MPPI(
+            model, polish_steps=POLISH, **(small or {"iterations": 30}), **kw
         ),
-        "MPPI 300 x 4 + polish (50 L-BFGS)": lambda model, **kw: lm.MPPI(
-            model, polish_steps=POLISH, **(small or {"iterations": 4}), **kw
+        "CMA-ES (300 generations + polish, 50 L-BFGS)": lambda model, **kw: lm.CMAES(
+            model, **small, **kw
         ),
-        "CMA-ES": lambda model, **kw: lm.CMAES(model, **small, **kw),
+        "CMA-ES, sampling only": lambda model, **kw: lm.CMAES(model, polish_steps=0, **small, **kw),
         "Gradient": lambda model, **kw: lm.GradientPlanner(model, **small, **kw),
         "Gradient (Adam)": lambda model, **kw: lm.GradientPlanner(
             model, optimizer="adam", **small, **kw

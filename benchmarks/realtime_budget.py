@@ -135,7 +135,7 @@ def make_planner(budget: Budget, model: lm.WorldModel, seed: int) -> lm.CEM:
     """The CEM planner of one budget."""
     return lm.CEM(
         model, num_samples=budget.samples, iterations=budget.iterations, topk=budget.topk,
-        rollout_dtype=budget.rollout_dtype, seed=seed,
+        rollout_dtype=budget.rollout_dtype, seed=seed, polish_steps=0,
     )  # fmt: skip
 
 

@@ -70,7 +70,7 @@ def main(args: Args) -> dict:
     # terminal-only goal distance, on the same held-out pairs.
     eval_config = EvalConfig(num_pairs=args.pairs, seed=args.seed)
     budget = {"num_samples": args.samples, "iterations": args.iterations,
-              "topk": max(1, args.samples // 10), "seed": args.seed}  # fmt: skip
+              "topk": max(1, args.samples // 10), "seed": args.seed, "polish_steps": 0}  # fmt: skip
     terminal = evaluate(
         lm.CEM(model, energy=lm.GoalDistance(0.0), **budget), dataset, spec, eval_config
     )

@@ -7,6 +7,7 @@ LeWorldModel's reference 300 x 30 = 9,000 by default, on the same held-out pairs
 - MPPI: 300 samples x 30 iterations;
 - CEM and MPPI, then at most 50 L-BFGS evaluations of the best plan (``polish_steps``; on top
   of the budget);
+- CEM and MPPI at their defaults, off the equal budget: 300 x 4, then the polish;
 - CMA-ES: 30 samples x 300 generations (a full covariance needs generations more than samples);
 - gradient shooting: 30 restarts x up to 300 projected L-BFGS steps (each step also
   back-propagates; it stops earlier once every restart has converged), and the same with Adam;
@@ -19,8 +20,9 @@ LeWorldModel's reference 300 x 30 = 9,000 by default, on the same held-out pairs
 
 ``--model`` plans with another model (a run directory or ``pretrained:tworoom``, on its held-out
 or regenerated episodes); ``--only`` runs some planners (comma-separated slugs: cem, icem,
-cem-full, mppi, mppi-full, cem-polish, mppi-polish, cmaes, gradient, gradient-adam, hybrid,
-hybrid-adam). Writes ``benchmarks/results/tworoom_planners[_<tag>].{json,md}``.
+cem-full, mppi, mppi-full, cem-default, mppi-default, cem-polish, mppi-polish, cmaes, gradient,
+gradient-adam, hybrid, hybrid-adam).
+Writes ``benchmarks/results/tworoom_planners[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ SLUGS = {
     "cem-full": "CEM, full covariance",
     "mppi": "MPPI",
     "mppi-full": "MPPI, full covariance",
+    "cem-default": "CEM, default (300 x 4 + polish, 50 L-BFGS)",
+    "mppi-default": "MPPI, default (300 x 4 + polish, 50 L-BFGS)",
     "cem-polish": "CEM + polish (50 L-BFGS)",
     "mppi-polish": "MPPI + polish (50 L-BFGS)",
     "cmaes": "CMA-ES",
@@ -74,20 +78,24 @@ def planners(model: lm.WorldModel, args: Args) -> dict[str, lm.Planner]:
     cem_iterations = args.iterations // 3
     hybrid_steps = (budget - cem_iterations * args.samples) // args.restarts
     common = {"seed": args.seed}
+    sampling = {**common, "polish_steps": 0}  # the budget's rounds, no gradient
     return {
         "CEM": lm.CEM(model, num_samples=args.samples, iterations=args.iterations,
-                      topk=max(1, args.samples // 10), **common),
+                      topk=max(1, args.samples // 10), **sampling),
         "CEM + iCEM options (beta 2, keep 0.3)": lm.CEM(
             model, num_samples=args.samples, iterations=args.iterations,
-            topk=max(1, args.samples // 10), noise_beta=2.0, keep_elites=0.3, **common,
+            topk=max(1, args.samples // 10), noise_beta=2.0, keep_elites=0.3, **sampling,
         ),
         "CEM, full covariance": lm.CEM(
             model, num_samples=args.samples, iterations=args.iterations,
-            topk=max(1, args.samples // 10), covariance="full", **common,
+            topk=max(1, args.samples // 10), covariance="full", **sampling,
         ),
-        "MPPI": lm.MPPI(model, num_samples=args.samples, iterations=args.iterations, **common),
+        "MPPI": lm.MPPI(model, num_samples=args.samples, iterations=args.iterations, **sampling),
         "MPPI, full covariance": lm.MPPI(model, num_samples=args.samples,
-                                         iterations=args.iterations, covariance="full", **common),
+                                         iterations=args.iterations, covariance="full",
+                                         **sampling),
+        "CEM, default (300 x 4 + polish, 50 L-BFGS)": lm.CEM(model, **common),
+        "MPPI, default (300 x 4 + polish, 50 L-BFGS)": lm.MPPI(model, **common),
         "CEM + polish (50 L-BFGS)": lm.CEM(
             model, num_samples=args.samples, iterations=args.iterations,
             topk=max(1, args.samples // 10), polish_steps=50, **common,
@@ -96,7 +104,7 @@ def planners(model: lm.WorldModel, args: Args) -> dict[str, lm.Planner]:
                                              iterations=args.iterations, polish_steps=50,
                                              **common),
         "CMA-ES": lm.CMAES(model, num_samples=max(2, args.samples // 10),
-                           iterations=args.iterations * 10, **common),
+                           iterations=args.iterations * 10, **sampling),
         **{
             f"Gradient{suffix}": lm.GradientPlanner(
                 model, restarts=args.restarts, iterations=budget // args.restarts,

@@ -51,7 +51,7 @@ def test_tworoom_planners_runs_every_planner(tworoom_run) -> None:
     args = script.Args(work=work, out=out, pairs=2, samples=8, iterations=3, restarts=4)
     script.main(args)
     rows = json.loads((out / "tworoom_planners.json").read_text())["rows"]
-    assert len(rows) == len(script.SLUGS) == 12 and all(row["pairs"] == 2 for row in rows)
+    assert len(rows) == len(script.SLUGS) == 14 and all(row["pairs"] == 2 for row in rows)
     script.main(script.Args(work=work, out=out, pairs=1, samples=8, iterations=3, restarts=4,
                             only="gradient,gradient-adam", tag="subset"))  # fmt: skip
     subset = json.loads((out / "tworoom_planners_subset.json").read_text())["rows"]
@@ -219,3 +219,15 @@ def test_ddp_scaling_times_one_and_two_processes(tmp_path, monkeypatch) -> None:
     rows = json.loads((tmp_path / "ddp_scaling.json").read_text())["rows"]
     assert [(row["processes"], row["threads"]) for row in rows] == [(1, 1), (1, 2), (2, 1)]
     assert all(row["seconds_per_step"] > 0 for row in rows)
+
+
+@pytest.mark.slow  # about 4 min: the paper config (18M parameters, 224 px) on a CPU
+def test_paper_gpu_pipeline_writes_both_configs(tmp_path) -> None:
+    script = load("paper_gpu")
+    script.main(script.Args(smoke=True, out=tmp_path / "work", results=tmp_path / "results"))
+    result = json.loads((tmp_path / "results" / "paper_gpu_pusht.json").read_text())
+    assert [row["config"] for row in result["rows"]] == ["paper", "cpu"]
+    assert all(
+        row["report"]["num_pairs"] == 1 and row["train_steps"] >= 2 for row in result["rows"]
+    )
+    assert "mean nothing" in (tmp_path / "results" / "paper_gpu_pusht.md").read_text()

@@ -65,8 +65,11 @@ def energy(latents, actions, goal):
 
 
 def planner(**overrides):
-    return lm.CEM(Linear(), energy=energy, horizon=4, num_samples=32, iterations=4, topk=4, seed=0,
-                  **overrides)  # fmt: skip
+    """Sampling alone (``polish_steps=0``) unless overridden: its plans are exactly repeatable
+    from a latent computed another way (L-BFGS amplifies float rounding a little)."""
+    fields = {"horizon": 4, "num_samples": 32, "iterations": 4, "topk": 4, "seed": 0,
+              "polish_steps": 0, **overrides}  # fmt: skip
+    return lm.CEM(Linear(), energy=energy, **fields)
 
 
 def drive(controller, steps=12):
@@ -124,6 +127,17 @@ def test_asynchronous_at_zero_latency_gives_the_synchronous_actions():
         actions, _ = drive(asyn)
         assert all(record.late == 0 for record in asyn.plans)
     np.testing.assert_allclose(actions, expected, atol=1e-6)
+
+
+def test_a_polishing_planner_plans_in_the_background_thread():
+    # the default sampling planners polish through autograd; in the planning thread too
+    with lm.MPCController(planner(polish_steps=20), replan_every=2) as sync:
+        expected, _ = drive(sync)
+    with lm.MPCController(planner(polish_steps=20), replan_every=2, asynchronous=True,
+                          max_wait_s=None) as asyn:  # fmt: skip
+        actions, _ = drive(asyn)
+    assert all(record.result.energy_evals > 4 * 32 for record in asyn.plans)  # it polished
+    np.testing.assert_allclose(actions, expected, atol=1e-3)
 
 
 def test_latency_compensation_plans_from_the_true_future_state():
@@ -273,7 +287,7 @@ def test_goals_as_observations_latents_or_probed_targets_steer_alike():
     np.testing.assert_allclose(np.array(from_latent), from_image, atol=1e-6)
     target = lm.energies.ProbedGoalDistance(probe=lambda z: z, running_weight=0.0, target=GOAL)
     targeted = lm.CEM(Linear(), energy=target, horizon=4, num_samples=32, iterations=4, topk=4,
-                      seed=0)  # fmt: skip
+                      seed=0, polish_steps=0)  # fmt: skip
     env = LinearEnv()
     obs, info = env.reset()
     with lm.MPCController(targeted) as controller:

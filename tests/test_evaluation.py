@@ -98,7 +98,8 @@ def test_control_loop_executes_receding_blocks_until_the_budget(tiny_model):
 
 
 def test_evaluate_reports_and_saves_json(tiny_model, tiny_dataset, tmp_path):
-    planner = lm.CEM(lm.WorldModel.load(tiny_model), num_samples=16, iterations=2, topk=4)
+    planner = lm.CEM(lm.WorldModel.load(tiny_model), num_samples=16, iterations=2, topk=4,
+                     polish_steps=0)  # fmt: skip
     config = EvalConfig(num_pairs=2, goal_offset=10, budget=10)
     report = evaluate(
         planner, EpisodeDataset.load(tiny_dataset), get_env_spec("tworoom"), config, progress=False

@@ -127,10 +127,14 @@ def test_registration_needs_a_config_class_and_guards_builtins(shooting):
 
 def test_user_planner_by_name_and_by_preset(shooting, tmp_path):
     assert shooting in planner_names()
-    planner = make_planner("RANDOM_SHOOTING", PointMass(), num_samples=16, iterations=3)
+    planner = make_planner("RANDOM_SHOOTING", PointMass(), num_samples=16, iterations=3,
+                           polish_steps=0)  # fmt: skip
     assert isinstance(planner, RandomShooting)
     result = planner.plan(OBS, GOAL)
     assert result.energy_evals == 48 and result.iterations == 3
+    # a sampling planner of the user's polishes by default, as the built-in ones do
+    polished = make_planner("RANDOM_SHOOTING", PointMass(), num_samples=16, iterations=3)
+    assert polished.plan(OBS, GOAL).energy_evals > 48
     path = tmp_path / "shooting.toml"
     path.write_text(f'planner = "{shooting}"\n[config]\nnum_samples = 6\niterations = 2\n')
     planner = build_planner(PointMass(), path, seed=4)

@@ -23,22 +23,24 @@ PLANNERS = [
     lm.CMAES,
     lm.GradientPlanner,
     lm.GradientPlanner.hybrid,
-    functools.partial(lm.CEM, polish_steps=20),
-    functools.partial(lm.MPPI, polish_steps=20),
+    functools.partial(lm.CEM, polish_steps=0),
+    functools.partial(lm.MPPI, polish_steps=0),
 ]
-PLANNER_IDS = ["cem", "mppi", "cmaes", "gradient", "hybrid", "cem-polish", "mppi-polish"]
+# cem / mppi: the defaults (a few rounds, then an L-BFGS polish); *-sampling: no polish
+PLANNER_IDS = ["cem", "mppi", "cmaes", "gradient", "hybrid", "cem-sampling", "mppi-sampling"]
 # The smallest budget of each planner (one iteration, almost no exploration).
 TINY = {
-    "cem": {"iterations": 1, "num_samples": 2, "topk": 1, "init_std": 1e-3, "min_std": 0.0},
-    "mppi": {"iterations": 1, "num_samples": 2, "noise_std": 1e-3, "min_std": 0.0},
+    "cem": {"iterations": 1, "num_samples": 2, "topk": 1, "init_std": 1e-3, "min_std": 0.0,
+            "polish_steps": 1},
+    "mppi": {"iterations": 1, "num_samples": 2, "noise_std": 1e-3, "min_std": 0.0,
+             "polish_steps": 1},
     "cmaes": {"iterations": 1, "num_samples": 2, "init_std": 1e-3},
     "gradient": {"iterations": 1, "restarts": 1},
     "hybrid": {"iterations": 1, "restarts": 1, "cem_iterations": 1, "cem_samples": 2,
                "cem_topk": 1},
-    "cem-polish": {"iterations": 1, "num_samples": 2, "topk": 1, "init_std": 1e-3,
-                   "min_std": 0.0, "polish_steps": 1},
-    "mppi-polish": {"iterations": 1, "num_samples": 2, "noise_std": 1e-3, "min_std": 0.0,
-                    "polish_steps": 1},
+    "cem-sampling": {"iterations": 1, "num_samples": 2, "topk": 1, "init_std": 1e-3,
+                     "min_std": 0.0},
+    "mppi-sampling": {"iterations": 1, "num_samples": 2, "noise_std": 1e-3, "min_std": 0.0},
 }  # fmt: skip
 planners = pytest.mark.parametrize("cls", PLANNERS, ids=PLANNER_IDS)
 
@@ -383,7 +385,8 @@ def test_hybrid_counts_cem_and_gradient_work():
 
 def test_mppi_lower_temperature_moves_the_mean_closer_to_the_best_candidate():
     def gap(temperature):
-        planner = make(lm.MPPI, iterations=1, num_samples=64, temperature=temperature)
+        planner = make(lm.MPPI, iterations=1, num_samples=64, temperature=temperature,
+                       polish_steps=0)  # fmt: skip
         result = planner.plan(np.zeros(2, np.float32), np.array([0.5, -0.3], np.float32))
         mean = planner._previous[0].reshape(-1, 2).numpy()  # (H * block, A)
         return np.abs(mean - result.actions).max()
@@ -393,7 +396,7 @@ def test_mppi_lower_temperature_moves_the_mean_closer_to_the_best_candidate():
 
 
 def test_mppi_topk_one_moves_the_mean_onto_the_best_candidate():
-    planner = make(lm.MPPI, iterations=1, num_samples=32, topk=1)
+    planner = make(lm.MPPI, iterations=1, num_samples=32, topk=1, polish_steps=0)
     result = planner.plan(np.zeros(2, np.float32), np.array([0.5, -0.3], np.float32))
     assert np.array_equal(planner._previous[0].reshape(-1, 2).numpy(), result.actions)
 
@@ -536,12 +539,15 @@ def test_planner_repr_is_one_line_with_its_budget(cls):
     name = getattr(cls, "func", cls)  # a functools.partial names its class
     assert text.startswith(f"{name.__name__ if isinstance(name, type) else 'GradientPlanner'}(")
     assert "horizon=4" in text and "iterations=1" in text and "x_limit" in text
-    if isinstance(cls, functools.partial):
-        assert "polish_steps=1" in text
+    if name in (lm.CEM, lm.MPPI):  # the default polishes, the sampling-only variant not
+        assert f"polish_steps={0 if isinstance(cls, functools.partial) else 1}" in text
 
 
 def test_cem_repr_shows_the_reference_budget():
-    assert repr(lm.CEM(PointMass())) == "CEM(horizon=5, num_samples=300, iterations=30, topk=30)"
+    assert repr(lm.CEM(PointMass())) == "CEM(horizon=5, num_samples=300, polish_steps=50, topk=30)"
+    assert repr(lm.CEM(PointMass(), iterations=30, polish_steps=0)) == (
+        "CEM(horizon=5, num_samples=300, iterations=30, polish_steps=0, topk=30)"
+    )
     assert "seed=3" in repr(lm.MPPI(PointMass(), seed=3))  # changed fields are shown
     assert repr(lm.make_planner("hybrid", PointMass())) == (
         "GradientPlanner(horizon=5, restarts=8, iterations=50, cem_iterations=10)"
@@ -575,7 +581,7 @@ def test_plan_latent_from_the_encoded_observation_is_plan(cls):
         planner.plan_latent(z0[0], z_goal)
 
 
-def test_cmaes_solves_an_ill_conditioned_quadratic_that_cem_and_mppi_do_not():
+def test_cmaes_and_polished_sampling_solve_an_ill_conditioned_quadratic():
     """A rotated quadratic over the 8 plan coordinates with curvatures 1..1e4: CMA-ES learns
     the valley's shape and reaches the minimum; the diagonal samplers stall at the same 9,000
     evaluations."""
@@ -594,14 +600,18 @@ def test_cmaes_solves_an_ill_conditioned_quadratic_that_cem_and_mppi_do_not():
         return torch.einsum("si,ij,sj->s", error, hessian, error).float()
 
     zero = np.zeros(2, np.float32)
-    energies = {
-        cls: cls(FreeActions(), horizon=4, seed=0, energy=valley).plan(zero, zero)
-        for cls in (lm.CMAES, lm.CEM, lm.MPPI)
-    }
-    solved = energies[lm.CMAES]
+
+    def energy(cls, **config):
+        return cls(FreeActions(), horizon=4, seed=0, energy=valley, **config).plan(zero, zero)
+
+    solved = energy(lm.CMAES, polish_steps=0)
     assert solved.energy < 1e-6 and solved.energy_evals == 9000
     np.testing.assert_allclose(solved.actions.ravel(), target.numpy(), atol=1e-3)
-    assert energies[lm.CEM].energy > 0.1 and energies[lm.MPPI].energy > 0.1
+    # sampling alone, 300 x 30, stays far off; the defaults' L-BFGS polish finds the optimum
+    for cls in (lm.CEM, lm.MPPI):
+        assert energy(cls, iterations=30, polish_steps=0).energy > 0.1
+        polished = energy(cls)
+        assert polished.energy < 1e-6 and polished.energy_evals < 9000 / 5
 
 
 def test_cmaes_adapts_its_covariance_to_the_valley():

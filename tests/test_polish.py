@@ -4,6 +4,8 @@ stays out of the way of models and energies that gradients cannot pass through."
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -32,7 +34,7 @@ def test_polish_reaches_the_bounded_optimum_that_sampling_alone_misses(lqr, cls)
     problem = lqr.make_problem(12, seed=0)  # condition number ~4e3, 30 action entries
     _, optimum = lqr.bounded_optimum(problem)
     budget = {"num_samples": 100, "iterations": 10}
-    sampled, sampled_cost = plan_problem(lqr, problem, cls, **budget)
+    sampled, sampled_cost = plan_problem(lqr, problem, cls, polish_steps=0, **budget)
     polished, polished_cost = plan_problem(lqr, problem, cls, polish_steps=100, **budget)
     assert sampled_cost / optimum > 1.2  # the sampling budget alone is far off
     assert polished_cost / optimum < 1.01
@@ -69,7 +71,7 @@ def test_nothing_to_differentiate_leaves_the_sampled_plan(cls, case):
     if case == "energy":
         kwargs["energy"] = detached_distance
     obs, goal = np.zeros(2, np.float32), np.array([0.2, -0.1], np.float32)
-    plain, planner = cls(model, **kwargs), cls(model, polish_steps=5, **kwargs)
+    plain, planner = cls(model, polish_steps=0, **kwargs), cls(model, polish_steps=5, **kwargs)
     assert planner.needs_grad is (case == "energy")  # a model that says so is never tried
     for attempt in range(2):  # the second plan no longer tries
         sampled = plain.plan(obs, goal)
@@ -81,6 +83,22 @@ def test_nothing_to_differentiate_leaves_the_sampled_plan(cls, case):
         np.testing.assert_array_equal(polished.actions, sampled.actions)
         assert polished.energy_evals == sampled.energy_evals
     assert planner.needs_grad is False
+
+
+@SAMPLERS
+@pytest.mark.parametrize("case", ["model", "energy"])
+def test_without_gradients_the_default_samples_the_full_rounds(cls, case):
+    model = FrozenPointMass() if case == "model" else PointMass()
+    energy = detached_distance if case == "energy" else lm.GoalDistance()
+    planner = cls(model, horizon=3, num_samples=40, seed=0, energy=energy)  # iterations: None
+    obs, goal = np.zeros(2, np.float32), np.array([0.2, -0.1], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the energy case says it turned off
+        for _ in range(2):  # the first plan finds out, and is sampled again in full
+            result = planner.plan(obs, goal)
+            assert result.iterations == 30 and result.energy_evals == 30 * 40
+    differentiable = cls(PointMass(), horizon=3, num_samples=40, seed=0)
+    assert differentiable.plan(obs, goal).energy_evals <= 4 * 40 + 50  # 4 rounds, a polish
 
 
 @SAMPLERS

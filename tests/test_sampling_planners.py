@@ -35,7 +35,7 @@ def keep_out(latents, actions, goal):
 
 
 HARD = [lm.energies.Guardrail(keep_out, "keep_out", weight=1.0, hard=True)]
-SAMPLING = {"horizon": 2, "num_samples": 16, "iterations": 4, "seed": 3}
+SAMPLING = {"horizon": 2, "num_samples": 16, "iterations": 4, "seed": 3, "polish_steps": 0}
 CASES = {
     "cem": (lm.CEM, {**SAMPLING, "topk": 4}, False),
     "cem_icem": (lm.CEM, {**SAMPLING, "topk": 4, "noise_beta": 2.0, "keep_elites": 0.5}, False),

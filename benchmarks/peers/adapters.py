@@ -444,10 +444,10 @@ def peer_budgets(budget: Budget, rollout: str = "fused") -> dict[str, PeerBudget
     loop_note = LOOP_NOTES[rollout]
     rows = [
         PeerBudget("ours/CEM", "cem", dict(horizon=b.horizon, num_samples=b.num_samples,
-                   iterations=b.iterations, topk=b.topk), b.sampling_evals,
+                   iterations=b.iterations, topk=b.topk, polish_steps=0), b.sampling_evals,
                    (ours_note, "returns the best candidate ever scored")),
         PeerBudget("ours/MPPI", "mppi", dict(horizon=b.horizon, num_samples=b.num_samples,
-                   iterations=b.iterations), b.sampling_evals,
+                   iterations=b.iterations, polish_steps=0), b.sampling_evals,
                    (ours_note, "temperature relative to the energy spread (default 0.1), all "
                     "candidates weighted, spread refitted each iteration",)),
         PeerBudget("ours/CEM+polish", "cem", dict(horizon=b.horizon, num_samples=b.num_samples,

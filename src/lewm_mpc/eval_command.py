@@ -49,7 +49,8 @@ def _add_planner_args(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     group.add_argument(
         "--polish-steps", type=non_negative_int, default=None,
-        help="CEM/MPPI/CMA-ES: L-BFGS evaluations refining the best sampled plan (0)",
+        help="CEM/MPPI/CMA-ES: L-BFGS evaluations refining the best sampled plan (an env's "
+        "reference budget: 0, LeWorldModel's CEM; the planners' own default: 50)",
     )  # fmt: skip
     group.add_argument("--deadline", type=positive_float, default=None, help="per-plan deadline, s")
     group.add_argument(

@@ -156,7 +156,8 @@ def bench_name(name: str) -> str:
 
 
 def _sampling_fields(budget: Budget) -> dict[str, Any]:
-    return {"num_samples": budget.samples, "iterations": budget.iterations}
+    # exactly ``evals`` per plan: sampling alone, no gradient polish
+    return {"num_samples": budget.samples, "iterations": budget.iterations, "polish_steps": 0}
 
 
 # Config fields that make each planner spend ``budget.evals`` per plan (gradient planners at
@@ -195,4 +196,5 @@ def configured_evals(planner: Planner) -> int:
     cfg: Any = planner.config
     if isinstance(planner, GradientPlanner):
         return cfg.restarts * cfg.iterations + cfg.cem_iterations * cfg.cem_samples
-    return cfg.num_samples * cfg.iterations
+    polishing = planner.needs_grad  # a sampling planner that polishes (at most polish_steps)
+    return cfg.num_samples * cfg.rounds(polishing) + (cfg.polish_steps if polishing else 0)

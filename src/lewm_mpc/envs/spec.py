@@ -87,6 +87,8 @@ class PlannerBudget:
         iterations: iterations per plan.
         topk: elites.
         receding_horizon: blocks executed per plan.
+        polish_steps: L-BFGS evaluations after the sampling (0: LeWorldModel's CEM, no
+            gradient; the planners' own default polishes, see ``SamplingConfig``).
     """
 
     horizon: int = 5
@@ -94,6 +96,7 @@ class PlannerBudget:
     iterations: int = 30
     topk: int = 30
     receding_horizon: int = 1
+    polish_steps: int = 0
 
 
 def _resolve(reference: str) -> Any:

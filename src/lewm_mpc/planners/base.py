@@ -98,13 +98,14 @@ class Planner(abc.ABC):
         self._rollout_checked = False
 
     def __repr__(self) -> str:
-        """One line: the budget fields of the config, every field changed from its default,
-        and the guardrails, e.g. ``CEM(horizon=5, num_samples=300, iterations=30, topk=30)``."""
-        budget = ("horizon", "num_samples", "iterations", "topk", "restarts")
+        """One line: the budget fields of the config that are set, every field changed from
+        its default, and the guardrails, e.g.
+        ``CEM(horizon=5, num_samples=300, polish_steps=50, topk=30)``."""
+        budget = ("horizon", "num_samples", "iterations", "topk", "restarts", "polish_steps")
         shown = [
             f"{spec.name}={getattr(self.config, spec.name)!r}"
             for spec in dataclasses.fields(self.config)
-            if (spec.name in budget and getattr(self.config, spec.name) is not None)
+            if (spec.name in budget and getattr(self.config, spec.name) not in (None, 0))
             or getattr(self.config, spec.name) != spec.default
         ]
         if self.objective.guardrails:

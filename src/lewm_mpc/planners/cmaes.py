@@ -46,7 +46,11 @@ class CMAESConfig(SamplingConfig):
     """
 
     # Built for an env by name it keeps its own split of the reference's 9,000 evaluations.
-    reference_budget_fields: ClassVar[tuple[str, ...] | None] = ("horizon", "receding_horizon")
+    reference_budget_fields: ClassVar[tuple[str, ...] | None] = (
+        "horizon",
+        "receding_horizon",
+        "polish_steps",
+    )
 
     num_samples: int = 30
     iterations: int = 300

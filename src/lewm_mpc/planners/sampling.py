@@ -19,35 +19,49 @@ import torch
 from lewm_mpc.energies import ObjectiveValue
 from lewm_mpc.planners.base import BestSoFar, Optimized, Planner, PlannerConfig
 
+SAMPLING_ROUNDS = 30  # rounds per plan when nothing polishes (LeWorldModel's CEM budget)
+ROUNDS_BEFORE_POLISH = 4  # rounds per plan when an L-BFGS polish follows
+
 
 @dataclass(frozen=True)
 class SamplingConfig(PlannerConfig):
     """Knobs every sampling planner shares.
 
+    By default a plan samples a few rounds to find the basin and then polishes the best plan
+    with L-BFGS through the model's gradient, which descends the basin far more cheaply than
+    further rounds would: 300 x 4 + <= 50 evaluations reach a lower energy than 300 x 30 in
+    about 40% of its time. A model or energy without gradients gets the 30 sampling rounds
+    instead. ``polish_steps=0`` is LeWorldModel's CEM exactly (300 x 30, no gradient).
+
     Attributes:
         num_samples: candidate plans scored per iteration (candidate 0 is the mean).
-        iterations: sample-and-update rounds.
+        iterations: sample-and-update rounds; None (default): 30, or 4 when a polish follows
+            (see :meth:`rounds`). A number is always the number of rounds.
         polish_steps: after the rounds, at most this many projected L-BFGS evaluations
             (each one rollout forward and backward of a single plan) refine the best plan
             through the model's gradient (``GradientPlanner.refine``), stopping early once
-            converged. Sampling finds the basin, the gradient descends it far more cheaply
-            than further rounds would. 0 (default) samples only; models with
-            ``differentiable = False``, and objectives that detach the actions, are never
-            polished.
+            converged. 0 samples only; models with ``differentiable = False``, and objectives
+            that detach the actions, are never polished (their plans get the full rounds).
     """
 
     num_samples: int = 300
-    iterations: int = 30
-    polish_steps: int = 0
+    iterations: int | None = None
+    polish_steps: int = 50
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.num_samples < 2:
             raise ValueError(f"num_samples must be >= 2, got {self.num_samples}")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if self.iterations is not None and self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1 (or None: automatic), got {self.iterations}")
         if self.polish_steps < 0:
             raise ValueError(f"polish_steps must be >= 0, got {self.polish_steps}")
+
+    def rounds(self, polishing: bool) -> int:
+        """Sampling rounds per plan: ``iterations`` if set, else 30 (4 when ``polishing``)."""
+        if self.iterations is not None:
+            return self.iterations
+        return ROUNDS_BEFORE_POLISH if polishing else SAMPLING_ROUNDS
 
 
 @dataclass(frozen=True)
@@ -209,7 +223,7 @@ class SamplingPlanner(Planner):
         best = BestSoFar(self)
         clock = self.clock(type(self).__name__)
         iterations = 0
-        for _ in range(self.config.iterations):
+        for _ in range(self.config.rounds(self._polishing())):
             if not clock.fits(deadline):
                 break
             clock.start()
@@ -239,13 +253,19 @@ class SamplingPlanner(Planner):
             search = self.search(z0, z_goal, init, deadline)
         if not self._polishing():
             return search.optimized
-        return self._polish(z0, z_goal, search.optimized, deadline)
+        polished = self._polish(z0, z_goal, search.optimized, deadline)
+        if polished is not None:
+            return polished
+        if self.config.rounds(polishing=False) == search.optimized.iterations:
+            return search.optimized
+        with torch.no_grad():  # not differentiable after all: this plan gets a sampler's rounds
+            return self.search(z0, z_goal, init, deadline).optimized
 
     def _polish(
         self, z0: torch.Tensor, z_goal: torch.Tensor, found: Optimized, deadline: float | None
-    ) -> Optimized:
+    ) -> Optimized | None:
         """``polish_steps`` L-BFGS evaluations from ``found``'s plan; the warm start keeps
-        shifting the sampling distribution's mean."""
+        shifting the sampling distribution's mean. None: the objective has no gradient."""
         # Imported here: the gradient planner builds on CEM, which builds on this module.
         from lewm_mpc.planners.descent import NotDifferentiableError
         from lewm_mpc.planners.gradient import GradientConfig, GradientPlanner
@@ -267,9 +287,12 @@ class SamplingPlanner(Planner):
                                       deadline)  # fmt: skip
         except NotDifferentiableError as error:  # an energy or model that detaches
             self._polishable = False  # sample only from now on, and say so once
-            warnings.warn(f"polish_steps={self.config.polish_steps} turned off: {error}",
-                          RuntimeWarning, stacklevel=2)  # fmt: skip
-            return found
+            reason = str(error).split(";")[0]  # without the gradient planner's advice
+            rounds = self.config.rounds(polishing=False)
+            warnings.warn(f"polish_steps={self.config.polish_steps} turned off, sampling "
+                          f"{rounds} rounds per plan instead: {reason}", RuntimeWarning,
+                          stacklevel=2)  # fmt: skip
+            return None
         return dataclasses.replace(refined, mean=found.mean)
 
 
