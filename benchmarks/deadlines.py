@@ -1,9 +1,10 @@
 """Plan deadlines as hard bounds: latency of ``plan(obs, goal, deadline_s=d)`` against ``d``.
 
 For each env with a shipped model and each built-in planner at its default budget (CEM and
-MPPI at the env's reference budget), ``--plans`` plans per deadline on start/goal frames of
-regenerated held-out episodes (goal 25 steps ahead; each pair planned cold, then warm from
-its own plan, as in a control loop). Latency is ``PlanResult.solve_s``: the whole call,
+MPPI at the env's reference budget, and at their own defaults: 4 rounds, then an L-BFGS
+polish), ``--plans`` plans per deadline on start/goal frames of regenerated held-out episodes
+(goal 25 steps ahead; each pair planned cold, then warm from its own plan, as in a control
+loop). Latency is ``PlanResult.solve_s``: the whole call,
 encode included. A deadline holds when p99 <= d. Reported: p50 / p99 / max latency, the share
 of plans within d, and the iterations that fitted.
 
@@ -36,7 +37,7 @@ import lewm_mpc as lm
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
 from _results import env_names, write_results
 
-PLANNERS = ("cem", "mppi", "gradient", "hybrid")
+PLANNERS = ("cem", "mppi", "cem-default", "mppi-default", "gradient", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,9 @@ def main(args: Args) -> dict:
             }
             extra = {**sampling, "topk": budget.topk} if planner_name == "cem" else (
                 sampling if planner_name == "mppi" else {})  # fmt: skip
+            registered = planner_name.removesuffix("-default")  # "-default": its own defaults
             for deadline in deadlines:
-                planner = lm.make_planner(planner_name, run.model, horizon=budget.horizon,
+                planner = lm.make_planner(registered, run.model, horizon=budget.horizon,
                                           seed=args.seed, **extra)  # fmt: skip
                 row = {"env": name, "planner": repr(planner), "deadline_ms": 1000 * deadline,
                        **measure(planner, pairs, deadline)}  # fmt: skip

@@ -94,12 +94,18 @@ def _plain(value):
 
 
 def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
-    """async_control, deadlines and surprise on pretrained:pointmass at tiny sizes."""
+    """deadlines, default_latency, async_control and surprise on pretrained:pointmass at tiny
+    sizes."""
     script = load("deadlines")
     script.main(script.Args(envs="pointmass", deadlines_ms="30", plans=2, threads=0,
                             out=tmp_path))  # fmt: skip
     rows = json.loads((tmp_path / "deadlines.json").read_text())["rows"]
-    assert len(rows) == 4 and all(row["deadline_ms"] == 30 for row in rows)
+    assert len(rows) == 6 and all(row["deadline_ms"] == 30 for row in rows)
+    script = load("default_latency")
+    script.main(script.Args(envs="pointmass", pairs=1, threads=0, out=tmp_path))
+    rows = json.loads((tmp_path / "default_latency.json").read_text())["rows"]
+    assert [row["plans"] for row in rows] == [2, 2, 2, 2]  # each planner: cold, then warm
+    assert "polish_steps=50" in rows[1]["config"] and "iterations=30" in rows[0]["config"]
     script = load("async_control")
     script.main(script.Args(envs="pointmass", pairs=1, steps=4, out=tmp_path))
     rows = json.loads((tmp_path / "async_control.json").read_text())["rows"]

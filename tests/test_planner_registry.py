@@ -240,3 +240,20 @@ def test_eval_planners_start_from_the_env_budget():
     )  # fmt: skip
     assert (mppi.config.num_samples, mppi.config.iterations, mppi.config.horizon) == (64, 3, 4)
     assert (cem.config.covariance, mppi.config.covariance) == ("diagonal", "full")
+    assert cem.config.polish_steps == mppi.config.polish_steps == 0  # the budget's: no polish
+    polished = _planner(argparse.Namespace(planner="cem", **{**flags, "polish_steps": 50}),
+                        PointMass(), spec)  # fmt: skip
+    assert (polished.config.iterations, polished.config.polish_steps) == (3, 50)
+
+
+def test_the_reference_budget_is_leworldmodels_cem_without_a_polish():
+    from lewm_mpc.envs import get_env_spec
+
+    budget = get_env_spec("tworoom").budget
+    assert budget.fields_for(lm.CEMConfig) == dict(
+        horizon=5, num_samples=300, iterations=30, topk=30, receding_horizon=1, polish_steps=0
+    )
+    assert budget.fields_for(lm.MPPIConfig)["polish_steps"] == 0
+    # CMA-ES keeps its own split of the evaluations; it takes the horizon and the polish
+    assert budget.fields_for(lm.CMAESConfig) == dict(horizon=5, receding_horizon=1,
+                                                      polish_steps=0)  # fmt: skip

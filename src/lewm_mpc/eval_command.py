@@ -139,8 +139,6 @@ def _planner(args: argparse.Namespace, model: object, spec: EnvSpec | None = Non
     budget (``spec.budget``, for the fields the planner has and takes:
     ``reference_budget_fields``) or its own defaults; budget flags given on the command line
     override either."""
-    import dataclasses
-
     from lewm_mpc.energies import GoalDistance
     from lewm_mpc.planners.presets import build_planner
     from lewm_mpc.planners.registry import get_planner_entry, make_planner
@@ -159,11 +157,7 @@ def _planner(args: argparse.Namespace, model: object, spec: EnvSpec | None = Non
     overrides.setdefault("energy", GoalDistance())
     if spec is not None:
         config_class = get_planner_entry(args.planner).config_class
-        known = {field.name for field in dataclasses.fields(config_class)}
-        if config_class.reference_budget_fields is not None:
-            known &= set(config_class.reference_budget_fields)
-        budget = dataclasses.asdict(spec.budget)
-        overrides = {**{k: v for k, v in budget.items() if k in known}, **overrides}
+        overrides = {**spec.budget.fields_for(config_class), **overrides}
     return make_planner(args.planner, model, **overrides)
 
 

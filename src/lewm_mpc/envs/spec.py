@@ -15,6 +15,7 @@ Nothing else in the package knows an environment by name.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -97,6 +98,15 @@ class PlannerBudget:
     topk: int = 30
     receding_horizon: int = 1
     polish_steps: int = 0
+
+    def fields_for(self, config_class: type) -> dict[str, Any]:
+        """The fields of this budget that a planner config class has and takes from an env's
+        reference budget (its ``reference_budget_fields``; None: every field it has)."""
+        known = {entry.name for entry in dataclasses.fields(config_class)}
+        taken = getattr(config_class, "reference_budget_fields", None)
+        if taken is not None:
+            known &= set(taken)
+        return {k: v for k, v in dataclasses.asdict(self).items() if k in known}
 
 
 def _resolve(reference: str) -> Any:

@@ -30,7 +30,7 @@ class SamplingConfig(PlannerConfig):
     By default a plan samples a few rounds to find the basin and then polishes the best plan
     with L-BFGS through the model's gradient, which descends the basin far more cheaply than
     further rounds would: 300 x 4 + <= 50 evaluations reach a lower energy than 300 x 30 in
-    about 40% of its time. A model or energy without gradients gets the 30 sampling rounds
+    about half its time. A model or energy without gradients gets the 30 sampling rounds
     instead. ``polish_steps=0`` is LeWorldModel's CEM exactly (300 x 30, no gradient).
 
     Attributes:
@@ -256,8 +256,8 @@ class SamplingPlanner(Planner):
         polished = self._polish(z0, z_goal, search.optimized, deadline)
         if polished is not None:
             return polished
-        if self.config.rounds(polishing=False) == search.optimized.iterations:
-            return search.optimized
+        if deadline is not None or self.config.iterations is not None:
+            return search.optimized  # the time, or the rounds, were the caller's to set
         with torch.no_grad():  # not differentiable after all: this plan gets a sampler's rounds
             return self.search(z0, z_goal, init, deadline).optimized
 

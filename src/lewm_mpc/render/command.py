@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lewm_mpc.argtypes import non_negative_int, positive_float, positive_int
-from lewm_mpc.planners.registry import make_planner, planner_names
+from lewm_mpc.planners.registry import get_planner_entry, make_planner, planner_names
 
 DEMO_MODEL = Path("runs/demo/model")  # the Two-Room model `make demo` trains
 DISPLAY_SIZE = 256  # px: video frames are rendered at this side, not at the model's 64 px
@@ -292,7 +292,9 @@ def _render(
         regions = [RegionBox(tuple(low), tuple(high))]
     task = args.task or ("probed" if args.keepout else "latent")
     energy = ProbedGoalDistance(probe) if task == "probed" else lm.GoalDistance()
-    budget = SMOKE_BUDGETS.get(args.planner, {}) if args.smoke else {}
+    # the env's reference budget (LeWorldModel's CEM), as ``lewm-mpc eval`` plans
+    budget = spec.budget.fields_for(get_planner_entry(args.planner).config_class)
+    budget.update(SMOKE_BUDGETS.get(args.planner, {}) if args.smoke else {})
     planner = make_planner(
         args.planner, model, seed=args.seed, energy=energy, guardrails=guardrails, **budget
     )
