@@ -80,6 +80,10 @@ CONFIGS = (
 )
 
 
+def _episodes(args: Args, config: Config) -> int:
+    return args.episodes if config.name == "paper" else args.cpu_episodes
+
+
 def _cli(*argv: str) -> list[str]:
     return [sys.executable, "-m", "lewm_mpc", *argv]
 
@@ -123,8 +127,8 @@ def measure(args: Args, save: Callable[[list[dict[str, Any]]], object]) -> None:
     # 1. probes, then their rates, while the main datasets are collected
     main_data = {c.name: out / f"{c.name}-data.h5" for c in CONFIGS}
     collecting = {
-        c.name: _start(_collect(args, c, args.episodes if c.name == "paper" else args.cpu_episodes,
-                                seed=1, out=main_data[c.name]), logs / f"collect-{c.name}.log")
+        c.name: _start(_collect(args, c, _episodes(args, c), seed=1, out=main_data[c.name]),
+                       logs / f"collect-{c.name}.log")
         for c in CONFIGS
     }  # fmt: skip
     rates: dict[str, float] = {}
@@ -155,7 +159,7 @@ def measure(args: Args, save: Callable[[list[dict[str, Any]]], object]) -> None:
             "config": c.name,
             "image_size": c.image_size,
             "action_block": c.action_block,
-            "episodes": args.episodes if c.name == "paper" else args.cpu_episodes,
+            "episodes": _episodes(args, c),
             "train_steps": _checkpoint_meta(runs[c.name])["step"],
             "train_minutes": _checkpoint_meta(runs[c.name])["train_seconds"] / 60,
             "steps_per_second_probe": rates[c.name],

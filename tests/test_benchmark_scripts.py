@@ -227,7 +227,7 @@ def test_ddp_scaling_times_one_and_two_processes(tmp_path, monkeypatch) -> None:
     assert all(row["seconds_per_step"] > 0 for row in rows)
 
 
-@pytest.mark.slow  # about 4 min: the paper config (18M parameters, 224 px) on a CPU
+@pytest.mark.slow  # about 1.5 min: the paper config (18M parameters, 224 px) on a CPU
 def test_paper_gpu_pipeline_writes_both_configs(tmp_path) -> None:
     script = load("paper_gpu")
     script.main(script.Args(smoke=True, out=tmp_path / "work", results=tmp_path / "results"))
