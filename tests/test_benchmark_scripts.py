@@ -237,3 +237,14 @@ def test_paper_gpu_pipeline_writes_both_configs(tmp_path) -> None:
         row["report"]["num_pairs"] == 1 and row["train_steps"] >= 2 for row in result["rows"]
     )
     assert "mean nothing" in (tmp_path / "results" / "paper_gpu_pusht.md").read_text()
+
+
+def test_train_step_profile_times_sampling_copy_and_step(tiny_dataset, tmp_path) -> None:
+    script = load("train_step_profile")
+    script.main(script.Args(data=tiny_dataset, config="cpu", batch_size=4, steps=1,
+                            device="cpu", out=tmp_path))  # fmt: skip
+    rows = json.loads((tmp_path / "train_step_profile_cpu.json").read_text())["rows"]
+    assert [row["precision"] for row in rows] == ["bfloat16", "float32"]
+    assert all(row["step_ms"] > 0 and row["sample_ms"] > 0 for row in rows)
+    with pytest.raises(SystemExit, match="--data must be a dataset"):
+        script.main(script.Args(data=tmp_path / "missing.h5", out=tmp_path))
