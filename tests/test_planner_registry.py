@@ -254,6 +254,8 @@ def test_the_reference_budget_is_leworldmodels_cem_without_a_polish():
         horizon=5, num_samples=300, iterations=30, topk=30, receding_horizon=1, polish_steps=0
     )
     assert budget.fields_for(lm.MPPIConfig)["polish_steps"] == 0
+    # gradient steps are not CEM rounds: the gradient planners keep their own
+    assert budget.fields_for(lm.GradientConfig) == dict(horizon=5, receding_horizon=1)
     # CMA-ES keeps its own split of the evaluations; it takes the horizon and the polish
     assert budget.fields_for(lm.CMAESConfig) == dict(horizon=5, receding_horizon=1,
                                                       polish_steps=0)  # fmt: skip

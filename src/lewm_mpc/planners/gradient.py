@@ -61,6 +61,10 @@ class GradientConfig(PlannerConfig):
         cem_topk: CEM elites.
     """
 
+    # Built for an env by name it keeps its own steps: the reference budget's 30 iterations
+    # are CEM rounds, not gradient steps.
+    reference_budget_fields: ClassVar[tuple[str, ...] | None] = ("horizon", "receding_horizon")
+
     restarts: int = 8
     iterations: int = 100
     optimizer: str = "lbfgs"
