@@ -29,11 +29,7 @@ def env_names(envs: str) -> list[str]:
 def reference_cem(run: lm.Run, seed: int) -> lm.CEM:
     """CEM at the env's reference budget (LeWorldModel's 300 x 30, top 30, horizon 5)."""
     assert run.env_spec is not None
-    budget = run.env_spec.budget
-    return lm.CEM(run.model, horizon=budget.horizon, num_samples=budget.num_samples,
-                  iterations=budget.iterations, topk=budget.topk,
-                  receding_horizon=budget.receding_horizon, polish_steps=budget.polish_steps,
-                  seed=seed)  # fmt: skip
+    return lm.CEM(run.model, seed=seed, **run.env_spec.budget.fields_for(lm.CEMConfig))
 
 
 def write_results(

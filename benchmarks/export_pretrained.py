@@ -57,11 +57,7 @@ def main() -> None:
     meta = run.dataset.meta
     policy = meta.data_policy or spec.expert_names[0]
     pairs, skipped = heldout_pairs(spec, args.pairs, args.seed, policy, meta.env_config)
-    budget = spec.budget
-    planner = lm.CEM(model, horizon=budget.horizon, num_samples=budget.num_samples,
-                     iterations=budget.iterations, topk=budget.topk,
-                     receding_horizon=budget.receding_horizon, polish_steps=budget.polish_steps,
-                     seed=args.seed)  # fmt: skip
+    planner = lm.CEM(model, seed=args.seed, **spec.budget.fields_for(lm.CEMConfig))
     with torch.inference_mode():
         report = evaluate_pairs(planner, pairs, spec, EvalConfig(num_pairs=args.pairs),
                                 run.obs_mode, meta.env_config, skipped)  # fmt: skip

@@ -385,7 +385,8 @@ def planners(iterations: int) -> dict[str, Callable[..., lm.Planner]]:
     """Name -> constructor(model, **kwargs); ``iterations > 0`` shrinks every budget."""
     small: dict[str, Any] = {"iterations": iterations} if iterations > 0 else {}
     hybrid_small = {**small, "cem_iterations": iterations} if iterations > 0 else {}
-    sampling = {"polish_steps": 0, **(small or {"iterations": 30})}  # 300 x 30, no gradient
+    thirty = small or {"iterations": 30}  # LeWorldModel's rounds
+    sampling = {"polish_steps": 0, **thirty}  # 300 x 30, no gradient
     return {
         "CEM (300 x 4 + polish, 50 L-BFGS)": lambda model, **kw: lm.CEM(model, **small, **kw),
         "CEM, sampling only (300 x 30)": lambda model, **kw: lm.CEM(model, **sampling, **kw),
@@ -396,7 +397,7 @@ def planners(iterations: int) -> dict[str, Callable[..., lm.Planner]]:
             model, covariance="full", **sampling, **kw
         ),
         "CEM 300 x 30 + polish (50 L-BFGS)": lambda model, **kw: lm.CEM(
-            model, polish_steps=POLISH, **(small or {"iterations": 30}), **kw
+            model, polish_steps=POLISH, **thirty, **kw
         ),
         "MPPI (300 x 4 + polish, 50 L-BFGS)": lambda model, **kw: lm.MPPI(model, **small, **kw),
         "MPPI, sampling only (300 x 30)": lambda model, **kw: lm.MPPI(model, **sampling, **kw),
@@ -404,7 +405,7 @@ def planners(iterations: int) -> dict[str, Callable[..., lm.Planner]]:
             model, covariance="full", **sampling, **kw
         ),
         "MPPI 300 x 30 + polish (50 L-BFGS)": lambda model, **kw: lm.MPPI(
-            model, polish_steps=POLISH, **(small or {"iterations": 30}), **kw
+            model, polish_steps=POLISH, **thirty, **kw
         ),
         "CMA-ES (300 generations + polish, 50 L-BFGS)": lambda model, **kw: lm.CMAES(
             model, **small, **kw
