@@ -69,6 +69,11 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
         "--precision", default="float32", choices=("float32", "bfloat16"),
         help="bfloat16: mixed precision (autocast) for the networks, fast on a GPU (float32)",
     )  # fmt: skip
+    group.add_argument(
+        "--compile", action="store_true",
+        help="compile the training step with torch.compile (a GPU; on a CPU it needs a C++ "
+        "compiler); a run resumes with or without it",
+    )  # fmt: skip
     group.add_argument("--obs", default="pixels", choices=("pixels", "state"))
 
 
@@ -216,7 +221,8 @@ def _train(args: argparse.Namespace, data: Path, out: Path) -> None:
                             ("rollout_weight", args.rollout_weight))
         if value is not None
     }  # fmt: skip
-    config = TrainConfig(seed=args.seed, device=args.device, precision=args.precision, **overrides)
+    config = TrainConfig(seed=args.seed, device=args.device, precision=args.precision,
+                         compile=args.compile, **overrides)  # fmt: skip
     summary = train(
         data, out,
         named_config(args.config, **({} if args.history is None else {"history": args.history})),

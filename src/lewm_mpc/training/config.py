@@ -52,6 +52,12 @@ class TrainConfig:
             under ``torch.autocast`` in bfloat16 (weights, optimizer state, the losses and
             SIGReg stay float32), the mixed precision that makes the ``paper`` config fast on
             a GPU; on a CPU it is usually slower.
+        compile: run the training step's forward pass (encoder, predictor, losses) through
+            ``torch.compile`` (needs a C++ compiler on a CPU; the first steps compile). The
+            weights and checkpoints are the same modules, so a run may be resumed with or
+            without it.
+        prefetch: draw the next batch in a background thread while a step runs (the same
+            batches in the same order); None (default): on when training on a GPU.
     """
 
     steps: int = 3000
@@ -75,8 +81,14 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "float32"
+    compile: bool = False
+    prefetch: bool | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be True or False, got {self.compile!r}")
+        if self.prefetch is not None and not isinstance(self.prefetch, bool):
+            raise ValueError(f"prefetch must be True, False or None, got {self.prefetch!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"

@@ -8,7 +8,7 @@ from typing import Any
 from lewm_mpc.models.config import WorldModelConfig
 
 # TrainConfig fields a resumed run may change: they do not alter the steps already taken.
-RESUMABLE_CHANGES = ("steps", "keep_checkpoints")
+RESUMABLE_CHANGES = ("steps", "keep_checkpoints", "compile", "prefetch")
 
 
 def _normalized_identity(identity: Any) -> Any:

@@ -54,8 +54,9 @@ def _identity(trainer: Trainer) -> dict[str, Any]:
 def save(trainer: Trainer) -> None:
     """Commit a checkpoint, model + resume state, as one unit (Ctrl-C held until done);
     prune the older ones. Every process calls it; rank 0 writes what all of them hold."""
+    sampler_state = trainer.prefetcher.sampler_state(trainer.train_sampler)  # none drawn ahead
     per_process = distributed.gather_objects(
-        {"sampler": trainer.train_sampler.state_dict(), "rng": torch.get_rng_state()}
+        {"sampler": sampler_state, "rng": torch.get_rng_state()}
     )  # rank order
     if not trainer.group.is_main:
         distributed.barrier()  # until rank 0 has committed the checkpoint
@@ -88,7 +89,7 @@ def save(trainer: Trainer) -> None:
                 "step": trainer.step,
                 "identity": _identity(trainer),
                 "param_groups": opt_state["param_groups"],
-                "sampler": trainer.train_sampler.state_dict(),
+                "sampler": sampler_state,
                 "tensors_sha256": sha,
                 "processes": trainer.group.world_size,
                 "process_samplers": [part["sampler"] for part in per_process],
@@ -167,6 +168,7 @@ def _restore_process_state(
     """This process's window sampler and torch RNG: as saved when the run had as many
     processes, else reseeded from (seed, processes, rank, step)."""
     group = trainer.group
+    trainer.prefetcher.discard()  # a batch drawn ahead is not the restored stream's
     if int(state.get("processes", 1)) != group.world_size:
         seed = _shard_seed(trainer.config.seed, group, trainer.step)
         trainer.train_sampler = WindowSampler(

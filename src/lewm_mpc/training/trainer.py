@@ -25,6 +25,7 @@ from lewm_mpc.training import persistence
 from lewm_mpc.training.batchnorm import _ProcessSlice, calibrate_batchnorm
 from lewm_mpc.training.config import TrainConfig, TrainSummary
 from lewm_mpc.training.objective import _Objective, _shard_seed
+from lewm_mpc.training.prefetch import Prefetcher
 from lewm_mpc.types import ObsMode
 
 
@@ -88,6 +89,9 @@ class Trainer:
             config.seed + 1,
         )  # fmt: skip
         self._train_ids, self._block = train_ids, block
+        on_gpu = self.device.type == "cuda"
+        self.prefetcher = Prefetcher(on_gpu if config.prefetch is None else config.prefetch,
+                                     pin=on_gpu)  # fmt: skip
         self.state_targets: StateTargets | None = None
         self.state_head: torch.nn.Linear | None = None
         if config.state_loss_weight > 0:
@@ -113,6 +117,9 @@ class Trainer:
                 forward_sync_buffers=False,
             )  # fmt: skip
             torch.manual_seed(_shard_seed(config.seed, group, 0))  # dropout differs per process
+        # The step's forward pass, compiled on request; the modules (weights, checkpoints) are
+        # the same either way.
+        self._step_objective = torch.compile(self.objective) if config.compile else self.objective
         self.step = 0
         self.train_seconds = 0.0  # accumulated over sessions (resumes included)
         self._session_start = time.perf_counter()
@@ -137,7 +144,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimizer step; returns its losses."""
         self.model.train()
-        batch = self.train_sampler.sample()
+        batch = self.prefetcher.next(self.train_sampler)
         lr = self.config.learning_rate(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -148,8 +155,10 @@ class Trainer:
                 self.state_targets.for_windows(self.dataset, batch.rows, frames, self._block)
             )  # (B, T, F)
         with self._autocast():
-            total, prediction, regularizer, state = self.objective(
-                self._to_device(batch.obs), self._to_device(batch.actions), targets
+            total, prediction, regularizer, state = self._step_objective(
+                batch.obs.to(self.device, non_blocking=True),
+                batch.actions.to(self.device, non_blocking=True),
+                targets,
             )
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()  # under DDP: gradients averaged over the processes
@@ -287,6 +296,7 @@ class Trainer:
                     if stopping:
                         raise KeyboardInterrupt
         finally:
+            self.prefetcher.close()
             bar.close()
             if board is not None:
                 board.close()
