@@ -30,6 +30,11 @@ distance``) or the larger of both in units of their medians (``--score combined`
 score's threshold and false alarms (the raw distance's, or for ``distance`` the relative
 score's), from the same episodes, are recorded beside it.
 
+``--readout probe`` measures surprise and motion through a linear probe of what the
+perturbation moves (``SurpriseMonitor.readout``), fitted on the model's training episodes:
+PushT's block position, the other envs' probe targets (Cube: the cube position; the teleport
+envs: the agent's state).
+
 ``--alarm onset`` raises one event per run of blocks above the threshold
 (``SurpriseMonitor(alarm="onset")``), in the controller and in the false-alarm count.
 
@@ -49,6 +54,7 @@ Writes ``benchmarks/results/surprise[_<tag>].{json,md}``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -69,6 +75,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside t
 from _results import env_names, episode_bootstrap_rate, reference_cem, write_results
 
 SCORES = ("relative", "distance", "combined")
+READOUTS = ("latent", "probe")
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,7 @@ class Args:
     regenerated_episodes: int = 0  # episodes of a shipped model's regenerated data (0: its own)
     alarm: str = "every"  # SurpriseMonitor.alarm: "every" block above the threshold, "onset"
     score: str = "relative"  # "relative" to the predicted motion, raw "distance", or "combined"
+    readout: str = "latent"  # surprise in "latent" space, or through a linear "probe" (below)
     threads: int = 0  # torch threads (0: leave as is)
     out: Path = Path("benchmarks/results")
     work: Path = Path("runs/surprise")  # one finished env per file; a rerun skips those
@@ -121,14 +129,30 @@ def perturbed(name: str, env: Any, state: np.ndarray, rng: np.random.Generator) 
 MIN_JUMP = 2.0  # success radii (goal-feature distance) a teleport moves the task state at least
 
 
-def closed_loop_surprises(run: lm.Run, pairs: list, name: str, args: Args) -> list[np.ndarray]:
+def probe_readout(run: lm.Run, name: str, args: Args) -> lm.Probe | None:
+    """``--readout probe``: a linear probe of what the perturbation moves (module docstring)."""
+    if args.readout == "latent":
+        return None
+    from lewm_mpc.energies import fit_probe_from_dataset
+
+    if name == "pusht":  # the block's position (its probe target holds the agent's too)
+        target = lambda states: np.asarray(states, np.float64)[..., 2:4]  # noqa: E731
+    else:
+        target = get_env_spec(name).probe.read
+    return fit_probe_from_dataset(run.model, run.dataset, run.train_ids, target, kind="linear",
+                                  seed=args.seed)  # fmt: skip
+
+
+def closed_loop_surprises(
+    run: lm.Run, pairs: list, name: str, args: Args, readout: lm.Probe | None
+) -> list[np.ndarray]:
     """Per episode, the (blocks, 2) surprise and predicted motion of every block of unperturbed
     MPC episodes on ``pairs`` (run for the whole budget, at the goal too: the conformal
     quantile needs more than ``1 / false_alarm`` scores)."""
     spec = run.env_spec
     assert spec is not None
     record = lm.SurpriseMonitor(threshold=float(np.finfo(np.float32).max),
-                                on_surprise=lambda event: None)  # fmt: skip
+                                on_surprise=lambda event: None, readout=readout)  # fmt: skip
     env = spec.make(obs_mode=run.obs_mode, env_config=run.dataset.meta.env_config)
     scores: list[np.ndarray] = []
     try:
@@ -212,6 +236,8 @@ def main(args: Args) -> dict:
         torch.set_num_threads(args.threads)
     if args.score not in SCORES:
         raise SystemExit(f"--score: one of {SCORES}, got {args.score!r}")
+    if args.readout not in READOUTS:
+        raise SystemExit(f"--readout: one of {READOUTS}, got {args.readout!r}")
     rows = []
     settings = {k: str(v) for k, v in asdict(args).items()
                 if k not in ("envs", "threads", "out", "work")}  # fmt: skip
@@ -229,10 +255,12 @@ def main(args: Args) -> dict:
                          markdown)  # fmt: skip
 
 
-def false_alarm_rate(quiet: list[np.ndarray], threshold: lm.SurpriseThreshold, args: Args,
+def false_alarm_rate(quiet: list[np.ndarray], monitor: lm.SurpriseMonitor, args: Args,
                      block: int) -> dict:  # fmt: skip
-    """Alarms of ``threshold`` on unperturbed episodes (each (blocks, 2) surprise, motion)."""
-    checker = lm.SurpriseMonitor(threshold, alarm=args.alarm)
+    """Alarms of ``monitor`` on unperturbed episodes (each (blocks, 2) surprise, motion)."""
+    threshold = monitor.threshold
+    assert isinstance(threshold, lm.SurpriseThreshold)
+    checker = dataclasses.replace(monitor, alarm=args.alarm)
     per_episode = [len(checker.alarms(threshold.score(e[:, 0], e[:, 1]))) for e in quiet]
     sizes = [len(episode) for episode in quiet]
     alarms, blocks = sum(per_episode), sum(sizes)
@@ -248,37 +276,42 @@ def env_surprise(name: str, args: Args) -> list[dict]:
     run = lm.load_run(f"pretrained:{name}", regenerated_episodes=args.regenerated_episodes or None)
     assert run.env_spec is not None
     calibration, test = run.val_ids[::2], run.val_ids[1::2]
+    readout = probe_readout(run, name, args)
     windows = lm.calibrate_surprise(run.model, run.dataset, calibration,
                                     relative=args.score != "distance",
-                                    combine=args.score == "combined",
+                                    combine=args.score == "combined", readout=readout,
                                     false_alarm=args.false_alarm, seed=args.seed)  # fmt: skip
     calibration_pairs, _ = sample_pairs(run.dataset, calibration, run.env_spec, EvalConfig(
         num_pairs=args.calibration_pairs, seed=args.seed + 1))  # fmt: skip
-    measured = np.concatenate(closed_loop_surprises(run, calibration_pairs, name, args))
+    measured = np.concatenate(closed_loop_surprises(run, calibration_pairs, name, args, readout))
     surprises, motions = measured[:, 0], measured[:, 1]  # (blocks,) each
-    calibrated = lm.SurpriseThreshold.from_scores
-    by_score = {
-        "relative": calibrated(surprises, args.false_alarm, motions),
-        "distance": calibrated(surprises, args.false_alarm),
-        "combined": calibrated(surprises, args.false_alarm, motions, combine=True),
-    }
-    threshold = by_score[args.score]
+    read = readout is not None
+
+    def calibrated(motions: np.ndarray | None = None, combine: bool = False) -> lm.SurpriseMonitor:
+        threshold = lm.SurpriseThreshold.from_scores(surprises, args.false_alarm, motions,
+                                                     combine=combine, readout=read)  # fmt: skip
+        return lm.SurpriseMonitor(threshold, alarm=args.alarm, readout=readout)
+
+    by_score = {"relative": calibrated(motions), "distance": calibrated(),
+                "combined": calibrated(motions, combine=True)}  # fmt: skip
+    monitor = by_score[args.score]
+    threshold = monitor.threshold
     other = "distance" if args.score != "distance" else "relative"
-    monitor = lm.SurpriseMonitor(threshold, alarm=args.alarm)
     quiet_pairs = max(args.quiet_pairs, args.pairs)
     pairs, _ = sample_pairs(run.dataset, test, run.env_spec,
                             EvalConfig(num_pairs=quiet_pairs, seed=args.seed))  # fmt: skip
     # False alarms in normal operation: unperturbed test episodes, whole budget (the
     # calibration episodes' conditions, on other pairs); pairs are a prefix-stable sample, so
     # the perturbed pairs are the first ``--pairs`` of them.
-    quiet = closed_loop_surprises(run, pairs, f"{name} unperturbed", args)
+    quiet = closed_loop_surprises(run, pairs, f"{name} unperturbed", args, readout)
     pairs = pairs[: args.pairs]
     block = run.model.action_block
-    unperturbed = false_alarm_rate(quiet, threshold, args, block)
-    compared = {"score": other, "threshold": asdict(by_score[other]),
+    unperturbed = false_alarm_rate(quiet, monitor, args, block)
+    compared = {"score": other, "threshold": asdict(by_score[other].threshold),
                 "unperturbed": false_alarm_rate(quiet, by_score[other], args, block)}  # fmt: skip
+    probe = {} if readout is None else {"readout_r2": list(readout.r2)}
     for used in (monitor, None):
-        row = {"env": name, "threshold": asdict(threshold),
+        row = {"env": name, "threshold": asdict(threshold), **probe,
                "data_window_threshold": asdict(windows),
                **({"unperturbed": unperturbed, "other_score": compared} if used else {}),
                **run_pairs(run, pairs, name, args, used)}  # fmt: skip
@@ -317,7 +350,14 @@ def markdown(result: dict) -> str:
         "that succeed both with and without the monitor. False-alarm intervals resample whole "
         "episodes (an episode's blocks are correlated).",
         "",
-        f"Score: {score_words(result['args'].get('score', 'distance'))}.",
+        f"Score: {score_words(result['args'].get('score', 'distance'))}"
+        + (
+            "; surprise and motion measured through a linear probe of what the perturbation "
+            "moves (PushT: block xy in px; Cube: cube xyz in m; the others: the agent's state), "
+            "fitted on the training episodes."
+            if result["args"].get("readout") == "probe"
+            else "."
+        ),
         "",
         "| env | monitor | threshold (median score) | detected within one block | false alarms "
         "per 1000 unperturbed steps (per block, 95% CI) | before the perturbation | success after "

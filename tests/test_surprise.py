@@ -21,30 +21,36 @@ from test_controller import GOAL, LinearEnv, planner
 
 
 @pytest.mark.parametrize(
-    ("relative", "combine"), [(True, False), (False, False), (True, True)],
-    ids=["relative", "distance", "combined"],
+    ("relative", "combine", "read"),
+    [(True, False, False), (False, False, False), (True, True, False), (True, False, True)],
+    ids=["relative", "distance", "combined", "relative-through-a-readout"],
 )  # fmt: skip
 def test_calibrated_threshold_keeps_its_false_alarm_rate_on_other_episodes(
-    tiny_dataset, relative, combine
+    tiny_dataset, relative, combine, read
 ):
     dataset = EpisodeDataset.load(tiny_dataset)
     torch.manual_seed(0)
     model = WorldModel(
         tiny_config(action_block=1)
     ).eval()  # any model: the rate is distribution-free
+    readout = None
+    if read:  # any fixed map of the latents to task quantities
+        readout = lm.Probe([torch.randn(model.config.latent_dim, 3)], [torch.zeros(3)])
     ids = dataset.episode_ids
     calibration, held_out = ids[::2], ids[1::2]
     threshold = calibrate_surprise(model, dataset, calibration, false_alarm=0.1,
-                                   relative=relative, combine=combine)  # fmt: skip
+                                   relative=relative, combine=combine,
+                                   readout=readout)  # fmt: skip
     assert threshold.windows == 6 * 39 and threshold.value > threshold.median > 0
     assert (threshold.motion_offset is not None) == relative
     assert (threshold.distance_scale is not None) == combine
+    assert threshold.readout == read
     scores = []
     for episode_id in held_out:
         episode = dataset.episode(int(episode_id))
         obs = torch.from_numpy(np.array(episode.pixels))
         actions = torch.from_numpy(episode.action[:-1].astype(np.float32))
-        value, motion = surprise_and_motion(model, obs[:-1], actions, obs[1:])
+        value, motion = surprise_and_motion(model, obs[:-1], actions, obs[1:], readout)
         scores.append(threshold.score(value.numpy(), motion.numpy()))
     rate = float(np.mean(np.concatenate(scores) > threshold.value))
     n = sum(len(s) for s in scores)
@@ -126,6 +132,15 @@ def test_a_perturbation_is_detected_at_the_next_block_and_replanned_from():
     assert [record.step for record in controller.plans] == [0, 4, 6, 10, 14]
 
 
+def test_a_readout_measures_surprise_in_the_quantity_it_reads():
+    # the push moves both coordinates by 0.3: read through the first alone, the surprise is 0.3
+    monitor = SurpriseMonitor(threshold=1e-3, readout=lambda latents: latents[:, :1])
+    with lm.MPCController(planner(), replan_every=4, monitor=monitor) as controller:
+        drive(controller, teleport_at=5)
+    assert [event.step for event in controller.events] == [6]
+    assert controller.events[0].surprise == pytest.approx(0.3, rel=1e-4)
+
+
 @pytest.mark.parametrize("alarm, events", [("every", [6, 8, 14]), ("onset", [6, 14])])
 def test_onset_alarms_answer_a_run_of_surprising_blocks_once(alarm, events):
     monitor = SurpriseMonitor(1e-3, on_surprise=lambda event: None, alarm=alarm)
@@ -160,6 +175,17 @@ def test_bad_monitor_settings_are_clear_errors():
         SurpriseMonitor(1.0, on_surprise="panic")
     with pytest.raises(ValueError, match="alarm must be one of"):
         SurpriseMonitor(1.0, alarm="first")
+    with pytest.raises(ValueError, match="readout must be None or a callable"):
+        SurpriseMonitor(1.0, readout="probe")
+    read = SurpriseThreshold(1.0, 0.01, 100, 0.5, readout=True)
+    with pytest.raises(ValueError, match="calibrated through a readout, but the monitor has none"):
+        SurpriseMonitor(read)
+    with pytest.raises(ValueError, match="calibrated on latent distances, but the monitor has one"):
+        SurpriseMonitor(SurpriseThreshold(1.0, 0.01, 100, 0.5), readout=lambda z: z)
+    flat = SurpriseMonitor(1e-3, readout=lambda latents: latents[:, 0])  # (B,), not (B, F)
+    with lm.MPCController(planner(), replan_every=4, monitor=flat) as controller:
+        with pytest.raises(ValueError, match=r"must map \(1, D\) latents to a \(1, F\) tensor"):
+            drive(controller)
     dataset_error = "false_alarm must lie in"
     with pytest.raises(ValueError, match=dataset_error):
         calibrate_surprise(None, None, [], false_alarm=1.5)

@@ -241,8 +241,8 @@ class MPCController:
         before, _ = planner._as_batch(watched[0], "obs")
         after, _ = planner._as_batch(obs, "obs")
         actions = torch.as_tensor(executed.reshape(1, -1), device=before.device)
-        value, moved = (float(x[0]) for x in surprise_and_motion(planner.model, before,
-                                                                 actions, after))  # fmt: skip
+        measured = surprise_and_motion(planner.model, before, actions, after, self.monitor.readout)
+        value, moved = (float(x[0]) for x in measured)
         score = self.monitor.score(value, moved)
         self.surprises.append(BlockSurprise(self._step, value, moved, score))
         threshold = self.monitor.value

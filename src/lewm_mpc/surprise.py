@@ -21,6 +21,14 @@ as either score alone). In closed loop it detects as the raw distance does (Reac
 teleports within one block, against 80% relative) but also alarms as often in an episode's first
 blocks (Two-Room: 3.6% false alarms per block, against 0.4% relative), so the relative score
 stays the default.
+
+Where the latent distance is dominated by what the robot itself does (an arm, an agent) and the
+perturbations that matter move something else (a cube, a block), a *readout* measures the
+surprise in the units of that thing: a map from latents to task quantities, e.g. a linear
+:class:`~lewm_mpc.energies.Probe` of the cube position fitted on training episodes. Calibrate
+with it (``calibrate_surprise(..., readout=probe)``, or closed-loop scores of a monitor that has
+it) and monitor with it (``SurpriseMonitor(threshold, readout=probe)``); a threshold remembers
+whether it was calibrated with a readout, and a monitor refuses one of the other kind.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from lewm_mpc.data import EpisodeDataset, WindowSampler
 from lewm_mpc.types import LatentWorldModel
 
 POLICIES = ("replan", "hold")
+Readout = Callable[[torch.Tensor], torch.Tensor]  # (B, D) latents -> (B, F) task quantities
 ALARMS = ("every", "onset")
 
 
@@ -54,6 +63,8 @@ class SurpriseThreshold:
             ``surprise / distance_scale`` and the relative score ``/ relative_scale`` (each
             score in units of its calibration median). None: not combined.
         relative_scale: the relative score's calibration median, for a combined score.
+        readout: whether the surprises were measured through a readout (task quantities read
+            from the latents, see the module docstring) rather than in latent space.
     """
 
     value: float
@@ -63,6 +74,7 @@ class SurpriseThreshold:
     motion_offset: float | None = None
     distance_scale: float | None = None
     relative_scale: float | None = None
+    readout: bool = False
 
     def score(self, surprise: np.ndarray | float, motion: np.ndarray | float) -> np.ndarray:
         """The score compared with :attr:`value`, from surprise and predicted motion."""
@@ -81,6 +93,7 @@ class SurpriseThreshold:
         false_alarm: float = 0.01,
         motions: np.ndarray | Sequence[float] | None = None,
         combine: bool = False,
+        readout: bool = False,
     ) -> SurpriseThreshold:
         """The split-conformal threshold of unperturbed surprises ``scores``.
 
@@ -96,7 +109,9 @@ class SurpriseThreshold:
         episode are correlated, so the promise holds on average over calibration sets and a
         small set gives a threshold far from its target (raw distance on the point mass, 1%
         asked: 30 episodes, 330 scores, gave 6.0% false alarms on other episodes; 100
-        episodes, 1100 scores, gave 0.9-1.3%; ``benchmarks/surprise.py``).
+        episodes, 1100 scores, gave 0.9-1.3%; ``benchmarks/surprise.py``). ``readout``: the
+        scores were measured through a readout (a monitor with one), which the threshold then
+        requires of its monitor.
         """
         if not 0 < false_alarm < 1:
             raise ValueError(f"false_alarm must lie in (0, 1), got {false_alarm}")
@@ -128,7 +143,8 @@ class SurpriseThreshold:
                    false_alarm=false_alarm, windows=count,
                    median=float(np.median(values)), motion_offset=offset,
                    distance_scale=None if scales is None else scales[0],
-                   relative_scale=None if scales is None else scales[1])  # fmt: skip
+                   relative_scale=None if scales is None else scales[1],
+                   readout=bool(readout))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -181,11 +197,16 @@ class SurpriseMonitor:
             steadily off (an agent pressed against a wall, a contact): ``"onset"`` answers
             each run once instead of at every block, and a run's later blocks are no new
             false alarm. A perturbation during a run is then not reported.
+        readout: None (default): surprise is a latent distance; a callable from (B, D)
+            latents to (B, F) task quantities (e.g. a fitted :class:`~lewm_mpc.energies.Probe`):
+            surprise and motion are distances between those quantities. A
+            :class:`SurpriseThreshold` must have been calibrated the same way.
     """
 
     threshold: float | SurpriseThreshold
     on_surprise: str | Callable[[SurpriseEvent], None] = "replan"
     alarm: str = "every"
+    readout: Readout | None = None
 
     def __post_init__(self) -> None:
         value = self.value
@@ -197,6 +218,17 @@ class SurpriseMonitor:
             )
         if self.alarm not in ALARMS:
             raise ValueError(f"alarm must be one of {ALARMS}, got {self.alarm!r}")
+        if self.readout is not None and not callable(self.readout):
+            raise ValueError(f"readout must be None or a callable on latents, got "
+                             f"{type(self.readout).__name__}")  # fmt: skip
+        threshold = self.threshold
+        if isinstance(threshold, SurpriseThreshold) and threshold.readout != (
+            self.readout is not None
+        ):
+            calibrated = "through a readout" if threshold.readout else "on latent distances"
+            given = "one" if self.readout is not None else "none"
+            raise ValueError(f"the threshold was calibrated {calibrated}, but the monitor has "
+                             f"{given}: pass the readout used to calibrate it")  # fmt: skip
 
     def score(self, surprise: float, motion: float) -> float:
         """A block's score (see :meth:`SurpriseThreshold.score`; a number: the surprise)."""
@@ -221,7 +253,11 @@ class SurpriseMonitor:
 
 
 def surprise_and_motion(
-    model: LatentWorldModel, before: torch.Tensor, actions: torch.Tensor, after: torch.Tensor
+    model: LatentWorldModel,
+    before: torch.Tensor,
+    actions: torch.Tensor,
+    after: torch.Tensor,
+    readout: Readout | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B,) surprise, the latent distance between the predicted and the observed next latent,
     and (B,) predicted motion, the latent distance from the block's start to the prediction.
@@ -231,12 +267,26 @@ def surprise_and_motion(
         before: (B, *obs_shape) observations at the start of a block.
         actions: (B, action_block * A) the block's executed actions.
         after: (B, *obs_shape) observations after it.
+        readout: None, or a map from (B, D) latents to (B, F) task quantities: the distances
+            are then measured between those.
     """
     with torch.inference_mode():
         latents = model.encode(torch.cat([before, after]))  # (2B, D)
         start, observed = latents.chunk(2)
         predicted = model.rollout(start, actions[:, None])[:, -1]  # (B, D)
+        if readout is not None:
+            start, observed, predicted = (_read(readout, z) for z in (start, observed, predicted))
         return (predicted - observed).norm(dim=-1), (predicted - start).norm(dim=-1)
+
+
+def _read(readout: Readout, latents: torch.Tensor) -> torch.Tensor:
+    """(B, F) task quantities read from (B, D) latents, checked."""
+    values = readout(latents)
+    if not isinstance(values, torch.Tensor) or values.ndim != 2 or len(values) != len(latents):
+        shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+        raise ValueError(f"the surprise readout must map ({len(latents)}, D) latents to a "
+                         f"({len(latents)}, F) tensor, got {shape}")  # fmt: skip
+    return values
 
 
 def calibrate_surprise(
@@ -247,6 +297,7 @@ def calibrate_surprise(
     *,
     relative: bool = True,
     combine: bool = False,
+    readout: Readout | None = None,
     max_windows: int = 2000,
     batch_size: int = 256,
     seed: int = 0,
@@ -258,7 +309,8 @@ def calibrate_surprise(
     most ``false_alarm``. Use episodes the model was not trained on. ``relative`` (default):
     the score is the surprise relative to the block's predicted motion (module docstring);
     False: the raw latent distance. ``combine`` (with ``relative``): the larger of both, each in
-    units of its median.
+    units of its median. ``readout``: measure the distances between task quantities read from
+    the latents (module docstring); monitor with the same readout.
 
     Raises:
         ValueError: bad arguments, a model block that is not a multiple of the data's, or no
@@ -293,9 +345,9 @@ def calibrate_surprise(
         if not pixels:
             obs = obs.to(torch.float32)
         actions = torch.from_numpy(batch.actions[:, 0]).to(model.device)  # (B, block*A)
-        value, motion = surprise_and_motion(model, obs[:, 0], actions, obs[:, 1])
+        value, motion = surprise_and_motion(model, obs[:, 0], actions, obs[:, 1], readout)
         scores.append(value.cpu().numpy())
         motions.append(motion.cpu().numpy())
     return SurpriseThreshold.from_scores(np.concatenate(scores), false_alarm,
                                          np.concatenate(motions) if relative else None,
-                                         combine=combine)  # fmt: skip
+                                         combine=combine, readout=readout is not None)  # fmt: skip
