@@ -53,7 +53,6 @@ class Args:
     rate_hz: float = 10.0
     steps: int = 50  # env-step budget per pair
     margin: float = 0.2  # fraction of the replanning interval kept free of planning
-    replan_every: int = 0  # env steps between replans (0: the env's receding horizon)
     modes: str = "sync,async"  # comma-separated: sync, async, compensated
     model: str = ""  # a model directory instead of pretrained:<env> (one env; same pairs)
     seed: int = 0
@@ -79,15 +78,12 @@ def run_mode(run: lm.Run, spec: Any, pairs: list, args: Args, mode: str) -> dict
     planner = (
         reference_cem(run, seed) if args.planner == "reference" else lm.CEM(run.model, seed=seed)
     )
-    receding = spec.budget.receding_horizon * run.model.action_block
-    # The synchronous row keeps the protocol's receding horizon; the others may replan sooner.
-    replan_every = args.replan_every if args.replan_every and mode != "sync" else receding
+    replan_every = spec.budget.receding_horizon * run.model.action_block
     paced = mode == "async"
     deadline = (1 - args.margin) * replan_every / args.rate_hz if paced else None
     env = spec.make(obs_mode=run.obs_mode, env_config=run.dataset.meta.env_config)
     successes, steps, missed, late, fallback, act_ms, plan_ms = [], [], 0, [], 0, [], []
-    controller = lm.MPCController(planner, replan_every=replan_every,
-                                  asynchronous=mode != "sync", deadline_s=deadline,
+    controller = lm.MPCController(planner, asynchronous=mode != "sync", deadline_s=deadline,
                                   max_wait_s=0.0 if paced else None)  # fmt: skip
     try:
         with controller as ctl:
@@ -170,10 +166,9 @@ def markdown(result: dict) -> str:
             if model and not model.startswith("pretrained:")
         ),
         "",
-        "| env | mode | success (95% CI) | steps to success | replan every | plan p50 / p99 | "
-        "deadline | missed periods | plans late (share, mean / max steps) | fallback steps | "
-        "act p99 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| env | mode | success (95% CI) | steps to success | plan p50 / p99 | deadline | missed "
+        "periods | plans late (share, mean / max steps) | fallback steps | act p99 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         low, high = row["ci95"]
@@ -182,7 +177,6 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| {row['env']} | {row['mode']} | {100 * row['success_rate']:.0f}% "
             f"({100 * low:.0f}-{100 * high:.0f}) | {'-' if steps is None else f'{steps:.1f}'} | "
-            f"{row['replan_every']} steps | "
             f"{row['plan_ms_p50']:.0f} / {row['plan_ms_p99']:.0f} ms | "
             f"{'-' if deadline is None else f'{1000 * deadline:.0f} ms'} | "
             f"{row['missed_periods']} of {row['env_steps']} | "
