@@ -390,7 +390,8 @@ def markdown(result: dict) -> str:
         other = compared[0]["other_score"]["score"]
         lines += [
             "",
-            f"The same unperturbed episodes, with a threshold on the {score_words(other)} "
+            "The same unperturbed episodes, with a threshold on the "
+            f"{score_words(other, result['args'].get('readout', 'latent'))} "
             "calibrated on the same episodes:",
             "",
             "| env | threshold | false alarms per block (95% CI) |",
@@ -405,9 +406,10 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def score_words(score: str) -> str:
+def score_words(score: str, readout: str = "latent") -> str:
+    space = "latent distance" if readout == "latent" else "distance through the probe"
     return {"relative": "surprise relative to the predicted motion, surprise / (median motion + "
-            "motion)", "distance": "raw surprise (latent distance)",
+            "motion)", "distance": f"raw surprise ({space})",
             "combined": "the larger of the raw and the relative score, each in units of its "
             "calibration median"}[score]  # fmt: skip
 
