@@ -1,13 +1,14 @@
 """Surprise monitor under perturbations: detection, false alarms, and success with and without it.
 
-For each env with a shipped model: the surprise threshold is calibrated split-conformally
-(``SurpriseThreshold.from_scores``, false-alarm rate ``--false-alarm`` per block) on the
-surprises of unperturbed closed-loop episodes (``--calibration-pairs`` pairs from half of the
-held-out episodes; the threshold of one-block data windows, ``lm.calibrate_surprise``, is
-recorded beside it); test pairs (goal 25 steps ahead) come from the other half. Each pair's
-episode is perturbed once, at a seeded step in ``[--first, --last]``: the world moves without
-the robot (Two-Room, point mass, Reacher: the agent teleported to a random state; PushT: the
-block shoved 40-80 px and turned 20-60 degrees; Cube: the cube moved 4-8 cm on the table).
+For each env with a shipped model (or ``--model``, a model of one env): the surprise threshold
+is calibrated split-conformally (``SurpriseThreshold.from_scores``, false-alarm rate
+``--false-alarm`` per block) on the surprises of unperturbed closed-loop episodes
+(``--calibration-pairs`` pairs from half of the held-out episodes; the threshold of one-block
+data windows, ``lm.calibrate_surprise``, is recorded beside it); test pairs (goal 25 steps
+ahead) come from the other half. Each pair's episode is perturbed once, at a seeded step in
+``[--first, --last]``: the world moves without the robot (Two-Room, point mass, Reacher: the
+agent teleported to a random state; PushT: the block shoved 40-80 px and turned 20-60 degrees;
+Cube: the cube moved 4-8 cm on the table).
 The same pairs and perturbations run with the monitor (replan at once on surprise) and
 without it (the planned queue continues until its next scheduled replan), synchronously, with
 CEM at the env's reference budget, replanning every ``--replan-blocks`` blocks: 5 by default,
@@ -94,6 +95,7 @@ class Args:
     alarm: str = "every"  # SurpriseMonitor.alarm: "every" block above the threshold, "onset"
     score: str = "relative"  # "relative" to the predicted motion, raw "distance", or "combined"
     readout: str = "latent"  # surprise in "latent" space, or through a linear "probe" (below)
+    model: str = ""  # a model directory instead of pretrained:<env> (one env; the same pairs)
     threads: int = 0  # torch threads (0: leave as is)
     out: Path = Path("benchmarks/results")
     work: Path = Path("runs/surprise")  # one finished env per file; a rerun skips those
@@ -238,6 +240,8 @@ def main(args: Args) -> dict:
         raise SystemExit(f"--score: one of {SCORES}, got {args.score!r}")
     if args.readout not in READOUTS:
         raise SystemExit(f"--readout: one of {READOUTS}, got {args.readout!r}")
+    if args.model and len(env_names(args.envs)) != 1:
+        raise SystemExit("--model: name its env with --envs (one env)")
     rows = []
     settings = {k: str(v) for k, v in asdict(args).items()
                 if k not in ("envs", "threads", "out", "work")}  # fmt: skip
@@ -273,7 +277,10 @@ def false_alarm_rate(quiet: list[np.ndarray], monitor: lm.SurpriseMonitor, args:
 def env_surprise(name: str, args: Args) -> list[dict]:
     """The rows of one env: monitor on, then off."""
     rows = []
-    run = lm.load_run(f"pretrained:{name}", regenerated_episodes=args.regenerated_episodes or None)
+    # regenerated held-out episodes either way: a model of the same env and data policy gets
+    # the shipped one's pairs
+    run = lm.load_run(args.model or f"pretrained:{name}", regenerate=True,
+                      regenerated_episodes=args.regenerated_episodes or None)  # fmt: skip
     assert run.env_spec is not None
     calibration, test = run.val_ids[::2], run.val_ids[1::2]
     readout = probe_readout(run, name, args)
@@ -311,7 +318,8 @@ def env_surprise(name: str, args: Args) -> list[dict]:
                 "unperturbed": false_alarm_rate(quiet, by_score[other], args, block)}  # fmt: skip
     probe = {} if readout is None else {"readout_r2": list(readout.r2)}
     for used in (monitor, None):
-        row = {"env": name, "threshold": asdict(threshold), **probe,
+        row = {"env": name, "model": args.model or f"pretrained:{name}",
+               "threshold": asdict(threshold), **probe,
                "data_window_threshold": asdict(windows),
                **({"unperturbed": unperturbed, "other_score": compared} if used else {}),
                **run_pairs(run, pairs, name, args, used)}  # fmt: skip
@@ -336,6 +344,8 @@ def recovery_steps(rows: list[dict]) -> dict[int, str]:
 
 
 def markdown(result: dict) -> str:
+    own_models = sorted({row.get("model", "") for row in result["rows"]} - {""})
+    own_models = [model for model in own_models if not model.startswith("pretrained:")]
     lines = [
         "One unmodelled perturbation per episode (teleport / shove / cube moved) at a seeded "
         f"step; CEM replanning every {result['args'].get('replan_blocks', 1)} blocks; "
@@ -350,7 +360,8 @@ def markdown(result: dict) -> str:
         "that succeed both with and without the monitor. False-alarm intervals resample whole "
         "episodes (an episode's blocks are correlated).",
         "",
-        f"Score: {score_words(result['args'].get('score', 'distance'))}"
+        "".join(f"Model: `{model}`. " for model in own_models)
+        + f"Score: {score_words(result['args'].get('score', 'distance'))}"
         + (
             "; surprise and motion measured through a linear probe of what the perturbation "
             "moves (PushT: block xy in px; Cube: cube xyz in m; the others: the agent's state), "

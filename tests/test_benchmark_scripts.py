@@ -119,8 +119,12 @@ def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
     assert rows[0]["unperturbed"]["blocks"] >= 1 and "unperturbed" not in rows[1]
     assert "detected within one block" in (tmp_path / "surprise.md").read_text()
     assert "replanning every 5 blocks" in (tmp_path / "surprise.md").read_text()
+    probed = script.Args(**{**vars(args), "readout": "probe", "tag": "probe"})
+    rows = script.main(probed)["rows"]  # surprise through a linear probe of the agent's state
+    assert len(rows[0]["readout_r2"]) == 2 and rows[0]["threshold"]["readout"]
+    assert "through a linear probe" in (tmp_path / "surprise_probe.md").read_text()
     script.env_surprise = None  # a finished env is not run again
-    assert script.main(args)["rows"] == rows
+    assert script.main(args)["rows"] == json.loads((tmp_path / "surprise.json").read_text())["rows"]
 
 
 def test_shipped_planners_runs_each_lever_once(tmp_path) -> None:
