@@ -28,7 +28,12 @@ surprise in the units of that thing: a map from latents to task quantities, e.g.
 :class:`~lewm_mpc.energies.Probe` of the cube position fitted on training episodes. Calibrate
 with it (``calibrate_surprise(..., readout=probe)``, or closed-loop scores of a monitor that has
 it) and monitor with it (``SurpriseMonitor(threshold, readout=probe)``); a threshold remembers
-whether it was calibrated with a readout, and a monitor refuses one of the other kind.
+whether it was calibrated with a readout, and a monitor refuses one of the other kind. Measured
+(``benchmarks/surprise.py --readout probe``), linear probes of the shipped models detected fewer
+pushes than the latent distance (PushT 68% against 90%, Cube 28% against 68%): those probes are
+noisy on closed-loop frames. Latents that hold the pushed object do better: a PushT model trained
+with the auxiliary state loss detected 96% of the shoves at 0.4% false alarms per block with the
+plain relative score.
 """
 
 from __future__ import annotations
@@ -153,8 +158,10 @@ class BlockSurprise:
 
     Attributes:
         step: env step (actions executed since ``reset``) of the block's last observation.
-        surprise: latent distance between the predicted and the observed latent.
-        motion: latent distance the model predicted the block to move (predicted - start).
+        surprise: latent distance between the predicted and the observed latent (with a
+            readout: the distance between what it reads from them).
+        motion: latent distance the model predicted the block to move (predicted - start;
+            likewise through a readout).
         score: what the threshold is compared with: ``surprise``, or for a relative
             threshold ``surprise / (offset + motion)``.
     """
