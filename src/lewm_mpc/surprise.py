@@ -33,7 +33,7 @@ whether it was calibrated with a readout, and a monitor refuses one of the other
 pushes than the latent distance (PushT 68% against 90%, Cube 28% against 68%): those probes are
 noisy on closed-loop frames. Latents that hold the pushed object do better: a PushT model trained
 with the auxiliary state loss detected 96% of the shoves at 0.4% false alarms per block with the
-plain relative score.
+plain relative score (a Cube model trained so detected 68% of the moves, as the shipped one).
 """
 
 from __future__ import annotations
