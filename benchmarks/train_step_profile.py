@@ -84,6 +84,7 @@ def measure(args: Args) -> list[dict[str, Any]]:
             for _ in range(3):  # compiled: the first steps compile
                 trainer.train_step()
             warmup_s = time.perf_counter() - started
+            trainer.prefetcher.discard()  # no draw ahead in flight while sampling directly
             sampler, device = trainer.train_sampler, trainer.device
             frames = sampler.sample().obs
             rows.append({

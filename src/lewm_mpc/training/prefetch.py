@@ -44,7 +44,7 @@ class Prefetcher:
 
     Args:
         enabled: draw ahead; off, :meth:`next` samples when called (nothing runs meanwhile).
-        pin: pin the drawn tensors' memory (for asynchronous copies to a GPU).
+        pin: pin the tensors drawn ahead (for asynchronous copies to a GPU).
     """
 
     def __init__(self, enabled: bool, pin: bool = False) -> None:
@@ -56,8 +56,8 @@ class Prefetcher:
 
     def next(self, sampler: WindowSampler) -> Drawn:
         """The sampler's next batch; when enabled, the one after it starts drawing."""
-        if not self.enabled:
-            return _draw(sampler, self.pin)
+        if not self.enabled:  # nothing overlaps the copy: pinning would only add one
+            return _draw(sampler, pin=False)
         if self._pending is not None and self._sampler is sampler:
             drawn = self._pending.result()
         else:  # the first batch, or the sampler was replaced (a resume)
