@@ -9,9 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+import lewm_mpc as lm
 from conftest import BENCHMARKS, load_benchmark
+from lewm_mpc.data import WindowSampler
 
 load = load_benchmark
 
@@ -107,9 +111,13 @@ def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
     assert [row["plans"] for row in rows] == [2, 2, 2, 2]  # each planner: cold, then warm
     assert "polish_steps=50" in rows[1]["config"] and "iterations=30" in rows[0]["config"]
     script = load("async_control")
-    script.main(script.Args(envs="pointmass", pairs=1, steps=4, out=tmp_path))
+    script.main(script.Args(envs="pointmass", pairs=1, steps=4, reanchor_ms="0,50", out=tmp_path))
     rows = json.loads((tmp_path / "async_control.json").read_text())["rows"]
-    assert [row["mode"] for row in rows] == ["synchronous", "asynchronous at 10 Hz"]
+    assert [row["mode"] for row in rows] == [
+        "synchronous",
+        "asynchronous at 10 Hz",
+        "asynchronous at 10 Hz, re-anchored within 50 ms",
+    ]
     script = load("surprise")
     args = script.Args(envs="pointmass", pairs=1, calibration_pairs=1, steps=6, first=2, last=3,
                        out=tmp_path, work=tmp_path / "work")  # fmt: skip
@@ -123,6 +131,24 @@ def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
     rows = script.main(probed)["rows"]  # surprise through a linear probe of the agent's state
     assert len(rows[0]["readout_r2"]) == 2 and rows[0]["threshold"]["readout"]
     assert "through a linear probe" in (tmp_path / "surprise_probe.md").read_text()
+    whitened = script.Args(**{**vars(args), "readout": "whiten", "tag": "whiten"})
+    rows = script.main(whitened)["rows"]  # surprise in units of the model's one-block error
+    assert rows[0]["threshold"]["readout"] and "readout_r2" not in rows[0]
+    assert "Mahalanobis" in (tmp_path / "surprise_whiten.md").read_text()
+    run = lm.load_run("pretrained:pointmass", regenerate=True)
+    whitening = script.residual_whitening(run, seed=0, windows=500, shrinkage=1e-9)
+    frameskip = run.model.action_block // run.dataset.action_block
+    sampler = WindowSampler(run.dataset, run.train_ids, num_frames=2, frameskip=frameskip,
+                            batch_size=500, obs_mode=run.obs_mode)  # fmt: skip
+    rows = np.random.default_rng(0).choice(sampler.window_rows, 500, replace=False)
+    batch = sampler.gather(np.sort(rows))  # the windows it was fitted on
+    obs = torch.from_numpy(batch.obs)  # (500, 2, H, W, 3) uint8
+    with torch.inference_mode():
+        start, observed = run.model.encode(obs[:, 0]), run.model.encode(obs[:, 1])
+        predicted = run.model.rollout(start, torch.from_numpy(batch.actions[:, :1]))[:, -1]
+        residual = (whitening(predicted) - whitening(observed)).double()  # (500, D)
+    identity = torch.eye(residual.shape[1], dtype=torch.float64)
+    torch.testing.assert_close(torch.cov(residual.T), identity, atol=1e-3, rtol=0)
     script.env_surprise = None  # a finished env is not run again
     assert script.main(args)["rows"] == json.loads((tmp_path / "surprise.json").read_text())["rows"]
 

@@ -159,6 +159,53 @@ def test_latency_compensation_plans_from_the_true_future_state():
         np.testing.assert_allclose(start.numpy(), states[step], atol=1e-6)
 
 
+class Drifting(Linear):
+    """The linear model with a drift the env does not have: its predictions are off."""
+
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        latents = super().rollout(z0, actions)  # (S, H+1, 2)
+        drift = 0.05 * torch.arange(latents.shape[1], dtype=latents.dtype)  # per block
+        return latents + drift[None, :, None]
+
+
+def test_reanchoring_replans_each_plan_made_ahead_from_the_observed_state():
+    base = lm.CEM(Drifting(), energy=energy, horizon=4, num_samples=32, iterations=4, topk=4,
+                  seed=0, polish_steps=0)  # fmt: skip
+    calls = []
+    original = base.plan_latent
+
+    def spy(z0, z_goal, **kwargs):
+        result = original(z0, z_goal, **kwargs)
+        calls.append((z0.clone(), kwargs, result))
+        return result
+
+    base.plan_latent = spy
+    with lm.MPCController(base, replan_every=4, asynchronous=True, max_wait_s=None,
+                          reanchor_s=10.0) as controller:  # fmt: skip
+        actions, states = drive(controller, steps=12)
+        records = list(controller.plans)
+    assert [record.step for record in records] == [0, 4, 8]
+    ahead = [(z0, kwargs) for z0, kwargs, _ in calls if kwargs["shift"] == 2]
+    anchored = [(z0, kwargs, result) for z0, kwargs, result in calls if kwargs["shift"] == 0]
+    assert len(anchored) == 2 and len(ahead) >= 2
+    for (z0, kwargs, result), (predicted, _), record in zip(
+        anchored, ahead[:2], records[1:], strict=True
+    ):
+        np.testing.assert_allclose(z0.numpy(), states[record.step], atol=1e-6)  # observed
+        assert np.abs(predicted.numpy() - states[record.step]).max() > 0.05  # predicted: off
+        assert kwargs["deadline_s"] == 10.0 and record.late == 0
+        assert record.result is result  # the re-anchored plan is the one acted on
+        np.testing.assert_array_equal(actions[record.step : record.step + 4], result.actions[:4])
+    with lm.MPCController(planner(), replan_every=4, asynchronous=True, max_wait_s=None,
+                          reanchor_s=10.0) as controller:  # fmt: skip
+        drive(controller, steps=2)  # the first plan, made from an observation, is not re-anchored
+        assert len(controller.plans) == 1
+    with pytest.raises(ValueError, match="reanchor_s must be > 0 seconds or None"):
+        lm.MPCController(planner(), asynchronous=True, reanchor_s=0.0)
+    with pytest.raises(ValueError, match=r"reanchor_s .* needs asynchronous=True"):
+        lm.MPCController(planner(), reanchor_s=0.05)
+
+
 class Gated:
     """Wraps a planner: plan_latent calls after the first wait for ``gate``."""
 

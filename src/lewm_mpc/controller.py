@@ -8,7 +8,9 @@ observation rolled forward through the ``replan_every`` actions that execute mea
 plan made during the motion is a plan for where the robot will be, not where it was. ``act``
 never waits longer than ``max_wait_s`` for it; a late plan joins the queue at the step it
 arrives, without its first actions (those were meant for steps already executed by the old
-plan), and until then the old plan continues (or the ``fallback``).
+plan), and until then the old plan continues (or the ``fallback``). With ``reanchor_s``, a plan
+made ahead is re-anchored when it takes effect: a short replan from the observation then at
+hand, warm-started with it, corrects what the model's prediction of that step got wrong.
 
 One thread, not a process: planning is torch work that releases the GIL, the loop thread only
 queues and sleeps, and a thread shares the model without copying it or pickling observations.
@@ -17,6 +19,7 @@ What a plan request holds and how it is planned live in :mod:`lewm_mpc.plan_requ
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Any
@@ -50,6 +53,12 @@ class MPCController:
         deadline_s: per-plan wall-clock bound passed to the planner (None: its full budget).
             If the planner's iterations are not yet timed, the first plan is preceded by two
             full-budget ones (:meth:`~lewm_mpc.planners.base.Planner.warm_up`).
+        reanchor_s: asynchronous: when a plan made ahead takes effect on time, replan from the
+            observation of that step for at most this many seconds (the planner's deadline),
+            warm-started with that plan, and act on the result: the plan's first block then
+            starts from where the robot is, not from where the model predicted it would be.
+            ``act`` takes up to that much longer at those steps (the planning thread is idle
+            then). None (default): act on the plan made ahead as it is.
         monitor: a :class:`~lewm_mpc.surprise.SurpriseMonitor`: after every executed block the
             surprise (predicted vs observed latent) is measured and kept in :attr:`surprises`
             (:class:`~lewm_mpc.surprise.BlockSurprise`); a score above the threshold records
@@ -67,6 +76,7 @@ class MPCController:
         max_wait_s: float | None = 0.0,
         fallback: str = "continue",
         deadline_s: float | None = None,
+        reanchor_s: float | None = None,
         monitor: SurpriseMonitor | None = None,
     ) -> None:
         block = planner.model.action_block
@@ -84,11 +94,17 @@ class MPCController:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
         if max_wait_s is not None and not max_wait_s >= 0:
             raise ValueError(f"max_wait_s must be >= 0 seconds or None, got {max_wait_s}")
-        if deadline_s is not None and not deadline_s > 0:
-            raise ValueError(f"deadline_s must be > 0 seconds or None, got {deadline_s}")
+        for name, value in (("deadline_s", deadline_s), ("reanchor_s", reanchor_s)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 seconds or None, got {value}")
+        if reanchor_s is not None and not asynchronous:
+            raise ValueError("reanchor_s re-anchors plans made ahead: it needs "
+                             "asynchronous=True (a synchronous plan starts from the "
+                             "observation already)")  # fmt: skip
         self.planner, self.replan_every = planner, replan_every
         self.asynchronous, self.max_wait_s = asynchronous, max_wait_s
         self.fallback, self.deadline_s, self.monitor = fallback, deadline_s, monitor
+        self.reanchor_s = reanchor_s
         low, high = (np.asarray(torch.as_tensor(b).cpu(), np.float32)
                      for b in (planner.model.action_low, planner.model.action_high))  # fmt: skip
         self._zero = np.clip(np.zeros_like(low), low, high)
@@ -271,7 +287,10 @@ class MPCController:
             ready, self._ready = self._ready, None
         if ready is None:
             return
-        self._install(*ready)
+        request, result = ready
+        if self._reanchoring(request):
+            result = self._reanchor(obs)
+        self._install(request, result)
         # Plan the next one now, for the step it takes effect: after ``replan_every`` more.
         self._submit(self._request_for(obs, lead=self.replan_every))
 
@@ -307,6 +326,21 @@ class MPCController:
                 plan_request(self.planner, request, self._history, None)
             self.planner.reset()
         return plan_request(self.planner, request, self._history, self.deadline_s)
+
+    def _reanchoring(self, request: _Request) -> bool:
+        """Whether to re-anchor the plan of ``request`` now: on, made ahead from a predicted
+        latent, taking effect on time, and the planning thread idle (no urgent plan pending)."""
+        if self.reanchor_s is None or not len(request.lead):
+            return False
+        with self._lock:
+            idle = self._request is None and not self._busy
+        return idle and request.step + len(request.lead) == self._step
+
+    def _reanchor(self, obs: np.ndarray) -> PlanResult:
+        """A replan from ``obs`` within ``reanchor_s``, warm-started with the plan just made
+        for this step (no shift: it starts here)."""
+        request = dataclasses.replace(self._request_for(obs, lead=0), shift=0)
+        return plan_request(self.planner, request, self._history, self.reanchor_s)
 
     def _fallback_action(self) -> np.ndarray:
         if self.fallback == "hold" and self._last is not None:
