@@ -75,10 +75,10 @@ from tqdm.auto import tqdm
 
 import lewm_mpc as lm
 from lewm_mpc.atomic import write_text_atomic
-from lewm_mpc.data import WindowSampler
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.envs.cube import CUBE_POS
 from lewm_mpc.evaluation import EvalConfig, goal_observation, sample_pairs, wilson_interval
+from lewm_mpc.surprise import block_windows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
 from _results import env_names, episode_bootstrap_rate, reference_cem, write_results
@@ -173,24 +173,13 @@ def residual_whitening(run: lm.Run, seed: int, windows: int = 2000,
     ``windows`` one-block windows of the training episodes; the covariance is shrunk toward its
     mean variance by ``shrinkage`` so that directions of almost no error are not amplified
     without bound."""
-    model = run.model
-    sampler = WindowSampler(run.dataset, run.train_ids, num_frames=2,
-                            frameskip=model.action_block // run.dataset.action_block,
-                            batch_size=256, obs_mode=run.obs_mode)  # fmt: skip
-    rows = sampler.window_rows
-    if len(rows) > windows:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, windows, replace=False))
-    residuals = []
-    for start in range(0, len(rows), 256):
-        batch = sampler.gather(rows[start : start + 256])
-        obs = torch.from_numpy(batch.obs).to(model.device)  # (B, 2, *obs)
-        if run.obs_mode == "state":
-            obs = obs.to(torch.float32)
-        actions = torch.from_numpy(batch.actions[:, :1]).to(model.device)  # (B, 1, block*A)
+    model, residuals = run.model, []
+    for before, actions, after in block_windows(model, run.dataset, run.train_ids, windows,
+                                                seed=seed):  # fmt: skip
         with torch.inference_mode():
-            latents = model.encode(torch.cat([obs[:, 0], obs[:, 1]]))  # (2B, D)
+            latents = model.encode(torch.cat([before, after]))  # (2B, D)
             begin, observed = latents.chunk(2)
-            residuals.append(model.rollout(begin, actions)[:, -1] - observed)  # (B, D)
+            residuals.append(model.rollout(begin, actions[:, None])[:, -1] - observed)  # (B, D)
     residual = torch.cat(residuals).double().cpu()  # (N, D)
     covariance = torch.cov(residual.T)  # (D, D)
     dim = covariance.shape[0]

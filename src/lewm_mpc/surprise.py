@@ -39,7 +39,7 @@ plain relative score (a Cube model trained so detected 68% of the moves, as the 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -328,6 +328,33 @@ def calibrate_surprise(
     if combine and not relative:
         raise ValueError("combine=True combines the relative score with the raw one: it needs "
                          "relative=True")  # fmt: skip
+    scores, motions = [], []
+    for before, actions, after in block_windows(model, dataset, episode_ids, max_windows,
+                                                batch_size, seed):  # fmt: skip
+        value, motion = surprise_and_motion(model, before, actions, after, readout)
+        scores.append(value.cpu().numpy())
+        motions.append(motion.cpu().numpy())
+    return SurpriseThreshold.from_scores(np.concatenate(scores), false_alarm,
+                                         np.concatenate(motions) if relative else None,
+                                         combine=combine, readout=readout is not None)  # fmt: skip
+
+
+def block_windows(
+    model: LatentWorldModel,
+    dataset: EpisodeDataset,
+    episode_ids: np.ndarray | Sequence[int],
+    max_windows: int = 2000,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The one-block windows of ``episode_ids`` (a seeded subset of at most ``max_windows``)
+    in batches: (B, *obs) observations at a block's start, (B, block*A) the block's actions and
+    (B, *obs) the observations after it, on the model's device, as the model takes them.
+
+    Raises:
+        ValueError: ``max_windows`` or ``batch_size`` not an int >= 1, or a model block that is
+            not a multiple of the data's.
+    """
     for name, value in (("max_windows", max_windows), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -345,16 +372,10 @@ def calibrate_surprise(
     rows = sampler.window_rows
     if len(rows) > max_windows:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_windows, replace=False))
-    scores, motions = [], []
     for start in range(0, len(rows), batch_size):
         batch = sampler.gather(rows[start : start + batch_size])
         obs = torch.from_numpy(batch.obs).to(model.device)  # (B, 2, *obs)
         if not pixels:
             obs = obs.to(torch.float32)
         actions = torch.from_numpy(batch.actions[:, 0]).to(model.device)  # (B, block*A)
-        value, motion = surprise_and_motion(model, obs[:, 0], actions, obs[:, 1], readout)
-        scores.append(value.cpu().numpy())
-        motions.append(motion.cpu().numpy())
-    return SurpriseThreshold.from_scores(np.concatenate(scores), false_alarm,
-                                         np.concatenate(motions) if relative else None,
-                                         combine=combine, readout=readout is not None)  # fmt: skip
+        yield obs[:, 0], actions, obs[:, 1]
