@@ -18,9 +18,10 @@ own defaults, 4 rounds and an L-BFGS polish):
   against the asynchronous row, what the deadline and the clock cost.
 
 ``--reanchor-ms 0,R`` adds, per asynchronous mode, a row that re-anchors every plan made ahead
-when it takes effect (``MPCController(reanchor_s=R / 1000)``): a replan of at most R ms from the
-observation of that step, warm-started with the plan, so its first block starts from the
-observed latent rather than the predicted one.
+when it takes effect (``MPCController(reanchor_s=R / 1000, reanchor_by=...)``): within R ms from
+the observation of that step, L-BFGS steps on the plan (``--reanchor-by gradient``, the
+controller's default) or a replan warm-started with it (``--reanchor-by replan``), so its first
+block starts from the observed latent rather than the predicted one.
 
 Reported per env and mode: success (95% CI), steps to success, and for the asynchronous loop the
 missed periods, how late plans took effect (env steps), fallback steps and ``act`` latency (after
@@ -45,6 +46,7 @@ import torch
 from tqdm.auto import tqdm
 
 import lewm_mpc as lm
+from lewm_mpc.controller import REANCHORS
 from lewm_mpc.evaluation import EvalConfig, goal_observation, sample_pairs, wilson_interval
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
@@ -59,6 +61,7 @@ class Args:
     steps: int = 50  # env-step budget per pair
     margin: float = 0.2  # fraction of the replanning interval kept free of planning
     reanchor_ms: str = "0"  # comma-separated; asynchronous rows re-anchor plans made ahead (0: off)
+    reanchor_by: str = "gradient"  # MPCController.reanchor_by: "gradient" or "replan"
     modes: str = "sync,async"  # comma-separated: sync, async, compensated
     model: str = ""  # a model directory instead of pretrained:<env> (one env; same pairs)
     seed: int = 0
@@ -94,7 +97,7 @@ def run_mode(run: lm.Run, spec: Any, pairs: list, args: Args, mode: str,
     reanchor = reanchor_ms / 1000 if reanchor_ms > 0 and mode != "sync" else None
     controller = lm.MPCController(planner, asynchronous=mode != "sync", deadline_s=deadline,
                                   max_wait_s=0.0 if paced else None,
-                                  reanchor_s=reanchor)  # fmt: skip
+                                  reanchor_s=reanchor, reanchor_by=args.reanchor_by)  # fmt: skip
     try:
         with controller as ctl:
             for pair in tqdm(pairs, desc=f"{spec.name} {mode}"):
@@ -118,7 +121,8 @@ def run_mode(run: lm.Run, spec: Any, pairs: list, args: Args, mode: str,
     return {
         "mode": {"sync": "synchronous", "async": f"asynchronous at {args.rate_hz:g} Hz",
                  "compensated": "latency-compensated, unpaced"}[mode]
-        + ("" if reanchor is None else f", re-anchored within {reanchor_ms:g} ms"),
+        + ("" if reanchor is None else
+           f", re-anchored ({args.reanchor_by}) within {reanchor_ms:g} ms"),
         "pairs": len(pairs), "successes": wins, "success_rate": wins / len(pairs),
         "succeeded": [bool(x) for x in successes],
         "ci95": list(wilson_interval(wins, len(pairs))),
@@ -149,6 +153,8 @@ def main(args: Args) -> dict:
     if not reanchors or min(reanchors) < 0:
         raise SystemExit(f"--reanchor-ms: comma-separated milliseconds >= 0, got "
                          f"{args.reanchor_ms!r}")  # fmt: skip
+    if args.reanchor_by not in REANCHORS:
+        raise SystemExit(f"--reanchor-by: one of {', '.join(REANCHORS)}, got {args.reanchor_by!r}")
     names = env_names(args.envs)
     if args.model and len(names) != 1:
         raise SystemExit("--model: name its env with --envs (one env)")

@@ -116,7 +116,7 @@ def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
     assert [row["mode"] for row in rows] == [
         "synchronous",
         "asynchronous at 10 Hz",
-        "asynchronous at 10 Hz, re-anchored within 50 ms",
+        "asynchronous at 10 Hz, re-anchored (gradient) within 50 ms",
     ]
     script = load("surprise")
     args = script.Args(envs="pointmass", pairs=1, calibration_pairs=1, steps=6, first=2, last=3,

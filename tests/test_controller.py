@@ -168,33 +168,40 @@ class Drifting(Linear):
         return latents + drift[None, :, None]
 
 
-def test_reanchoring_replans_each_plan_made_ahead_from_the_observed_state():
+@pytest.mark.parametrize("reanchor_by", ["gradient", "replan"])
+def test_reanchoring_corrects_each_plan_made_ahead_from_the_observed_state(reanchor_by):
     base = lm.CEM(Drifting(), energy=energy, horizon=4, num_samples=32, iterations=4, topk=4,
                   seed=0, polish_steps=0)  # fmt: skip
     calls = []
-    original = base.plan_latent
 
-    def spy(z0, z_goal, **kwargs):
-        result = original(z0, z_goal, **kwargs)
-        calls.append((z0.clone(), kwargs, result))
-        return result
+    def spying(name):
+        original = getattr(base, name)
 
-    base.plan_latent = spy
+        def spy(z0, z_goal, *args, **kwargs):
+            result = original(z0, z_goal, *args, **kwargs)
+            calls.append((name, z0.clone(), args, kwargs, result))
+            return result
+
+        return spy
+
+    base.plan_latent, base.refine_latent = spying("plan_latent"), spying("refine_latent")
     with lm.MPCController(base, replan_every=4, asynchronous=True, max_wait_s=None,
-                          reanchor_s=10.0) as controller:  # fmt: skip
+                          reanchor_s=10.0, reanchor_by=reanchor_by) as controller:  # fmt: skip
         actions, states = drive(controller, steps=12)
         records = list(controller.plans)
     assert [record.step for record in records] == [0, 4, 8]
-    ahead = [(z0, kwargs) for z0, kwargs, _ in calls if kwargs["shift"] == 2]
-    anchored = [(z0, kwargs, result) for z0, kwargs, result in calls if kwargs["shift"] == 0]
-    assert len(anchored) == 2 and len(ahead) >= 2
-    for (z0, kwargs, result), (predicted, _), record in zip(
-        anchored, ahead[:2], records[1:], strict=True
-    ):
+    ahead = [call for call in calls if call[3].get("shift") == 2]  # made from a prediction
+    assert len(ahead) >= 2
+    for record, made in zip(records[1:], ahead[:2], strict=True):
+        name, z0, args, kwargs, result = next(c for c in calls if c[4] is record.result)
+        assert name == {"gradient": "refine_latent", "replan": "plan_latent"}[reanchor_by]
         np.testing.assert_allclose(z0.numpy(), states[record.step], atol=1e-6)  # observed
-        assert np.abs(predicted.numpy() - states[record.step]).max() > 0.05  # predicted: off
+        assert np.abs(made[1].numpy() - states[record.step]).max() > 0.05  # predicted: off
         assert kwargs["deadline_s"] == 10.0 and record.late == 0
-        assert record.result is result  # the re-anchored plan is the one acted on
+        if reanchor_by == "gradient":  # the plan made ahead for this step, corrected
+            np.testing.assert_array_equal(args[0], made[4].actions)
+        else:  # planned again, warm-started with it
+            assert kwargs["shift"] == 0
         np.testing.assert_array_equal(actions[record.step : record.step + 4], result.actions[:4])
     with lm.MPCController(planner(), replan_every=4, asynchronous=True, max_wait_s=None,
                           reanchor_s=10.0) as controller:  # fmt: skip
@@ -204,6 +211,12 @@ def test_reanchoring_replans_each_plan_made_ahead_from_the_observed_state():
         lm.MPCController(planner(), asynchronous=True, reanchor_s=0.0)
     with pytest.raises(ValueError, match=r"reanchor_s .* needs asynchronous=True"):
         lm.MPCController(planner(), reanchor_s=0.05)
+    with pytest.raises(ValueError, match="reanchor_by must be one of"):
+        lm.MPCController(planner(), asynchronous=True, reanchor_s=0.05, reanchor_by="cem")
+    frozen = Linear()
+    frozen.differentiable = False
+    with pytest.raises(ValueError, match="not differentiable; pass reanchor_by='replan'"):
+        lm.MPCController(lm.CEM(frozen, energy=energy), asynchronous=True, reanchor_s=0.05)
 
 
 class Gated:

@@ -581,6 +581,36 @@ def test_plan_latent_from_the_encoded_observation_is_plan(cls):
         planner.plan_latent(z0[0], z_goal)
 
 
+@planners
+def test_refine_latent_corrects_a_plan_for_a_moved_start(cls):
+    planner = make(cls)
+    goal = np.array([0.5, -0.3], np.float32)
+    made = planner.plan(np.zeros(2, np.float32), goal)  # for the start the model predicted
+    moved = np.array([0.15, 0.1], np.float32)  # the start then observed
+    z0, z_goal = planner.encode_pair(torch.from_numpy(moved)[None], torch.from_numpy(goal)[None])
+    blocks = torch.from_numpy(made.actions).reshape(1, 4, 4)  # (1, H, block*A)
+    stale = float(regularized_goal_energy(PointMass().rollout(z0, blocks), blocks, z_goal))
+    result = planner.refine_latent(z0[0], z_goal[0], made.actions, steps=50)
+    action, energy = optimum(moved, goal, 4, 2)
+    assert stale > 1.5 * energy  # the plan made for the other start is off
+    assert result.energy == pytest.approx(energy, rel=0.02)
+    assert np.allclose(result.actions, action, atol=0.02)
+    assert result.actions.min() >= -1 and result.actions.max() <= 1
+    np.testing.assert_allclose(planner._previous.reshape(8, 2), result.actions)  # warm start
+    again = planner.refine_latent(z0[0], z_goal[0], steps=3)  # default: the warm start
+    assert again.energy <= result.energy + 1e-6 and again.energy_evals <= 3
+    with pytest.raises(ValueError, match=r"plan must be finite env-space actions \(8, 2\)"):
+        planner.refine_latent(z0[0], z_goal[0], made.actions[:4])
+    with pytest.raises(ValueError, match="plan must be finite"):
+        planner.refine_latent(z0[0], z_goal[0], np.full((8, 2), np.nan, np.float32))
+    with pytest.raises(ValueError, match="steps must be an int >= 1, got 0"):
+        planner.refine_latent(z0[0], z_goal[0], made.actions, steps=0)
+    frozen = PointMass()
+    frozen.differentiable = False
+    with pytest.raises(ValueError, match="PointMass is not differentiable"):  # gradient
+        make(cls, frozen).refine_latent(z0[0], z_goal[0], made.actions)  # planners: at once
+
+
 def test_cmaes_and_polished_sampling_solve_an_ill_conditioned_quadratic():
     """A rotated quadratic over the 8 plan coordinates with curvatures 1..1e4: CMA-ES learns
     the valley's shape and reaches the minimum; the diagonal samplers stall at the same 9,000

@@ -9,8 +9,9 @@ plan made during the motion is a plan for where the robot will be, not where it 
 never waits longer than ``max_wait_s`` for it; a late plan joins the queue at the step it
 arrives, without its first actions (those were meant for steps already executed by the old
 plan), and until then the old plan continues (or the ``fallback``). With ``reanchor_s``, a plan
-made ahead is re-anchored when it takes effect: a short replan from the observation then at
-hand, warm-started with it, corrects what the model's prediction of that step got wrong.
+made ahead is re-anchored when it takes effect: a few gradient steps from the observation then
+at hand (or a short replan, warm-started with it) correct what the model's prediction of that
+step got wrong.
 
 One thread, not a process: planning is torch work that releases the GIL, the loop thread only
 queues and sleeps, and a thread shares the model without copying it or pickling observations.
@@ -33,6 +34,7 @@ from lewm_mpc.surprise import BlockSurprise, SurpriseEvent, SurpriseMonitor, sur
 from lewm_mpc.types import PlanResult
 
 FALLBACKS = ("continue", "hold", "zero")
+REANCHORS = ("gradient", "replan")
 
 
 class MPCController:
@@ -53,12 +55,17 @@ class MPCController:
         deadline_s: per-plan wall-clock bound passed to the planner (None: its full budget).
             If the planner's iterations are not yet timed, the first plan is preceded by two
             full-budget ones (:meth:`~lewm_mpc.planners.base.Planner.warm_up`).
-        reanchor_s: asynchronous: when a plan made ahead takes effect on time, replan from the
-            observation of that step for at most this many seconds (the planner's deadline),
-            warm-started with that plan, and act on the result: the plan's first block then
-            starts from where the robot is, not from where the model predicted it would be.
-            ``act`` takes up to that much longer at those steps (the planning thread is idle
-            then). None (default): act on the plan made ahead as it is.
+        reanchor_s: asynchronous: when a plan made ahead takes effect on time, correct it
+            from the observation of that step for at most this many seconds and act on the
+            result: the plan's first block then starts from where the robot is, not from
+            where the model predicted it would be. ``act`` takes up to that much longer at
+            those steps (the planning thread is idle then). None (default): act on the plan
+            made ahead as it is.
+        reanchor_by: how a plan is re-anchored: ``"gradient"`` (default; a differentiable
+            model): projected L-BFGS on the plan from the observed latent
+            (:meth:`~lewm_mpc.planners.base.Planner.refine_latent`), a local correction of a
+            plan whose start moved a little; ``"replan"``: the planner plans again,
+            warm-started with the plan (no shift), within ``reanchor_s``.
         monitor: a :class:`~lewm_mpc.surprise.SurpriseMonitor`: after every executed block the
             surprise (predicted vs observed latent) is measured and kept in :attr:`surprises`
             (:class:`~lewm_mpc.surprise.BlockSurprise`); a score above the threshold records
@@ -77,6 +84,7 @@ class MPCController:
         fallback: str = "continue",
         deadline_s: float | None = None,
         reanchor_s: float | None = None,
+        reanchor_by: str = "gradient",
         monitor: SurpriseMonitor | None = None,
     ) -> None:
         block = planner.model.action_block
@@ -101,10 +109,17 @@ class MPCController:
             raise ValueError("reanchor_s re-anchors plans made ahead: it needs "
                              "asynchronous=True (a synchronous plan starts from the "
                              "observation already)")  # fmt: skip
+        if reanchor_by not in REANCHORS:
+            raise ValueError(f"reanchor_by must be one of {REANCHORS}, got {reanchor_by!r}")
+        if (reanchor_s is not None and reanchor_by == "gradient"
+                and not getattr(planner.model, "differentiable", True)):  # fmt: skip
+            raise ValueError(f"reanchor_by='gradient' follows the model's gradient: "
+                             f"{type(planner.model).__name__} is not differentiable; pass "
+                             "reanchor_by='replan'")  # fmt: skip
         self.planner, self.replan_every = planner, replan_every
         self.asynchronous, self.max_wait_s = asynchronous, max_wait_s
         self.fallback, self.deadline_s, self.monitor = fallback, deadline_s, monitor
-        self.reanchor_s = reanchor_s
+        self.reanchor_s, self.reanchor_by = reanchor_s, reanchor_by
         low, high = (np.asarray(torch.as_tensor(b).cpu(), np.float32)
                      for b in (planner.model.action_low, planner.model.action_high))  # fmt: skip
         self._zero = np.clip(np.zeros_like(low), low, high)
@@ -289,7 +304,7 @@ class MPCController:
             return
         request, result = ready
         if self._reanchoring(request):
-            result = self._reanchor(obs)
+            result = self._reanchor(obs, result)
         self._install(request, result)
         # Plan the next one now, for the step it takes effect: after ``replan_every`` more.
         self._submit(self._request_for(obs, lead=self.replan_every))
@@ -321,9 +336,13 @@ class MPCController:
 
     def _plan(self, request: _Request) -> PlanResult:
         """Plan from the request's observation rolled forward through its lead actions."""
-        if self.deadline_s is not None and not self.planner.timed:
+        refining = self.reanchor_s is not None and self.reanchor_by == "gradient"
+        untimed = self.deadline_s is not None and not self.planner.timed
+        if untimed or (refining and self.planner.clock("gradient").estimate is None):
             for _ in range(2):  # time the iterations first (Planner.warm_up), so d holds
-                plan_request(self.planner, request, self._history, None)
+                made = plan_request(self.planner, request, self._history, None)
+                if refining:  # and the re-anchoring's gradient evaluations
+                    plan_request(self.planner, request, self._history, None, made.actions)
             self.planner.reset()
         return plan_request(self.planner, request, self._history, self.deadline_s)
 
@@ -336,11 +355,13 @@ class MPCController:
             idle = self._request is None and not self._busy
         return idle and request.step + len(request.lead) == self._step
 
-    def _reanchor(self, obs: np.ndarray) -> PlanResult:
-        """A replan from ``obs`` within ``reanchor_s``, warm-started with the plan just made
-        for this step (no shift: it starts here)."""
+    def _reanchor(self, obs: np.ndarray, made: PlanResult) -> PlanResult:
+        """The plan ``made`` ahead for this step, corrected from ``obs`` within
+        ``reanchor_s``: refined by the gradient, or planned again warm-started with it (no
+        shift: it starts here)."""
         request = dataclasses.replace(self._request_for(obs, lead=0), shift=0)
-        return plan_request(self.planner, request, self._history, self.reanchor_s)
+        refine = made.actions if self.reanchor_by == "gradient" else None
+        return plan_request(self.planner, request, self._history, self.reanchor_s, refine)
 
     def _fallback_action(self) -> np.ndarray:
         if self.fallback == "hold" and self._last is not None:

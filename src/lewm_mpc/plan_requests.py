@@ -47,7 +47,11 @@ class _Request:
 
 
 def plan_request(
-    planner: Planner, request: _Request, history_frames: int, deadline_s: float | None
+    planner: Planner,
+    request: _Request,
+    history_frames: int,
+    deadline_s: float | None,
+    refine: np.ndarray | None = None,
 ) -> PlanResult:
     """Plan from the request's observation rolled forward through its lead actions.
 
@@ -56,6 +60,9 @@ def plan_request(
         request: what to plan for.
         history_frames: frames the model conditions on (``model.history``; 1: none).
         deadline_s: per-plan wall-clock bound passed to the planner (None: its full budget).
+        refine: a plan (env-space actions) to correct with the model's gradient from that
+            start (:meth:`~lewm_mpc.planners.base.Planner.refine_latent`) instead of planning
+            anew.
     """
     obs_t, _ = planner._as_batch(request.obs, "obs")
     if isinstance(request.goal, torch.Tensor):  # a goal latent
@@ -78,6 +85,9 @@ def plan_request(
                     torch.cat([past[1], lead], 1)[:, 1 - history_frames:])  # fmt: skip
         z0 = chain[:, -1]  # (1, D) at the plan start
     history = None if past is None else (past[0][0], past[1][0])  # (C, D), (C, block*A)
+    if refine is not None:
+        return planner.refine_latent(z0[0], z_goal[0], refine, deadline_s=deadline_s,
+                                     past=history)  # fmt: skip
     return planner.plan_latent(z0[0], z_goal[0], deadline_s=deadline_s,
                                shift=request.shift, past=history)  # fmt: skip
 

@@ -138,7 +138,6 @@ class SamplingPlanner(Planner):
 
     config_class = SamplingConfig
     config: SamplingConfig
-    _polisher: Planner | None = None  # the GradientPlanner of ``polish_steps``, made once
     _polishable = True  # False once an objective turned out not to be differentiable
 
     @property
@@ -268,20 +267,11 @@ class SamplingPlanner(Planner):
         shifting the sampling distribution's mean. None: the objective has no gradient."""
         # Imported here: the gradient planner builds on CEM, which builds on this module.
         from lewm_mpc.planners.descent import NotDifferentiableError
-        from lewm_mpc.planners.gradient import GradientConfig, GradientPlanner
+        from lewm_mpc.planners.gradient import GradientPlanner
 
-        if self._polisher is None:
-            cfg = self.config
-            config = GradientConfig(horizon=cfg.horizon, restarts=1, iterations=cfg.polish_steps,
-                                    init_std=0.0, rollout_dtype=cfg.rollout_dtype)  # fmt: skip
-            self._polisher = GradientPlanner(self.model, config, energy=self.objective.task,
-                                             guardrails=self.objective.guardrails)  # fmt: skip
-        polisher = self._polisher
+        polisher = self._refiner(self.config.polish_steps)
         assert isinstance(polisher, GradientPlanner)
-        # Shared with this planner (``reset`` may replace them): its random stream, iteration
-        # clocks (deadlines) and the observation history of the plan in progress.
-        polisher.generator, polisher.clocks, polisher._past = (self.generator, self.clocks,
-                                                               self._past)  # fmt: skip
+        polisher._past = self._past  # the observation history of the plan in progress
         try:
             refined = polisher.refine(z0, z_goal, found, torch.zeros_like(found.actions),
                                       deadline)  # fmt: skip
