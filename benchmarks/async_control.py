@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 import lewm_mpc as lm
 from lewm_mpc.controller import REANCHORS
 from lewm_mpc.evaluation import EvalConfig, goal_observation, sample_pairs, wilson_interval
+from lewm_mpc.planners.base import REFINE_STEPS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
 from _results import env_names, reference_cem, write_results
@@ -62,6 +63,7 @@ class Args:
     margin: float = 0.2  # fraction of the replanning interval kept free of planning
     reanchor_ms: str = "0"  # comma-separated; asynchronous rows re-anchor plans made ahead (0: off)
     reanchor_by: str = "gradient"  # MPCController.reanchor_by: "gradient" or "replan"
+    reanchor_steps: int = REFINE_STEPS  # MPCController.reanchor_steps: L-BFGS evaluations at most
     modes: str = "sync,async"  # comma-separated: sync, async, compensated
     model: str = ""  # a model directory instead of pretrained:<env> (one env; same pairs)
     seed: int = 0
@@ -97,7 +99,8 @@ def run_mode(run: lm.Run, spec: Any, pairs: list, args: Args, mode: str,
     reanchor = reanchor_ms / 1000 if reanchor_ms > 0 and mode != "sync" else None
     controller = lm.MPCController(planner, asynchronous=mode != "sync", deadline_s=deadline,
                                   max_wait_s=0.0 if paced else None,
-                                  reanchor_s=reanchor, reanchor_by=args.reanchor_by)  # fmt: skip
+                                  reanchor_s=reanchor, reanchor_by=args.reanchor_by,
+                                  reanchor_steps=args.reanchor_steps)  # fmt: skip
     try:
         with controller as ctl:
             for pair in tqdm(pairs, desc=f"{spec.name} {mode}"):
@@ -122,7 +125,9 @@ def run_mode(run: lm.Run, spec: Any, pairs: list, args: Args, mode: str,
         "mode": {"sync": "synchronous", "async": f"asynchronous at {args.rate_hz:g} Hz",
                  "compensated": "latency-compensated, unpaced"}[mode]
         + ("" if reanchor is None else
-           f", re-anchored ({args.reanchor_by}) within {reanchor_ms:g} ms"),
+           f", re-anchored ({args.reanchor_by}) within {reanchor_ms:g} ms"
+           + (f", {args.reanchor_steps} steps" if args.reanchor_by == "gradient"
+              and args.reanchor_steps != REFINE_STEPS else "")),
         "pairs": len(pairs), "successes": wins, "success_rate": wins / len(pairs),
         "succeeded": [bool(x) for x in successes],
         "ci95": list(wilson_interval(wins, len(pairs))),
@@ -155,6 +160,8 @@ def main(args: Args) -> dict:
                          f"{args.reanchor_ms!r}")  # fmt: skip
     if args.reanchor_by not in REANCHORS:
         raise SystemExit(f"--reanchor-by: one of {', '.join(REANCHORS)}, got {args.reanchor_by!r}")
+    if args.reanchor_steps < 1:
+        raise SystemExit(f"--reanchor-steps: an int >= 1, got {args.reanchor_steps}")
     names = env_names(args.envs)
     if args.model and len(names) != 1:
         raise SystemExit("--model: name its env with --envs (one env)")

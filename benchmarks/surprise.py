@@ -43,6 +43,12 @@ normally predicts well (a cube the arm does not touch) above the same distance a
 own. Measured, it detects fewer pushes than the latent distance (PushT 86% at 0.4% false alarms
 per block, Cube 56% at 1.5%).
 
+``--pair-seeds`` reseeds the planner at every pair (from ``--seed`` and the pair's index), so a
+pair's runs with and without the monitor plan with the same random draws until the monitor
+first changes what the robot does: success with and without it is then a paired comparison
+(without it, the planner's stream runs on across pairs and the two runs of a pair differ by
+their draws as well).
+
 ``--alarm onset`` raises one event per run of blocks above the threshold
 (``SurpriseMonitor(alarm="onset")``), in the controller and in the false-alarm count.
 
@@ -99,6 +105,7 @@ class Args:
     steps: int = 60  # env-step budget per pair
     replan_blocks: int = 5  # blocks executed per plan (LeWorldModel's receding horizon)
     seed: int = 0
+    pair_seeds: bool = False  # reseed the planner per pair: on / off runs of a pair draw alike
     regenerated_episodes: int = 0  # episodes of a shipped model's regenerated data (0: its own)
     alarm: str = "every"  # SurpriseMonitor.alarm: "every" block above the threshold, "onset"
     score: str = "relative"  # "relative" to the predicted motion, raw "distance", or "combined"
@@ -244,6 +251,8 @@ def run_pairs(run: lm.Run, pairs: list, name: str, args: Args,
                 obs, info = env.reset(options={"state": pair.start_state,
                                                "goal": pair.goal_state})  # fmt: skip
                 controller.reset(goal)
+                if args.pair_seeds:  # the same draws with and without the monitor
+                    planner.reset(seed=args.seed * 1_000_003 + index)
                 success_after = False
                 for step in range(args.steps):
                     if step == at:

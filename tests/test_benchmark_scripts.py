@@ -127,6 +127,8 @@ def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
     assert rows[0]["unperturbed"]["blocks"] >= 1 and "unperturbed" not in rows[1]
     assert "detected within one block" in (tmp_path / "surprise.md").read_text()
     assert "replanning every 5 blocks" in (tmp_path / "surprise.md").read_text()
+    paired = script.Args(**{**vars(args), "pair_seeds": True, "tag": "paired"})
+    assert len(script.main(paired)["rows"]) == 2  # the planner reseeded per pair
     probed = script.Args(**{**vars(args), "readout": "probe", "tag": "probe"})
     rows = script.main(probed)["rows"]  # surprise through a linear probe of the agent's state
     assert len(rows[0]["readout_r2"]) == 2 and rows[0]["threshold"]["readout"]

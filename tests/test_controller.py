@@ -186,7 +186,8 @@ def test_reanchoring_corrects_each_plan_made_ahead_from_the_observed_state(reanc
 
     base.plan_latent, base.refine_latent = spying("plan_latent"), spying("refine_latent")
     with lm.MPCController(base, replan_every=4, asynchronous=True, max_wait_s=None,
-                          reanchor_s=10.0, reanchor_by=reanchor_by) as controller:  # fmt: skip
+                          reanchor_s=10.0, reanchor_by=reanchor_by,
+                          reanchor_steps=7) as controller:  # fmt: skip
         actions, states = drive(controller, steps=12)
         records = list(controller.plans)
     assert [record.step for record in records] == [0, 4, 8]
@@ -200,6 +201,7 @@ def test_reanchoring_corrects_each_plan_made_ahead_from_the_observed_state(reanc
         assert kwargs["deadline_s"] == 10.0 and record.late == 0
         if reanchor_by == "gradient":  # the plan made ahead for this step, corrected
             np.testing.assert_array_equal(args[0], made[4].actions)
+            assert kwargs["steps"] == 7 and result.energy_evals <= 7
         else:  # planned again, warm-started with it
             assert kwargs["shift"] == 0
         np.testing.assert_array_equal(actions[record.step : record.step + 4], result.actions[:4])
@@ -211,6 +213,8 @@ def test_reanchoring_corrects_each_plan_made_ahead_from_the_observed_state(reanc
         lm.MPCController(planner(), asynchronous=True, reanchor_s=0.0)
     with pytest.raises(ValueError, match=r"reanchor_s .* needs asynchronous=True"):
         lm.MPCController(planner(), reanchor_s=0.05)
+    with pytest.raises(ValueError, match="reanchor_steps must be an int >= 1, got 0"):
+        lm.MPCController(planner(), asynchronous=True, reanchor_s=0.05, reanchor_steps=0)
     with pytest.raises(ValueError, match="reanchor_by must be one of"):
         lm.MPCController(planner(), asynchronous=True, reanchor_s=0.05, reanchor_by="cem")
     frozen = Linear()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from lewm_mpc.plan_requests import PlanRecord, _Request, plan_request
-from lewm_mpc.planners.base import Planner
+from lewm_mpc.planners.base import REFINE_STEPS, Planner
 from lewm_mpc.surprise import BlockSurprise, SurpriseEvent, SurpriseMonitor, surprise_and_motion
 from lewm_mpc.types import PlanResult
 
@@ -62,10 +62,11 @@ class MPCController:
             those steps (the planning thread is idle then). None (default): act on the plan
             made ahead as it is.
         reanchor_by: how a plan is re-anchored: ``"gradient"`` (default; a differentiable
-            model): projected L-BFGS on the plan from the observed latent
-            (:meth:`~lewm_mpc.planners.base.Planner.refine_latent`), a local correction of a
-            plan whose start moved a little; ``"replan"``: the planner plans again,
-            warm-started with the plan (no shift), within ``reanchor_s``.
+            model): at most ``reanchor_steps`` projected L-BFGS evaluations on the plan from
+            the observed latent (:meth:`~lewm_mpc.planners.base.Planner.refine_latent`), a
+            local correction of a plan whose start moved a little; ``"replan"``: the planner
+            plans again, warm-started with the plan (no shift), within ``reanchor_s``.
+        reanchor_steps: ``"gradient"``: the most L-BFGS evaluations of a re-anchoring.
         monitor: a :class:`~lewm_mpc.surprise.SurpriseMonitor`: after every executed block the
             surprise (predicted vs observed latent) is measured and kept in :attr:`surprises`
             (:class:`~lewm_mpc.surprise.BlockSurprise`); a score above the threshold records
@@ -85,6 +86,7 @@ class MPCController:
         deadline_s: float | None = None,
         reanchor_s: float | None = None,
         reanchor_by: str = "gradient",
+        reanchor_steps: int = REFINE_STEPS,
         monitor: SurpriseMonitor | None = None,
     ) -> None:
         block = planner.model.action_block
@@ -111,6 +113,8 @@ class MPCController:
                              "observation already)")  # fmt: skip
         if reanchor_by not in REANCHORS:
             raise ValueError(f"reanchor_by must be one of {REANCHORS}, got {reanchor_by!r}")
+        if not (isinstance(reanchor_steps, int) and reanchor_steps >= 1):
+            raise ValueError(f"reanchor_steps must be an int >= 1, got {reanchor_steps!r}")
         if (reanchor_s is not None and reanchor_by == "gradient"
                 and not getattr(planner.model, "differentiable", True)):  # fmt: skip
             raise ValueError(f"reanchor_by='gradient' follows the model's gradient: "
@@ -120,6 +124,7 @@ class MPCController:
         self.asynchronous, self.max_wait_s = asynchronous, max_wait_s
         self.fallback, self.deadline_s, self.monitor = fallback, deadline_s, monitor
         self.reanchor_s, self.reanchor_by = reanchor_s, reanchor_by
+        self.reanchor_steps = reanchor_steps
         low, high = (np.asarray(torch.as_tensor(b).cpu(), np.float32)
                      for b in (planner.model.action_low, planner.model.action_high))  # fmt: skip
         self._zero = np.clip(np.zeros_like(low), low, high)
@@ -342,7 +347,8 @@ class MPCController:
             for _ in range(2):  # time the iterations first (Planner.warm_up), so d holds
                 made = plan_request(self.planner, request, self._history, None)
                 if refining:  # and the re-anchoring's gradient evaluations
-                    plan_request(self.planner, request, self._history, None, made.actions)
+                    plan_request(self.planner, request, self._history, None, made.actions,
+                                 self.reanchor_steps)  # fmt: skip
             self.planner.reset()
         return plan_request(self.planner, request, self._history, self.deadline_s)
 
@@ -361,7 +367,8 @@ class MPCController:
         shift: it starts here)."""
         request = dataclasses.replace(self._request_for(obs, lead=0), shift=0)
         refine = made.actions if self.reanchor_by == "gradient" else None
-        return plan_request(self.planner, request, self._history, self.reanchor_s, refine)
+        return plan_request(self.planner, request, self._history, self.reanchor_s, refine,
+                            self.reanchor_steps)  # fmt: skip
 
     def _fallback_action(self) -> np.ndarray:
         if self.fallback == "hold" and self._last is not None:

@@ -52,6 +52,7 @@ def plan_request(
     history_frames: int,
     deadline_s: float | None,
     refine: np.ndarray | None = None,
+    steps: int | None = None,
 ) -> PlanResult:
     """Plan from the request's observation rolled forward through its lead actions.
 
@@ -62,7 +63,7 @@ def plan_request(
         deadline_s: per-plan wall-clock bound passed to the planner (None: its full budget).
         refine: a plan (env-space actions) to correct with the model's gradient from that
             start (:meth:`~lewm_mpc.planners.base.Planner.refine_latent`) instead of planning
-            anew.
+            anew, with at most ``steps`` evaluations (None: its default).
     """
     obs_t, _ = planner._as_batch(request.obs, "obs")
     if isinstance(request.goal, torch.Tensor):  # a goal latent
@@ -86,8 +87,9 @@ def plan_request(
         z0 = chain[:, -1]  # (1, D) at the plan start
     history = None if past is None else (past[0][0], past[1][0])  # (C, D), (C, block*A)
     if refine is not None:
+        extra = {} if steps is None else {"steps": steps}
         return planner.refine_latent(z0[0], z_goal[0], refine, deadline_s=deadline_s,
-                                     past=history)  # fmt: skip
+                                     past=history, **extra)  # fmt: skip
     return planner.plan_latent(z0[0], z_goal[0], deadline_s=deadline_s,
                                shift=request.shift, past=history)  # fmt: skip
 
