@@ -39,9 +39,10 @@ __all__ = ["ROLLOUT_DTYPES", "BestSoFar", "IterationClock", "Optimized", "Planne
 _feasible_first = feasible_first  # its name before it moved to lewm_mpc.planners.ranking
 
 # Default most L-BFGS evaluations of Planner.refine_latent. A short correction, on purpose: on
-# Reacher's shipped model, re-anchoring plans made ahead with 15 evaluations solved 91% of 200
-# pairs, with 50 (about converged) 79%: followed further, the gradient of a learned model leads
-# to plans it predicts well and the env does not follow.
+# Reacher's shipped model, plans made ahead and re-anchored with 15 evaluations solved 90% of 200
+# pairs, with 50 (about converged) 78% (benchmarks/results/async_control_reacher_gradient_steps*):
+# followed further, a learned model's gradient leads to plans it predicts well and the env does
+# not follow.
 REFINE_STEPS = 15
 
 
