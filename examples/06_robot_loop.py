@@ -3,7 +3,8 @@
 The loop ticks on the wall clock (--rate-hz) and steps the env once per tick whether or not a new
 plan is ready. The controller plans in a background thread while the current plan executes, from
 the model's prediction of where the robot will be when the plan takes effect (latency
-compensation); a plan that arrives late joins the queue without its stale first actions. At
+compensation), and corrects it from the observation of that step when it does (re-anchoring);
+a plan that arrives late joins the queue without its stale first actions. At
 --push-at the agent is teleported (the world moves without the robot). After every executed
 block a surprise monitor compares the model's predicted latent with the observed one against a
 threshold calibrated on held-out data (1% false alarms): the push stands out, and the
@@ -78,8 +79,10 @@ def main(args: Args) -> None:
         obs, info = env.reset(options={"state": pair.start_state, "goal": pair.goal_state})
 
         monitor = lm.SurpriseMonitor(threshold)  # on surprise: replan at once
-        with lm.MPCController(planner, asynchronous=True, monitor=monitor,
-                              deadline_s=deadline_s) as controller:  # fmt: skip
+        # reanchor_s: a plan made ahead is corrected from the observation of the step it takes
+        # effect (a few L-BFGS steps), within 30% of a period
+        with lm.MPCController(planner, asynchronous=True, monitor=monitor, deadline_s=deadline_s,
+                              reanchor_s=0.3 / args.rate_hz) as controller:  # fmt: skip
             controller.reset(goal)
             states, success = [env.unwrapped.get_state()], [bool(info["success"])]
             period, missed, tick = 1.0 / args.rate_hz, 0, 0.0
