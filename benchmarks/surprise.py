@@ -43,7 +43,7 @@ normally predicts well (a cube the arm does not touch) above the same distance a
 own. Measured, it detects fewer pushes than the latent distance (PushT 86% at 0.4% false alarms
 per block, Cube 56% at 1.5%).
 
-``--pair-seeds`` reseeds the planner at every pair (from ``--seed`` and the pair's index), so a
+``--pair-seeds true`` reseeds the planner at every pair (from ``--seed`` and the pair's index), so a
 pair's runs with and without the monitor plan with the same random draws until the monitor
 first changes what the robot does: success with and without it is then a paired comparison
 (without it, the planner's stream runs on across pairs and the two runs of a pair differ by
