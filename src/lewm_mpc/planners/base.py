@@ -19,7 +19,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
 from lewm_mpc.energies import Guardrail, Objective, ObjectiveValue
@@ -101,7 +100,7 @@ class Planner(abc.ABC):
         self.clocks: dict[str, IterationClock] = {}  # per kind of iteration, across plans
         self._past: tuple[torch.Tensor, torch.Tensor] | None = None  # during a plan
         self._previous: torch.Tensor | None = None
-        self._refiners: dict[int, Planner] = {}  # gradient refiners by their step budget
+        self._refiners: dict[int, Planner] = {}  # gradient refiners by step budget (refining)
         # The model's outputs are checked once, on the first plan (not in the planning loop).
         self._encode_checked = False
         self._rollout_checked = False
@@ -303,46 +302,14 @@ class Planner(abc.ABC):
                 f"refine_latent follows the model's gradient: {type(self.model).__name__} is "
                 "not differentiable (differentiable=False); plan again instead"
             )
-        refiner = self._refiner(steps)
-        refiner._previous = self._previous if plan is None else self._as_blocks(plan, z0)
+        # Imported here: the gradient planner builds on this module.
+        from lewm_mpc.planners.refining import plan_blocks, refiner_of
+
+        refiner = refiner_of(self, steps)
+        refiner._previous = self._previous if plan is None else plan_blocks(self, plan, z0)
         result = refiner.plan_latent(z0, z_goal, deadline_s=deadline_s, shift=0, past=past)
         self._previous = refiner._previous if self.config.warm_start else None
         return result
-
-    def _as_blocks(self, plan: Any, z0: torch.Tensor) -> torch.Tensor:
-        """Env-space actions (B?, H * block, A) as the (B, H, block * A) blocks planners keep."""
-        actions = torch.as_tensor(np.asarray(plan, np.float32), device=self.model.device)
-        horizon, block = self.config.horizon, self.model.action_block
-        num_envs = z0.shape[0] if z0.ndim == 2 else 1
-        expected = (num_envs, horizon * block, self.low.shape[0] // block)
-        if actions.ndim == 2 and z0.ndim == 1:
-            actions = actions[None]
-        if tuple(actions.shape) != expected or not bool(torch.isfinite(actions).all()):
-            raise ValueError(
-                f"plan must be finite env-space actions {expected[1:]} (H * action_block, A) for "
-                f"horizon {horizon}{', batched: a leading B' if z0.ndim == 2 else ''}, got "
-                f"{tuple(np.shape(plan))}"
-            )
-        return actions.reshape(num_envs, horizon, -1)  # (B, H, block * A)
-
-    def _refiner(self, steps: int) -> Planner:
-        """The gradient planner that refines this planner's plans: one restart from the plan
-        it is given, at most ``steps`` L-BFGS evaluations, this planner's energy, guardrails,
-        horizon and rollout precision; it shares this planner's random stream and iteration
-        clocks (``reset`` may replace them), so deadlines know its evaluations' cost."""
-        # Imported here: the gradient planner builds on this module.
-        from lewm_mpc.planners.gradient import GradientConfig, GradientPlanner
-
-        refiner = self._refiners.get(steps)
-        if refiner is None:
-            config = GradientConfig(horizon=self.config.horizon, restarts=1, iterations=steps,
-                                    init_std=0.0,
-                                    rollout_dtype=self.config.rollout_dtype)  # fmt: skip
-            refiner = GradientPlanner(self.model, config, energy=self.objective.task,
-                                      guardrails=self.objective.guardrails)  # fmt: skip
-            self._refiners[steps] = refiner
-        refiner.generator, refiner.clocks = self.generator, self.clocks
-        return refiner
 
     def _plan_from(
         self,

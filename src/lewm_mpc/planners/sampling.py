@@ -267,10 +267,9 @@ class SamplingPlanner(Planner):
         shifting the sampling distribution's mean. None: the objective has no gradient."""
         # Imported here: the gradient planner builds on CEM, which builds on this module.
         from lewm_mpc.planners.descent import NotDifferentiableError
-        from lewm_mpc.planners.gradient import GradientPlanner
+        from lewm_mpc.planners.refining import refiner_of
 
-        polisher = self._refiner(self.config.polish_steps)
-        assert isinstance(polisher, GradientPlanner)
+        polisher = refiner_of(self, self.config.polish_steps)
         polisher._past = self._past  # the observation history of the plan in progress
         try:
             refined = polisher.refine(z0, z_goal, found, torch.zeros_like(found.actions),
