@@ -2,7 +2,7 @@
 
 For each env with a shipped model (``pretrained:<env>``), the same held-out pairs (regenerated,
 seed 0) are run twice with CEM at the env's reference budget (``--planner default``: CEM at its
-own defaults, 4 rounds and an L-BFGS polish):
+own defaults, ``lm.CEM(wm)``):
 
 - **synchronous, zero latency**: ``MPCController(planner)`` in an unpaced ``run_loop`` (the env
   waits for every plan: the protocol of every success number in this repo);
@@ -77,7 +77,7 @@ class Args:
 MODES = ("sync", "async", "compensated")
 PLANNER_NAMES = {
     "reference": "CEM at each env's reference budget",
-    "default": "CEM at its defaults (300 x 4, then at most 50 L-BFGS evaluations)",
+    "default": "CEM at its defaults (`lm.CEM(wm)`)",
 }
 
 

@@ -1,10 +1,10 @@
 """Plan deadlines as hard bounds: latency of ``plan(obs, goal, deadline_s=d)`` against ``d``.
 
 For each env with a shipped model and each built-in planner at its default budget (CEM and
-MPPI at the env's reference budget, and at their own defaults: 4 rounds, then an L-BFGS
-polish), ``--plans`` plans per deadline on start/goal frames of regenerated held-out episodes
-(goal 25 steps ahead; each pair planned cold, then warm from its own plan, as in a control
-loop). Latency is ``PlanResult.solve_s``: the whole call,
+MPPI at the env's reference budget, and at their own defaults: 2 rounds, then an L-BFGS
+polish of 4 descents), ``--plans`` plans per deadline on start/goal frames of regenerated
+held-out episodes (goal 25 steps ahead; each pair planned cold, then warm from its own plan, as
+in a control loop). Latency is ``PlanResult.solve_s``: the whole call,
 encode included. A deadline holds when p99 <= d. Reported: p50 / p99 / max latency, the share
 of plans within d, and the iterations that fitted.
 

@@ -388,7 +388,7 @@ def planners(iterations: int) -> dict[str, Callable[..., lm.Planner]]:
     thirty = small or {"iterations": 30}  # LeWorldModel's rounds
     sampling = {"polish_steps": 0, **thirty}  # 300 x 30, no gradient
     return {
-        "CEM (300 x 4 + polish, 50 L-BFGS)": lambda model, **kw: lm.CEM(model, **small, **kw),
+        "CEM (300 x 2 + polish, 4 x 50 L-BFGS)": lambda model, **kw: lm.CEM(model, **small, **kw),
         "CEM, sampling only (300 x 30)": lambda model, **kw: lm.CEM(model, **sampling, **kw),
         "CEM + iCEM options (beta 2, keep 0.3)": lambda model, **kw: lm.CEM(
             model, noise_beta=2.0, keep_elites=0.3, **sampling, **kw
@@ -396,18 +396,18 @@ def planners(iterations: int) -> dict[str, Callable[..., lm.Planner]]:
         "CEM, full covariance": lambda model, **kw: lm.CEM(
             model, covariance="full", **sampling, **kw
         ),
-        "CEM 300 x 30 + polish (50 L-BFGS)": lambda model, **kw: lm.CEM(
+        "CEM 300 x 30 + polish (4 x 50 L-BFGS)": lambda model, **kw: lm.CEM(
             model, polish_steps=POLISH, **thirty, **kw
         ),
-        "MPPI (300 x 4 + polish, 50 L-BFGS)": lambda model, **kw: lm.MPPI(model, **small, **kw),
+        "MPPI (300 x 2 + polish, 4 x 50 L-BFGS)": lambda model, **kw: lm.MPPI(model, **small, **kw),
         "MPPI, sampling only (300 x 30)": lambda model, **kw: lm.MPPI(model, **sampling, **kw),
         "MPPI, full covariance": lambda model, **kw: lm.MPPI(
             model, covariance="full", **sampling, **kw
         ),
-        "MPPI 300 x 30 + polish (50 L-BFGS)": lambda model, **kw: lm.MPPI(
+        "MPPI 300 x 30 + polish (4 x 50 L-BFGS)": lambda model, **kw: lm.MPPI(
             model, polish_steps=POLISH, **thirty, **kw
         ),
-        "CMA-ES (300 generations + polish, 50 L-BFGS)": lambda model, **kw: lm.CMAES(
+        "CMA-ES (300 generations + polish, 4 x 50 L-BFGS)": lambda model, **kw: lm.CMAES(
             model, **small, **kw
         ),
         "CMA-ES, sampling only": lambda model, **kw: lm.CMAES(model, polish_steps=0, **small, **kw),

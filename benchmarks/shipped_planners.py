@@ -33,8 +33,12 @@ LEVERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cem-full": ("CEM 300 x 30, full covariance", ("--covariance", "full")),
     "cem-polish": ("CEM 300 x 30, then up to 50 L-BFGS evaluations", ("--polish-steps", "50")),
     "cem-4-polish": (
-        "CEM 300 x 4, then up to 50 L-BFGS evaluations",
-        ("--iterations", "4", "--polish-steps", "50"),
+        "CEM 300 x 4, then up to 50 L-BFGS evaluations of one descent",
+        ("--iterations", "4", "--polish-steps", "50", "--polish-restarts", "1"),
+    ),
+    "cem-2-polish-4": (
+        "CEM 300 x 2, then up to 50 L-BFGS evaluations of 4 descents (the default)",
+        ("--iterations", "2", "--polish-steps", "50", "--polish-restarts", "4"),
     ),
     "mppi-full": ("MPPI 300 x 30, full covariance", ("--planner", "mppi", "--covariance", "full")),
     "cem-receding-5": (

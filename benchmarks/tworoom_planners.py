@@ -5,9 +5,9 @@ LeWorldModel's reference 300 x 30 = 9,000 by default, on the same held-out pairs
 
 - CEM: 300 samples x 30 iterations (plain, and with iCEM's colored noise + elite carry-over);
 - MPPI: 300 samples x 30 iterations;
-- CEM and MPPI, then at most 50 L-BFGS evaluations of the best plan (``polish_steps``; on top
-  of the budget);
-- CEM and MPPI at their defaults, off the equal budget: 300 x 4, then the polish;
+- CEM and MPPI, then at most 50 L-BFGS evaluations (``polish_steps``; of 4 descents, from the
+  best plan and from perturbations of it by the sampling spread; on top of the budget);
+- CEM and MPPI at their defaults, off the equal budget: 300 x 2, then the polish (4 descents);
 - CMA-ES: 30 samples x 300 generations (a full covariance needs generations more than samples);
 - gradient shooting: 30 restarts x up to 300 projected L-BFGS steps (each step also
   back-propagates; it stops earlier once every restart has converged), and the same with Adam;
@@ -60,10 +60,10 @@ SLUGS = {
     "cem-full": "CEM, full covariance",
     "mppi": "MPPI",
     "mppi-full": "MPPI, full covariance",
-    "cem-default": "CEM, default (300 x 4 + polish, 50 L-BFGS)",
-    "mppi-default": "MPPI, default (300 x 4 + polish, 50 L-BFGS)",
-    "cem-polish": "CEM + polish (50 L-BFGS)",
-    "mppi-polish": "MPPI + polish (50 L-BFGS)",
+    "cem-default": "CEM, default (300 x 2 + polish, 4 x 50 L-BFGS)",
+    "mppi-default": "MPPI, default (300 x 2 + polish, 4 x 50 L-BFGS)",
+    "cem-polish": "CEM + polish (4 x 50 L-BFGS)",
+    "mppi-polish": "MPPI + polish (4 x 50 L-BFGS)",
     "cmaes": "CMA-ES",
     "gradient": "Gradient",
     "gradient-adam": "Gradient (Adam)",
@@ -94,13 +94,13 @@ def planners(model: lm.WorldModel, args: Args) -> dict[str, lm.Planner]:
         "MPPI, full covariance": lm.MPPI(model, num_samples=args.samples,
                                          iterations=args.iterations, covariance="full",
                                          **sampling),
-        "CEM, default (300 x 4 + polish, 50 L-BFGS)": lm.CEM(model, **common),
-        "MPPI, default (300 x 4 + polish, 50 L-BFGS)": lm.MPPI(model, **common),
-        "CEM + polish (50 L-BFGS)": lm.CEM(
+        "CEM, default (300 x 2 + polish, 4 x 50 L-BFGS)": lm.CEM(model, **common),
+        "MPPI, default (300 x 2 + polish, 4 x 50 L-BFGS)": lm.MPPI(model, **common),
+        "CEM + polish (4 x 50 L-BFGS)": lm.CEM(
             model, num_samples=args.samples, iterations=args.iterations,
             topk=max(1, args.samples // 10), polish_steps=50, **common,
         ),
-        "MPPI + polish (50 L-BFGS)": lm.MPPI(model, num_samples=args.samples,
+        "MPPI + polish (4 x 50 L-BFGS)": lm.MPPI(model, num_samples=args.samples,
                                              iterations=args.iterations, polish_steps=50,
                                              **common),
         "CMA-ES": lm.CMAES(model, num_samples=max(2, args.samples // 10),

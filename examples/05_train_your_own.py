@@ -62,7 +62,7 @@ def main(args: Args) -> None:
         # 3. Evaluate: MPC with CEM on pairs from the validation episodes training never saw.
         model = lm.WorldModel.load(folder / "model", resolve_device(train_config.device))
         budget = {"num_samples": 16, "iterations": 2, "topk": 4} if args.smoke else {}
-        planner = lm.CEM(model, seed=args.seed, **budget)  # default: 300 x 4 rounds + L-BFGS polish
+        planner = lm.CEM(model, seed=args.seed, **budget)  # default: 300 x 2 rounds + L-BFGS polish
         config = EvalConfig(
             num_pairs=3 if args.smoke else args.pairs,
             goal_offset=10 if args.smoke else 25,  # env steps from start to goal

@@ -108,8 +108,9 @@ def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
     script = load("default_latency")
     script.main(script.Args(envs="pointmass", pairs=1, threads=0, out=tmp_path))
     rows = json.loads((tmp_path / "default_latency.json").read_text())["rows"]
-    assert [row["plans"] for row in rows] == [2, 2, 2, 2]  # each planner: cold, then warm
+    assert [row["plans"] for row in rows] == [2] * 5  # each planner: cold, then warm
     assert "polish_steps=50" in rows[1]["config"] and "iterations=30" in rows[0]["config"]
+    assert "iterations=4" in rows[2]["config"] and "polish_restarts=1" in rows[2]["config"]
     script = load("async_control")
     script.main(script.Args(envs="pointmass", pairs=1, steps=4, reanchor_ms="0,50", out=tmp_path))
     rows = json.loads((tmp_path / "async_control.json").read_text())["rows"]

@@ -101,7 +101,7 @@ def test_benchmark_smoke_run(lqr, tmp_path):
         assert len(row["ratios"]) == 2 and min(row["ratios"]) >= 1 - 1e-6  # none beats J*
     assert json.loads((tmp_path / "lqr.json").read_text())["rows"] == result["rows"]
     text = (tmp_path / "lqr.md").read_text()
-    assert "| CEM (300 x 4 + polish, 50 L-BFGS) |" in text
+    assert "| CEM (300 x 2 + polish, 4 x 50 L-BFGS) |" in text
     assert "| problem | n | m | k | cond |" in text
 
 

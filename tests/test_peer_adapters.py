@@ -200,16 +200,23 @@ def test_budget_validation(peers):
         adapters.PeerBudget("x", "random", {}, 1)
 
 
-def test_every_planner_gets_the_same_budget(peers):
+def test_every_planner_gets_the_same_budget(peers, report):
     adapters, _ = peers
     budget = adapters.Budget(num_samples=64, iterations=4, topk=8, horizon=3,
                              grad_restarts=3, grad_iterations=7)  # fmt: skip
     rows = adapters.peer_budgets(budget)
     assert {r.family for r in rows.values()} == set(adapters.FAMILIES)
-    ours = [r for r in rows.values() if r.name.startswith("ours/") and "+" not in r.name]
+    ours = [r for r in rows.values() if r.name in report.OURS_REFERENCES]
     assert sorted(r.family for r in ours) == sorted(adapters.FAMILIES)
+    # Our planners at their defaults: their own sampling rounds, then the polish's descents.
+    defaults = lm.CEMConfig()
+    at_defaults = (64 * defaults.rounds(polishing=True)
+                   + defaults.polish_restarts * budget.polish_steps)  # fmt: skip
     for row in rows.values():
         expected = 64 * 4 if row.family != "gradient" else 3 * 7
+        if row.variant_name == "default":
+            expected = at_defaults
+            assert "iterations" not in row.kwargs and row.iterations == budget.polish_steps
         assert row.energy_evals == expected, row.name
         if not row.name.startswith("ours/"):
             assert row.notes, f"{row.name} documents no mismatch"
@@ -242,7 +249,8 @@ def test_sweep_tuned_and_stepped_rows_change_only_their_knobs(peers):
     for row in rows.values():
         small = row.at(2)
         assert small.iterations == 2, row.name
-        assert small.energy_evals * row.iterations == 2 * row.energy_evals, row.name
+        scaled = small.energy_evals - row.fixed_evals, row.energy_evals - row.fixed_evals
+        assert scaled[0] * row.iterations == 2 * scaled[1], row.name
         changed = {k for k in row.kwargs if row.kwargs[k] != small.kwargs[k]}
         assert changed == {row.iterations_key}, row.name
         assert (small.name, small.family, small.notes) == (row.name, row.family, row.notes)
@@ -264,23 +272,26 @@ def test_sweep_tuned_and_stepped_rows_change_only_their_knobs(peers):
         swm.at(0)
 
 
-def test_runner_with_our_planners(peers, tiny_dataset, tmp_path, monkeypatch):
+def test_runner_with_our_planners(peers, report, tiny_dataset, tmp_path, monkeypatch):
     _, run_peers = peers
     model_dir = lm.WorldModel(tiny_config()).save(tmp_path / "model")
     args = run_peers.Args(
         model=str(model_dir), data=str(tiny_dataset), out=tmp_path / "results", planners="ours",
         pairs=2, repeats=1, warmup=1, num_samples=8, iterations=2, topk=2,
-        grad_restarts=2, grad_iterations=3, sweep="1", grad_sweep="1,2",
+        grad_restarts=2, grad_iterations=3, sweep="1", grad_sweep="1,2", polish_steps=2,
+        polish_sweep="1",
     )  # fmt: skip
     result = run_peers.main(args)
     saved = json.loads((tmp_path / "results" / "peers.json").read_text())
     assert saved == json.loads(json.dumps(result))
     names = [row["name"] for row in saved["rows"]]
     assert names == ["ours/CEM", "ours/MPPI", "ours/CEM+polish", "ours/MPPI+polish",
-                     "ours/gradient"]  # fmt: skip
+                     "ours/CEM default", "ours/MPPI default", "ours/gradient"]  # fmt: skip
     for row in saved["rows"]:
-        plain = "+" not in row["name"]  # the "+polish" rows are compared with the plain ones
-        assert row["ours"] == row["name"].partition("+")[0]
+        # The "+polish" and "default" rows are compared with the plain ones; with 2 rounds
+        # (the defaults' own) they sample as the plain ones do, then polish.
+        plain = row["name"] in report.OURS_REFERENCES
+        assert row["ours"] == row["name"].partition("+")[0].partition(" ")[0]
         assert (row["latency_ratio_to_ours"] == 1.0) is plain
         ratios = (row["energy_ratio_to_ours"], row["energy_mean_ratio_to_ours"])
         if plain:

@@ -229,8 +229,8 @@ def test_eval_planners_start_from_the_env_budget():
     budget = PlannerBudget(horizon=4, num_samples=40, iterations=3, topk=5, receding_horizon=2)
     spec.__dict__["definition"] = dataclasses.replace(base.definition, budget=budget)
     flags = dict(preset=None, horizon=None, samples=None, iterations=None, topk=None,
-                 receding=None, covariance=None, polish_steps=None, planner_seed=0,
-                 running_weight=None)  # fmt: skip
+                 receding=None, covariance=None, polish_steps=None, polish_restarts=None,
+                 planner_seed=0, running_weight=None)  # fmt: skip
     cem = _planner(argparse.Namespace(planner="cem", **flags), PointMass(), spec)
     assert (cem.config.horizon, cem.config.num_samples, cem.config.iterations) == (4, 40, 3)
     assert (cem.config.topk, cem.config.receding_horizon) == (5, 2)
@@ -241,9 +241,11 @@ def test_eval_planners_start_from_the_env_budget():
     assert (mppi.config.num_samples, mppi.config.iterations, mppi.config.horizon) == (64, 3, 4)
     assert (cem.config.covariance, mppi.config.covariance) == ("diagonal", "full")
     assert cem.config.polish_steps == mppi.config.polish_steps == 0  # the budget's: no polish
-    polished = _planner(argparse.Namespace(planner="cem", **{**flags, "polish_steps": 50}),
+    polished = _planner(argparse.Namespace(planner="cem", **{**flags, "polish_steps": 50,
+                                                             "polish_restarts": 2}),
                         PointMass(), spec)  # fmt: skip
     assert (polished.config.iterations, polished.config.polish_steps) == (3, 50)
+    assert polished.config.polish_restarts == 2
 
 
 def test_the_reference_budget_is_leworldmodels_cem_without_a_polish():

@@ -30,18 +30,21 @@ def plan_problem(lqr, problem, cls, **kwargs):
 
 
 @SAMPLERS
-def test_polish_reaches_the_bounded_optimum_that_sampling_alone_misses(lqr, cls):
+@pytest.mark.parametrize("restarts", [1, 4])
+def test_polish_reaches_the_bounded_optimum_that_sampling_alone_misses(lqr, cls, restarts):
     problem = lqr.make_problem(12, seed=0)  # condition number ~4e3, 30 action entries
     _, optimum = lqr.bounded_optimum(problem)
     budget = {"num_samples": 100, "iterations": 10}
     sampled, sampled_cost = plan_problem(lqr, problem, cls, polish_steps=0, **budget)
-    polished, polished_cost = plan_problem(lqr, problem, cls, polish_steps=100, **budget)
+    polished, polished_cost = plan_problem(lqr, problem, cls, polish_steps=100,
+                                           polish_restarts=restarts, **budget)  # fmt: skip
     assert sampled_cost / optimum > 1.2  # the sampling budget alone is far off
     assert polished_cost / optimum < 1.01
     assert polished.energy <= sampled.energy
-    # The sampling rounds are the same (same seed), then one rollout per L-BFGS evaluation.
+    # The sampling rounds are the same (same seed), then one rollout of every descent's plan
+    # per L-BFGS evaluation.
     assert polished.iterations > sampled.iterations == 10
-    assert polished.energy_evals == sampled.energy_evals + (polished.iterations - 10)
+    assert polished.energy_evals == sampled.energy_evals + restarts * (polished.iterations - 10)
     assert polished.history.shape == (polished.iterations,)
     assert np.all(np.diff(polished.history) <= 1e-6)
 
@@ -98,7 +101,8 @@ def test_without_gradients_the_default_samples_the_full_rounds(cls, case):
             result = planner.plan(obs, goal)
             assert result.iterations == 30 and result.energy_evals == 30 * 40
     differentiable = cls(PointMass(), horizon=3, num_samples=40, seed=0)
-    assert differentiable.plan(obs, goal).energy_evals <= 4 * 40 + 50  # 4 rounds, a polish
+    # 2 rounds, then a polish of 4 descents
+    assert differentiable.plan(obs, goal).energy_evals <= 2 * 40 + 4 * 50
 
 
 @SAMPLERS

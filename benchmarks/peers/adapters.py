@@ -31,6 +31,7 @@ import torch
 
 import lewm_mpc as lm
 from lewm_mpc.energies import Objective
+from lewm_mpc.planners.sampling import ROUNDS_BEFORE_POLISH
 from lewm_mpc.types import Energy
 
 FAMILIES = ("cem", "mppi", "gradient")
@@ -302,8 +303,9 @@ class Budget:
         mppi_lambda: pytorch_mppi's absolute temperature (it has no relative one).
         mppi_noise_sigma: pytorch_mppi's fixed noise std, as a fraction of the half range.
         swm_mppi_temperature: stable-worldmodel MPPI's absolute temperature (its default 0.5).
-        polish_steps: L-BFGS evaluations after the sampling rounds in our "+polish" rows
-            (``polish_steps`` of our sampling planners).
+        polish_steps: L-BFGS evaluations after the sampling rounds in our "+polish" and
+            "default" rows (``polish_steps`` of our sampling planners; the most the "default"
+            rows' sweep reaches).
     """
 
     horizon: int = 5
@@ -352,7 +354,11 @@ class PeerBudget:
         kwargs: the planner's own constructor arguments that carry the budget.
         energy_evals: candidate plans scored per plan (a gradient step counts one per restart).
         notes: what could not be matched, in words.
-        iterations_key: the ``kwargs`` entry holding the iteration (or gradient step) count.
+        iterations_key: the ``kwargs`` entry holding the iteration (or gradient step) count,
+            the one the energy-vs-time sweep varies (``polish_steps`` for our planners at
+            their defaults).
+        fixed_evals: the part of ``energy_evals`` that does not scale with it (the sampling
+            rounds before a polish whose length is swept).
     """
 
     name: str
@@ -361,6 +367,7 @@ class PeerBudget:
     energy_evals: int
     notes: tuple[str, ...] = ()
     iterations_key: str = "iterations"
+    fixed_evals: int = 0
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -385,9 +392,10 @@ class PeerBudget:
         """The same planner with ``iterations`` iterations (steps), as the sweep runs it."""
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
-        per_iteration = self.energy_evals // self.iterations
+        per_iteration = (self.energy_evals - self.fixed_evals) // self.iterations
         kwargs = {**self.kwargs, self.iterations_key: iterations}
-        return replace(self, kwargs=kwargs, energy_evals=per_iteration * iterations)
+        return replace(self, kwargs=kwargs,
+                       energy_evals=self.fixed_evals + per_iteration * iterations)  # fmt: skip
 
     def variant(self, suffix: str, overrides: Mapping[str, Any], note: str) -> PeerBudget:
         """The row ``"<name> <suffix>"``: ``overrides`` (not the budget) in its kwargs."""
@@ -437,9 +445,18 @@ def peer_budgets(budget: Budget, rollout: str = "fused") -> dict[str, PeerBudget
     b = budget
     sampling_note = "returns its final mean, not the best candidate scored (ours returns that)"
     ours_note = "the planner's defaults besides the budget (its config is in peers.json)"
+    restarts, rounds = lm.CEMConfig.polish_restarts, ROUNDS_BEFORE_POLISH
+    descents = (f"{restarts} descents in one batch: from the best plan sampled and from "
+                f"{restarts - 1} perturbations of it by the last sampling distribution's "
+                "spread")  # fmt: skip
     polish_note = (
-        f"then at most {b.polish_steps} L-BFGS evaluations (one plan's rollout forward "
-        "and backward each) from the best plan sampled, on top of the evals/plan"
+        f"then at most {b.polish_steps} L-BFGS evaluations (each the rollout forward and "
+        f"backward of {descents}), on top of the evals/plan"
+    )
+    default_note = (
+        f"our planner at its defaults besides samples, horizon and top k: {rounds} sampling "
+        f"rounds, then at most `polish_steps` L-BFGS evaluations of {descents}; the sweep "
+        "varies the polish length"
     )
     loop_note = LOOP_NOTES[rollout]
     rows = [
@@ -457,6 +474,14 @@ def peer_budgets(budget: Budget, rollout: str = "fused") -> dict[str, PeerBudget
                    num_samples=b.num_samples, iterations=b.iterations,
                    polish_steps=b.polish_steps), b.sampling_evals,
                    (ours_note, polish_note)),
+        PeerBudget("ours/CEM default", "cem", dict(horizon=b.horizon,
+                   num_samples=b.num_samples, topk=b.topk, polish_steps=b.polish_steps),
+                   b.num_samples * rounds + restarts * b.polish_steps, (default_note,),
+                   "polish_steps", b.num_samples * rounds),
+        PeerBudget("ours/MPPI default", "mppi", dict(horizon=b.horizon,
+                   num_samples=b.num_samples, polish_steps=b.polish_steps),
+                   b.num_samples * rounds + restarts * b.polish_steps, (default_note,),
+                   "polish_steps", b.num_samples * rounds),
         PeerBudget("ours/gradient", "gradient", dict(horizon=b.horizon, restarts=b.grad_restarts,
                    iterations=b.grad_iterations, lr=b.grad_lr), b.gradient_evals,
                    (ours_note, "projected on the bounds; may stop before its last step once "

@@ -14,8 +14,14 @@ from typing import Any
 
 import numpy as np
 
-OURS_CURVES = ("ours/CEM", "ours/MPPI", "ours/CEM+polish", "ours/MPPI+polish", "ours/gradient")
+OURS_REFERENCES = ("ours/CEM", "ours/MPPI", "ours/gradient")
+"""Our plain planners, the reference of their family (latency and energy ratios)."""
+OURS_CURVES = ("ours/CEM", "ours/MPPI", "ours/CEM+polish", "ours/MPPI+polish",
+               "ours/CEM default", "ours/MPPI default", "ours/gradient")  # fmt: skip
 """Our rows whose energy-vs-time curves are read for the time to each peer's quality."""
+POLISH_SWEPT = "polish_steps"
+"""A row's ``swept`` value when its sweep varies the polish length (our planners at their
+defaults), not the iterations."""
 
 
 # ---------------------------------------------------------------------------------- ratios
@@ -122,11 +128,13 @@ def _ratio(value: float | None, suffix: str = "x") -> str:
     return "n/a" if value is None else f"{value:.2f}{suffix}"
 
 
-def _speedup(entry: dict[str, Any], budget: dict[str, Any]) -> str:
+def _speedup(entry: dict[str, Any], budget: dict[str, Any], swept: str | None) -> str:
     if entry["speedup"] is None:
         return "not reached"
     samples = budget["num_samples"] if entry["ours"] != "ours/gradient" else budget["grad_restarts"]
     at = f"{samples}x{entry['iterations']:.3g}"
+    if swept == POLISH_SWEPT:
+        at = f"{entry['iterations']:.3g} L-BFGS"
     sign = "≥" if entry["bound"] == "at most" else ""
     return f"{sign}{entry['speedup']:.2f}x ({1000 * entry['seconds']:.0f} ms, {at})"
 
@@ -190,10 +198,10 @@ def markdown(result: dict[str, Any]) -> str:
 
 def _sweep_tables(rows: Sequence[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
-    for family, unit in (("sampling", "iterations"), ("gradient", "steps")):
-        swept = [
-            r for r in rows if r.get("sweep") and (r["family"] == "gradient") == (unit == "steps")
-        ]
+    kinds = (("sampling", "iterations"), ("gradient", "steps"),
+             ("sampling planners at their defaults", "L-BFGS evaluations"))  # fmt: skip
+    for family, unit in kinds:
+        swept = [r for r in rows if r.get("sweep") and _curve_kind(r) == unit]
         if not swept:
             continue
         budgets = sorted({p["iterations"] for r in swept for p in r["sweep"]})
@@ -217,6 +225,13 @@ def _sweep_tables(rows: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _curve_kind(row: dict[str, Any]) -> str:
+    """What a row's sweep varies: iterations, gradient steps or the polish length."""
+    if row.get("swept") == POLISH_SWEPT:
+        return "L-BFGS evaluations"
+    return "steps" if row["family"] == "gradient" else "iterations"
+
+
 def _quality_table(
     entries: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]], budget: dict[str, Any]
 ) -> list[str]:
@@ -225,6 +240,7 @@ def _quality_table(
     ours = list(dict.fromkeys(e["ours"] for e in entries))
     peers = list(dict.fromkeys(e["peer"] for e in entries))
     by_key = {(e["ours"], e["peer"]): e for e in entries}
+    swept = {row["name"]: row.get("swept") for row in rows}
     lines = [
         "",
         "Time to a peer's quality: the plan time our planner needs to reach the peer's mean "
@@ -237,7 +253,7 @@ def _quality_table(
     ]
     for peer in peers:
         first = by_key[(ours[0], peer)]
-        cells = [_speedup(by_key[(o, peer)], budget) for o in ours]
+        cells = [_speedup(by_key[(o, peer)], budget, swept.get(o)) for o in ours]
         lines.append(
             f"| {peer} | {first['target_energy']:.3f} / {1000 * first['peer_seconds']:.0f} ms | "
             + " | ".join(cells)

@@ -84,6 +84,7 @@ class Args:
     polish_steps: int = 50  # L-BFGS evaluations of the "+polish" rows
     sweep: str = "1,2,4,8,15,30"  # iterations of the sampling planners' energy-vs-time sweep
     grad_sweep: str = "3,6,12,25,50,100"  # steps of the gradient planners' sweep
+    polish_sweep: str = "5,10,20,30,40,50"  # polish lengths of our planners at their defaults
     tune_pairs: int = 4  # pairs each peer's grid is tried on (0: no tuned rows)
     tune_seed: int = 1  # seed of the tuning pairs (drawn from episodes no reported pair uses)
     peer_rollout: str = "fused"  # "fused" or "stepped": how pytorch_mppi/torchrl call the model
@@ -96,12 +97,16 @@ class Args:
         return Budget(**{k: v for k, v in asdict(self).items() if k in names})
 
     def sweep_of(self, row: PeerBudget) -> list[int]:
-        """The row's iteration counts (gradient steps), ending at its full budget (only that
-        for a "stepped" row)."""
+        """The row's iteration counts (gradient steps, polish lengths), ending at its full
+        budget (only that for a "stepped" row)."""
         if row.variant_name == "stepped":
             return [row.iterations]
-        text = self.grad_sweep if row.family == "gradient" else self.sweep
-        full = self.grad_iterations if row.family == "gradient" else self.iterations
+        if row.iterations_key == "polish_steps":  # our planners at their defaults
+            text, full = self.polish_sweep, self.polish_steps
+        elif row.family == "gradient":
+            text, full = self.grad_sweep, self.grad_iterations
+        else:
+            text, full = self.sweep, self.iterations
         values = sorted({int(v) for v in text.split(",") if v.strip()} | {full})
         if values[0] < 1 or values[-1] > full:
             raise ValueError(f"sweep {text!r} must lie in [1, {full}]")
@@ -359,6 +364,7 @@ def main(args: Args) -> dict[str, Any]:
             "family": row.family, "library": library,
             "kwargs": dict(row.kwargs), "config": _config_of(contender),
             "energy_evals_per_plan": row.energy_evals, "notes": list(row.notes),
+            "swept": row.iterations_key,
         }  # fmt: skip
         sweep = args.sweep_of(row)
         for level, iterations in enumerate(sweep):
@@ -394,10 +400,9 @@ def _assemble(
     tuned: dict[str, tuning.Tuning],
 ) -> dict[str, Any]:
     ordered = [dict(rows[n]) for n in names if n in rows]
-    # Each family's reference: our plain planner (the "+polish" rows are compared with it too).
-    ours = {
-        r["family"]: r for r in ordered if r["name"].startswith("ours/") and "+" not in r["name"]
-    }
+    # Each family's reference: our plain planner (the "+polish" and "default" rows are
+    # compared with it too).
+    ours = {r["family"]: r for r in ordered if r["name"] in report.OURS_REFERENCES}
     for row in ordered:
         fused = rows.get(row["base"]) if row.get("variant") == "stepped" else None
         row["latency_ratio_to_fused"] = report.paired_latency_ratio(row, fused) if fused else None

@@ -52,6 +52,11 @@ def _add_planner_args(parser: argparse.ArgumentParser) -> None:
         help="CEM/MPPI/CMA-ES: L-BFGS evaluations refining the best sampled plan (an env's "
         "reference budget: 0, LeWorldModel's CEM; the planners' own default: 50)",
     )  # fmt: skip
+    group.add_argument(
+        "--polish-restarts", type=count, default=None,
+        help="CEM/MPPI/CMA-ES: descents the polish runs side by side, from the best sampled "
+        "plan and from perturbations of it by the sampling distribution's spread (4)",
+    )  # fmt: skip
     group.add_argument("--deadline", type=positive_float, default=None, help="per-plan deadline, s")
     group.add_argument(
         "--running-weight",
@@ -146,7 +151,7 @@ def _planner(args: argparse.Namespace, model: object, spec: EnvSpec | None = Non
     fields = {
         "horizon": args.horizon, "num_samples": args.samples, "iterations": args.iterations,
         "topk": args.topk, "receding_horizon": args.receding, "covariance": args.covariance,
-        "polish_steps": args.polish_steps,
+        "polish_steps": args.polish_steps, "polish_restarts": args.polish_restarts,
     }  # fmt: skip
     overrides = {name: value for name, value in fields.items() if value is not None}
     overrides["seed"] = args.planner_seed

@@ -197,4 +197,5 @@ def configured_evals(planner: Planner) -> int:
     if isinstance(planner, GradientPlanner):
         return cfg.restarts * cfg.iterations + cfg.cem_iterations * cfg.cem_samples
     polishing = planner.needs_grad  # a sampling planner that polishes (at most polish_steps)
-    return cfg.num_samples * cfg.rounds(polishing) + (cfg.polish_steps if polishing else 0)
+    polish = cfg.polish_steps * cfg.polish_restarts if polishing else 0
+    return cfg.num_samples * cfg.rounds(polishing) + polish

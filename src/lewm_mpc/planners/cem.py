@@ -22,8 +22,8 @@ from lewm_mpc.planners.sampling import (
 
 @dataclass(frozen=True)
 class CEMConfig(GaussianSamplingConfig):
-    """CEM knobs (LeWorldModel's 300 samples and top 30, 4 rounds and an L-BFGS polish by
-    default, see :class:`SamplingConfig`; the iCEM options are off).
+    """CEM knobs (LeWorldModel's 300 samples and top 30, 2 rounds and an L-BFGS polish of 4
+    descents by default, see :class:`SamplingConfig`; the iCEM options are off).
 
     Attributes:
         num_samples: candidate plans per iteration.

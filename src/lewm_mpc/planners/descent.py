@@ -51,11 +51,11 @@ class Descent:
     def more(self) -> bool:
         """Whether to evaluate again: budget left, time for one more step, not converged.
 
-        Each call ends the step timed since the previous one (the planner's "gradient"
-        :class:`~lewm_mpc.planners.base.IterationClock`) and starts the next.
+        Each call ends the step timed since the previous one (the planner's
+        :attr:`~lewm_mpc.planners.gradient.GradientPlanner.step_clock`) and starts the next.
         """
         cfg = self.planner.config
-        clock = self.planner.clock("gradient")
+        clock = self.planner.step_clock
         clock.stop()
         if self.evaluations >= cfg.iterations or not clock.fits(self.deadline):
             return False

@@ -14,6 +14,7 @@ import torch
 from lewm_mpc.energies import Guardrail
 from lewm_mpc.planners.base import BestSoFar, Optimized, Planner, PlannerConfig
 from lewm_mpc.planners.cem import CEM, CEMConfig
+from lewm_mpc.planners.clock import IterationClock
 from lewm_mpc.planners.descent import CurvatureMemory, Descent
 from lewm_mpc.types import Energy, LatentWorldModel
 
@@ -196,6 +197,13 @@ class GradientPlanner(Planner):
             **overrides,
         )
 
+    @property
+    def step_clock(self) -> IterationClock:
+        """The clock of this planner's gradient evaluations: one per number of restarts (a
+        batch of 8 plans takes longer than one), shared by planners that share clocks."""
+        restarts = self.config.restarts
+        return self.clock("gradient" if restarts == 1 else f"gradient x{restarts}")
+
     def cem_warmup(self) -> CEM:
         """The CEM planner of the initialization stage (``cem_iterations > 0``).
 
@@ -251,7 +259,7 @@ class GradientPlanner(Planner):
         """
         best = BestSoFar.starting_from(self, found)
         done = (found.iterations, found.energy_evals)
-        if not self.clock("gradient").fits(deadline):
+        if not self.step_clock.fits(deadline):
             return best.result(found.actions, *done)
         with torch.enable_grad():
             return self._restarts(z0, z_goal, found.actions, spread, best, deadline, done)

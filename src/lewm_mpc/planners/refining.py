@@ -16,19 +16,20 @@ from lewm_mpc.planners.gradient import GradientConfig, GradientPlanner
 __all__ = ["plan_blocks", "refiner_of"]
 
 
-def refiner_of(planner: Planner, steps: int) -> GradientPlanner:
-    """The gradient planner that refines ``planner``'s plans: one restart from the plan it is
-    given, at most ``steps`` L-BFGS evaluations, ``planner``'s energy, guardrails, horizon and
-    rollout precision; made once per ``steps``, it shares ``planner``'s random stream and
-    iteration clocks (``reset`` may replace them), so deadlines know its evaluations' cost."""
-    refiner = planner._refiners.get(steps)
+def refiner_of(planner: Planner, steps: int, restarts: int = 1) -> GradientPlanner:
+    """The gradient planner that refines ``planner``'s plans: ``restarts`` descents (the first
+    from the plan it is given, the others from noise of the spread ``refine`` is given), at
+    most ``steps`` L-BFGS evaluations, ``planner``'s energy, guardrails, horizon and rollout
+    precision; made once per (``steps``, ``restarts``), it shares ``planner``'s random stream
+    and iteration clocks (``reset`` may replace them), so deadlines know its evaluations' cost."""
+    refiner = planner._refiners.get((steps, restarts))
     if refiner is None:
-        config = GradientConfig(horizon=planner.config.horizon, restarts=1, iterations=steps,
-                                init_std=0.0,
+        config = GradientConfig(horizon=planner.config.horizon, restarts=restarts,
+                                iterations=steps, init_std=0.0,
                                 rollout_dtype=planner.config.rollout_dtype)  # fmt: skip
         refiner = GradientPlanner(planner.model, config, energy=planner.objective.task,
                                   guardrails=planner.objective.guardrails)  # fmt: skip
-        planner._refiners[steps] = refiner
+        planner._refiners[(steps, restarts)] = refiner
     assert isinstance(refiner, GradientPlanner)
     refiner.generator, refiner.clocks = planner.generator, planner.clocks
     return refiner
