@@ -8,8 +8,10 @@ Each finished lever's report (the ``lewm-mpc eval --out`` JSON) is kept in
 
     MUJOCO_GL=egl .venv/bin/python benchmarks/shipped_planners.py --env cube
     MUJOCO_GL=egl .venv/bin/python benchmarks/shipped_planners.py --env cube --only cem,cmaes
+    MUJOCO_GL=egl .venv/bin/python benchmarks/shipped_planners.py --env pusht --pairs 100 \
+        --eval-seed 2 --work runs/shipped_seed2 --tag seed2 --only cem-4-polish,cem-2-polish-4
 
-Writes ``benchmarks/results/shipped_planners_<env>.{json,md}``.
+Writes ``benchmarks/results/shipped_planners_<env>[_<tag>].{json,md}``.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Args:
     budget: int = 50  # env steps per pair
     work: Path = Path("runs/shipped_planners")
     out: Path = Path("benchmarks/results")
+    tag: str = ""  # appended to the results' name (another pair seed, say)
 
 
 def run_lever(args: Args, slug: str) -> dict[str, Any]:
@@ -132,7 +135,8 @@ def main(args: Args) -> dict[str, Any]:
         raise SystemExit(f"unknown levers {unknown}; choose from {sorted(LEVERS)}")
     rows = [{"slug": slug, "lever": LEVERS[slug][0], "report": run_lever(args, slug)}
             for slug in slugs]  # fmt: skip
-    return write_results(args.out, f"shipped_planners_{args.env}", args, rows, markdown)
+    name = f"shipped_planners_{args.env}" + (f"_{args.tag}" if args.tag else "")
+    return write_results(args.out, name, args, rows, markdown)
 
 
 if __name__ == "__main__":
