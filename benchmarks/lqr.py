@@ -34,7 +34,7 @@ float64 on the true system.
 
     .venv/bin/python benchmarks/lqr.py      # ~7 s on 1 CPU thread
 
-Writes ``benchmarks/results/lqr.{json,md}``.
+Writes ``benchmarks/results/lqr.{json,md}`` (``lqr_seed<seed>.{json,md}`` for another seed).
 """
 
 from __future__ import annotations
@@ -505,8 +505,9 @@ def main(args: Args) -> dict:
         "wall_s": time.perf_counter() - started,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / "lqr.json", json.dumps(result, indent=1))
-    write_text_atomic(args.out / "lqr.md", markdown(result))
+    name = "lqr" if args.seed == 0 else f"lqr_seed{args.seed}"  # another family: its own file
+    write_text_atomic(args.out / f"{name}.json", json.dumps(result, indent=1))
+    write_text_atomic(args.out / f"{name}.md", markdown(result))
     print(markdown(result))
     return result
 
