@@ -198,16 +198,16 @@ def markdown(result: dict[str, Any]) -> str:
 
 def _sweep_tables(rows: Sequence[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
-    kinds = (("sampling", "iterations"), ("gradient", "steps"),
-             ("sampling planners at their defaults", "L-BFGS evaluations"))  # fmt: skip
-    for family, unit in kinds:
+    kinds = (("sampling planners", "iterations"), ("gradient planners", "steps"),
+             ("our sampling planners at their defaults", "L-BFGS evaluations"))  # fmt: skip
+    for title, unit in kinds:
         swept = [r for r in rows if r.get("sweep") and _curve_kind(r) == unit]
         if not swept:
             continue
         budgets = sorted({p["iterations"] for r in swept for p in r["sweep"]})
         lines += [
             "",
-            f"Energy vs plan time, {family} planners (mean energy / median plan time at each "
+            f"Energy vs plan time, {title} (mean energy / median plan time at each "
             f"number of {unit}, same slots):",
             "",
             f"| planner | {' | '.join(f'{b} {unit}' for b in budgets)} |",

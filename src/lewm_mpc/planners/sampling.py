@@ -31,7 +31,7 @@ class SamplingConfig(PlannerConfig):
     through the model's gradient, from the best plan sampled and from three perturbations of it
     by the last sampling distribution's spread at once, which descends the basin far more
     cheaply than further rounds would: 300 x 2 + 4 x <= 50 evaluations reach a lower energy
-    than 300 x 30 in about a third of its time. A model or energy without gradients gets the
+    than 300 x 30 in about half its time. A model or energy without gradients gets the
     30 sampling rounds instead. ``polish_steps=0`` is LeWorldModel's CEM exactly (300 x 30, no
     gradient).
 
@@ -48,9 +48,8 @@ class SamplingConfig(PlannerConfig):
         polish_restarts: descents the polish runs side by side: from the best plan sampled,
             and from ``polish_restarts - 1`` perturbations of it by the last sampling
             distribution's spread (its per-entry std; a neighbour of the best plan may descend
-            into a lower basin); the lowest plan wins.
-            A batch of 4 costs about what one plan does on a CPU, where a single rollout is
-            bound by per-operation overhead.
+            into a lower basin); the lowest plan wins. On a CPU a batch of 4 plans costs
+            about 1.2x one plan (a single rollout is bound by per-operation overhead).
     """
 
     num_samples: int = 300
