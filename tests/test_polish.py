@@ -116,3 +116,19 @@ def test_polish_keeps_the_warm_start_on_the_sampling_mean(lqr, cls):
     first, second = plain.plan(x0, goal), polished.plan(x0, goal)
     assert not np.array_equal(first.actions, second.actions)  # the polish moved the plan
     assert torch.equal(plain._previous, polished._previous)  # but not the warm start
+
+
+@SAMPLERS
+def test_polish_and_refinement_time_their_own_evaluations(cls):
+    """A deadline estimates an evaluation of the polish's 4 descents from earlier ones, and the
+    one-descent refinement of a plan (``refine_latent``) from its own: a batch of 4 plans takes
+    longer than one, so a shared clock would misjudge both."""
+    planner = cls(PointMass(), horizon=3, num_samples=40, seed=0)
+    obs, goal = np.zeros(2, np.float32), np.array([0.2, -0.1], np.float32)
+    result = planner.plan(obs, goal)
+    assert planner.clock("gradient x4").estimate is not None
+    assert "gradient" not in planner.clocks
+    z0, z_goal = (torch.as_tensor(x) for x in (obs, goal))
+    planner.refine_latent(z0, z_goal, result.actions, steps=5)
+    assert planner.clock("gradient").estimate is not None
+    assert planner.clock("gradient") is not planner.clock("gradient x4")
