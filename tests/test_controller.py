@@ -291,7 +291,7 @@ def test_a_planning_thread_error_surfaces_at_the_next_act():
 
 def test_close_joins_the_thread_and_refuses_more_work():
     controller = lm.MPCController(planner(), asynchronous=True)
-    thread = controller._thread
+    thread = controller._planning.thread
     assert thread is not None and thread.is_alive()
     controller.close()
     controller.close()  # idempotent

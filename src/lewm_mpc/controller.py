@@ -15,14 +15,13 @@ step got wrong.
 
 One thread, not a process: planning is torch work that releases the GIL, the loop thread only
 queues and sleeps, and a thread shares the model without copying it or pickling observations.
-What a plan request holds and how it is planned live in :mod:`lewm_mpc.plan_requests`.
+What a plan request holds and how it is planned live in :mod:`lewm_mpc.plan_requests`; the
+thread and its hand-over in :mod:`lewm_mpc.planning_thread`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,8 @@ import torch
 
 from lewm_mpc.plan_requests import PlanRecord, _Request, plan_request
 from lewm_mpc.planners.base import REFINE_STEPS, Planner
+from lewm_mpc.planners.refining import refiner_of
+from lewm_mpc.planning_thread import PlanningThread
 from lewm_mpc.surprise import BlockSurprise, SurpriseEvent, SurpriseMonitor, surprise_and_motion
 from lewm_mpc.types import PlanResult
 
@@ -145,18 +146,7 @@ class MPCController:
         self._index = 0  # next action of the queue
         self._step = 0
         self._last: np.ndarray | None = None
-        # Asynchronous state, guarded by ``_lock``.
-        self._lock = threading.Condition()
-        self._request: _Request | None = None
-        self._ready: tuple[_Request, PlanResult] | None = None
-        self._error: BaseException | None = None
-        self._busy = False  # the thread is planning
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        if asynchronous:
-            self._thread = threading.Thread(target=self._worker, name="lewm-mpc-planner",
-                                            daemon=True)  # fmt: skip
-            self._thread.start()
+        self._planning = PlanningThread(self._plan, start=asynchronous)
 
     # ---------------------------------------------------------------- public API
     def reset(self, goal: Any = None) -> None:
@@ -168,11 +158,8 @@ class MPCController:
                 energy holds the goal itself (e.g. ``ProbedGoalDistance(probe, target=...)``
                 for "agent at (x, y)"; the goal latent it receives is zeros).
         """
-        self._check_open()
-        with self._lock:
-            self._request = self._ready = None
-            while self._busy:  # the planner is not touched while the thread plans
-                self._lock.wait()
+        self._planning.check_open()
+        self._planning.cancel()  # the planner is not touched while the thread plans
         if goal is None:
             goal = torch.zeros(self.planner.model.latent_dim)
         if isinstance(goal, torch.Tensor):
@@ -201,7 +188,7 @@ class MPCController:
             RuntimeError: ``reset`` was not called, the controller is closed, or the planning
                 thread failed (its exception is the cause).
         """
-        self._check_open()
+        self._planning.check_open()
         if self._goal is None:
             raise RuntimeError("call reset(goal) before act(obs)")
         obs = np.asarray(obs)
@@ -213,7 +200,7 @@ class MPCController:
                 self._install(request, self._plan(request))
         else:
             if surprised:  # replan at once from this observation; the old plan runs meanwhile
-                self._submit(self._request_for(obs, lead=0))
+                self._planning.submit(self._request_for(obs, lead=0))
                 self._urgent = True
             self._act_async(obs)
         usable = len(self._queue)
@@ -235,12 +222,7 @@ class MPCController:
 
     def close(self) -> None:
         """Stop and join the planning thread (idempotent)."""
-        with self._lock:
-            self._closed = True
-            self._lock.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._planning.close()
 
     def __enter__(self) -> MPCController:
         return self
@@ -296,15 +278,13 @@ class MPCController:
 
     def _act_async(self, obs: np.ndarray) -> None:
         if not self.plans:  # the first plan of an episode: awaited
-            self._submit(self._request_for(obs, lead=0))
-            self._wait(None)
+            self._planning.submit(self._request_for(obs, lead=0))
+            self._planning.wait(None)
         elif self._index < self.replan_every and not self._urgent:
             return  # the next plan is not due yet
         else:
-            self._wait(self.max_wait_s)
-        with self._lock:
-            self._raise_error()
-            ready, self._ready = self._ready, None
+            self._planning.wait(self.max_wait_s)
+        ready = self._planning.take()
         if ready is None:
             return
         request, result = ready
@@ -312,7 +292,7 @@ class MPCController:
             result = self._reanchor(obs, result)
         self._install(request, result)
         # Plan the next one now, for the step it takes effect: after ``replan_every`` more.
-        self._submit(self._request_for(obs, lead=self.replan_every))
+        self._planning.submit(self._request_for(obs, lead=self.replan_every))
 
     def _request_for(self, obs: np.ndarray, lead: int) -> _Request:
         """A plan request from ``obs`` after up to ``lead`` queued actions (whole blocks)."""
@@ -343,7 +323,8 @@ class MPCController:
         """Plan from the request's observation rolled forward through its lead actions."""
         refining = self.reanchor_s is not None and self.reanchor_by == "gradient"
         untimed = self.deadline_s is not None and not self.planner.timed
-        if untimed or (refining and self.planner.clock("gradient").estimate is None):
+        refiner = refiner_of(self.planner, self.reanchor_steps) if refining else None
+        if untimed or (refiner is not None and refiner.step_clock.estimate is None):
             for _ in range(2):  # time the iterations first (Planner.warm_up), so d holds
                 made = plan_request(self.planner, request, self._history, None)
                 if refining:  # and the re-anchoring's gradient evaluations
@@ -357,9 +338,7 @@ class MPCController:
         latent, taking effect on time, and the planning thread idle (no urgent plan pending)."""
         if self.reanchor_s is None or not len(request.lead):
             return False
-        with self._lock:
-            idle = self._request is None and not self._busy
-        return idle and request.step + len(request.lead) == self._step
+        return self._planning.idle() and request.step + len(request.lead) == self._step
 
     def _reanchor(self, obs: np.ndarray, made: PlanResult) -> PlanResult:
         """The plan ``made`` ahead for this step, corrected from ``obs`` within
@@ -374,54 +353,3 @@ class MPCController:
         if self.fallback == "hold" and self._last is not None:
             return self._last
         return self._zero
-
-    # ---------------------------------------------------------------- the planning thread
-    def _submit(self, request: _Request) -> None:
-        with self._lock:
-            self._request, self._ready = request, None
-            self._lock.notify_all()
-
-    def _wait(self, timeout: float | None) -> None:
-        """Wait until a plan is ready, the thread failed, or ``timeout`` seconds passed."""
-        end = None if timeout is None else time.perf_counter() + timeout
-        with self._lock:
-            while self._ready is None and self._error is None and not self._closed:
-                if self._request is None:
-                    return  # nothing pending
-                left = None if end is None else end - time.perf_counter()
-                if left is not None and left <= 0:
-                    return
-                self._lock.wait(left)
-
-    def _worker(self) -> None:
-        while True:
-            with self._lock:
-                while self._request is None and not self._closed:
-                    self._lock.wait()
-                if self._closed:
-                    return
-                request, self._busy = self._request, True
-            try:
-                result = self._plan(request)
-            except BaseException as error:  # surfaced at the next act
-                with self._lock:
-                    self._error, self._request, self._busy = error, None, False
-                    self._lock.notify_all()
-                return
-            with self._lock:
-                if self._request is request:  # not superseded by a reset
-                    self._ready, self._request = (request, result), None
-                self._busy = False
-                self._lock.notify_all()
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            raise RuntimeError(
-                f"the planning thread failed: {type(self._error).__name__}: {self._error}"
-            ) from self._error
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("the controller is closed")
-        with self._lock:
-            self._raise_error()

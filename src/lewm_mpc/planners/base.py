@@ -100,8 +100,7 @@ class Planner(abc.ABC):
         self.clocks: dict[str, IterationClock] = {}  # per kind of iteration, across plans
         self._past: tuple[torch.Tensor, torch.Tensor] | None = None  # during a plan
         self._previous: torch.Tensor | None = None
-        # gradient refiners by (step budget, restarts) (lewm_mpc.planners.refining)
-        self._refiners: dict[tuple[int, int], Planner] = {}
+        self._refiners: dict[tuple[int, int], Planner] = {}  # by (steps, restarts): refining
         # The model's outputs are checked once, on the first plan (not in the planning loop).
         self._encode_checked = False
         self._rollout_checked = False
