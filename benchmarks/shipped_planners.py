@@ -42,6 +42,10 @@ LEVERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "CEM 300 x 2, then up to 50 L-BFGS evaluations of 4 descents (the default)",
         ("--iterations", "2", "--polish-steps", "50", "--polish-restarts", "4"),
     ),
+    "cem-3-polish-4": (
+        "CEM 300 x 3, then up to 50 L-BFGS evaluations of 4 descents",
+        ("--iterations", "3", "--polish-steps", "50", "--polish-restarts", "4"),
+    ),
     "mppi-full": ("MPPI 300 x 30, full covariance", ("--planner", "mppi", "--covariance", "full")),
     "cem-receding-5": (
         "CEM 300 x 30, 5 blocks executed per plan (LeWM's protocol)",

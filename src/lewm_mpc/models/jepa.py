@@ -25,7 +25,7 @@ from lewm_mpc.models.encoders import (
     StateEncoder,
     ViTEncoder,
 )
-from lewm_mpc.models.fused_rollout import fuse_mlp_step, fused_mlp_rollout
+from lewm_mpc.models.fused_rollout import FusedStepCache, fused_mlp_rollout
 from lewm_mpc.models.predictors import MLPPredictor, TransformerPredictor
 from lewm_mpc.models.run_meta import RunMeta
 from lewm_mpc.models.sigreg import SIGRegConfig, sigreg
@@ -93,6 +93,7 @@ class WorldModel(nn.Module):
         self.pred_projector = Projector(
             config.latent_dim, config.projector_hidden, config.latent_dim
         )
+        self._fused_steps = FusedStepCache()  # the eval-mode rollout's rearranged weights
         # Action normalization (dataset statistics, set before training) and env bounds.
         self.register_buffer("action_mean", torch.zeros(config.action_dim))
         self.register_buffer("action_std", torch.ones(config.action_dim))
@@ -190,7 +191,7 @@ class WorldModel(nn.Module):
         z0 = z0.contiguous()
         context = self._context(z0, past_latents, past_actions)  # (S, C', D), C' <= history-1
         action_embeddings = self.embed_actions(actions)  # (S, H, E)
-        fused = fuse_mlp_step(self.predictor, self.pred_projector)
+        fused = self._fused_steps.get(self.predictor, self.pred_projector)
         if fused is not None:
             return fused_mlp_rollout(fused, self.history, z0, action_embeddings,
                                      None if context is None else context[0])  # fmt: skip

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from lewm_mpc.energies import Guardrail, ObjectiveValue
+from lewm_mpc.models import input_gradients_only
 from lewm_mpc.planners.best import BestSoFar
 
 if TYPE_CHECKING:
@@ -73,14 +74,17 @@ class Descent:
         """
         cfg = self.planner.config
         actions = actions.detach().requires_grad_(True)
-        latents, value = self.planner.evaluate(self.z0, self.z_goal, actions)  # (B, R, ...)
+        with input_gradients_only():  # gradients for the actions only
+            latents, value = self.planner.evaluate(self.z0, self.z_goal, actions)  # (B, R, ...)
         if self.multipliers is None or self.penalty is None:
             self.multipliers = torch.zeros((len(self.hard), *value.total.shape),
                                            device=actions.device)  # fmt: skip
             self.penalty = torch.full_like(self.multipliers, cfg.rho)  # (G, B, R)
-        violations = _violations(value, self.hard, self.multipliers)  # (G, B, R)
-        lagrangian = (self.multipliers * violations + self.penalty / 2 * violations.pow(2)).sum(0)
-        loss = value.total + lagrangian  # (B, R)
+        loss = value.total  # (B, R)
+        if self.hard:
+            violations = _violations(value, self.hard)  # (G, B, R)
+            penalties = self.multipliers * violations + self.penalty / 2 * violations.pow(2)
+            loss = loss + penalties.sum(0)
         if not loss.requires_grad:
             raise NotDifferentiableError(
                 "the objective does not depend differentiably on the actions (the world "
@@ -104,14 +108,14 @@ class Descent:
     def _track(self, loss: torch.Tensor) -> None:
         """Count, per env, evaluations in which no restart lowered the env's lowest loss by
         more than ``tolerance`` of its magnitude (the plan returned is the lowest one)."""
-        loss = loss.min(dim=1).values  # (B,) over restarts
-        finite = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, float("inf")))
+        inf = float("inf")
+        finite = loss.min(dim=1).values.nan_to_num(nan=inf, neginf=inf)  # (B,), +inf if not finite
         if self.lowest is None or self.stalled is None:
-            self.lowest, self.stalled = finite, torch.zeros_like(loss, dtype=torch.long)
+            self.lowest, self.stalled = finite, torch.zeros_like(finite, dtype=torch.long)
             return
-        margin = self.planner.config.tolerance * self.lowest.abs().nan_to_num(posinf=0.0)
+        margin = self.lowest.abs().nan_to_num(posinf=0.0).mul_(self.planner.config.tolerance)
         progress = finite < self.lowest - margin
-        self.stalled = torch.where(progress, torch.zeros_like(self.stalled), self.stalled + 1)
+        self.stalled = (self.stalled + 1).masked_fill_(progress, 0)
         self.lowest = torch.minimum(self.lowest, finite)
 
 
@@ -181,10 +185,8 @@ class CurvatureMemory:
         return out[:, :, 0].to(vector.dtype)
 
 
-def _violations(value: ObjectiveValue, hard: list[Guardrail], like: torch.Tensor) -> torch.Tensor:
-    """(G, B, R) violation of each hard guardrail beyond its tolerance (G may be 0)."""
-    if not hard:
-        return torch.zeros_like(like)
+def _violations(value: ObjectiveValue, hard: list[Guardrail]) -> torch.Tensor:
+    """(G, B, R) violation of each hard guardrail beyond its tolerance."""
     return torch.stack([(value.terms[g.name] - g.tolerance).clamp_min(0.0) for g in hard])
 
 
