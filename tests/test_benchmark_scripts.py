@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import lewm_mpc as lm
-from conftest import BENCHMARKS, load_benchmark
+from conftest import BENCHMARKS, load_benchmark, tiny_config
 from lewm_mpc.data import WindowSampler
 
 load = load_benchmark
@@ -281,3 +281,15 @@ def test_train_step_profile_times_sampling_copy_and_step(tiny_dataset, tmp_path)
     assert all(row["step_ms"] > 0 and row["sample_ms"] > 0 for row in rows)
     with pytest.raises(SystemExit, match="--data must be a dataset"):
         script.main(script.Args(data=tmp_path / "missing.h5", out=tmp_path))
+
+
+def test_gradient_step_times_both_paths_for_every_batch(tmp_path) -> None:
+    model_dir = lm.WorldModel(tiny_config()).save(tmp_path / "model")
+    script = load("gradient_step")
+    result = script.main(script.Args(model=str(model_dir), batches="1,3", steps=2, slots=2,
+                                     out=tmp_path))  # fmt: skip
+    rows = json.loads((tmp_path / "gradient_step.json").read_text())["rows"]
+    assert rows == result["rows"] and [row["batch"] for row in rows] == [1, 3]
+    for row in rows:
+        assert set(row["ms"]) == set(script.PATHS) and all(ms > 0 for ms in row["ms"].values())
+    assert "| 3 |" in (tmp_path / "gradient_step.md").read_text()

@@ -4,7 +4,7 @@ model (``SimulatorModel``, the true simulator as a world model; import it from
 
 from lewm_mpc.models.checkpoint import CheckpointError
 from lewm_mpc.models.config import WorldModelConfig, named_config
-from lewm_mpc.models.fused_rollout import input_gradients_only
+from lewm_mpc.models.fused_cache import input_gradients_only
 from lewm_mpc.models.jepa import LossTerms, WorldModel
 from lewm_mpc.models.sigreg import SIGRegConfig, sigreg
 

@@ -17,11 +17,12 @@ one BatchNorm, two bias adds and the window bookkeeping per step.
 
 Planners roll the same weights out thousands of times, so two more savings apply when the
 weights are constants (no parameter requires grad, gradients are off, or inside
-:func:`input_gradients_only`, as the gradient planners differentiate):
+:func:`~lewm_mpc.models.fused_cache.input_gradients_only`, as the gradient planners
+differentiate):
 
-* :class:`FusedStepCache` keeps the rearranged weights, each matrix stored contiguously in both
-  orientations (in a matmul of a few rows a transposed view is 20-45% slower on a CPU), and
-  rebuilds them only when a parameter or buffer changes;
+* :class:`~lewm_mpc.models.fused_cache.FusedStepCache` keeps the rearranged weights, each
+  matrix stored contiguously in both orientations (in a matmul of a few rows a transposed view
+  is 20-45% slower on a CPU), and rebuilds them only when a parameter or buffer changes;
 * the gradient with respect to the inputs (start latents, action embeddings, past latents)
   comes from a hand-written backward: one autograd node for the whole rollout instead of about
   fifteen per step, the GELU derivative from the normal CDF its forward saved, the layer
@@ -33,11 +34,9 @@ from the parameters on every call and autograd differentiates through them.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,25 +47,8 @@ from torch.nn import functional as F
 
 from lewm_mpc.models.predictors import MLPPredictor
 
-_INPUTS_ONLY: ContextVar[bool] = ContextVar("lewm_mpc_input_gradients_only", default=False)
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-@contextlib.contextmanager
-def input_gradients_only() -> Iterator[None]:
-    """Declare that rollouts inside this block (this thread) are differentiated with respect
-    to their inputs only (start latents, actions, past latents), as gradient planners do.
-
-    The residual-MLP rollout then treats its predictor's weights as constants, even ones with
-    ``requires_grad``: cached weights and the hand-written backward. Whether a parameter still
-    receives a gradient inside the block is unspecified; the inputs' gradients are exact.
-    """
-    token = _INPUTS_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _INPUTS_ONLY.reset(token)
 
 
 @dataclass(frozen=True)
@@ -129,7 +111,7 @@ def fuse_mlp_step(
         predictor: an :class:`MLPPredictor`.
         projector: the world model's ``pred_projector`` (Linear, BatchNorm1d, GELU, Linear).
         contiguous: store every matrix contiguously in both orientations (copies: worth it
-            only for weights that are reused, see :class:`FusedStepCache`).
+            only for weights that are reused: :mod:`lewm_mpc.models.fused_cache`).
     """
     if not isinstance(predictor, MLPPredictor) or predictor.training or projector.training:
         return None
@@ -172,58 +154,6 @@ def fuse_mlp_step(
     return dataclasses.replace(step, constant=constant)
 
 
-class FusedStepCache:
-    """The fused step of one predictor / projector pair, rebuilt when any of their parameters
-    or buffers changes (in place, which bumps its version, or replaced), or their mode does.
-
-    Only constant weights are cached (built without autograd); :meth:`get` derives
-    differentiable ones afresh when gradients may have to reach the parameters.
-    """
-
-    def __init__(self) -> None:
-        self._key: tuple[Any, ...] | None = None
-        self._step: FusedMLPStep | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}  # a copy or a pickle starts empty: its weights are rebuilt on first use
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()  # type: ignore[misc]
-
-    def get(self, predictor: nn.Module, projector: nn.Module) -> FusedMLPStep | None:
-        """The fused step (None for a layout :func:`fuse_mlp_step` does not fuse)."""
-        sources = [*predictor.parameters(), *projector.parameters(), *projector.buffers()]
-        differentiable = torch.is_grad_enabled() and not _INPUTS_ONLY.get()
-        if differentiable and any(tensor.requires_grad for tensor in sources):
-            return fuse_mlp_step(predictor, projector)
-        try:  # the tensors themselves are kept, so a freed one's address is never reused
-            key = (predictor.training, projector.training,
-                   *((t, t._version, t.data_ptr()) for t in sources))  # fmt: skip
-        except RuntimeError:  # inference tensors track no version: nothing to key on
-            return _detached_step(predictor, projector)
-        if self._key is None or not _same_key(key, self._key):
-            self._step = _detached_step(predictor, projector)
-            self._key = key
-        return self._step
-
-
-def _detached_step(predictor: nn.Module, projector: nn.Module) -> FusedMLPStep | None:
-    """The step as constants (its layer norms' parameters included: the caller either wants
-    no parameter gradient or has none to give)."""
-    # Built outside inference mode: the weights may later meet autograd (a gradient planner).
-    with torch.inference_mode(False), torch.no_grad():
-        step = fuse_mlp_step(predictor, projector, contiguous=True)
-    if step is None:
-        return None
-    return dataclasses.replace(_map_tensors(step, torch.Tensor.detach), constant=True)
-
-
-def _same_key(new: tuple[Any, ...], old: tuple[Any, ...]) -> bool:
-    if len(new) != len(old) or new[:2] != old[:2]:
-        return False
-    return all(a[0] is b[0] and a[1:] == b[1:] for a, b in zip(new[2:], old[2:], strict=True))
-
-
 def _tensors(item: Any) -> Iterator[torch.Tensor]:
     """Every tensor field of a fused step (recursively; layer norms' parameters included)."""
     if isinstance(item, torch.Tensor):
@@ -238,16 +168,16 @@ def _tensors(item: Any) -> Iterator[torch.Tensor]:
             yield from _tensors(getattr(item, field.name))
 
 
-def _map_tensors(item: Any, function: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+def map_tensors(item: Any, function: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     """A fused step with ``function`` applied to its matmul weights and biases (the layer
     norms keep their own parameters)."""
     if isinstance(item, torch.Tensor):
         return function(item)
     if isinstance(item, tuple):
-        return tuple(_map_tensors(element, function) for element in item)
+        return tuple(map_tensors(element, function) for element in item)
     if dataclasses.is_dataclass(item) and not isinstance(item, type):
         return dataclasses.replace(item, **{
-            field.name: _map_tensors(getattr(item, field.name), function)
+            field.name: map_tensors(getattr(item, field.name), function)
             for field in dataclasses.fields(item)
             if not isinstance(getattr(item, field.name), nn.Module | bool)
         })  # fmt: skip
@@ -264,7 +194,7 @@ def fused_mlp_rollout(
     """Autoregressive rollout with fused step weights (same maths as the module rollout).
 
     Args:
-        step: from :func:`fuse_mlp_step` or a :class:`FusedStepCache`.
+        step: from :func:`fuse_mlp_step` (or its cache, :mod:`lewm_mpc.models.fused_cache`).
         history: past embeddings the predictor sees (the window repeats ``z0`` at the start,
             as :class:`MLPPredictor` pads).
         z0: (S, D) start embeddings.
@@ -282,7 +212,7 @@ def fused_mlp_rollout(
         dtype = torch.get_autocast_dtype(device_type)
         with torch.autocast(device_type, enabled=False):
             return fused_mlp_rollout(
-                _map_tensors(step, lambda tensor: tensor.to(dtype)),
+                map_tensors(step, lambda tensor: tensor.to(dtype)),
                 history,
                 z0.to(dtype),
                 action_embeddings.to(dtype),

@@ -25,7 +25,8 @@ from lewm_mpc.models.encoders import (
     StateEncoder,
     ViTEncoder,
 )
-from lewm_mpc.models.fused_rollout import FusedStepCache, fused_mlp_rollout
+from lewm_mpc.models.fused_cache import FusedStepCache
+from lewm_mpc.models.fused_rollout import fused_mlp_rollout
 from lewm_mpc.models.predictors import MLPPredictor, TransformerPredictor
 from lewm_mpc.models.run_meta import RunMeta
 from lewm_mpc.models.sigreg import SIGRegConfig, sigreg
