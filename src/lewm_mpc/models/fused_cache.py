@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import operator
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -43,7 +44,8 @@ class FusedStepCache:
     """
 
     def __init__(self) -> None:
-        self._key: tuple[Any, ...] | None = None
+        self._sources: list[torch.Tensor] = []  # kept: a freed tensor's address is never reused
+        self._state: tuple[Any, ...] | None = None  # modes, then each source's version, address
         self._step: FusedMLPStep | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -58,14 +60,15 @@ class FusedStepCache:
         differentiable = torch.is_grad_enabled() and not _INPUTS_ONLY.get()
         if differentiable and any(tensor.requires_grad for tensor in sources):
             return fuse_mlp_step(predictor, projector)
-        try:  # the tensors themselves are kept, so a freed one's address is never reused
-            key = (predictor.training, projector.training,
-                   *((t, t._version, t.data_ptr()) for t in sources))  # fmt: skip
+        try:
+            state = (predictor.training, projector.training,
+                     *((t._version, t.data_ptr()) for t in sources))  # fmt: skip
         except RuntimeError:  # inference tensors track no version: nothing to key on
             return _detached_step(predictor, projector)
-        if self._key is None or not _same_key(key, self._key):
+        same = len(sources) == len(self._sources) and all(map(operator.is_, sources, self._sources))
+        if not same or state != self._state:
             self._step = _detached_step(predictor, projector)
-            self._key = key
+            self._sources, self._state = sources, state
         return self._step
 
 
@@ -78,9 +81,3 @@ def _detached_step(predictor: nn.Module, projector: nn.Module) -> FusedMLPStep |
     if step is None:
         return None
     return dataclasses.replace(map_tensors(step, torch.Tensor.detach), constant=True)
-
-
-def _same_key(new: tuple[Any, ...], old: tuple[Any, ...]) -> bool:
-    if len(new) != len(old) or new[:2] != old[:2]:
-        return False
-    return all(a[0] is b[0] and a[1:] == b[1:] for a, b in zip(new[2:], old[2:], strict=True))

@@ -88,7 +88,8 @@ class FusedMLPStep:
         out: (D, hidden) last predictor layer (its bias lives in ``proj``'s).
         proj: (P, D) projector's first layer with BatchNorm and that bias folded in.
         head: (D, P) projector's last layer.
-        constant: no tensor of the step requires grad (the hand-written backward applies).
+        constant: built as constants (:mod:`lewm_mpc.models.fused_cache`): no tensor of the
+            step requires grad, so the hand-written backward applies.
     """
 
     latent: _Linear
@@ -99,7 +100,7 @@ class FusedMLPStep:
     out: _Linear
     proj: _Linear
     head: _Linear
-    constant: bool
+    constant: bool = False
 
 
 def fuse_mlp_step(
@@ -139,7 +140,7 @@ def fuse_mlp_step(
     proj_in: nn.Linear = proj[0]
     proj_weight = proj_in.weight * scale[:, None]  # (P, D)
     proj_bias = (proj_in.weight @ out_layer.bias + proj_in.bias) * scale + shift  # (P,)
-    step = FusedMLPStep(
+    return FusedMLPStep(
         latent=_Linear.of(first.weight[:, :latent_width], None, contiguous),
         action_weight=first.weight[:, latent_width:],
         first_bias=first.bias,
@@ -148,24 +149,7 @@ def fuse_mlp_step(
         out=_Linear.of(out_layer.weight, None, contiguous),
         proj=_Linear.of(proj_weight, proj_bias, contiguous),
         head=_Linear.of(proj[3].weight, proj[3].bias, contiguous),
-        constant=True,
     )
-    constant = not any(tensor.requires_grad for tensor in _tensors(step))
-    return dataclasses.replace(step, constant=constant)
-
-
-def _tensors(item: Any) -> Iterator[torch.Tensor]:
-    """Every tensor field of a fused step (recursively; layer norms' parameters included)."""
-    if isinstance(item, torch.Tensor):
-        yield item
-    elif isinstance(item, nn.Module):
-        yield from item.parameters()
-    elif isinstance(item, tuple):
-        for element in item:
-            yield from _tensors(element)
-    elif dataclasses.is_dataclass(item):
-        for field in dataclasses.fields(item):
-            yield from _tensors(getattr(item, field.name))
 
 
 def map_tensors(item: Any, function: Callable[[torch.Tensor], torch.Tensor]) -> Any:
