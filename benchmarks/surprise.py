@@ -181,12 +181,12 @@ def residual_whitening(run: lm.Run, seed: int, windows: int = 2000,
     mean variance by ``shrinkage`` so that directions of almost no error are not amplified
     without bound."""
     model, residuals = run.model, []
-    for before, actions, after in block_windows(model, run.dataset, run.train_ids, windows,
-                                                seed=seed):  # fmt: skip
+    for window in block_windows(model, run.dataset, run.train_ids, windows, seed=seed):
         with torch.inference_mode():
-            latents = model.encode(torch.cat([before, after]))  # (2B, D)
+            latents = model.encode(torch.cat([window.before, window.after]))  # (2B, D)
             begin, observed = latents.chunk(2)
-            residuals.append(model.rollout(begin, actions[:, None])[:, -1] - observed)  # (B, D)
+            predicted = model.rollout(begin, window.actions[:, None])[:, -1]  # (B, D)
+            residuals.append(predicted - observed)
     residual = torch.cat(residuals).double().cpu()  # (N, D)
     covariance = torch.cov(residual.T)  # (D, D)
     dim = covariance.shape[0]

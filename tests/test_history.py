@@ -9,7 +9,9 @@ import torch
 
 import lewm_mpc as lm
 from conftest import tiny_config
+from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.models import WorldModel
+from lewm_mpc.surprise import block_windows, surprise_and_motion
 
 
 def model(history: int, predictor: str = "mlp") -> WorldModel:
@@ -104,3 +106,54 @@ def test_controller_keeps_the_block_boundary_frames_and_blocks():
     executed = np.stack([np.concatenate(actions[0:2]), np.concatenate(actions[2:4])])
     np.testing.assert_allclose(blocks.numpy(), executed)
     assert seen[1][0].shape == (1, wm.latent_dim)  # at step 2: one frame so far
+
+
+def test_the_surprise_monitor_predicts_each_block_from_the_history_before_it():
+    wm = model(history=3)
+    obs = frames(wm, 9)
+    monitor = lm.SurpriseMonitor(threshold=1e9)  # records every block, never alarms
+    with lm.MPCController(tiny_cem(wm), replan_every=2, monitor=monitor) as controller:
+        controller.reset(obs[8])
+        actions = [controller.act(obs[step]) for step in range(9)]
+    blocks = [np.concatenate(actions[i : i + 2]) for i in range(0, 8, 2)]  # (4 * A,) each
+
+    def expected(start: int, past: list[int]) -> float:
+        history = None
+        if past:
+            executed = np.stack([blocks[i // 2] for i in past])  # (C, 2 * A)
+            history = (torch.from_numpy(obs[past])[None], torch.from_numpy(executed)[None])
+        surprise, _ = surprise_and_motion(wm, torch.from_numpy(obs[start : start + 1]),
+                                          torch.from_numpy(blocks[start // 2])[None],
+                                          torch.from_numpy(obs[start + 2 : start + 3]),
+                                          past=history)  # fmt: skip
+        return float(surprise[0])
+
+    measured = [block.surprise for block in controller.surprises]
+    # the blocks starting at 0, 2, 4, 6 conditioned on the (at most 2) block starts before them
+    reference = [expected(0, []), expected(2, [0]), expected(4, [0, 2]), expected(6, [2, 4])]
+    np.testing.assert_allclose(measured, reference, rtol=1e-5)
+    assert abs(expected(6, []) - reference[3]) > 1e-4  # the history changes the prediction
+
+
+def test_surprise_windows_of_a_history_model_hold_the_block_starts_before_them(tiny_dataset):
+    dataset = EpisodeDataset.load(tiny_dataset)
+    wm = WorldModel(tiny_config(history=3, action_block=2)).eval()
+    ids = dataset.episode_ids[:2]
+    windows = list(block_windows(wm, dataset, ids, max_windows=10_000, batch_size=1000))
+    assert len(windows) == 1
+    window = windows[0]
+    assert window.past is not None
+    past_obs, past_actions = window.past
+    first = dataset.episode(int(ids[0]))
+    pixels = torch.from_numpy(np.array(first.pixels))  # (T, *obs)
+    # the first window of the first episode: block starts 0 and 2 before, 4 -> 6
+    torch.testing.assert_close(past_obs[0], pixels[[0, 2]])
+    torch.testing.assert_close(window.before[0], pixels[4])
+    torch.testing.assert_close(window.after[0], pixels[6])
+    action = torch.from_numpy(first.action.astype(np.float32))  # (T, A)
+    torch.testing.assert_close(past_actions[0], action[:4].reshape(2, -1))
+    torch.testing.assert_close(window.actions[0], action[4:6].reshape(-1))
+    # 40 actions per episode; a window's 4 frames each need the block after them: starts 0..32
+    assert len(window.before) == 2 * 33
+    threshold = lm.calibrate_surprise(wm, dataset, ids, false_alarm=0.1)
+    assert threshold.windows == len(window.before)

@@ -236,13 +236,15 @@ class MPCController:
 
     # ---------------------------------------------------------------- internals
     def _remember(self, obs: np.ndarray) -> None:
-        """Keep the last ``history`` block-boundary observations and the blocks between them."""
+        """Keep the last ``history + 1`` block-boundary observations and the blocks between
+        them: a plan conditions on the ``history`` latest, the surprise monitor's prediction of
+        the block just executed on the ``history`` before the latest."""
         if self._history <= 1 or self._step % self.planner.model.action_block:
             return
         if self._frames:  # the block executed since the previous boundary
             previous, _ = self._frames[-1]
             self._frames[-1] = (previous, np.concatenate(self._executed))
-        self._frames = [*self._frames[-(self._history - 1) :], (obs.copy(), None)]
+        self._frames = [*self._frames[-self._history :], (obs.copy(), None)]
 
     def _watch(self, obs: np.ndarray) -> bool:
         """Measure the surprise of a block just executed; whether a replan is asked for."""
@@ -259,7 +261,8 @@ class MPCController:
         before, _ = planner._as_batch(watched[0], "obs")
         after, _ = planner._as_batch(obs, "obs")
         actions = torch.as_tensor(executed.reshape(1, -1), device=before.device)
-        measured = surprise_and_motion(planner.model, before, actions, after, self.monitor.readout)
+        measured = surprise_and_motion(planner.model, before, actions, after,
+                                       self.monitor.readout, self._past_of_block())  # fmt: skip
         value, moved = (float(x[0]) for x in measured)
         score = self.monitor.score(value, moved)
         self.surprises.append(BlockSurprise(self._step, value, moved, score))
@@ -275,6 +278,19 @@ class MPCController:
             return False
         self._holding = policy == "hold"
         return True
+
+    def _past_of_block(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The history before the block just executed, as :func:`surprise_and_motion` takes it
+        ((1, C, *obs), (1, C, block*A)); None without history or before any past block."""
+        if self._history <= 1 or len(self._frames) < 3 or self._frames[-2][1] is None:
+            return None  # frames[-2] is the block's start, frames[-1] the observation after it
+        past = [(frame, block) for frame, block in self._frames[-1 - self._history : -2]
+                if block is not None]  # fmt: skip
+        if not past:
+            return None
+        frames = torch.cat([self.planner._as_batch(frame, "obs")[0] for frame, _ in past])
+        blocks = torch.as_tensor(np.stack([block for _, block in past]), device=frames.device)
+        return frames[None], blocks[None]  # (1, C, *obs), (1, C, block*A)
 
     def _act_async(self, obs: np.ndarray) -> None:
         if not self.plans:  # the first plan of an episode: awaited
@@ -305,7 +321,8 @@ class MPCController:
             start_of_previous = previous.step - previous.late
             shift = (self._step + len(actions) - start_of_previous) // block
         assert self._goal is not None
-        past = [(frame, block) for frame, block in self._frames[:-1] if block is not None]
+        past = [(frame, block) for frame, block in self._frames[-self._history : -1]
+                if block is not None]  # fmt: skip
         if self._step % block or not self._frames or self._frames[-1][1] is not None:
             past = []  # not at a block boundary (a late plan): no aligned history
         return _Request(obs.copy(), self._goal, actions.copy(), self._step, shift,

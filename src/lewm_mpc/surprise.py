@@ -265,6 +265,7 @@ def surprise_and_motion(
     actions: torch.Tensor,
     after: torch.Tensor,
     readout: Readout | None = None,
+    past: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B,) surprise, the latent distance between the predicted and the observed next latent,
     and (B,) predicted motion, the latent distance from the block's start to the prediction.
@@ -276,11 +277,25 @@ def surprise_and_motion(
         after: (B, *obs_shape) observations after it.
         readout: None, or a map from (B, D) latents to (B, F) task quantities: the distances
             are then measured between those.
+        past: for a model with ``history`` > 1, ``(past_obs (B, C, *obs_shape), past_actions
+            (B, C, action_block * A))``: the observations at the C block starts before
+            ``before``, oldest first, and the block executed after each (the last one led to
+            ``before``). The prediction then conditions on them, as the planner's does. None,
+            or a model without history: the prediction starts from ``before`` alone.
     """
+    if getattr(model, "history", 1) <= 1 or past is None or past[0].shape[1] == 0:
+        past = None
     with torch.inference_mode():
-        latents = model.encode(torch.cat([before, after]))  # (2B, D)
+        frames = [before, after] if past is None else [past[0].flatten(0, 1), before, after]
+        latents = model.encode(torch.cat(frames))  # ((C + 2) B, D)
+        context = {}
+        if past is not None:
+            num, count = past[0].shape[:2]
+            context = {"past_latents": latents[: num * count].unflatten(0, (num, count)),
+                       "past_actions": past[1]}  # fmt: skip  # (B, C, D), (B, C, block*A)
+            latents = latents[num * count :]
         start, observed = latents.chunk(2)
-        predicted = model.rollout(start, actions[:, None])[:, -1]  # (B, D)
+        predicted = model.rollout(start, actions[:, None], **context)[:, -1]  # (B, D)
         if readout is not None:
             start, observed, predicted = (_read(readout, z) for z in (start, observed, predicted))
         return (predicted - observed).norm(dim=-1), (predicted - start).norm(dim=-1)
@@ -329,14 +344,34 @@ def calibrate_surprise(
         raise ValueError("combine=True combines the relative score with the raw one: it needs "
                          "relative=True")  # fmt: skip
     scores, motions = [], []
-    for before, actions, after in block_windows(model, dataset, episode_ids, max_windows,
-                                                batch_size, seed):  # fmt: skip
-        value, motion = surprise_and_motion(model, before, actions, after, readout)
+    for window in block_windows(model, dataset, episode_ids, max_windows, batch_size, seed):
+        value, motion = surprise_and_motion(model, window.before, window.actions, window.after,
+                                            readout, window.past)  # fmt: skip
         scores.append(value.cpu().numpy())
         motions.append(motion.cpu().numpy())
     return SurpriseThreshold.from_scores(np.concatenate(scores), false_alarm,
                                          np.concatenate(motions) if relative else None,
                                          combine=combine, readout=readout is not None)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BlockWindows:
+    """A batch of one-block windows, on the model's device as the model takes them.
+
+    Attributes:
+        before: (B, *obs_shape) observations at a block's start.
+        actions: (B, action_block * A) the block's actions.
+        after: (B, *obs_shape) the observations after it.
+        past: for a model with ``history`` > 1, ``(past_obs (B, C, *obs_shape), past_actions
+            (B, C, action_block * A))``, the ``C = history - 1`` block starts before
+            ``before`` and the blocks after them (as :func:`surprise_and_motion` takes them);
+            None otherwise.
+    """
+
+    before: torch.Tensor
+    actions: torch.Tensor
+    after: torch.Tensor
+    past: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def block_windows(
@@ -346,10 +381,10 @@ def block_windows(
     max_windows: int = 2000,
     batch_size: int = 256,
     seed: int = 0,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+) -> Iterator[BlockWindows]:
     """The one-block windows of ``episode_ids`` (a seeded subset of at most ``max_windows``)
-    in batches: (B, *obs) observations at a block's start, (B, block*A) the block's actions and
-    (B, *obs) the observations after it, on the model's device, as the model takes them.
+    in batches. For a model with ``history`` H > 1 each window also holds the H - 1 block
+    starts before it, so windows begin H - 1 blocks into an episode.
 
     Raises:
         ValueError: ``max_windows`` or ``batch_size`` not an int >= 1, or a model block that is
@@ -364,8 +399,9 @@ def block_windows(
         raise ValueError(
             f"the model's action_block {block} must be a multiple of the dataset's {data_block}"
         )
+    context = max(int(getattr(model, "history", 1)), 1) - 1  # past block starts per window
     sampler = WindowSampler(
-        dataset, np.asarray(episode_ids, dtype=np.int64), num_frames=2,
+        dataset, np.asarray(episode_ids, dtype=np.int64), num_frames=context + 2,
         frameskip=block // data_block, batch_size=batch_size,
         obs_mode="pixels" if pixels else "state",
     )  # fmt: skip
@@ -374,8 +410,9 @@ def block_windows(
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_windows, replace=False))
     for start in range(0, len(rows), batch_size):
         batch = sampler.gather(rows[start : start + batch_size])
-        obs = torch.from_numpy(batch.obs).to(model.device)  # (B, 2, *obs)
+        obs = torch.from_numpy(batch.obs).to(model.device)  # (B, C + 2, *obs)
         if not pixels:
             obs = obs.to(torch.float32)
-        actions = torch.from_numpy(batch.actions[:, 0]).to(model.device)  # (B, block*A)
-        yield obs[:, 0], actions, obs[:, 1]
+        actions = torch.from_numpy(batch.actions).to(model.device)  # (B, C + 2, block*A)
+        past = (obs[:, :context], actions[:, :context]) if context else None
+        yield BlockWindows(obs[:, context], actions[:, context], obs[:, context + 1], past)
