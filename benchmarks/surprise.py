@@ -84,7 +84,7 @@ from lewm_mpc.atomic import write_text_atomic
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.envs.cube import CUBE_POS
 from lewm_mpc.evaluation import EvalConfig, goal_observation, sample_pairs, wilson_interval
-from lewm_mpc.surprise import block_windows
+from lewm_mpc.surprise import block_windows, predict_block
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
 from _results import env_names, episode_bootstrap_rate, reference_cem, write_results
@@ -182,11 +182,9 @@ def residual_whitening(run: lm.Run, seed: int, windows: int = 2000,
     without bound."""
     model, residuals = run.model, []
     for window in block_windows(model, run.dataset, run.train_ids, windows, seed=seed):
-        with torch.inference_mode():
-            latents = model.encode(torch.cat([window.before, window.after]))  # (2B, D)
-            begin, observed = latents.chunk(2)
-            predicted = model.rollout(begin, window.actions[:, None])[:, -1]  # (B, D)
-            residuals.append(predicted - observed)
+        _, observed, predicted = predict_block(model, window.before, window.actions,
+                                               window.after, window.past)  # fmt: skip
+        residuals.append(predicted - observed)  # (B, D)
     residual = torch.cat(residuals).double().cpu()  # (N, D)
     covariance = torch.cov(residual.T)  # (D, D)
     dim = covariance.shape[0]

@@ -157,3 +157,13 @@ def test_surprise_windows_of_a_history_model_hold_the_block_starts_before_them(t
     assert len(window.before) == 2 * 33
     threshold = lm.calibrate_surprise(wm, dataset, ids, false_alarm=0.1)
     assert threshold.windows == len(window.before)
+
+
+def test_a_surprise_history_of_the_wrong_shape_is_a_clear_error():
+    wm = model(history=3)
+    obs = torch.from_numpy(frames(wm, 4))
+    block = torch.zeros(1, 2 * wm.action_dim)
+    shapes = r"history must be C past latents .* got \(1, 2, 16\) and \(1, 2, 3\)"
+    with pytest.raises(ValueError, match=shapes):
+        surprise_and_motion(wm, obs[2:3], block, obs[3:4],
+                            past=(obs[None, :2], torch.zeros(1, 2, 3)))  # fmt: skip

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from lewm_mpc.data import EpisodeDataset, WindowSampler
+from lewm_mpc.planners.inputs import check_past
 from lewm_mpc.types import LatentWorldModel
 
 POLICIES = ("replan", "hold")
@@ -283,22 +284,45 @@ def surprise_and_motion(
             ``before``). The prediction then conditions on them, as the planner's does. None,
             or a model without history: the prediction starts from ``before`` alone.
     """
+    start, observed, predicted = predict_block(model, before, actions, after, past)
+    if readout is not None:
+        with torch.inference_mode():
+            start, observed, predicted = (_read(readout, z) for z in (start, observed, predicted))
+    return (predicted - observed).norm(dim=-1), (predicted - start).norm(dim=-1)
+
+
+def predict_block(
+    model: LatentWorldModel,
+    before: torch.Tensor,
+    actions: torch.Tensor,
+    after: torch.Tensor,
+    past: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, D) latents of a block's start and of the observation after it, and the model's
+    prediction of the latter from the former and the block's actions (arguments as
+    :func:`surprise_and_motion`'s).
+
+    Raises:
+        ValueError: ``past`` for a history model whose ``rollout`` takes none, or of the wrong
+            shape.
+    """
     if getattr(model, "history", 1) <= 1 or past is None or past[0].shape[1] == 0:
         past = None
     with torch.inference_mode():
         frames = [before, after] if past is None else [past[0].flatten(0, 1), before, after]
         latents = model.encode(torch.cat(frames))  # ((C + 2) B, D)
-        context = {}
+        context = None
         if past is not None:
             num, count = past[0].shape[:2]
-            context = {"past_latents": latents[: num * count].unflatten(0, (num, count)),
-                       "past_actions": past[1]}  # fmt: skip  # (B, C, D), (B, C, block*A)
+            past_latents = latents[: num * count].unflatten(0, (num, count))  # (B, C, D)
             latents = latents[num * count :]
+            context = check_past(model, (past_latents, past[1]), latents[:num])
         start, observed = latents.chunk(2)
-        predicted = model.rollout(start, actions[:, None], **context)[:, -1]  # (B, D)
-        if readout is not None:
-            start, observed, predicted = (_read(readout, z) for z in (start, observed, predicted))
-        return (predicted - observed).norm(dim=-1), (predicted - start).norm(dim=-1)
+        if context is None:
+            predicted = model.rollout(start, actions[:, None])
+        else:
+            predicted = model.rollout(start, actions[:, None], *context)
+        return start, observed, predicted[:, -1]
 
 
 def _read(readout: Readout, latents: torch.Tensor) -> torch.Tensor:
