@@ -60,7 +60,7 @@ settings skips it. The calibration needs many episodes: a block's surprise is co
 neighbours', so 30 calibration pairs (330 block scores) put the point mass's threshold at 2.86
 and gave 6.0% false alarms per block on other episodes, 100 pairs (1100 scores) 3.81 and 1.3%.
 
-    MUJOCO_GL=egl .venv/bin/python benchmarks/surprise.py      # ~1 h per env on one core
+    MUJOCO_GL=egl .venv/bin/python benchmarks/surprise.py      # 5-20 min per env on one core
     MUJOCO_GL=egl .venv/bin/python benchmarks/surprise.py --envs tworoom --pairs 10
 
 Writes ``benchmarks/results/surprise[_<tag>].{json,md}``.
