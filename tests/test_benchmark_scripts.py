@@ -293,3 +293,51 @@ def test_gradient_step_times_both_paths_for_every_batch(tmp_path) -> None:
     for row in rows:
         assert set(row["ms"]) == set(script.PATHS) and all(ms > 0 for ms in row["ms"].values())
     assert "| 3 |" in (tmp_path / "gradient_step.md").read_text()
+
+
+def _blocks(script, rng, episodes: int, per_episode: int, pushed_at: int = -1):
+    latents = rng.normal(size=(episodes * per_episode, 3, 4))  # (N, 3, D)
+    episode = np.repeat(np.arange(episodes), per_episode)
+    step = 5 * (1 + np.tile(np.arange(per_episode), episodes))
+    return script.Blocks(latents, episode, step, np.full(episodes, pushed_at))
+
+
+def test_surprise_scores_calibrate_the_library_scores_as_the_library_does():
+    script = load("surprise_scores")
+    rng = np.random.default_rng(0)
+    sets = {"calibration": _blocks(script, rng, 40, 10), "quiet": _blocks(script, rng, 10, 10),
+            "perturbed": _blocks(script, rng, 10, 4, pushed_at=10)}  # fmt: skip
+    rows = {row["score"]: row for row in script.compare(sets, 5, script.Args(false_alarm=0.05))}
+    assert set(rows) == set(script.score_names())
+    calibration, quiet = sets["calibration"], sets["quiet"]
+    surprise = np.linalg.norm(calibration.residual(), axis=1)
+    motions = calibration.motion()
+    library = {"relative c=1 g=1": {"motions": motions}, "distance": {},
+               "combined": {"motions": motions, "combine": True}}  # fmt: skip
+    for name, options in library.items():
+        threshold = lm.SurpriseThreshold.from_scores(surprise, 0.05, **options)
+        assert rows[name]["threshold"] == pytest.approx(threshold.value)
+        alarms = threshold.score(np.linalg.norm(quiet.residual(), axis=1), quiet.motion())
+        assert rows[name]["false_alarm_rate"] == pytest.approx(np.mean(alarms > threshold.value))
+    # a residual that persists from block to block has no innovation after an episode's first
+    steady = _blocks(script, rng, 1, 4)
+    steady.latents[:, 1] = steady.latents[:, 2] - 1.0  # residual (1, 1, 1, 1) at every block
+    innovation = script.scores(steady, "innovation", {"motion": 1.0})
+    assert innovation[0] > 0 and np.allclose(innovation[1:], 0.0)
+
+
+def test_surprise_scores_benchmark_records_once_and_rescores(tmp_path, monkeypatch) -> None:
+    script = load("surprise_scores")
+    args = script.Args(envs="pointmass", pairs=2, calibration_pairs=3, steps=10,
+                       work=tmp_path / "work", out=tmp_path / "out")  # fmt: skip
+    rows = script.main(args)["rows"]
+    assert len(rows) == len(script.score_names())
+    assert all(row["perturbed"] == 2 and 0 <= row["detection"] <= 1 for row in rows)
+    assert "relative c=1 g=1" in (tmp_path / "out" / "surprise_scores.md").read_text()
+
+    def no_episodes(*_args, **_kwargs):
+        raise AssertionError("the recorded blocks should have been reused")
+
+    monkeypatch.setattr(script, "record", no_episodes)  # another rate: the same episodes
+    again = script.main(script.Args(**{**vars(args), "false_alarm": 0.2}))["rows"]
+    assert [row["blocks"] for row in again] == [row["blocks"] for row in rows]
