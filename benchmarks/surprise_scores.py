@@ -147,14 +147,12 @@ def record(run: lm.Run, name: str, pairs: list, args: Args, push: bool, desc: st
                 controller.reset(goal)
                 planner.reset(seed=args.seed * 1_000_003 + index)
                 frames, executed = [], []
-                for step in range(horizon + 1):
+                for step in range(horizon):
                     if step == at:
                         state = perturbed(name, env, env.unwrapped.get_state(), rng)
                         obs, _ = env.reset(options={"state": state, "goal": pair.goal_state})
-                    if step % block == 0:
+                    if step % block == 0:  # the blocks a monitor measures: up to the last act
                         frames.append(np.asarray(obs).copy())
-                    if step == horizon:
-                        break
                     executed.append(controller.act(obs))
                     obs, *_ = env.step(executed[-1])
                 whole = (len(frames) - 1) * block
