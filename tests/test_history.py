@@ -11,7 +11,8 @@ import lewm_mpc as lm
 from conftest import tiny_config
 from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.models import WorldModel
-from lewm_mpc.surprise import block_windows, surprise_and_motion
+from lewm_mpc.surprise import surprise_and_motion
+from lewm_mpc.surprise_windows import block_windows
 
 
 def model(history: int, predictor: str = "mlp") -> WorldModel:
