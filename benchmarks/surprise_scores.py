@@ -167,26 +167,43 @@ def record(run: lm.Run, name: str, pairs: list, args: Args, push: bool, desc: st
                   np.array(pushed_at))  # fmt: skip
 
 
-def scores(blocks: Blocks, name: str, scale: dict[str, float]) -> np.ndarray:
-    """(N,) score ``name`` of every block (``scale``: calibration medians, see the module)."""
-    residual, motion = blocks.residual(), blocks.motion()
-    distance = np.linalg.norm(residual, axis=1)
-    if name == "distance":
-        return distance
-    if name == "combined":
-        relative = distance / (scale["motion"] + motion)
-        return np.maximum(relative / scale["relative"], distance / scale["distance"])
-    if name == "innovation":
-        first = np.r_[True, blocks.episode[1:] != blocks.episode[:-1]]  # an episode's first
-        previous = np.where(first[:, None], 0.0, np.roll(residual, 1, axis=0))
-        return np.linalg.norm(residual - previous, axis=1) / (scale["motion"] + motion)
-    offset, power = (float(part.split("=")[1]) for part in name.split()[1:])
-    return distance / (offset * scale["motion"] + motion) ** power
+@dataclass(frozen=True)
+class Score:
+    """One score of the family (module docstring): ``kind`` is "relative" (with ``offset`` C
+    and ``power`` G), "distance", "combined" or "innovation"."""
+
+    kind: str
+    offset: float = 1.0
+    power: float = 1.0
+
+    @property
+    def name(self) -> str:
+        if self.kind == "relative":
+            return f"relative c={self.offset:g} g={self.power:g}"
+        return self.kind
+
+    def __call__(self, blocks: Blocks, scale: dict[str, float]) -> np.ndarray:
+        """(N,) score of every block (``scale``: calibration medians, see the module)."""
+        residual, motion = blocks.residual(), blocks.motion()
+        distance = np.linalg.norm(residual, axis=1)
+        if self.kind == "distance":
+            return distance
+        if self.kind == "combined":
+            relative = distance / (scale["motion"] + motion)
+            return np.maximum(relative / scale["relative"], distance / scale["distance"])
+        if self.kind == "innovation":
+            first = np.r_[True, blocks.episode[1:] != blocks.episode[:-1]]  # an episode's first
+            previous = np.where(first[:, None], 0.0, np.roll(residual, 1, axis=0))
+            return np.linalg.norm(residual - previous, axis=1) / (scale["motion"] + motion)
+        return distance / (self.offset * scale["motion"] + motion) ** self.power
 
 
-def score_names() -> list[str]:
-    relative = [f"relative c={c:g} g={g:g}" for c in RELATIVE_OFFSETS for g in RELATIVE_POWERS]
-    return [*relative, "distance", "combined", "innovation"]
+SCORES = (
+    *(Score("relative", c, g) for c in RELATIVE_OFFSETS for g in RELATIVE_POWERS),
+    Score("distance"),
+    Score("combined"),
+    Score("innovation"),
+)
 
 
 def compare(sets: dict[str, Blocks], block: int, args: Args) -> list[dict]:
@@ -201,23 +218,23 @@ def compare(sets: dict[str, Blocks], block: int, args: Args) -> list[dict]:
         "relative": float(np.median(relative)),
     }
     rows = []
-    for name in score_names():
-        calibrated = scores(calibration, name, scale)
+    for score in SCORES:
+        calibrated = score(calibration, scale)
         threshold = lm.SurpriseThreshold.from_scores(calibrated, args.false_alarm).value
         quiet = sets["quiet"]
-        alarms = scores(quiet, name, scale) > threshold
+        alarms = score(quiet, scale) > threshold
         episodes = np.unique(quiet.episode)
         per_episode = [int(alarms[quiet.episode == e].sum()) for e in episodes]
         sizes = [int((quiet.episode == e).sum()) for e in episodes]
         pushed = sets["perturbed"]
-        above = scores(pushed, name, scale) > threshold
+        above = score(pushed, scale) > threshold
         at = pushed.pushed_at[pushed.episode]  # (N,)
         within = (pushed.step >= at) & (pushed.step < at + block)
         detected = len(np.unique(pushed.episode[above & within]))
         total = len(pushed.pushed_at)
         rows.append(
             {
-                "score": name,
+                "score": score.name,
                 "threshold": threshold,
                 "false_alarm_rate": float(alarms.mean()),
                 "false_alarm_ci95": list(episode_bootstrap_rate(per_episode, sizes, args.seed)),

@@ -308,7 +308,7 @@ def test_surprise_scores_calibrate_the_library_scores_as_the_library_does():
     sets = {"calibration": _blocks(script, rng, 40, 10), "quiet": _blocks(script, rng, 10, 10),
             "perturbed": _blocks(script, rng, 10, 4, pushed_at=10)}  # fmt: skip
     rows = {row["score"]: row for row in script.compare(sets, 5, script.Args(false_alarm=0.05))}
-    assert set(rows) == set(script.score_names())
+    assert set(rows) == {score.name for score in script.SCORES}
     calibration, quiet = sets["calibration"], sets["quiet"]
     surprise = np.linalg.norm(calibration.residual(), axis=1)
     motions = calibration.motion()
@@ -322,7 +322,7 @@ def test_surprise_scores_calibrate_the_library_scores_as_the_library_does():
     # a residual that persists from block to block has no innovation after an episode's first
     steady = _blocks(script, rng, 1, 4)
     steady.latents[:, 1] = steady.latents[:, 2] - 1.0  # residual (1, 1, 1, 1) at every block
-    innovation = script.scores(steady, "innovation", {"motion": 1.0})
+    innovation = script.Score("innovation")(steady, {"motion": 1.0})
     assert innovation[0] > 0 and np.allclose(innovation[1:], 0.0)
 
 
@@ -331,7 +331,7 @@ def test_surprise_scores_benchmark_records_once_and_rescores(tmp_path, monkeypat
     args = script.Args(envs="pointmass", pairs=2, calibration_pairs=3, steps=10,
                        work=tmp_path / "work", out=tmp_path / "out")  # fmt: skip
     rows = script.main(args)["rows"]
-    assert len(rows) == len(script.score_names())
+    assert len(rows) == len(script.SCORES)
     assert all(row["perturbed"] == 2 and 0 <= row["detection"] <= 1 for row in rows)
     assert "relative c=1 g=1" in (tmp_path / "out" / "surprise_scores.md").read_text()
 
