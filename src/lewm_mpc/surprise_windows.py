@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lewm_mpc.data import EpisodeDataset, WindowSampler
+from lewm_mpc.data import EpisodeDataset
+from lewm_mpc.data.windows import model_windows
 from lewm_mpc.types import LatentWorldModel
 
 
@@ -53,29 +54,9 @@ def block_windows(
         ValueError: ``max_windows`` or ``batch_size`` not an int >= 1, or a model block that is
             not a multiple of the data's.
     """
-    for name, value in (("max_windows", max_windows), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    pixels = getattr(model, "obs_dtype", torch.uint8) == torch.uint8
-    block, data_block = model.action_block, dataset.action_block
-    if block % data_block:
-        raise ValueError(
-            f"the model's action_block {block} must be a multiple of the dataset's {data_block}"
-        )
     context = max(int(getattr(model, "history", 1)), 1) - 1  # past block starts per window
-    sampler = WindowSampler(
-        dataset, np.asarray(episode_ids, dtype=np.int64), num_frames=context + 2,
-        frameskip=block // data_block, batch_size=batch_size,
-        obs_mode="pixels" if pixels else "state",
-    )  # fmt: skip
-    rows = sampler.window_rows
-    if len(rows) > max_windows:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, max_windows, replace=False))
-    for start in range(0, len(rows), batch_size):
-        batch = sampler.gather(rows[start : start + batch_size])
-        obs = torch.from_numpy(batch.obs).to(model.device)  # (B, C + 2, *obs)
-        if not pixels:
-            obs = obs.to(torch.float32)
-        actions = torch.from_numpy(batch.actions).to(model.device)  # (B, C + 2, block*A)
+    for obs, actions, _ in model_windows(model, dataset, episode_ids, context + 2, max_windows,
+                                      batch_size, seed):  # fmt: skip
+        # obs (B, C + 2, *obs), actions (B, C + 2, block*A)
         past = (obs[:, :context], actions[:, :context]) if context else None
         yield BlockWindows(obs[:, context], actions[:, context], obs[:, context + 1], past)

@@ -240,3 +240,47 @@ def action_stats(
     mean = actions.mean(axis=0)
     std = np.maximum(actions.std(axis=0), 1e-6)
     return mean.astype(np.float32), std.astype(np.float32)
+
+
+def model_windows(
+    model: Any,
+    dataset: EpisodeDataset,
+    episode_ids: np.ndarray | Any,
+    num_frames: int,
+    max_windows: int,
+    batch_size: int,
+    seed: int,
+) -> Iterator[tuple[Any, Any, np.ndarray]]:
+    """Windows of ``num_frames`` model steps of ``episode_ids`` (a seeded subset of at most
+    ``max_windows``, in row order), in batches as ``model`` takes them: (B, T, *obs) tensors
+    on its device (uint8 pixels, else float32 states), (B, T, block * A) action blocks and the
+    (B,) dataset rows the windows start at.
+
+    Raises:
+        ValueError: ``max_windows`` or ``batch_size`` not an int >= 1, or a model block that is
+            not a multiple of the data's.
+    """
+    import torch  # only here: the rest of the data package is numpy
+
+    for name, value in (("max_windows", max_windows), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    pixels = getattr(model, "obs_dtype", torch.uint8) == torch.uint8
+    block, data_block = model.action_block, dataset.action_block
+    if block % data_block:
+        raise ValueError(
+            f"the model's action_block {block} must be a multiple of the dataset's {data_block}"
+        )
+    sampler = WindowSampler(
+        dataset, np.asarray(episode_ids, dtype=np.int64), num_frames=num_frames,
+        frameskip=block // data_block, batch_size=batch_size,
+        obs_mode="pixels" if pixels else "state",
+    )  # fmt: skip
+    rows = sampler.window_rows
+    if len(rows) > max_windows:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_windows, replace=False))
+    for start in range(0, len(rows), batch_size):
+        batch = sampler.gather(rows[start : start + batch_size])
+        obs = torch.from_numpy(batch.obs).to(model.device)  # (B, T, *obs)
+        yield (obs if pixels else obs.to(torch.float32),
+               torch.from_numpy(batch.actions).to(model.device), batch.rows)  # fmt: skip

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from lewm_mpc.data import EpisodeDataset
-from lewm_mpc.data.windows import WindowSampler
+from lewm_mpc.data.windows import model_windows
 from lewm_mpc.energies.probes import _targets
 from lewm_mpc.types import LatentWorldModel
 
@@ -92,42 +92,26 @@ def calibrate_probe_margin(
     Raises:
         ValueError: bad arguments, or no window fits in the episodes.
     """
-    for name, value in (("steps", steps), ("max_windows", max_windows), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must lie in (0, 1), got {quantile}")
-    pixels = getattr(world_model, "obs_dtype", torch.uint8) == torch.uint8
-    block, data_block = world_model.action_block, dataset.action_block
-    if block % data_block:
-        raise ValueError(
-            f"the model's action_block {block} must be a multiple of the dataset's {data_block}"
-        )
-    per_step = block // data_block  # R: dataset rows per model step (K with per-step data)
-    sampler = WindowSampler(
-        dataset, np.asarray(episode_ids, dtype=np.int64), num_frames=steps + 1,
-        frameskip=per_step, batch_size=batch_size, obs_mode="pixels" if pixels else "state",
-    )  # fmt: skip
-    rows = sampler.window_rows
-    if len(rows) > max_windows:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, max_windows, replace=False))
+    windows = model_windows(world_model, dataset, episode_ids, steps + 1, max_windows,
+                            batch_size, seed)  # fmt: skip
+    per_step = world_model.action_block // dataset.action_block  # R: dataset rows per step
     offsets = np.arange(1, steps * per_step + 1)  # rows after the encoded frame
     fractions = torch.arange(1, per_step + 1, dtype=torch.float64) / per_step  # (R,)
     errors = []
     with torch.inference_mode():
-        for start in range(0, len(rows), batch_size):
-            batch = sampler.gather(rows[start : start + batch_size])
-            obs = torch.from_numpy(batch.obs[:, 0]).to(world_model.device)  # (B, *obs)
-            if not pixels:
-                obs = obs.to(torch.float32)
-            actions = torch.from_numpy(batch.actions[:, :steps]).to(world_model.device)
+        for frames, blocks, starts in windows:  # (B, steps+1, *obs), (B, steps+1, block*A)
+            obs, actions = frames[:, 0], blocks[:, :steps]
             latents = world_model.rollout(world_model.encode(obs), actions)  # (B, steps+1, D)
             nodes = probe(latents.flatten(0, 1)).unflatten(0, latents.shape[:2])  # (B, steps+1, P)
             nodes = nodes.detach().to("cpu", torch.float64)
             delta = (nodes[:, 1:] - nodes[:, :-1])[:, :, None]  # (B, steps, 1, P)
             points = nodes[:, :-1, None] + fractions[:, None] * delta  # (B, steps, R, P)
             points = points.flatten(1, 2).numpy()  # (B, steps*R, P)
-            true_rows = batch.rows[:, None] + offsets  # (B, steps*R)
+            true_rows = starts[:, None] + offsets  # (B, steps*R)
             truth = _targets(dataset.state[true_rows.reshape(-1)], target)
             truth = truth.reshape(*true_rows.shape, -1)  # (B, steps*R, P)
             if truth.shape != points.shape:
