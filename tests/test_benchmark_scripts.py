@@ -6,6 +6,7 @@ end (collect, train, probe, plan, report) and writes well-formed results where i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import torch
 
 import lewm_mpc as lm
 from conftest import BENCHMARKS, load_benchmark, tiny_config
-from lewm_mpc.data import WindowSampler
+from lewm_mpc.data import EpisodeDataset, WindowSampler
+from lewm_mpc.envs import get_env_spec
 
 load = load_benchmark
 
@@ -341,3 +343,45 @@ def test_surprise_scores_benchmark_records_once_and_rescores(tmp_path, monkeypat
     monkeypatch.setattr(script, "record", no_episodes)  # another rate: the same episodes
     again = script.main(script.Args(**{**vars(args), "false_alarm": 0.2}))["rows"]
     assert [row["blocks"] for row in again] == [row["blocks"] for row in rows]
+
+
+def test_state_dynamics_adds_collected_episodes_and_resumes(tiny_dataset, tmp_path) -> None:
+    script = load("state_dynamics")
+    args = script.Args(
+        data=tiny_dataset,
+        extra_episodes="0,2",
+        train_steps=5,
+        pairs=1,
+        samples=8,
+        iterations=1,
+        work=tmp_path / "work",
+        out=tmp_path / "out",
+    )
+    rows = script.main(args)["rows"]
+    assert [row["extra_episodes"] for row in rows] == [0, 2]
+    assert rows[1]["train_episodes"] == rows[0]["train_episodes"] + 2
+    steps = 40 - args.block + 1  # per 40-step episode, every start with a full block after it
+    assert rows[1]["transitions"] - rows[0]["transitions"] == 2 * steps
+    assert (tmp_path / "out" / "state_dynamics_tworoom.md").exists()
+    cached = json.loads((tmp_path / "work" / "state_dynamics_tworoom_2.json").read_text())
+    again = script.main(dataclasses.replace(args, train_steps=1))["rows"]  # finished rows reused
+    assert again[1] == cached == json.loads(json.dumps(rows[1]))
+
+
+def test_state_dynamics_model_rolls_out_its_dynamics_from_exact_latents(tiny_dataset) -> None:
+    script = load("state_dynamics")
+    dataset = EpisodeDataset.load(tiny_dataset)
+    spec = get_env_spec("tworoom")
+    parts = script.dataset_trajectories(dataset, dataset.episode_ids[:2])
+    starts, actions, ends = script.transitions(spec, parts, 5)
+    dynamics = script.Dynamics(starts, actions, ends, hidden=16)
+    features = spec.goal_features(dataset.state[:1]).shape[-1]
+    model = script.StateDynamicsModel(spec, dynamics, 5, dataset.action_dim, features)
+    z0 = model.encode(torch.as_tensor(np.array(dataset.state[:3])))
+    assert torch.allclose(z0[:, :features], torch.as_tensor(
+        spec.goal_features(dataset.state[:3]), dtype=torch.float32))  # fmt: skip
+    plans = torch.zeros(3, 2, 5 * dataset.action_dim)
+    latents = model.rollout(z0, plans)
+    assert latents.shape == (3, 3, model.latent_dim)
+    with torch.no_grad():
+        assert torch.equal(latents[:, 2], dynamics(dynamics(z0, plans[:, 0]), plans[:, 1]))
