@@ -385,3 +385,26 @@ def test_state_dynamics_model_rolls_out_its_dynamics_from_exact_latents(tiny_dat
     assert latents.shape == (3, 3, model.latent_dim)
     with torch.no_grad():
         assert torch.equal(latents[:, 2], dynamics(dynamics(z0, plans[:, 0]), plans[:, 1]))
+
+
+def test_pusht_failures_finds_the_closest_step_and_bins_pairs_by_turn() -> None:
+    from types import SimpleNamespace
+
+    script = load("pusht_failures")
+    goal = np.zeros(10)
+    goal[:4] = 100.0
+    states = np.tile(goal, (3, 1))
+    states[0, 2], states[0, 4] = 160.0, np.radians(30)  # start: 60 px and 30° off
+    states[1, 2], states[1, 4] = 110.0, np.radians(25)  # closest: 10 px, 25°
+    states[2, 2], states[2, 4] = 100.0, np.radians(60)  # 0 px but 60°: farther in the sum
+    row = script.pair_row(SimpleNamespace(states=states, succeeded=False), goal)
+    assert row["closest_step"] == 1
+    assert row["start_px"] == pytest.approx(60.0) and row["start_degrees"] == pytest.approx(30.0)
+    assert row["closest_px"] == pytest.approx(10.0) and row["closest_degrees"] == pytest.approx(
+        25.0
+    )
+    solved = {**row, "success": True, "start_degrees": 5.0}
+    totals = script.summary([row, solved], script.Args())
+    assert [(b["pairs"], b["solved"]) for b in totals["by_turn"]] == [(1, 1), (1, 0), (0, 0)]
+    assert (totals["failures"], totals["near_misses"], totals["failures_position_met"]) == (1, 1, 1)
+    assert totals["failures_angle_met"] == 0
