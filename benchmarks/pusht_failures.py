@@ -130,10 +130,6 @@ def main(args: Args) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    import argparse
-    from dataclasses import asdict
+    from _cli import parse_args  # beside this script
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for field, default in asdict(Args()).items():
-        parser.add_argument("--" + field.replace("_", "-"), type=type(default), default=default)
-    main(Args(**vars(parser.parse_args())))
+    main(parse_args(Args, __doc__))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -164,12 +164,13 @@ class StateDynamicsModel:
 
     differentiable = False
 
-    def __init__(self, spec: EnvSpec, dynamics: Dynamics, block: int, action_dim: int,
-                 features: int) -> None:  # fmt: skip
+    def __init__(self, spec: EnvSpec, dynamics: Dynamics, block: int,
+                 bounds: tuple[np.ndarray, np.ndarray], features: int) -> None:  # fmt: skip
         self.spec, self.dynamics, self.features_dim = spec, dynamics.eval(), features
-        self.action_block, self.action_dim = block, action_dim
+        self.action_low, self.action_high = (torch.as_tensor(np.asarray(bound, np.float32))
+                                             for bound in bounds)  # fmt: skip
+        self.action_block, self.action_dim = block, int(self.action_low.shape[0])
         self.latent_dim = int(dynamics.mean.shape[0])
-        self.action_low, self.action_high = torch.full((action_dim,), -1.0), torch.ones(action_dim)
         self.device = torch.device("cpu")
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
@@ -237,7 +238,8 @@ def run_row(spec: EnvSpec, dataset: EpisodeDataset, extra: int, args: Args) -> d
     dynamics, minutes = train(data, args)
     held_out = transitions(spec, dataset_trajectories(dataset, val_ids), args.block)
     features = int(spec.goal_features(dataset.state[:1]).shape[-1])
-    model = StateDynamicsModel(spec, dynamics, args.block, dataset.action_dim, features)
+    bounds = (dataset.meta.action_low, dataset.meta.action_high)
+    model = StateDynamicsModel(spec, dynamics, args.block, bounds, features)
     config = EvalConfig(num_pairs=args.pairs, seed=args.eval_seed)
     pairs, _ = sample_pairs(dataset, val_ids, spec, config)
     state_env = spec.make_for_budget(config.budget, "state", dataset.meta.env_config)
@@ -304,9 +306,6 @@ def main(args: Args) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    import argparse
+    from _cli import parse_args  # beside this script
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for field, default in asdict(Args()).items():
-        parser.add_argument("--" + field.replace("_", "-"), type=type(default), default=default)
-    main(Args(**vars(parser.parse_args())))
+    main(parse_args(Args, __doc__))

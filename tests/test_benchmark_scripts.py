@@ -376,12 +376,14 @@ def test_state_dynamics_model_rolls_out_its_dynamics_from_exact_latents(tiny_dat
     starts, actions, ends = script.transitions(spec, parts, 5)
     dynamics = script.Dynamics(starts, actions, ends, hidden=16)
     features = spec.goal_features(dataset.state[:1]).shape[-1]
-    model = script.StateDynamicsModel(spec, dynamics, 5, dataset.action_dim, features)
+    bounds = (dataset.meta.action_low, dataset.meta.action_high)
+    model = script.StateDynamicsModel(spec, dynamics, 5, bounds, features)
     z0 = model.encode(torch.as_tensor(np.array(dataset.state[:3])))
     assert torch.allclose(z0[:, :features], torch.as_tensor(
         spec.goal_features(dataset.state[:3]), dtype=torch.float32))  # fmt: skip
     plans = torch.zeros(3, 2, 5 * dataset.action_dim)
     latents = model.rollout(z0, plans)
+    assert model.action_dim == dataset.action_dim
     assert latents.shape == (3, 3, model.latent_dim)
     with torch.no_grad():
         assert torch.equal(latents[:, 2], dynamics(dynamics(z0, plans[:, 0]), plans[:, 1]))
