@@ -32,6 +32,12 @@ def reference_cem(run: lm.Run, seed: int) -> lm.CEM:
     return lm.CEM(run.model, seed=seed, **run.env_spec.budget.fields_for(lm.CEMConfig))
 
 
+def pair_seed(seed: int, index: int) -> int:
+    """The planner seed of pair ``index`` when each pair is planned with its own draws: a pair's
+    runs then draw alike, whatever ran before them."""
+    return seed * 1_000_003 + index
+
+
 def write_results(
     out: Path,
     name: str,

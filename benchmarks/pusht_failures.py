@@ -27,7 +27,7 @@ from lewm_mpc.envs.pusht import SUCCESS_ANGLE, SUCCESS_DISTANCE, pose_error
 from lewm_mpc.evaluation import EvalConfig, run_pair, sample_pairs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
-from _results import reference_cem, write_results
+from _results import pair_seed, reference_cem, write_results
 
 TURNS = ((0, 20), (20, 45), (45, 180))  # degrees of block turn start -> goal
 
@@ -120,7 +120,7 @@ def main(args: Args) -> dict[str, Any]:
     planner = reference_cem(run, args.planner_seed)
     rows = []
     for index, pair in enumerate(pairs):
-        planner.reset(seed=args.planner_seed * 100_003 + index)
+        planner.reset(seed=pair_seed(args.planner_seed, index))
         rows.append(
             {"pair": index, **pair_row(run_pair(env, planner, pair, config), pair.goal_state)}
         )

@@ -46,7 +46,7 @@ from lewm_mpc.models.simulator import StateObservation
 from lewm_mpc.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
-from _results import write_results
+from _results import pair_seed, write_results
 
 
 @dataclass(frozen=True)
@@ -251,7 +251,7 @@ def run_row(spec: EnvSpec, dataset: EpisodeDataset, extra: int, args: Args) -> d
                      polish_steps=0, seed=args.seed)  # fmt: skip
     solved = []
     for index, pair in enumerate(pairs):
-        planner.reset(seed=args.seed * 100_003 + index)
+        planner.reset(seed=pair_seed(args.seed, index))
         solved.append(bool(run_pair(env, planner, pair, config).succeeded))
     env.close()
     wins = sum(solved)

@@ -88,7 +88,7 @@ from lewm_mpc.surprise import predict_block
 from lewm_mpc.surprise_windows import block_windows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
-from _results import env_names, episode_bootstrap_rate, reference_cem, write_results
+from _results import env_names, episode_bootstrap_rate, pair_seed, reference_cem, write_results
 
 SCORES = ("relative", "distance", "combined")
 READOUTS = ("latent", "probe", "whiten")
@@ -251,7 +251,7 @@ def run_pairs(run: lm.Run, pairs: list, name: str, args: Args,
                                                "goal": pair.goal_state})  # fmt: skip
                 controller.reset(goal)
                 if args.pair_seeds:  # the same draws with and without the monitor
-                    planner.reset(seed=args.seed * 1_000_003 + index)
+                    planner.reset(seed=pair_seed(args.seed, index))
                 success_after = False
                 for step in range(args.steps):
                     if step == at:

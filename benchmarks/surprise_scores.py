@@ -55,7 +55,7 @@ from lewm_mpc.planners.inputs import as_batch
 from lewm_mpc.surprise import predict_block
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py, surprise.py beside it
-from _results import env_names, episode_bootstrap_rate, reference_cem, write_results
+from _results import env_names, episode_bootstrap_rate, pair_seed, reference_cem, write_results
 from surprise import perturbed
 
 RELATIVE_OFFSETS = (0.25, 0.5, 1.0, 2.0, 4.0)  # C
@@ -145,7 +145,7 @@ def record(run: lm.Run, name: str, pairs: list, args: Args, push: bool, desc: st
                 obs, _ = env.reset(options={"state": pair.start_state,
                                             "goal": pair.goal_state})  # fmt: skip
                 controller.reset(goal)
-                planner.reset(seed=args.seed * 1_000_003 + index)
+                planner.reset(seed=pair_seed(args.seed, index))
                 frames, executed = [], []
                 for step in range(horizon):
                     if step == at:
