@@ -101,6 +101,8 @@ class Args:
     quiet_pairs: int = 0  # unperturbed test pairs for the false-alarm rate (0: --pairs)
     calibration_pairs: int = 100
     false_alarm: float = 0.01
+    confidence: float = 0.0  # > 0: the rate holds with this probability, bootstrapped over
+    # the calibration episodes (0: on average)
     first: int = 5  # earliest perturbation step
     last: int = 20  # latest perturbation step
     steps: int = 60  # env-step budget per pair
@@ -339,16 +341,20 @@ def env_surprise(name: str, args: Args) -> list[dict]:
     windows = lm.calibrate_surprise(run.model, run.dataset, calibration,
                                     relative=args.score != "distance",
                                     combine=args.score == "combined", readout=readout,
-                                    false_alarm=args.false_alarm, seed=args.seed)  # fmt: skip
+                                    false_alarm=args.false_alarm, seed=args.seed,
+                                    confidence=args.confidence or None)  # fmt: skip
     calibration_pairs, _ = sample_pairs(run.dataset, calibration, run.env_spec, EvalConfig(
         num_pairs=args.calibration_pairs, seed=args.seed + 1))  # fmt: skip
-    measured = np.concatenate(closed_loop_surprises(run, calibration_pairs, name, args, readout))
+    episodes = closed_loop_surprises(run, calibration_pairs, name, args, readout)
+    measured = np.concatenate(episodes)
     surprises, motions = measured[:, 0], measured[:, 1]  # (blocks,) each
+    groups = np.repeat(np.arange(len(episodes)), [len(e) for e in episodes])  # block's episode
     read = readout is not None
 
     def calibrated(motions: np.ndarray | None = None, combine: bool = False) -> lm.SurpriseMonitor:
-        threshold = lm.SurpriseThreshold.from_scores(surprises, args.false_alarm, motions,
-                                                     combine=combine, readout=read)  # fmt: skip
+        threshold = lm.SurpriseThreshold.from_scores(
+            surprises, args.false_alarm, motions, combine=combine, readout=read,
+            confidence=args.confidence or None, groups=groups, seed=args.seed)  # fmt: skip
         return lm.SurpriseMonitor(threshold, alarm=args.alarm, readout=readout)
 
     by_score = {"relative": calibrated(motions), "distance": calibrated(),
@@ -398,11 +404,13 @@ def recovery_steps(rows: list[dict]) -> dict[int, str]:
 def markdown(result: dict) -> str:
     own_models = sorted({row.get("model", "") for row in result["rows"]} - {""})
     own_models = [model for model in own_models if not model.startswith("pretrained:")]
+    confidence = float(result["args"].get("confidence", 0))
     lines = [
         "One unmodelled perturbation per episode (teleport / shove / cube moved) at a seeded "
         f"step; CEM replanning every {result['args'].get('replan_blocks', 1)} blocks; "
         "threshold calibrated split-conformally on other held-out episodes for a "
-        f"false-alarm rate of {float(result['args']['false_alarm']):.0%} per block; "
+        f"false-alarm rate of {float(result['args']['false_alarm']):.0%} per block"
+        + (f" with {confidence:.0%} confidence (over calibration sets); " if confidence else "; ")
         + (
             "an alarm at the onset of each run of blocks above it. "
             if result["args"].get("alarm") == "onset"

@@ -130,6 +130,10 @@ def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
     assert rows[0]["unperturbed"]["blocks"] >= 1 and "unperturbed" not in rows[1]
     assert "detected within one block" in (tmp_path / "surprise.md").read_text()
     assert "replanning every 5 blocks" in (tmp_path / "surprise.md").read_text()
+    result = json.loads((tmp_path / "surprise.json").read_text())
+    assert "confidence" not in script.markdown(result)
+    result["args"]["confidence"] = "0.95"  # as a run with --confidence 0.95 records it
+    assert "1% per block with 95% confidence" in script.markdown(result)
     paired = script.Args(**{**vars(args), "pair_seeds": True, "tag": "paired"})
     assert len(script.main(paired)["rows"]) == 2  # the planner reseeded per pair
     probed = script.Args(**{**vars(args), "readout": "probe", "tag": "probe"})

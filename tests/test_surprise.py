@@ -6,15 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.stats import norm
 
 import lewm_mpc as lm
 from conftest import tiny_config
 from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.models import WorldModel
 from lewm_mpc.surprise import (
+    BOOTSTRAP_SETS,
     SurpriseMonitor,
     SurpriseThreshold,
     calibrate_surprise,
+    conformal_threshold,
+    episode_bootstrap_threshold,
     surprise_and_motion,
 )
 from test_controller import GOAL, LinearEnv, planner
@@ -57,6 +61,19 @@ def test_calibrated_threshold_keeps_its_false_alarm_rate_on_other_episodes(
     assert abs(rate - 0.1) <= 3 * np.sqrt(0.1 * 0.9 / n) + 1 / threshold.windows
 
 
+def test_calibrate_surprise_bootstraps_its_confidence_over_the_windows_episodes(tiny_dataset):
+    dataset = EpisodeDataset.load(tiny_dataset)
+    torch.manual_seed(0)
+    model = WorldModel(tiny_config(action_block=1)).eval()
+    ids = dataset.episode_ids
+    plain = calibrate_surprise(model, dataset, ids, false_alarm=0.1)
+    confident = calibrate_surprise(model, dataset, ids, false_alarm=0.1, confidence=0.9)
+    assert confident.episodes == len(ids) and confident.confidence == 0.9
+    assert confident.windows == plain.windows and confident.value >= plain.value
+    with pytest.raises(ValueError, match=f"at least 10 calibration episodes, got {len(ids) // 2}"):
+        calibrate_surprise(model, dataset, ids[::2], false_alarm=0.1, confidence=0.9)
+
+
 def test_a_relative_threshold_alarms_as_often_in_fast_blocks_as_in_slow_ones():
     """Model error = a floor plus a share of the motion: a distance threshold alarms almost only
     in fast blocks, a relative one at the requested rate in slow and fast blocks alike."""
@@ -74,6 +91,78 @@ def test_a_relative_threshold_alarms_as_often_in_fast_blocks_as_in_slow_ones():
     assert 0.01 < np.mean(alarms[slow]) < 0.03 and 0.01 < np.mean(alarms[fast]) < 0.03
     with pytest.raises(ValueError, match="one per score"):
         SurpriseThreshold.from_scores(error, 0.02, motions=motion[:10])
+
+
+def test_a_confident_threshold_keeps_the_rate_under_the_asked_one_in_most_calibration_sets():
+    """Over many calibration sets, the plain split-conformal threshold overshoots the asked
+    rate about half the time; with ``confidence=0.9`` at most a tenth of the time (binomial
+    noise over the sets), at a threshold a little higher."""
+    rng = np.random.default_rng(0)
+    sets, count, asked = 400, 500, 0.02
+    rates: dict[float | None, list[float]] = {None: [], 0.9: []}
+    for _ in range(sets):
+        scores = rng.exponential(size=count)  # exceedance of t: exp(-t)
+        for confidence in rates:
+            threshold = SurpriseThreshold.from_scores(scores, asked, confidence=confidence)
+            assert threshold.confidence == confidence
+            rates[confidence].append(np.exp(-threshold.value))
+    over = {c: np.mean(np.array(r) > asked) for c, r in rates.items()}
+    assert over[0.9] <= 0.1 + 3 * np.sqrt(0.1 * 0.9 / sets)
+    assert over[None] > 0.3
+    assert np.mean(rates[None]) == pytest.approx(asked, abs=0.002)  # the marginal promise
+    assert np.mean(rates[0.9]) < np.mean(rates[None])
+    with pytest.raises(ValueError, match="needs at least 299 calibration scores, got 298"):
+        SurpriseThreshold.from_scores(np.ones(298), 0.01, confidence=0.95)
+    SurpriseThreshold.from_scores(np.ones(299), 0.01, confidence=0.95)  # enough
+    with pytest.raises(ValueError, match="confidence must lie in"):
+        SurpriseThreshold.from_scores(np.ones(299), 0.01, confidence=1.0)
+
+
+def test_a_threshold_bootstrapped_over_episodes_holds_its_confidence_for_correlated_blocks():
+    """Blocks of one episode share an offset (as closed-loop blocks do): the binomial bound,
+    which takes them as independent, overshoots the asked rate far more often than its
+    1 - confidence; resampling whole episodes comes near it."""
+    rng = np.random.default_rng(0)
+    sets, episodes, blocks, asked = 100, 100, 10, 0.05
+    groups = np.repeat(np.arange(episodes), blocks)
+    over: dict[str, list[bool]] = {"plain": [], "independent": [], "episodes": []}
+    for index in range(sets):
+        offsets = rng.normal(size=(episodes, 1))  # per episode
+        scores = (offsets + rng.normal(size=(episodes, blocks))).reshape(-1)  # N(0, 2)
+        options = {"plain": {}, "independent": {"confidence": 0.9},
+                   "episodes": {"confidence": 0.9, "groups": groups, "seed": index}}  # fmt: skip
+        for name, kwargs in options.items():
+            threshold = SurpriseThreshold.from_scores(scores, asked, **kwargs)
+            over[name].append(norm.sf(threshold.value / np.sqrt(2)) > asked)
+    rate = {name: float(np.mean(values)) for name, values in over.items()}
+    assert rate["episodes"] <= 0.1 + 3 * np.sqrt(0.1 * 0.9 / sets)
+    assert rate["episodes"] < rate["independent"] < rate["plain"]
+    assert rate["plain"] > 0.35
+    threshold = SurpriseThreshold.from_scores(scores, asked, confidence=0.9, groups=groups)
+    assert threshold.episodes == episodes and threshold.confidence == 0.9
+    with pytest.raises(ValueError, match="at least 10 calibration episodes, got 9"):
+        SurpriseThreshold.from_scores(scores, asked, confidence=0.9,
+                                      groups=np.arange(scores.size) % 9)  # fmt: skip
+    with pytest.raises(ValueError, match="one episode per score"):
+        SurpriseThreshold.from_scores(scores, asked, confidence=0.9, groups=groups[:5])
+
+
+def test_the_episode_bootstrap_reads_each_resampled_set_as_its_conformal_threshold():
+    """The weighted read-off equals concatenating each resampled set and taking its
+    split-conformal threshold, set by set, for the same draws."""
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=137)
+    groups = rng.integers(100, 115, size=137)  # episode labels need not be 0..E-1
+    value, episodes = episode_bootstrap_threshold(values, groups, 0.05, 0.9, seed=3)
+    _, members = np.unique(groups, return_inverse=True)
+    draws = np.random.default_rng(3)
+    thresholds = []
+    for start in range(0, BOOTSTRAP_SETS, 250):
+        for picked in draws.integers(0, episodes, (min(250, BOOTSTRAP_SETS - start), episodes)):
+            resampled = np.concatenate([values[members == episode] for episode in picked])
+            thresholds.append(conformal_threshold(resampled, 0.05))
+    assert episodes == 15
+    assert value == float(np.quantile(thresholds, 0.9, method="higher"))
 
 
 def test_a_combined_threshold_sees_pushes_in_fast_blocks_and_in_slow_ones():
@@ -191,3 +280,5 @@ def test_bad_monitor_settings_are_clear_errors():
         calibrate_surprise(None, None, [], false_alarm=1.5)
     with pytest.raises(ValueError, match="needs relative=True"):
         calibrate_surprise(None, None, [], relative=False, combine=True)
+    with pytest.raises(ValueError, match="confidence must lie in"):
+        calibrate_surprise(None, None, [], confidence=0.0)

@@ -5,6 +5,10 @@ previous block's observation encoded and rolled forward through the executed act
 compared with the latent encoded from the new observation. A threshold calibrated
 split-conformally on held-out windows bounds the false-alarm rate on unperturbed motion; a
 surprise above it means the world stopped matching the model (a push, a slip, a teleport).
+That rate holds on average over calibration sets; a given set can land above it, the more so as
+an episode's blocks are correlated. ``confidence`` (e.g. 0.95) asks for a threshold that keeps
+the rate in that share of calibration sets, bootstrapped over whole episodes
+(:meth:`SurpriseThreshold.from_scores`).
 
 The model errs more on a fast block than on a still one, so a raw distance threshold set for a
 1% rate over whole episodes alarms far more often in the motions of an episode's first blocks
@@ -44,6 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.stats import binom
 
 from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.planners.inputs import check_past
@@ -72,6 +77,11 @@ class SurpriseThreshold:
         relative_scale: the relative score's calibration median, for a combined score.
         readout: whether the surprises were measured through a readout (task quantities read
             from the latents, see the module docstring) rather than in latent space.
+        confidence: None: the false-alarm rate is at most ``false_alarm`` on average over
+            calibration sets (split-conformal); a number: the rate is at most ``false_alarm``
+            with this probability over calibration sets (see :meth:`from_scores`).
+        episodes: the calibration episodes the windows came from, when the confidence was
+            bootstrapped over them (:meth:`from_scores`'s ``groups``); None otherwise.
     """
 
     value: float
@@ -82,6 +92,8 @@ class SurpriseThreshold:
     distance_scale: float | None = None
     relative_scale: float | None = None
     readout: bool = False
+    confidence: float | None = None
+    episodes: int | None = None
 
     def score(self, surprise: np.ndarray | float, motion: np.ndarray | float) -> np.ndarray:
         """The score compared with :attr:`value`, from surprise and predicted motion."""
@@ -101,6 +113,9 @@ class SurpriseThreshold:
         motions: np.ndarray | Sequence[float] | None = None,
         combine: bool = False,
         readout: bool = False,
+        confidence: float | None = None,
+        groups: np.ndarray | Sequence[int] | None = None,
+        seed: int = 0,
     ) -> SurpriseThreshold:
         """The split-conformal threshold of unperturbed surprises ``scores``.
 
@@ -119,9 +134,30 @@ class SurpriseThreshold:
         episodes, 1100 scores, gave 0.9-1.3%; ``benchmarks/surprise.py``). ``readout``: the
         scores were measured through a readout (a monitor with one), which the threshold then
         requires of its monitor.
+
+        ``confidence`` (e.g. 0.95) asks for the rate to stay at or under ``false_alarm`` for
+        all but a fraction ``1 - confidence`` of calibration sets, not only on average, at the
+        cost of a higher threshold. With ``groups`` (the episode of each score) the blocks of
+        an episode are taken as correlated, as they are: the threshold is the ``confidence``
+        quantile of the split-conformal thresholds of 2000 calibration sets resampled by whole
+        episodes (a percentile bootstrap, seeded by ``seed``; at least 10 episodes). Without,
+        the scores are taken as independent: the threshold is the ``k``-th smallest score with
+        ``k`` the least for which ``P(Binomial(n, 1 - false_alarm) >= k) <= 1 - confidence``
+        (the coverage of the ``k``-th order statistic of ``n`` exchangeable scores is
+        ``Beta(k, n - k + 1)``), which needs more than ``log(1 - confidence) / log(1 -
+        false_alarm)`` scores (299 for 1% at 0.95) and promises too much for an episode's
+        correlated blocks.
+
+        Raises:
+            ValueError: ``false_alarm`` or ``confidence`` outside (0, 1), no score or a
+                non-finite one, motions that do not match the scores, ``combine`` without
+                motions, fewer scores than ``confidence`` needs,
+                or ``groups`` that do not match the scores or hold fewer than 10 episodes.
         """
         if not 0 < false_alarm < 1:
             raise ValueError(f"false_alarm must lie in (0, 1), got {false_alarm}")
+        if confidence is not None and not 0 < confidence < 1:
+            raise ValueError(f"confidence must lie in (0, 1) or be None, got {confidence}")
         values = np.asarray(scores, dtype=np.float64).reshape(-1)
         if values.size == 0 or not np.all(np.isfinite(values)):
             raise ValueError("need at least one finite surprise score")
@@ -144,14 +180,90 @@ class SurpriseThreshold:
                 values = np.maximum(values / scales[0], relative / scales[1])
             else:
                 values = relative
-        count = values.size
-        level = min(1.0, math.ceil((count + 1) * (1 - false_alarm)) / count)
-        return cls(value=float(np.quantile(values, level, method="higher")),
-                   false_alarm=false_alarm, windows=count,
+        count, episodes = values.size, None
+        if confidence is None:
+            value = conformal_threshold(values, false_alarm)
+        elif groups is None:
+            value = float(np.sort(values)[confident_rank(count, false_alarm, confidence) - 1])
+        else:
+            labels = np.asarray(groups).reshape(-1)
+            if labels.shape != values.shape:
+                raise ValueError(f"groups must hold one episode per score ({count}), got "
+                                 f"{labels.size}")  # fmt: skip
+            value, episodes = episode_bootstrap_threshold(values, labels, false_alarm,
+                                                          confidence, seed)  # fmt: skip
+        return cls(value=value, false_alarm=false_alarm, windows=count,
                    median=float(np.median(values)), motion_offset=offset,
                    distance_scale=None if scales is None else scales[0],
                    relative_scale=None if scales is None else scales[1],
-                   readout=bool(readout))  # fmt: skip
+                   readout=bool(readout), confidence=confidence, episodes=episodes)  # fmt: skip
+
+
+BOOTSTRAP_SETS = 2000  # calibration sets resampled by episode for a confident threshold
+MIN_BOOTSTRAP_EPISODES = 10
+
+
+def conformal_threshold(values: np.ndarray, false_alarm: float) -> float:
+    """The split-conformal threshold: the ``ceil((n + 1)(1 - false_alarm)) / n`` empirical
+    quantile of the ``n`` scores (their maximum when ``n`` is too small for the rate)."""
+    level = min(1.0, math.ceil((values.size + 1) * (1 - false_alarm)) / values.size)
+    return float(np.quantile(values, level, method="higher"))
+
+
+def episode_bootstrap_threshold(
+    values: np.ndarray, groups: np.ndarray, false_alarm: float, confidence: float, seed: int
+) -> tuple[float, int]:
+    """The ``confidence`` quantile of the split-conformal thresholds (as
+    :func:`conformal_threshold`) of :data:`BOOTSTRAP_SETS` calibration sets resampled by whole
+    episodes (``groups``: each score's episode), and the episode count.
+
+    A resampled set is a count per episode; its threshold is read off the scores sorted once,
+    weighted by their episode's count, so no set is materialized.
+
+    Raises:
+        ValueError: fewer than :data:`MIN_BOOTSTRAP_EPISODES` episodes.
+    """
+    _, members = np.unique(groups, return_inverse=True)
+    episodes = int(members.max()) + 1
+    if episodes < MIN_BOOTSTRAP_EPISODES:
+        raise ValueError(
+            f"a threshold bootstrapped over episodes needs at least {MIN_BOOTSTRAP_EPISODES} "
+            f"calibration episodes, got {episodes}"
+        )
+    order = np.argsort(values, kind="stable")
+    ascending, owner = values[order], members[order]  # (n,) scores and their episodes
+    rng = np.random.default_rng(seed)
+    thresholds = []
+    for start in range(0, BOOTSTRAP_SETS, 250):  # (250, n) weights at a time
+        sets = min(250, BOOTSTRAP_SETS - start)
+        picked = rng.integers(0, episodes, (sets, episodes))  # episodes drawn per set
+        counts = np.zeros((sets, episodes))
+        np.add.at(counts, (np.arange(sets)[:, None], picked), 1.0)
+        cumulative = np.cumsum(counts[:, owner], axis=1)  # (sets, n) scores <= each sorted one
+        size = cumulative[:, -1]  # scores in each set
+        level = np.minimum(1.0, np.ceil((size + 1) * (1 - false_alarm)) / size)
+        index = np.ceil(level * (size - 1))  # 0-based, np.quantile's "higher"
+        thresholds.append(ascending[(cumulative <= index[:, None]).sum(axis=1)])
+    return float(np.quantile(np.concatenate(thresholds), confidence, method="higher")), episodes
+
+
+def confident_rank(count: int, false_alarm: float, confidence: float) -> int:
+    """The rank (1-based, ascending) of the calibration score whose exceedance rate is at most
+    ``false_alarm`` with probability ``confidence``: the least ``k`` with
+    ``P(Binomial(count, 1 - false_alarm) >= k) <= 1 - confidence``
+    (:meth:`SurpriseThreshold.from_scores`).
+
+    Raises:
+        ValueError: too few scores (``(1 - false_alarm) ** count > 1 - confidence``).
+    """
+    rank = int(binom.ppf(confidence, count, 1 - false_alarm)) + 1
+    if rank > count:
+        needed = math.ceil(math.log(1 - confidence) / math.log(1 - false_alarm))
+        raise ValueError(
+            f"a false-alarm rate of {false_alarm:g} at confidence {confidence:g} needs at "
+            f"least {needed} calibration scores, got {count}: calibrate on more episodes"
+        )
+    return rank
 
 
 @dataclass(frozen=True)
@@ -348,6 +460,7 @@ def calibrate_surprise(
     max_windows: int = 2000,
     batch_size: int = 256,
     seed: int = 0,
+    confidence: float | None = None,
 ) -> SurpriseThreshold:
     """The surprise threshold exceeded by a fraction ``false_alarm`` of unperturbed blocks.
 
@@ -357,23 +470,30 @@ def calibrate_surprise(
     the score is the surprise relative to the block's predicted motion (module docstring);
     False: the raw latent distance. ``combine`` (with ``relative``): the larger of both, each in
     units of its median. ``readout``: measure the distances between task quantities read from
-    the latents (module docstring); monitor with the same readout.
+    the latents (module docstring); monitor with the same readout. ``confidence``: the rate
+    stays at or under ``false_alarm`` with this probability over calibration sets, not only
+    on average, bootstrapped over the windows' episodes (:meth:`SurpriseThreshold.from_scores`).
 
     Raises:
-        ValueError: bad arguments, a model block that is not a multiple of the data's, or no
-            window in the episodes.
+        ValueError: bad arguments, a model block that is not a multiple of the data's, no
+            window in the episodes, or (with ``confidence``) fewer than 10 episodes.
     """
     if not 0 < false_alarm < 1:
         raise ValueError(f"false_alarm must lie in (0, 1), got {false_alarm}")
+    if confidence is not None and not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1) or be None, got {confidence}")
     if combine and not relative:
         raise ValueError("combine=True combines the relative score with the raw one: it needs "
                          "relative=True")  # fmt: skip
-    scores, motions = [], []
+    scores, motions, episodes = [], [], []
     for window in block_windows(model, dataset, episode_ids, max_windows, batch_size, seed):
         value, motion = surprise_and_motion(model, window.before, window.actions, window.after,
                                             readout, window.past)  # fmt: skip
         scores.append(value.cpu().numpy())
         motions.append(motion.cpu().numpy())
+        episodes.append(window.episodes)
     return SurpriseThreshold.from_scores(np.concatenate(scores), false_alarm,
                                          np.concatenate(motions) if relative else None,
-                                         combine=combine, readout=readout is not None)  # fmt: skip
+                                         combine=combine, readout=readout is not None,
+                                         confidence=confidence, groups=np.concatenate(episodes),
+                                         seed=seed)  # fmt: skip

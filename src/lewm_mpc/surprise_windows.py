@@ -30,12 +30,14 @@ class BlockWindows:
             (B, C, action_block * A))``, the ``C = history - 1`` block starts before
             ``before`` and the blocks after them (as :func:`surprise_and_motion` takes them);
             None otherwise.
+        episodes: (B,) the dataset episode each window comes from.
     """
 
     before: torch.Tensor
     actions: torch.Tensor
     after: torch.Tensor
     past: tuple[torch.Tensor, torch.Tensor] | None = None
+    episodes: np.ndarray | None = None
 
 
 def block_windows(
@@ -55,8 +57,9 @@ def block_windows(
             not a multiple of the data's.
     """
     context = max(int(getattr(model, "history", 1)), 1) - 1  # past block starts per window
-    for obs, actions, _ in model_windows(model, dataset, episode_ids, context + 2, max_windows,
-                                      batch_size, seed):  # fmt: skip
+    for obs, actions, rows in model_windows(model, dataset, episode_ids, context + 2,
+                                            max_windows, batch_size, seed):  # fmt: skip
         # obs (B, C + 2, *obs), actions (B, C + 2, block*A)
         past = (obs[:, :context], actions[:, :context]) if context else None
-        yield BlockWindows(obs[:, context], actions[:, context], obs[:, context + 1], past)
+        yield BlockWindows(obs[:, context], actions[:, context], obs[:, context + 1], past,
+                           np.asarray(dataset.episode_idx)[rows])  # fmt: skip
