@@ -84,7 +84,7 @@ from lewm_mpc.atomic import write_text_atomic
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.envs.cube import CUBE_POS
 from lewm_mpc.evaluation import EvalConfig, goal_observation, sample_pairs, wilson_interval
-from lewm_mpc.surprise import predict_block
+from lewm_mpc.surprise import MIN_BOOTSTRAP_EPISODES, predict_block
 from lewm_mpc.surprise_windows import block_windows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file
@@ -338,11 +338,14 @@ def env_surprise(name: str, args: Args) -> list[dict]:
     assert run.env_spec is not None
     calibration, test = run.val_ids[::2], run.val_ids[1::2]
     readout = make_readout(run, name, args)
+    # the data windows' threshold, for comparison: bootstrapped only over enough episodes
+    enough = len(calibration) >= MIN_BOOTSTRAP_EPISODES
+    window_confidence = args.confidence or None if enough else None
     windows = lm.calibrate_surprise(run.model, run.dataset, calibration,
                                     relative=args.score != "distance",
                                     combine=args.score == "combined", readout=readout,
                                     false_alarm=args.false_alarm, seed=args.seed,
-                                    confidence=args.confidence or None)  # fmt: skip
+                                    confidence=window_confidence)  # fmt: skip
     calibration_pairs, _ = sample_pairs(run.dataset, calibration, run.env_spec, EvalConfig(
         num_pairs=args.calibration_pairs, seed=args.seed + 1))  # fmt: skip
     episodes = closed_loop_surprises(run, calibration_pairs, name, args, readout)
