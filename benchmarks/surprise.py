@@ -81,10 +81,11 @@ from tqdm.auto import tqdm
 
 import lewm_mpc as lm
 from lewm_mpc.atomic import write_text_atomic
+from lewm_mpc.conformal import MIN_BOOTSTRAP_EPISODES
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.envs.cube import CUBE_POS
 from lewm_mpc.evaluation import EvalConfig, goal_observation, sample_pairs, wilson_interval
-from lewm_mpc.surprise import MIN_BOOTSTRAP_EPISODES, predict_block
+from lewm_mpc.surprise import predict_block
 from lewm_mpc.surprise_windows import block_windows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _results.py beside this file

@@ -10,15 +10,13 @@ from scipy.stats import norm
 
 import lewm_mpc as lm
 from conftest import tiny_config
+from lewm_mpc.conformal import BOOTSTRAP_SETS, conformal_threshold, episode_bootstrap_threshold
 from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.models import WorldModel
 from lewm_mpc.surprise import (
-    BOOTSTRAP_SETS,
     SurpriseMonitor,
     SurpriseThreshold,
     calibrate_surprise,
-    conformal_threshold,
-    episode_bootstrap_threshold,
     surprise_and_motion,
 )
 from test_controller import GOAL, LinearEnv, planner
