@@ -11,7 +11,8 @@ pairs perturbed once. Of every executed block it keeps three latents: the block'
 observation after it and the model's prediction of that one
 (``lewm_mpc.surprise.predict_block``, from the frame history for a history model). Every score
 below is then calibrated split-conformally at ``--false-alarm`` on the calibration blocks
-(``SurpriseThreshold.from_scores`` of the score) and reports its false alarms per block on the
+(``SurpriseThreshold.from_scores`` of the score; with ``--confidence``, held at that confidence
+by resampling the calibration episodes) and reports its false alarms per block on the
 unperturbed test episodes (95% interval resampling episodes) and the perturbations it detects
 within one block (Wilson 95% interval), as ``benchmarks/surprise.py`` counts them.
 
@@ -33,7 +34,7 @@ their settings; a rerun with the same settings only recomputes the scores.
     MUJOCO_GL=egl .venv/bin/python benchmarks/surprise_scores.py --envs cube \\
         --regenerated-episodes 400
 
-Writes ``benchmarks/results/surprise_scores[_<tag>].{json,md}``.
+Writes ``benchmarks/results/surprise_scores[_<tag>][_confidence<C>].{json,md}``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Args:
     pairs: int = 50  # test pairs, run unperturbed and perturbed
     calibration_pairs: int = 100
     false_alarm: float = 0.01
+    confidence: float = 0.0  # > 0: thresholds held at it, bootstrapped over episodes (0: plain)
     first: int = 5  # earliest perturbation step
     last: int = 20  # latest perturbation step
     steps: int = 60  # env-step budget of an unperturbed episode
@@ -220,7 +222,9 @@ def compare(sets: dict[str, Blocks], block: int, args: Args) -> list[dict]:
     rows = []
     for score in SCORES:
         calibrated = score(calibration, scale)
-        threshold = lm.SurpriseThreshold.from_scores(calibrated, args.false_alarm).value
+        threshold = lm.SurpriseThreshold.from_scores(
+            calibrated, args.false_alarm, confidence=args.confidence or None,
+            groups=calibration.episode, seed=args.seed).value  # fmt: skip
         quiet = sets["quiet"]
         alarms = score(quiet, scale) > threshold
         episodes = np.unique(quiet.episode)
@@ -252,7 +256,7 @@ def env_rows(name: str, args: Args) -> list[dict]:
     run = lm.load_run(args.model or f"pretrained:{name}", regenerate=True,
                       regenerated_episodes=args.regenerated_episodes or None)  # fmt: skip
     assert run.env_spec is not None
-    unused = ("envs", "threads", "out", "work", "false_alarm")  # do not change the episodes
+    unused = ("envs", "threads", "out", "work", "false_alarm", "confidence")  # not the episodes
     settings = json.dumps({k: str(v) for k, v in asdict(args).items() if k not in unused})
     kept = args.work / f"surprise_scores_{name}{'_' + args.tag if args.tag else ''}.npz"
     sets: dict[str, Blocks] = {}
@@ -286,8 +290,9 @@ def main(args: Args) -> dict:
     if not 0 < args.false_alarm < 1:
         raise SystemExit(f"--false-alarm must lie in (0, 1), got {args.false_alarm}")
     rows = [row for name in env_names(args.envs) for row in env_rows(name, args)]
-    return write_results(args.out, f"surprise_scores{'_' + args.tag if args.tag else ''}", args,
-                         rows, markdown)  # fmt: skip
+    held = f"_confidence{round(100 * args.confidence)}" if args.confidence else ""
+    return write_results(args.out, f"surprise_scores{'_' + args.tag if args.tag else ''}{held}",
+                         args, rows, markdown)  # fmt: skip
 
 
 def markdown(result: dict) -> str:
@@ -295,8 +300,14 @@ def markdown(result: dict) -> str:
     lines = [
         "Surprise scores compared offline on the same closed-loop blocks (module docstring of "
         "`benchmarks/surprise_scores.py`): each calibrated split-conformally for "
-        f"{float(args['false_alarm']):.0%} false alarms per block on "
-        f"{args['calibration_pairs']} unperturbed calibration episodes; false alarms on "
+        f"{float(args['false_alarm']):.0%} false alarms per block"
+        + (
+            f" with {float(args['confidence']):.0%} confidence (thresholds bootstrapped over the "
+            "calibration episodes)"
+            if float(args.get("confidence", 0))
+            else ""
+        )
+        + f" on {args['calibration_pairs']} unperturbed calibration episodes; false alarms on "
         f"{args['pairs']} unperturbed test episodes (95% CI resampling episodes), detection within "
         "one block of one perturbation in each of the same test pairs (teleport / shove / cube "
         "moved, as `benchmarks/surprise.py`). Best detection at or under the asked rate in "
