@@ -104,6 +104,8 @@ class Args:
     false_alarm: float = 0.01
     confidence: float = 0.0  # > 0: the rate holds with this probability, bootstrapped over
     # the calibration episodes (0: on average)
+    offset_scale: float = 1.0  # relative score: surprise / (C * median motion + motion) ** G
+    motion_power: float = 1.0  # G
     first: int = 5  # earliest perturbation step
     last: int = 20  # latest perturbation step
     steps: int = 60  # env-step budget per pair
@@ -346,7 +348,8 @@ def env_surprise(name: str, args: Args) -> list[dict]:
                                     relative=args.score != "distance",
                                     combine=args.score == "combined", readout=readout,
                                     false_alarm=args.false_alarm, seed=args.seed,
-                                    confidence=window_confidence)  # fmt: skip
+                                    confidence=window_confidence, offset_scale=args.offset_scale,
+                                    motion_power=args.motion_power)  # fmt: skip
     calibration_pairs, _ = sample_pairs(run.dataset, calibration, run.env_spec, EvalConfig(
         num_pairs=args.calibration_pairs, seed=args.seed + 1))  # fmt: skip
     episodes = closed_loop_surprises(run, calibration_pairs, name, args, readout)
@@ -358,7 +361,8 @@ def env_surprise(name: str, args: Args) -> list[dict]:
     def calibrated(motions: np.ndarray | None = None, combine: bool = False) -> lm.SurpriseMonitor:
         threshold = lm.SurpriseThreshold.from_scores(
             surprises, args.false_alarm, motions, combine=combine, readout=read,
-            confidence=args.confidence or None, groups=groups, seed=args.seed)  # fmt: skip
+            confidence=args.confidence or None, groups=groups, seed=args.seed,
+            offset_scale=args.offset_scale, motion_power=args.motion_power)  # fmt: skip
         return lm.SurpriseMonitor(threshold, alarm=args.alarm, readout=readout)
 
     by_score = {"relative": calibrated(motions), "distance": calibrated(),
@@ -426,6 +430,7 @@ def markdown(result: dict) -> str:
         "",
         "".join(f"Model: `{model}`. " for model in own_models)
         + f"Score: {score_words(result['args'].get('score', 'distance'))}"
+        + shape_words(result["args"])
         + (
             "; surprise and motion measured through a linear probe of what the perturbation "
             "moves (PushT: block xy in px; Cube: cube xyz in m; the others: the agent's state), "
@@ -483,6 +488,14 @@ def markdown(result: dict) -> str:
                          f"{100 * quiet['false_alarm_rate_per_block']:.1f}% "
                          f"({100 * low:.1f}-{100 * high:.1f}) |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def shape_words(args: dict) -> str:
+    """The relative score's shape when it is not the library's default, else ""."""
+    scale, power = float(args.get("offset_scale", 1)), float(args.get("motion_power", 1))
+    if (scale, power) == (1.0, 1.0) or args.get("score") == "distance":
+        return ""
+    return f", with the relative part surprise / ({scale:g} median motion + motion)^{power:g}"
 
 
 def score_words(score: str, readout: str = "latent") -> str:

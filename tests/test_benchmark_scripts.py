@@ -134,6 +134,8 @@ def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
     assert "confidence" not in script.markdown(result)
     result["args"]["confidence"] = "0.95"  # as a run with --confidence 0.95 records it
     assert "1% per block with 95% confidence" in script.markdown(result)
+    result["args"].update(offset_scale="0.25", motion_power="0.5")
+    assert "(0.25 median motion + motion)^0.5" in script.markdown(result)
     paired = script.Args(**{**vars(args), "pair_seeds": True, "tag": "paired"})
     assert len(script.main(paired)["rows"]) == 2  # the planner reseeded per pair
     probed = script.Args(**{**vars(args), "readout": "probe", "tag": "probe"})

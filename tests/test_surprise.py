@@ -89,6 +89,14 @@ def test_a_relative_threshold_alarms_as_often_in_fast_blocks_as_in_slow_ones():
     assert 0.01 < np.mean(alarms[slow]) < 0.03 and 0.01 < np.mean(alarms[fast]) < 0.03
     with pytest.raises(ValueError, match="one per score"):
         SurpriseThreshold.from_scores(error, 0.02, motions=motion[:10])
+    shaped = SurpriseThreshold.from_scores(error, 0.02, motions=motion, offset_scale=0.25,
+                                           motion_power=0.5)  # fmt: skip
+    assert shaped.motion_offset == pytest.approx(0.25 * relative.motion_offset)
+    expected = error / np.sqrt(shaped.motion_offset + motion)
+    np.testing.assert_allclose(shaped.score(error, motion), expected)
+    assert np.mean(expected > shaped.value) == pytest.approx(0.02, abs=0.003)
+    with pytest.raises(ValueError, match="offset_scale and motion_power must be > 0"):
+        SurpriseThreshold.from_scores(error, 0.02, motions=motion, motion_power=0.0)
 
 
 def test_a_confident_threshold_keeps_the_rate_under_the_asked_one_in_most_calibration_sets():
