@@ -150,10 +150,10 @@ class SurpriseThreshold:
         ``confidence`` (e.g. 0.95) asks for the rate to stay at or under ``false_alarm`` for
         all but a fraction ``1 - confidence`` of calibration sets, not only on average, at the
         cost of a higher threshold (``groups`` and ``seed`` serve it only). With ``groups``
-        (the episode of each score) the blocks of
-        an episode are taken as correlated, as they are: the threshold is the ``confidence``
-        quantile of the split-conformal thresholds of 2000 calibration sets resampled by whole
-        episodes (a percentile bootstrap, seeded by ``seed``; at least 10 episodes). Without,
+        (the episode of each score) the blocks of an episode are taken as correlated, as they
+        are: the threshold is the ``confidence`` quantile of the split-conformal thresholds of
+        2000 calibration sets resampled by whole episodes (a percentile bootstrap, seeded by
+        ``seed``; at least 10 episodes). Without,
         the scores are taken as independent: the threshold is the ``k``-th smallest score with
         ``k`` the least for which ``P(Binomial(n, 1 - false_alarm) >= k) <= 1 - confidence``
         (the coverage of the ``k``-th order statistic of ``n`` exchangeable scores is
@@ -164,8 +164,8 @@ class SurpriseThreshold:
         Raises:
             ValueError: ``false_alarm`` or ``confidence`` outside (0, 1), no score or a
                 non-finite one, motions that do not match the scores, ``combine`` without
-                motions, fewer scores than ``confidence`` needs,
-                or ``groups`` that do not match the scores or hold fewer than 10 episodes.
+                motions, fewer scores than ``confidence`` needs, ``groups`` that do not match
+                the scores or hold fewer than 10 episodes, or a shape that is not > 0.
         """
         if not 0 < false_alarm < 1:
             raise ValueError(f"false_alarm must lie in (0, 1), got {false_alarm}")
