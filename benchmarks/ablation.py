@@ -190,6 +190,14 @@ VARIANTS: dict[str, list[Variant]] = {
                                      "energy": "probed-goal"},
             "state-aux-1.0+probed-goal": {"train_overrides": (("state_loss_weight", 1.0),),
                                      "energy": "probed-goal"},
+            "augment": {"train_overrides": (("augment", True),)},
+            "train-10000+augment": {"train_steps": 10000,
+                                    "train_overrides": (("augment", True),)},
+            "train-30000+augment": {"train_steps": 30000,
+                                    "train_overrides": (("augment", True),)},
+            "train-10000+augment-with-state-aux-1.0": {
+                "train_steps": 10000,
+                "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
         }),
     ],
     "cube": [

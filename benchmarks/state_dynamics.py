@@ -54,6 +54,7 @@ class Args:
     data: Path = Path("pusht-300.h5")
     extra_episodes: str = "0,2000"  # comma-separated: one row each
     collect_seed: int = 7000
+    augment: bool = False  # add every training trajectory under each of the env's symmetries
     block: int = 5  # env actions per model step
     hidden: int = 512
     train_steps: int = 40_000
@@ -90,6 +91,17 @@ def dataset_trajectories(dataset: EpisodeDataset, episodes: np.ndarray) -> list[
         states, actions = dataset.state[rows], dataset.action[rows][:-1]
         out.append(Trajectories(states[None].astype(np.float64), actions[None]))
     return out
+
+
+def symmetric_copies(spec: EnvSpec, parts: list[Trajectories]) -> list[Trajectories]:
+    """The trajectories under each non-identity symmetry of the env's scene (states and
+    actions transformed alike)."""
+    symmetries = spec.definition.symmetries
+    if symmetries is None:
+        raise ValueError(f"{spec.name} declares no scene symmetries to augment with")
+    return [Trajectories(symmetries.transform_state(part.states, element),
+                         element.actions(part.actions))
+            for element in symmetries.elements[1:] for part in parts]  # fmt: skip
 
 
 def collect_states(spec: EnvSpec, dataset: EpisodeDataset, count: int, seed: int) -> Trajectories:
@@ -233,6 +245,8 @@ def run_row(spec: EnvSpec, dataset: EpisodeDataset, extra: int, args: Args) -> d
             partial.replace(cache)  # atomic: a kill never leaves a half-written cache
         saved = np.load(cache)
         parts.append(Trajectories(saved["states"], saved["actions"]))
+    if args.augment:
+        parts += symmetric_copies(spec, parts)
     torch.manual_seed(args.seed)
     data = transitions(spec, parts, args.block)
     dynamics, minutes = train(data, args)
@@ -256,6 +270,7 @@ def run_row(spec: EnvSpec, dataset: EpisodeDataset, extra: int, args: Args) -> d
     env.close()
     wins = sum(solved)
     return {"extra_episodes": extra, "train_episodes": len(train_ids) + extra,
+            "augmented": args.augment,
             "transitions": len(data[0]), "train_minutes": minutes,
             "held_out_step_error": held_out_error(dynamics, held_out), "pairs": len(pairs),
             "successes": wins, "success_rate": wins / len(pairs),
@@ -279,7 +294,8 @@ def markdown(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         low, high = row["ci95"]
         lines.append(
-            f"| {row['train_episodes']} (+{row['extra_episodes']} collected) | "
+            f"| {row['train_episodes']} (+{row['extra_episodes']} collected"
+            f"{'; x8 by symmetry' if row.get('augmented') else ''}) | "
             f"{row['transitions']:,} | {row['held_out_step_error']:.4f} | "
             f"{row['train_minutes']:.1f} min | {100 * row['success_rate']:.0f}% "
             f"({100 * low:.0f}-{100 * high:.0f}), n={row['pairs']} |"

@@ -395,6 +395,24 @@ def test_state_dynamics_model_rolls_out_its_dynamics_from_exact_latents(tiny_dat
         assert torch.equal(latents[:, 2], dynamics(dynamics(z0, plans[:, 0]), plans[:, 1]))
 
 
+def test_state_dynamics_augments_with_every_symmetry_of_the_scene(tiny_dataset) -> None:
+    script = load("state_dynamics")
+    from lewm_mpc.envs.pusht_geometry import transform_state
+
+    spec = get_env_spec("pusht")
+    rng = np.random.default_rng(0)
+    states, actions = rng.uniform(100, 400, (2, 4, 10)), rng.uniform(-1, 1, (2, 3, 2))
+    copies = script.symmetric_copies(spec, [script.Trajectories(states, actions)])
+    elements = spec.definition.symmetries.elements
+    assert len(copies) == len(elements) - 1 == 7
+    for element, copy in zip(elements[1:], copies, strict=True):
+        assert np.array_equal(copy.states, transform_state(states, element))
+        assert np.array_equal(copy.actions, element.actions(actions))
+    parts = script.dataset_trajectories(EpisodeDataset.load(tiny_dataset), np.array([0]))
+    with pytest.raises(ValueError, match="tworoom declares no scene symmetries"):
+        script.symmetric_copies(get_env_spec("tworoom"), parts)
+
+
 def test_pusht_failures_finds_the_closest_step_and_bins_pairs_by_turn() -> None:
     from types import SimpleNamespace
 

@@ -63,6 +63,11 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
         help="open-loop multi-step prediction term over each training window (0: LeWorldModel's "
         "objective, the default)",
     )  # fmt: skip
+    group.add_argument(
+        "--augment", action="store_true",
+        help="train on windows turned and mirrored by the env's scene symmetries (PushT: the "
+        "eight of its square arena), frames and actions alike",
+    )  # fmt: skip
     group.add_argument("--seed", type=non_negative_int, default=0, help="training seed")
     group.add_argument("--device", default="auto", help="auto | cpu | cuda")
     group.add_argument(
@@ -222,7 +227,7 @@ def _train(args: argparse.Namespace, data: Path, out: Path) -> None:
         if value is not None
     }  # fmt: skip
     config = TrainConfig(seed=args.seed, device=args.device, precision=args.precision,
-                         compile=args.compile, **overrides)  # fmt: skip
+                         compile=args.compile, augment=args.augment, **overrides)  # fmt: skip
     summary = train(
         data, out,
         named_config(args.config, **({} if args.history is None else {"history": args.history})),

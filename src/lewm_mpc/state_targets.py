@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lewm_mpc.data import EpisodeDataset
+
+if TYPE_CHECKING:
+    from lewm_mpc.envs.symmetry import SceneSymmetries
 
 
 def _identity(states: np.ndarray) -> np.ndarray:
@@ -45,11 +49,15 @@ class StateTargets:
     Attributes:
         features: states (..., Ds) -> features (..., F).
         mean, std: per-feature statistics over the training episodes, float64 (F,).
+        symmetries: the scene symmetries windows may be transformed by (training with
+            ``augment``): targets are then the features of the transformed states, and the
+            statistics those of the frames under every symmetry. None: as recorded.
     """
 
     features: Callable[[np.ndarray], np.ndarray]
     mean: np.ndarray
     std: np.ndarray
+    symmetries: SceneSymmetries | None = None
 
     @property
     def dim(self) -> int:
@@ -57,20 +65,49 @@ class StateTargets:
         return int(self.mean.shape[0])
 
     @classmethod
-    def from_dataset(cls, dataset: EpisodeDataset, train_ids: np.ndarray) -> StateTargets:
-        """Features and their statistics over the frames of ``train_ids``."""
+    def from_dataset(
+        cls,
+        dataset: EpisodeDataset,
+        train_ids: np.ndarray,
+        symmetries: SceneSymmetries | None = None,
+    ) -> StateTargets:
+        """Features and their statistics over the frames of ``train_ids`` (under every one of
+        ``symmetries``, when given)."""
         features = _features_of(dataset)
         positions = dataset.episode_positions(np.asarray(train_ids))
         rows = np.isin(dataset.episode_idx, dataset.episode_ids[positions])  # (N,)
-        values = features(dataset.state[rows])  # (M, F)
-        return cls(features, values.mean(axis=0), np.maximum(values.std(axis=0), 1e-6))
+        states = dataset.state[rows]  # (M, Ds)
+        if symmetries is not None:
+            states = np.concatenate([symmetries.transform_state(states, element)
+                                     for element in symmetries.elements])  # (8·M, Ds)  # fmt: skip
+        values = features(states)  # (M', F)
+        return cls(features, values.mean(axis=0), np.maximum(values.std(axis=0), 1e-6),
+                   symmetries)  # fmt: skip
 
     def for_windows(
-        self, dataset: EpisodeDataset, rows: np.ndarray, num_frames: int, frameskip: int
+        self,
+        dataset: EpisodeDataset,
+        rows: np.ndarray,
+        num_frames: int,
+        frameskip: int,
+        symmetry: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Targets of every frame of windows starting at global ``rows``: float32 (B, T, F)."""
+        """Targets of every frame of windows starting at global ``rows``: float32 (B, T, F).
+
+        ``symmetry`` (int (B,), a sampled batch's ``WindowBatch.symmetry``) names the symmetry
+        each window was transformed by; needs targets made with those ``symmetries``.
+        """
         frames = rows[:, None] + frameskip * np.arange(num_frames)  # (B, T) global rows
-        values = self.features(dataset.state[frames])  # (B, T, F)
+        states = dataset.state[frames]  # (B, T, Ds)
+        if symmetry is not None:
+            if self.symmetries is None:
+                raise ValueError("transformed windows need StateTargets made with symmetries")
+            states = np.array(states, dtype=np.float64)
+            for index in np.unique(symmetry):
+                windows = symmetry == index
+                element = self.symmetries.elements[int(index)]
+                states[windows] = self.symmetries.transform_state(states[windows], element)
+        values = self.features(states)  # (B, T, F)
         return ((values - self.mean) / self.std).astype(np.float32)
 
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lewm_mpc.data.dataset import EpisodeDataset
 from lewm_mpc.data.format import PIXELS_KEY
 from lewm_mpc.types import ObsMode, check_obs_mode
+
+if TYPE_CHECKING:
+    from lewm_mpc.envs.symmetry import SceneSymmetries
 
 
 @dataclass(frozen=True)
@@ -28,11 +31,15 @@ class WindowBatch:
         obs: uint8 (B, T, H, W, 3) pixels or float32 (B, T, Ds) states.
         actions: float32 (B, T, fs·W) action blocks; block ``j`` follows frame ``j``.
         rows: int64 (B,) global dataset row of each window's first frame.
+        symmetry: int (B,) index of the scene symmetry each window was transformed by (into
+            the sampler's ``symmetries.elements``; 0 is the identity), or None when the
+            windows are as recorded.
     """
 
     obs: np.ndarray
     actions: np.ndarray
     rows: np.ndarray
+    symmetry: np.ndarray | None = None
 
 
 def _selected_positions(dataset: EpisodeDataset, episode_ids: np.ndarray) -> np.ndarray:
@@ -54,6 +61,9 @@ class WindowSampler:
 
     All valid start rows are precomputed; a batch is gathered with one fancy-indexing operation
     per array. Sampling is uniform over valid windows, with replacement, from an owned generator.
+    With ``symmetries``, each sampled window is also turned or mirrored by one of the scene's
+    symmetries drawn uniformly from the same generator (frames and action blocks alike);
+    :meth:`gather` and :meth:`iterate_epoch` return the windows as recorded.
     """
 
     def __init__(
@@ -65,6 +75,7 @@ class WindowSampler:
         batch_size: int,
         obs_mode: ObsMode = PIXELS_KEY,
         seed: int = 0,
+        symmetries: SceneSymmetries | None = None,
     ) -> None:
         """Precompute the valid windows.
 
@@ -76,6 +87,8 @@ class WindowSampler:
             batch_size: Windows per batch ``B`` (>= 1).
             obs_mode: ``"pixels"`` or ``"state"``.
             seed: Seed of the sampler's generator.
+            symmetries: Augment sampled windows with these scene symmetries (None: no
+                augmentation). Action rows must be xy pairs.
 
         Raises:
             ValueError: Invalid arguments, unknown or duplicate episode ids, or no episode long
@@ -117,6 +130,12 @@ class WindowSampler:
         self._frame_offsets = np.arange(self._num_frames) * self._frameskip  # (T,)
         self._action_offsets = np.arange(span)  # (T·fs,)
         self._gen = np.random.default_rng(seed)
+        if symmetries is not None and dataset.action.shape[-1] % 2:
+            raise ValueError(
+                f"symmetries act on xy actions, but the dataset's action rows have "
+                f"{dataset.action.shape[-1]} entries"
+            )
+        self._symmetries = symmetries
 
     @property
     def num_windows(self) -> int:
@@ -171,9 +190,23 @@ class WindowSampler:
         return WindowBatch(obs=obs, actions=actions, rows=rows)
 
     def sample(self) -> WindowBatch:
-        """A batch of ``batch_size`` windows drawn uniformly (with replacement)."""
+        """A batch of ``batch_size`` windows drawn uniformly (with replacement), each under a
+        random symmetry when the sampler has them."""
         picks = self._gen.integers(0, self.num_windows, size=self._batch_size)  # (B,)
-        return self.gather(self._rows[picks])
+        batch = self.gather(self._rows[picks])
+        if self._symmetries is None:
+            return batch
+        elements = self._symmetries.elements
+        choice = self._gen.integers(0, len(elements), size=self._batch_size)  # (B,)
+        obs, actions = batch.obs.copy(), batch.actions.copy()
+        for index in np.unique(choice):
+            element, windows = elements[index], choice == index
+            if self._obs_mode == PIXELS_KEY:
+                obs[windows] = element.images(batch.obs[windows])  # (b, T, H, W, 3)
+            else:
+                obs[windows] = self._symmetries.transform_state(batch.obs[windows], element)
+            actions[windows] = element.actions(batch.actions[windows])  # (b, T, fs·W)
+        return WindowBatch(obs=obs, actions=actions, rows=batch.rows, symmetry=choice)
 
     def iterate_epoch(
         self, seed: int | None = None, drop_last: bool = False
@@ -214,13 +247,17 @@ class WindowSampler:
 
 
 def action_stats(
-    dataset: EpisodeDataset, episode_ids: np.ndarray | None = None
+    dataset: EpisodeDataset,
+    episode_ids: np.ndarray | None = None,
+    symmetries: SceneSymmetries | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and std of the real actions (NaN last rows excluded).
 
     Args:
         dataset: The episodes.
         episode_ids: Episodes to use (e.g. the train split); ``None`` uses all.
+        symmetries: Statistics of the actions under every one of these symmetries together
+            (what a sampler augmenting with them draws).
 
     Returns:
         ``(mean, std)`` of one env action, float32 (A,) each (rows recorded in blocks of
@@ -237,6 +274,8 @@ def action_stats(
     actions = actions.reshape(actions.shape[0] * block, -1)  # (M·block, A)
     if actions.shape[0] == 0:
         raise ValueError("the selected episodes hold no real action")
+    if symmetries is not None:
+        actions = np.concatenate([element.actions(actions) for element in symmetries.elements])
     mean = actions.mean(axis=0)
     std = np.maximum(actions.std(axis=0), 1e-6)
     return mean.astype(np.float32), std.astype(np.float32)

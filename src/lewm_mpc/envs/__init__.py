@@ -13,6 +13,7 @@ import gymnasium as gym
 
 from lewm_mpc.envs.base import GoalEnv
 from lewm_mpc.envs.spec import EnvDefinition, EnvRecipe, EnvSpec, PlannerBudget, ProbeTarget
+from lewm_mpc.envs.symmetry import PlanarSymmetry, SceneSymmetries, square_symmetries
 from lewm_mpc.envs.two_room import TwoRoomConfig, TwoRoomEnv
 from lewm_mpc.envs.two_room_expert import TwoRoomExpert
 from lewm_mpc.envs.views import View
@@ -26,13 +27,16 @@ __all__ = [
     "EnvSpec",
     "GoalEnv",
     "ObsMode",
+    "PlanarSymmetry",
     "PlannerBudget",
     "ProbeTarget",
+    "SceneSymmetries",
     "TwoRoomConfig",
     "TwoRoomEnv",
     "TwoRoomExpert",
     "check_obs_mode",
     "get_env_spec",
+    "square_symmetries",
     "view_for_env",
 ]
 

@@ -36,9 +36,11 @@ from lewm_mpc.envs.pusht_geometry import (
     PushTConfig,
     pose_error,
     sample_state,
+    transform_state,
     wrap_angle,
 )
 from lewm_mpc.envs.spec import EnvDefinition, EnvRecipe, ProbeTarget
+from lewm_mpc.envs.symmetry import SceneSymmetries, square_symmetries
 from lewm_mpc.envs.views import PlanarView
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame prints a banner on import
@@ -233,4 +235,5 @@ DEFINITION = EnvDefinition(
     ),
     view=lambda env: pusht_view(env.config.image_size),
     recipe=EnvRecipe(episodes=300, episode_steps=200),
+    symmetries=SceneSymmetries(square_symmetries(), transform_state),
 )

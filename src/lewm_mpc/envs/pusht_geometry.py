@@ -13,11 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lewm_mpc.envs.symmetry import PlanarSymmetry
+
 STATE_DIM = 10
 POSE_DIM = 5  # agent xy, block xy, block angle
 WORLD_SIZE = 512  # gym-pusht's world and drawing surface, in px
 AGENT_RADIUS = 15.0  # gym-pusht's agent disk
 AGENT_LOW, AGENT_HIGH = 22.0, 489.0  # agent centre range inside the walls (faces at 7 and 504)
+ARENA_CENTER = (AGENT_LOW + AGENT_HIGH) / 2  # 255.5 px: walls and agent range are symmetric
 SUCCESS_DISTANCE = 20.0  # px, on the stacked (agent xy, block xy) error
 SUCCESS_ANGLE = math.pi / 9  # rad, on the wrapped block angle error
 # The T in the block frame (gym-pusht's add_tee, scale 30), boxes as (cx, cy, half_w, half_h).
@@ -101,6 +104,30 @@ def tee_distance(local_points: np.ndarray) -> np.ndarray:
     """Distance (N,) from block-frame points (N, 2) to the T (0 inside it)."""
     offset = np.abs(local_points[:, None, :] - TEE_BOXES[None, :, :2]) - TEE_BOXES[None, :, 2:]
     return np.linalg.norm(np.maximum(offset, 0.0), axis=-1).min(axis=1)  # (N, 2 boxes) -> (N,)
+
+
+def transform_state(states: np.ndarray, symmetry: PlanarSymmetry) -> np.ndarray:
+    """(..., 10) states -> the states of the scene turned or mirrored about the arena's centre.
+
+    Positions map about :data:`ARENA_CENTER`, velocities by the matrix. The T is mirror
+    symmetric about its stem (block-frame x -> -x) and its origin lies on that axis, so a
+    rotation by ``phi`` adds ``phi`` to the block angle, and a reflection ``R(phi) F`` (``F``
+    mirrors x) maps it to ``phi - angle`` and reverses the angular velocity. Physics and
+    walls are symmetric alike, so stepping a transformed state with the transformed action
+    gives the transformed next state.
+    """
+    states = np.asarray(states, np.float64)
+    if states.shape[-1] != STATE_DIM:
+        raise ValueError(f"states must end in {STATE_DIM}, got {states.shape}")
+    out = np.empty_like(states)
+    out[..., 0:2] = symmetry.points(states[..., 0:2], ARENA_CENTER)
+    out[..., 2:4] = symmetry.points(states[..., 2:4], ARENA_CENTER)
+    out[..., 5:7] = symmetry.vectors(states[..., 5:7])
+    out[..., 7:9] = symmetry.vectors(states[..., 7:9])
+    sign = 1.0 if symmetry.is_rotation else -1.0
+    out[..., 4] = wrap_angle(symmetry.angle + sign * states[..., 4])
+    out[..., 9] = sign * states[..., 9]
+    return out
 
 
 def sample_state(rng: np.random.Generator) -> np.ndarray:

@@ -29,6 +29,7 @@ from lewm_mpc.envs.base import GoalEnv
 from lewm_mpc.types import ObsMode, Policy, check_obs_mode
 
 if TYPE_CHECKING:
+    from lewm_mpc.envs.symmetry import SceneSymmetries
     from lewm_mpc.envs.views import View
 
 
@@ -135,6 +136,8 @@ class EnvDefinition:
             coordinates of its observation.
         recipe: default data and training scale.
         budget: reference planning budget.
+        symmetries: rotations and reflections under which the scene, its physics and its
+            frames are unchanged (training may augment windows with them); None: none known.
     """
 
     env_class: type[GoalEnv]
@@ -144,6 +147,7 @@ class EnvDefinition:
     view: Callable[[Any], View]
     recipe: EnvRecipe
     budget: PlannerBudget = field(default_factory=PlannerBudget)
+    symmetries: SceneSymmetries | None = None
 
     def __post_init__(self) -> None:
         if not self.experts:

@@ -125,6 +125,8 @@ class TrainingMeta:
         weight_decay: AdamW weight decay.
         sigreg_weight: SIGReg weight lambda.
         seed: Training seed.
+        state_loss_weight: Weight of the auxiliary state loss (0: none).
+        augment: Trained on windows transformed by the env's scene symmetries.
     """
 
     steps: int
@@ -134,13 +136,17 @@ class TrainingMeta:
     weight_decay: float
     sigreg_weight: float
     seed: int
+    state_loss_weight: float = 0.0
+    augment: bool = False
 
     def __post_init__(self) -> None:
         for name, minimum in (("steps", 1), ("batch_size", 1), ("num_frames", 1), ("seed", 0)):
             _int(name, getattr(self, name), minimum)
         object.__setattr__(self, "lr", _float("lr", self.lr, 0.0, strict=True))
-        for name in ("weight_decay", "sigreg_weight"):
+        for name in ("weight_decay", "sigreg_weight", "state_loss_weight"):
             object.__setattr__(self, name, _float(name, getattr(self, name), 0.0))
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"augment must be true or false, got {self.augment!r}")
 
     @classmethod
     def from_config(cls, config: Any) -> TrainingMeta:
@@ -244,9 +250,11 @@ class RunMeta:
                 val_fraction=train_config.get("val_fraction", 0.1),
                 seed=train_config.get("seed", 0),
             )
-            names = [entry.name for entry in dataclasses.fields(TrainingMeta)]
-            if all(name in train_config for name in names):
-                training = TrainingMeta(**{name: train_config[name] for name in names})
+            fields = dataclasses.fields(TrainingMeta)
+            required = [entry.name for entry in fields if entry.default is dataclasses.MISSING]
+            if all(name in train_config for name in required):
+                given = [entry.name for entry in fields if entry.name in train_config]
+                training = TrainingMeta(**{name: train_config[name] for name in given})
         return cls(
             obs_mode=obs_mode,
             env_id=extra.get("env_id"),

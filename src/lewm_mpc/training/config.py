@@ -37,6 +37,11 @@ class TrainConfig:
         rollout_weight: weight of an open-loop multi-step prediction term (the predictor fed
             its own predictions through each window, as in planning; longer windows,
             ``num_frames``, roll out further); 0 (default) trains LeWorldModel's objective.
+        augment: train on windows turned and mirrored by the env's scene symmetries
+            (``EnvDefinition.symmetries``, e.g. PushT's eight): each window drawn gets one of
+            them at random, frames and action blocks alike, so the model sees every
+            situation in each orientation (state-loss targets are transformed alike). Needs
+            an env that declares them.
         val_fraction: share of episodes held out (split by episode).
         val_every: steps between validation passes (and the final step).
         val_batches: batches per validation pass.
@@ -72,6 +77,7 @@ class TrainConfig:
     sigreg_knots: int = 17
     state_loss_weight: float = 0.0
     rollout_weight: float = 0.0
+    augment: bool = False
     val_fraction: float = 0.1
     val_every: int = 500
     val_batches: int = 8
@@ -85,8 +91,9 @@ class TrainConfig:
     prefetch: bool | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.compile, bool):
-            raise ValueError(f"compile must be True or False, got {self.compile!r}")
+        for name in ("compile", "augment"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.prefetch is not None and not isinstance(self.prefetch, bool):
             raise ValueError(f"prefetch must be True, False or None, got {self.prefetch!r}")
         if self.precision not in PRECISIONS:

@@ -24,6 +24,7 @@ def _normalized_identity(identity: Any) -> Any:
             "state_loss_weight": 0.0,
             "rollout_weight": 0.0,
             "precision": "float32",
+            "augment": False,
         }
         train_config = {**added, **identity["train_config"]}
         for name in RESUMABLE_CHANGES:

@@ -11,7 +11,6 @@ import torch
 
 from lewm_mpc import distributed
 from lewm_mpc.atomic import atomic_write, defer_interrupts
-from lewm_mpc.data import WindowSampler
 from lewm_mpc.models.checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -171,10 +170,7 @@ def _restore_process_state(
     trainer.prefetcher.discard()  # a batch drawn ahead is not the restored stream's
     if int(state.get("processes", 1)) != group.world_size:
         seed = _shard_seed(trainer.config.seed, group, trainer.step)
-        trainer.train_sampler = WindowSampler(
-            trainer.dataset, trainer._shard, trainer.config.num_frames, trainer._block,
-            trainer._local_batch, trainer.obs_mode, seed,
-        )  # fmt: skip
+        trainer.train_sampler = trainer.make_train_sampler(seed)
         torch.manual_seed(seed)
     elif group.distributed:
         trainer.train_sampler.load_state_dict(state["process_samplers"][group.rank])

@@ -29,6 +29,7 @@ class Drawn:
     obs: torch.Tensor  # (B, T, ...) as the sampler returns them
     actions: torch.Tensor  # (B, T, block * A)
     rows: np.ndarray  # (B,) first row of each window
+    symmetry: np.ndarray | None = None  # (B,) symmetry index of each window, if augmented
 
 
 def _draw(sampler: WindowSampler, pin: bool) -> Drawn:
@@ -36,7 +37,7 @@ def _draw(sampler: WindowSampler, pin: bool) -> Drawn:
     obs, actions = torch.from_numpy(batch.obs), torch.from_numpy(batch.actions)
     if pin:
         obs, actions = obs.pin_memory(), actions.pin_memory()
-    return Drawn(obs, actions, batch.rows)
+    return Drawn(obs, actions, batch.rows, batch.symmetry)
 
 
 class Prefetcher:

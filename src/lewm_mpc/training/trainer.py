@@ -14,6 +14,8 @@ from tqdm.auto import tqdm
 from lewm_mpc import distributed
 from lewm_mpc.atomic import graceful_interrupts
 from lewm_mpc.data import EpisodeDataset, WindowSampler, action_stats
+from lewm_mpc.envs import get_env_spec
+from lewm_mpc.envs.symmetry import SceneSymmetries
 from lewm_mpc.models.config import WorldModelConfig
 from lewm_mpc.models.device import resolve_device
 from lewm_mpc.models.jepa import WorldModel
@@ -27,6 +29,28 @@ from lewm_mpc.training.config import TrainConfig, TrainSummary
 from lewm_mpc.training.objective import _Objective, _shard_seed
 from lewm_mpc.training.prefetch import Prefetcher
 from lewm_mpc.types import ObsMode
+
+
+def scene_symmetries(dataset: EpisodeDataset) -> SceneSymmetries:
+    """The scene symmetries of the env that recorded ``dataset``.
+
+    Raises:
+        ValueError: The dataset records no registered env, or its env declares none.
+    """
+    env_id = dataset.meta.env_id
+    try:
+        spec = get_env_spec(str(env_id))
+    except ValueError:
+        raise ValueError(
+            f"augment needs the env that recorded the dataset to declare its scene symmetries; "
+            f"the dataset records env {env_id!r}, not a registered env"
+        ) from None
+    if spec.definition.symmetries is None:
+        raise ValueError(
+            f"augment needs an env that declares its scene symmetries; {spec.name} declares "
+            "none (EnvDefinition.symmetries)"
+        )
+    return spec.definition.symmetries
 
 
 class Trainer:
@@ -69,7 +93,8 @@ class Trainer:
         torch.manual_seed(config.seed)  # the same initial weights in every process
         self.model = WorldModel(model_config).to(self.device)
         train_ids, val_ids = dataset.split(config.val_fraction, seed=config.seed)
-        mean, std = action_stats(dataset, train_ids)
+        self.symmetries = scene_symmetries(dataset) if config.augment else None
+        mean, std = action_stats(dataset, train_ids, self.symmetries)
         self.model.set_action_stats(torch.as_tensor(mean), torch.as_tensor(std))
         block = model_config.action_block // dataset.action_block  # rows per model step
         shard = train_ids[group.rank :: group.world_size]  # this process's episodes
@@ -79,23 +104,20 @@ class Trainer:
                 "processes; use fewer processes"
             )
         self._local_batch = config.batch_size // group.world_size
-        self._shard = shard
-        self.train_sampler = WindowSampler(
-            dataset, shard, config.num_frames, block, self._local_batch, obs_mode,
-            _shard_seed(config.seed, group, 0),
-        )  # fmt: skip
+        self._shard, self._block = shard, block
+        self.train_sampler = self.make_train_sampler(_shard_seed(config.seed, group, 0))
         self.val_sampler = WindowSampler(
             dataset, val_ids, config.num_frames, block, config.batch_size, obs_mode,
             config.seed + 1,
         )  # fmt: skip
-        self._train_ids, self._block = train_ids, block
+        self._train_ids = train_ids
         on_gpu = self.device.type == "cuda"
         self.prefetcher = Prefetcher(on_gpu if config.prefetch is None else config.prefetch,
                                      pin=on_gpu)  # fmt: skip
         self.state_targets: StateTargets | None = None
         self.state_head: torch.nn.Linear | None = None
         if config.state_loss_weight > 0:
-            self.state_targets = StateTargets.from_dataset(dataset, train_ids)
+            self.state_targets = StateTargets.from_dataset(dataset, train_ids, self.symmetries)
             self.state_head = torch.nn.Linear(model_config.latent_dim, self.state_targets.dim)
             self.state_head.to(self.device)
         head_parameters = [] if self.state_head is None else list(self.state_head.parameters())
@@ -132,6 +154,13 @@ class Trainer:
             training=TrainingMeta.from_config(config),
         )
 
+    def make_train_sampler(self, seed: int) -> WindowSampler:
+        """This process's training sampler (its episodes, local batch, augmentation)."""
+        return WindowSampler(
+            self.dataset, self._shard, self.config.num_frames, self._block, self._local_batch,
+            self.obs_mode, seed, self.symmetries,
+        )  # fmt: skip
+
     # ------------------------------------------------------------------------ training
     def _autocast(self) -> torch.autocast:
         """bfloat16 autocast of the forward passes when ``precision="bfloat16"``."""
@@ -151,9 +180,10 @@ class Trainer:
         targets = None
         if self.state_targets is not None:
             frames = batch.obs.shape[1]
-            targets = self._to_device(
-                self.state_targets.for_windows(self.dataset, batch.rows, frames, self._block)
-            )  # (B, T, F)
+            window_targets = self.state_targets.for_windows(
+                self.dataset, batch.rows, frames, self._block, batch.symmetry
+            )
+            targets = self._to_device(window_targets)  # (B, T, F)
         with self._autocast():
             total, prediction, regularizer, state = self._step_objective(
                 batch.obs.to(self.device, non_blocking=True),
