@@ -129,6 +129,24 @@ def test_eval_cli_pairs_from_train(tiny_model, tiny_dataset, tmp_path, capsys):
         main([*flags, "--pairs-from", "test"])  # argparse: not a choice
 
 
+def test_eval_cli_pairs_from_regenerated_are_the_shipped_models_pairs(tiny_model, tmp_path,
+                                                                      capsys):  # fmt: skip
+    from lewm_mpc.evaluation import heldout_pairs
+
+    out = tmp_path / "regenerated.json"
+    flags = ["eval", "--model", str(tiny_model), "--pairs", "3", "--budget", "5", "--samples",
+             "8", "--iterations", "1", "--topk", "2", "--pairs-from", "regenerated"]  # fmt: skip
+    assert main([*flags, "--out", str(out)]) == 0
+    assert "from regenerated held-out tworoom episodes" in capsys.readouterr().out
+    model = lm.WorldModel.load(tiny_model)
+    expected, _ = heldout_pairs(get_env_spec("tworoom"), 3, 0, "scripted",
+                                model.run_meta.env_config)  # fmt: skip
+    report = json.loads(out.read_text())
+    assert [(p["episode"], p["start_step"]) for p in report["pairs"]] == [
+        (pair.episode, pair.start_step) for pair in expected
+    ]
+
+
 def test_video_has_one_frame_per_step_plus_hold(tmp_path):
     frames = np.random.default_rng(0).integers(0, 255, (7, 64, 64, 3), dtype=np.uint8)
     success = [False] * 5 + [True] * 2

@@ -121,10 +121,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_tensorboard_arg(parser, "the results (at the model's training step)")
     parser.add_argument(
         "--pairs-from",
-        choices=("val", "train"),
+        choices=("val", "train", "regenerated"),
         default="val",
         help="episodes the start/goal pairs come from: val = held out (default), train = the "
-        "training episodes, as LeWorldModel evaluates (report it apart)",
+        "training episodes, as LeWorldModel evaluates (report it apart), regenerated = seeded "
+        "held-out episodes of the data policy made afresh, the pairs a shipped model is "
+        "measured on (to compare any model with it on the same pairs)",
     )
     _add_planner_args(parser)
 
@@ -186,6 +188,15 @@ def _without_dataset(model_dir: Path) -> bool:
     return meta.dataset is None
 
 
+def _recorded_data_policy(meta: Any) -> str | None:
+    """The data policy of the dataset a model records, if that file is still there."""
+    from lewm_mpc.data import EpisodeDataset
+
+    if meta.dataset is None or not Path(meta.dataset.path).is_file():
+        return None
+    return EpisodeDataset.load(meta.dataset.path).meta.data_policy
+
+
 def _first_video_saver(video: Path | None) -> Any:
     """An ``on_episode`` callback that writes the first pair's episode to ``video``."""
 
@@ -244,7 +255,7 @@ def _evaluate_heldout(
     if video is not None and meta.obs_mode != "pixels":
         raise ValueError("--video needs a pixel model")
     card = read_card(model_dir)
-    policy = None if card is None else card.data_policy
+    policy = card.data_policy if card is not None else _recorded_data_policy(meta)
     if getattr(args, "goals", "offset") == "random":
         pairs, skipped = random_goal_pairs(spec, args.pairs, args.eval_seed, meta.env_config)
         print(f"pairs: {len(pairs)} with goals anywhere in {spec.name} (seeded env resets)")
@@ -253,6 +264,8 @@ def _evaluate_heldout(
             spec, args.pairs, args.eval_seed, policy, meta.env_config, args.goal_offset
         )
         why = "a shipped model" if is_pretrained(model_dir) else "the model records no dataset"
+        if getattr(args, "pairs_from", "val") == "regenerated":
+            why = "--pairs-from regenerated"
         print(
             f"pairs: {len(pairs)} from regenerated held-out {spec.name} episodes "
             f"({policy or spec.expert_names[0]} data policy; {why})"
@@ -300,8 +313,8 @@ def _evaluate(
 
     pairs_from = getattr(args, "pairs_from", "val")
     random_goals = getattr(args, "goals", "offset") == "random"
-    if random_goals and not getattr(args, "offline", False):
-        return _evaluate_heldout(args, model_dir, out, video)  # goals come from env resets
+    if (random_goals or pairs_from == "regenerated") and not getattr(args, "offline", False):
+        return _evaluate_heldout(args, model_dir, out, video)  # no dataset needed
     if data is None and not getattr(args, "offline", False) and _without_dataset(model_dir):
         if pairs_from == "train":
             raise ValueError("--pairs-from train needs the model's dataset: pass --data PATH")
