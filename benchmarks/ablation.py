@@ -198,6 +198,9 @@ VARIANTS: dict[str, list[Variant]] = {
             "train-10000+augment-with-state-aux-1.0": {
                 "train_steps": 10000,
                 "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
+            "train-30000+augment-with-state-aux-1.0": {
+                "train_steps": 30000,
+                "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
         }),
     ],
     "cube": [
