@@ -102,11 +102,7 @@ class StateTargets:
         if symmetry is not None:
             if self.symmetries is None:
                 raise ValueError("transformed windows need StateTargets made with symmetries")
-            states = np.array(states, dtype=np.float64)
-            for index in np.unique(symmetry):
-                windows = symmetry == index
-                element = self.symmetries.elements[int(index)]
-                states[windows] = self.symmetries.transform_state(states[windows], element)
+            states = self.symmetries.states_per_window(states, symmetry)
         values = self.features(states)  # (B, T, F)
         return ((values - self.mean) / self.std).astype(np.float32)
 

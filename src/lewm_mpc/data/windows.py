@@ -198,13 +198,16 @@ class WindowSampler:
             return batch
         elements = self._symmetries.elements
         choice = self._gen.integers(0, len(elements), size=self._batch_size)  # (B,)
-        obs, actions = batch.obs.copy(), batch.actions.copy()
+        pixels = self._obs_mode == PIXELS_KEY
+        if pixels:
+            obs = batch.obs.copy()
+        else:  # (B, T, Ds) float32 states
+            obs = self._symmetries.states_per_window(batch.obs, choice).astype(np.float32)
+        actions = batch.actions.copy()
         for index in np.unique(choice):
             element, windows = elements[index], choice == index
-            if self._obs_mode == PIXELS_KEY:
+            if pixels:
                 obs[windows] = element.images(batch.obs[windows])  # (b, T, H, W, 3)
-            else:
-                obs[windows] = self._symmetries.transform_state(batch.obs[windows], element)
             actions[windows] = element.actions(batch.actions[windows])  # (b, T, fs·W)
         return WindowBatch(obs=obs, actions=actions, rows=batch.rows, symmetry=choice)
 

@@ -153,3 +153,11 @@ class SceneSymmetries:
         if not elements or elements[0].matrix != ((1, 0), (0, 1)):
             raise ValueError("SceneSymmetries.elements must start with the identity")
         object.__setattr__(self, "elements", elements)
+
+    def states_per_window(self, states: np.ndarray, choice: np.ndarray) -> np.ndarray:
+        """(B, ..., Ds) states, window ``b`` transformed by ``elements[choice[b]]``: float64."""
+        out = np.array(states, dtype=np.float64)
+        for index in np.unique(choice):
+            windows = choice == index
+            out[windows] = self.transform_state(out[windows], self.elements[int(index)])
+        return out
