@@ -201,6 +201,18 @@ VARIANTS: dict[str, list[Variant]] = {
             "train-30000+augment-with-state-aux-1.0": {
                 "train_steps": 30000,
                 "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
+            "train-10000+augment-with-state-aux-1.0+probed-goal": {
+                "train_steps": 10000, "energy": "probed-goal",
+                "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
+            "train-10000+augment-with-state-aux-1.0+probe-term-2": {
+                "train_steps": 10000, "energy": "latent+probed-goal", "probe_weight": 2.0,
+                "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
+            "train-10000+augment-with-state-aux-1.0+history-3": {
+                "train_steps": 10000, "model_overrides": (("history", 3),),
+                "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
+            "episodes-2000+train-20000+augment-with-state-aux-1.0": {
+                "episodes": 2000, "train_steps": 20000,
+                "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
         }),
     ],
     "cube": [

@@ -5,9 +5,10 @@ dataset, as ``env_success.py`` or ``tworoom_cem.py`` leave them):
 
 1. recompute its BatchNorm statistics on its training episodes (what training now does at
    every checkpoint);
-2. measure CEM success at the env's reference budget on ``--pairs`` regenerated, seeded held-out
-   pairs of the data policy (``evaluation.heldout_pairs``: what ``lewm-mpc eval --model
-   pretrained:<env>`` and the slow pretrained test use);
+2. measure CEM success of the model as shipped (its float16 weights, loaded back) at the
+   env's reference budget on ``--pairs`` regenerated, seeded held-out pairs of the data policy
+   (``evaluation.heldout_pairs``: what ``lewm-mpc eval --model pretrained:<env>`` and the slow
+   pretrained test use);
 3. write it into the package (``src/lewm_mpc/pretrained/<env>/``): float16 weights,
    ``config.json``, and ``card.json`` with the recipe, the dataset's SHA-256 and the measured
    success.
@@ -19,6 +20,7 @@ dataset, as ``env_success.py`` or ``tworoom_cem.py`` leave them):
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import torch
@@ -27,7 +29,7 @@ import lewm_mpc as lm
 from lewm_mpc.data import WindowSampler
 from lewm_mpc.evaluation import EvalConfig, evaluate_pairs, heldout_pairs
 from lewm_mpc.models.checkpoint import file_sha256
-from lewm_mpc.models.pretrained import ModelCard, export_pretrained
+from lewm_mpc.models.pretrained import EXPORT_DTYPE, ModelCard, export_pretrained
 from lewm_mpc.training import calibrate_batchnorm
 
 
@@ -57,7 +59,9 @@ def main() -> None:
     meta = run.dataset.meta
     policy = meta.data_policy or spec.expert_names[0]
     pairs, skipped = heldout_pairs(spec, args.pairs, args.seed, policy, meta.env_config)
-    planner = lm.CEM(model, seed=args.seed, **spec.budget.fields_for(lm.CEMConfig))
+    with tempfile.TemporaryDirectory() as tmp:  # measure the weights a user will load
+        shipped = lm.WorldModel.load(model.save(tmp, dtype=EXPORT_DTYPE))
+    planner = lm.CEM(shipped, seed=args.seed, **spec.budget.fields_for(lm.CEMConfig))
     with torch.inference_mode():
         report = evaluate_pairs(planner, pairs, spec, EvalConfig(num_pairs=args.pairs),
                                 run.obs_mode, meta.env_config, skipped)  # fmt: skip
