@@ -210,6 +210,9 @@ VARIANTS: dict[str, list[Variant]] = {
             "train-10000+augment-with-state-aux-1.0+history-3": {
                 "train_steps": 10000, "model_overrides": (("history", 3),),
                 "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
+            "train-30000+augment-with-state-aux-1.0+history-3": {
+                "train_steps": 30000, "model_overrides": (("history", 3),),
+                "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
             "episodes-2000+train-20000+augment-with-state-aux-1.0": {
                 "episodes": 2000, "train_steps": 20000,
                 "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
