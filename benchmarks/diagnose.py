@@ -173,12 +173,15 @@ def markdown(out: Path) -> str:
         per_output = probe.get("r2_per_output", {}).get("linear")
         if per_output:  # each output's linear R², the weakest is what limits the task
             r2 += " (linear per output: " + ", ".join(f"{v:.2f}" for v in per_output) + ")"
+        oracle_cell = f"{oracle['successes']}/{oracle['pairs']}" if oracle["pairs"] else "-"
         learned_cell = f"{learned['successes']}/{learned['pairs']}" if learned["pairs"] else "-"
         probe_cell = f"{probe['target']}: {r2}" if learned["pairs"] else "- (no model)"
         label = result["env"] + (f", {result['data_policy']} data" if result.get("data_policy")
                                  else "")  # fmt: skip
+        if result.get("tag") and not result.get("data_policy"):
+            label += f", {result['tag']}"
         lines.append(
-            f"| {label} ({cem}) | {oracle['successes']}/{oracle['pairs']} | "
+            f"| {label} ({cem}) | {oracle_cell} | "
             f"{learned_cell} | {probe_cell} | "
             f"{LEWM.get(result['env'], '-')}% |"
         )
