@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import load_benchmark, tiny_config
 from lewm_mpc.data.collection import collect_dataset
+from lewm_mpc.evaluation import evaluate_pairs
 from lewm_mpc.training import TrainConfig, train
 
 
@@ -58,11 +60,26 @@ def test_export_pretrained_writes_a_loadable_model_with_its_card(tiny_run, tmp_p
     from lewm_mpc.models.pretrained import read_card
 
     monkeypatch.setenv("LEWM_MPC_PRETRAINED_DIR", str(tmp_path))
-    _run(monkeypatch, "export_pretrained", ["--env", "tworoom", "--work", str(tiny_run),
-                                            "--pairs", "1", "--batches", "2"])  # fmt: skip
+    script = load_benchmark("export_pretrained")
+    measured: list[dict[str, torch.Tensor]] = []  # the weights the card's success comes from
+
+    def spy(planner, *args, **kwargs):
+        measured.append({name: t.clone() for name, t in planner.model.state_dict().items()})
+        return evaluate_pairs(planner, *args, **kwargs)
+
+    monkeypatch.setattr(script, "evaluate_pairs", spy)
+    monkeypatch.setattr(sys, "argv", ["export_pretrained.py", "--env", "tworoom", "--work",
+                                      str(tiny_run), "--pairs", "1", "--batches", "2"])  # fmt: skip
+    script.main()
     card = read_card("pretrained:tworoom")
     assert card is not None and card.eval_pairs == 1 and card.data_policy == "scripted"
-    assert lm.WorldModel.load("pretrained:tworoom").run_meta.env_id == "lewm_mpc/TwoRoom-v0"
+    shipped = lm.WorldModel.load("pretrained:tworoom")
+    assert shipped.run_meta.env_id == "lewm_mpc/TwoRoom-v0"
+    # The success on the card is the float16 weights', not the float32 model's it came from.
+    weights = shipped.state_dict()
+    assert all(torch.equal(measured[0][name], weights[name]) for name in weights)
+    trained = lm.WorldModel.load(tiny_run / "model")
+    assert any(not torch.equal(p, weights[name]) for name, p in trained.named_parameters())
 
 
 def test_pusht_angle_visibility_reports_r2(tmp_path, monkeypatch):
