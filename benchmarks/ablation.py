@@ -153,6 +153,7 @@ def _levers(reference: Variant, changes: dict[str, dict[str, Any]]) -> list[Vari
 
 SMALL = (("cnn_channels", (8, 16, 32, 32)), ("latent_dim", 32), ("predictor_hidden", 256))
 LARGE = (("cnn_channels", (32, 64, 128, 128)), ("latent_dim", 128), ("predictor_hidden", 1024))
+AUGMENT_STATE_AUX = (("augment", True), ("state_loss_weight", 1.0))  # PushT's shipped training
 
 # The reference each lever changes (edit to move the whole table): today's recipe; for Cube
 # collected in blocks of 5 actions (only the frames a frameskip-5 model uses are rendered, which
@@ -197,25 +198,25 @@ VARIANTS: dict[str, list[Variant]] = {
                                     "train_overrides": (("augment", True),)},
             "train-10000+augment-with-state-aux-1.0": {
                 "train_steps": 10000,
-                "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
+                "train_overrides": AUGMENT_STATE_AUX},
             "train-30000+augment-with-state-aux-1.0": {
                 "train_steps": 30000,
-                "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
+                "train_overrides": AUGMENT_STATE_AUX},
             "train-10000+augment-with-state-aux-1.0+probed-goal": {
                 "train_steps": 10000, "energy": "probed-goal",
-                "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
+                "train_overrides": AUGMENT_STATE_AUX},
             "train-10000+augment-with-state-aux-1.0+probe-term-2": {
                 "train_steps": 10000, "energy": "latent+probed-goal", "probe_weight": 2.0,
-                "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
+                "train_overrides": AUGMENT_STATE_AUX},
             "train-10000+augment-with-state-aux-1.0+history-3": {
                 "train_steps": 10000, "model_overrides": (("history", 3),),
-                "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
+                "train_overrides": AUGMENT_STATE_AUX},
             "train-30000+augment-with-state-aux-1.0+history-3": {
                 "train_steps": 30000, "model_overrides": (("history", 3),),
-                "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
+                "train_overrides": AUGMENT_STATE_AUX},
             "episodes-2000+train-20000+augment-with-state-aux-1.0": {
                 "episodes": 2000, "train_steps": 20000,
-                "train_overrides": (("augment", True), ("state_loss_weight", 1.0))},
+                "train_overrides": AUGMENT_STATE_AUX},
         }),
     ],
     "cube": [
