@@ -229,6 +229,9 @@ VARIANTS: dict[str, list[Variant]] = {
             "episodes-1000+train-10000": {"episodes": 1000, "train_steps": 10000},
             "episodes-1000+coarse-meshes": {"episodes": 1000,
                                             "env_overrides": (("mesh_cell", 0.005),)},
+            "episodes-1000+coarse-meshes+policy-ogbench-lewm": {
+                "episodes": 1000, "policy": "ogbench-lewm",
+                "env_overrides": (("mesh_cell", 0.005),)},
             "episodes-1000+history-3": {"episodes": 1000, "model_overrides": (("history", 3),)},
             "episodes-1000+width-large": {"episodes": 1000, "model_overrides": LARGE},
             "episodes-2000+history-3": {"episodes": 2000, "model_overrides": (("history", 3),)},

@@ -183,6 +183,31 @@ def test_expert_is_deterministic_noisy_and_checks_its_input(state_env: CubeEnv) 
         CubeExpert(gym.make(get_env_spec("cube").gym_id, obs_mode="state"))
 
 
+def test_lewm_expert_scales_its_noise_per_entry_and_takes_no_random_actions(
+    state_env: CubeEnv,
+) -> None:
+    lewm = CubeExpert.lewm(state_env)
+    assert (lewm.noise_std, lewm.random_action_prob) == (0.1, 0.0)
+    np.testing.assert_array_equal(lewm.noise_scale, [1, 1, 1, 3, 10])
+    state_env.reset(seed=2)
+    noises = []
+    for scale in ((1, 1, 1, 1, 1), (1, 1, 1, 3, 10)):  # the same draws, scaled or not
+        expert = CubeExpert(state_env, noise_std=0.01, random_action_prob=0.0,
+                            noise_scale=scale)  # fmt: skip
+        clean = CubeExpert(state_env, noise_std=0.0, random_action_prob=0.0)
+        expert.reset(np.random.default_rng(5))
+        clean.reset(np.random.default_rng(5))
+        state = state_env.get_state()
+        noises.append(expert.act(state).astype(np.float64) - clean.act(state))
+    assert np.count_nonzero(noises[0]) >= 4  # the yaw sits at its bound: clipped
+    np.testing.assert_allclose(noises[1], noises[0] * [1, 1, 1, 3, 10], rtol=1e-4, atol=1e-7)
+    assert "ogbench-lewm" in get_env_spec("cube").expert_names
+    with pytest.raises(ValueError, match="noise_scale"):
+        CubeExpert(state_env, noise_scale=(1, 1, 1))
+    with pytest.raises(ValueError, match="noise_scale"):
+        CubeExpert(state_env, noise_scale=(1, 1, 1, -3, 10))
+
+
 def test_missing_dependency_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [name for name in sys.modules if name.split(".")[0] == "ogbench"]:
         monkeypatch.setitem(sys.modules, name, None)

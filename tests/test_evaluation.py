@@ -16,7 +16,10 @@ from lewm_mpc.data import EpisodeDataset
 from lewm_mpc.envs import get_env_spec
 from lewm_mpc.evaluation import (
     EvalConfig,
+    Pair,
     evaluate,
+    evaluate_pairs,
+    heldout_pairs,
     pair_episode_ids,
     sample_pairs,
     wilson_interval,
@@ -64,6 +67,40 @@ def test_pairs_come_from_validation_episodes_and_skip_solved_starts(tiny_dataset
         assert not spec.is_success(pair.start_state, pair.goal_state)
     with pytest.raises(ValueError, match="non-trivial pairs"):
         sample_pairs(dataset, val_ids, spec, EvalConfig(num_pairs=500, goal_offset=10))
+
+
+def test_kept_solved_starts_are_drawn_in_the_same_order_as_skipped_ones(tiny_dataset, monkeypatch):
+    dataset = EpisodeDataset.load(tiny_dataset)
+    spec = get_env_spec("tworoom")
+    # A success test that holds for about half the pairs: the start left of the goal.
+    monkeypatch.setattr(type(spec), "is_success", lambda self, start, goal: start[0] < goal[0])
+    _, val_ids = dataset.split(0.25, seed=0)
+    skip = EvalConfig(num_pairs=8, goal_offset=10, val_fraction=0.25)
+    skipped_pairs, skipped = sample_pairs(dataset, val_ids, spec, skip)
+    keep = EvalConfig(num_pairs=8, goal_offset=10, val_fraction=0.25, solved_starts="keep")
+    kept_pairs, none_skipped = sample_pairs(dataset, val_ids, spec, keep)
+    solved = [p for p in kept_pairs if p.start_state[0] < p.goal_state[0]]
+    assert skipped > 0 and none_skipped == 0 and 0 < len(solved) < 8
+    assert not any(p.start_state[0] < p.goal_state[0] for p in skipped_pairs)
+    unsolved = [(p.episode, p.start_step) for p in kept_pairs if p not in solved]
+    assert unsolved == [(p.episode, p.start_step) for p in skipped_pairs[: len(unsolved)]]
+    with pytest.raises(ValueError, match="solved_starts"):
+        EvalConfig(solved_starts="drop")
+
+
+def test_a_kept_solved_start_counts_as_solved_without_a_plan(tiny_model):
+    spec = get_env_spec("tworoom")
+    (pair,), _ = heldout_pairs(spec, 1, seed=0)
+    solved = Pair(pair.episode, pair.start_step, pair.start_state, pair.start_state)
+    planner = lm.CEM(lm.WorldModel.load(tiny_model), horizon=2, num_samples=8, iterations=1,
+                     topk=2, seed=0)  # fmt: skip
+    config = EvalConfig(budget=5, solved_starts="keep")
+    report = evaluate_pairs(planner, [solved, pair], spec, config, progress=False)
+    first = report.pairs[0]
+    assert first.success and first.steps_to_success == 0 and first.plan_seconds == ()
+    assert report.pairs[1].plan_seconds != ()  # the unsolved pair is planned as usual
+    assert "kept 1 solved starts" in report.summary()
+    assert report.to_dict()["config"]["solved_starts"] == "keep"
 
 
 def test_pairs_from_train_or_val_come_only_from_that_split(tiny_dataset):

@@ -207,6 +207,9 @@ def test_eval_of_a_pretrained_model_needs_no_dataset(shipped, tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["num_pairs"] == 2 and report["env_id"] == "lewm_mpc/TwoRoom-v0"
     assert report["planner"]["covariance"] == "diagonal"
+    assert main([*args, "--solved-starts", "keep", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["config"]["solved_starts"] == "keep"
+    assert "solved starts (counted as successes, as LeWM)" in capsys.readouterr().out
     assert main([*args, "--covariance", "full", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["planner"]["covariance"] == "full"
     assert main([*args, "--polish-steps", "3", "--out", str(out)]) == 0  # under inference mode

@@ -128,6 +128,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "held-out episodes of the data policy made afresh, the pairs a shipped model is "
         "measured on (to compare any model with it on the same pairs)",
     )
+    parser.add_argument(
+        "--solved-starts", choices=("skip", "keep"), default="skip",
+        help="pairs whose start already satisfies the success test: skip = drawn again and "
+        "counted (default), keep = kept and counted as successes, as LeWorldModel evaluates "
+        "(report it apart)",
+    )  # fmt: skip
     _add_planner_args(parser)
 
 
@@ -256,13 +262,18 @@ def _evaluate_heldout(
         raise ValueError("--video needs a pixel model")
     card = read_card(model_dir)
     policy = card.data_policy if card is not None else _recorded_data_policy(meta)
+    solved_starts = getattr(args, "solved_starts", "skip")
+    keep_solved = solved_starts == "keep"
     if getattr(args, "goals", "offset") == "random":
-        pairs, skipped = random_goal_pairs(spec, args.pairs, args.eval_seed, meta.env_config)
+        pairs, skipped = random_goal_pairs(
+            spec, args.pairs, args.eval_seed, meta.env_config, keep_solved
+        )
         print(f"pairs: {len(pairs)} with goals anywhere in {spec.name} (seeded env resets)")
     else:
         pairs, skipped = heldout_pairs(
-            spec, args.pairs, args.eval_seed, policy, meta.env_config, args.goal_offset
-        )
+            spec, args.pairs, args.eval_seed, policy, meta.env_config, args.goal_offset,
+            keep_solved,
+        )  # fmt: skip
         why = "a shipped model" if is_pretrained(model_dir) else "the model records no dataset"
         if getattr(args, "pairs_from", "val") == "regenerated":
             why = "--pairs-from regenerated"
@@ -273,6 +284,7 @@ def _evaluate_heldout(
     config = EvalConfig(
         num_pairs=args.pairs, goal_offset=args.goal_offset, budget=args.budget,
         seed=args.eval_seed, deadline_s=args.deadline, goals=getattr(args, "goals", "offset"),
+        solved_starts=solved_starts,
     )  # fmt: skip
 
     planner = _hierarchical(args, _planner(args, model, spec), model_dir, None)
@@ -332,6 +344,7 @@ def _evaluate(
     config = EvalConfig(
         num_pairs=args.pairs, goal_offset=args.goal_offset, budget=args.budget,
         seed=args.eval_seed, deadline_s=args.deadline, pairs_from=pairs_from,
+        solved_starts=getattr(args, "solved_starts", "skip"),
         **({} if split is None else {"val_fraction": split.val_fraction, "split_seed": split.seed}),
     )  # fmt: skip
 

@@ -71,7 +71,10 @@ def sample_pairs(
     config: EvalConfig,
     accept: Callable[[np.ndarray, np.ndarray], bool] | None = None,
 ) -> tuple[list[Pair], int]:
-    """Draw distinct non-trivial pairs; returns them and the number of solved starts skipped.
+    """Draw distinct pairs; returns them and the number of solved starts skipped.
+
+    Starts that already satisfy the success test are skipped and counted, unless
+    ``config.solved_starts == "keep"`` (LeWorldModel's sampling: every pair kept).
 
     Args:
         dataset: source of episodes.
@@ -103,7 +106,7 @@ def sample_pairs(
         row = dataset.episode_slice(episode).start + start
         start_state = dataset.state[row].astype(np.float64)
         goal_state = dataset.state[row + offset].astype(np.float64)
-        if spec.is_success(start_state, goal_state):
+        if config.solved_starts == "skip" and spec.is_success(start_state, goal_state):
             skipped += 1
             continue
         if accept is not None and not accept(start_state, goal_state):
@@ -124,6 +127,7 @@ def heldout_pairs(
     policy: str | None = None,
     env_config: Mapping[str, Any] | None = None,
     goal_offset: int = 25,
+    keep_solved: bool = False,
 ) -> tuple[list[Pair], int]:
     """The protocol's pairs from freshly generated held-out episodes (no dataset needed).
 
@@ -131,9 +135,9 @@ def heldout_pairs(
     (env reset with ``episode_seed(base, i)``, the data policy with ``default_rng([base, i])``),
     in state mode (no rendering). Its start step is drawn uniformly over those a collected
     episode of the env's recipe length offers, and it runs just until the goal, ``goal_offset``
-    steps later. Starts that already satisfy the success test are skipped (and counted). The
-    pairs depend only on the arguments. ``lewm_mpc.data.regenerated`` collects the same
-    episodes whole, as a dataset.
+    steps later. Starts that already satisfy the success test are skipped (and counted) unless
+    ``keep_solved`` (LeWorldModel's sampling). The pairs depend only on the arguments.
+    ``lewm_mpc.data.regenerated`` collects the same episodes whole, as a dataset.
 
     Args:
         spec: The environment.
@@ -143,6 +147,7 @@ def heldout_pairs(
             the env's default).
         env_config: The env's config fields (the model's ``run_meta.env_config``).
         goal_offset: Env steps between start and goal.
+        keep_solved: Keep starts that already satisfy the success test.
 
     Returns:
         The pairs (``Pair.episode`` is the regenerated episode's index) and the number of
@@ -181,7 +186,7 @@ def heldout_pairs(
             return None
         return start, states[start], states[start + goal_offset]
 
-    return _draw_pairs(spec, env, num_pairs, draw)
+    return _draw_pairs(spec, env, num_pairs, draw, keep_solved)
 
 
 def random_goal_pairs(
@@ -189,12 +194,14 @@ def random_goal_pairs(
     num_pairs: int,
     seed: int = 0,
     env_config: Mapping[str, Any] | None = None,
+    keep_solved: bool = False,
 ) -> tuple[list[Pair], int]:
     """Pairs whose goal is anywhere: the env's own random start and goal (``env.reset``).
 
     Two-Room: any point of either room; Reacher: any joint configuration; PushT: any block
     pose; Cube: any target. Episode ``i`` is reset with ``episode_seed(RANDOM_GOAL_SEED_BASE +
-    seed, i)``; starts that already satisfy the success test are skipped (and counted).
+    seed, i)``; starts that already satisfy the success test are skipped (and counted) unless
+    ``keep_solved``.
     ``Pair.start_step`` is 0 and ``Pair.episode`` the reset index.
     """
     if num_pairs < 1 or seed < 0:
@@ -206,7 +213,7 @@ def random_goal_pairs(
         goal_state = np.array(env.unwrapped.goal_state, dtype=np.float64).reshape(-1)
         return 0, _state(env), goal_state
 
-    return _draw_pairs(spec, env, num_pairs, draw)
+    return _draw_pairs(spec, env, num_pairs, draw, keep_solved)
 
 
 def _state(env: Any) -> np.ndarray:
@@ -218,9 +225,10 @@ def _draw_pairs(
     env: Any,
     num_pairs: int,
     draw: Callable[[int], tuple[int, np.ndarray, np.ndarray] | None],
+    keep_solved: bool = False,
 ) -> tuple[list[Pair], int]:
     """Up to ``20 * num_pairs`` episodes of ``draw(episode) -> (start step, start, goal)``
-    (None: no pair), solved starts skipped and counted; closes ``env``.
+    (None: no pair), solved starts skipped and counted unless ``keep_solved``; closes ``env``.
 
     Raises:
         ValueError: fewer than ``num_pairs`` non-trivial pairs.
@@ -235,7 +243,7 @@ def _draw_pairs(
             if drawn is None:
                 continue
             start, start_state, goal_state = drawn
-            if spec.is_success(start_state, goal_state):
+            if not keep_solved and spec.is_success(start_state, goal_state):
                 skipped += 1
                 continue
             pairs.append(Pair(episode, start, start_state, goal_state))

@@ -274,7 +274,10 @@ class CubeEnv(GoalEnv[CubeConfig]):
 
 DEFINITION = EnvDefinition(
     env_class=CubeEnv,
-    experts={"ogbench": "lewm_mpc.envs.cube_expert:CubeExpert.from_env"},
+    experts={
+        "ogbench": "lewm_mpc.envs.cube_expert:CubeExpert.from_env",
+        "ogbench-lewm": "lewm_mpc.envs.cube_expert:CubeExpert.lewm",
+    },
     goal_features=lambda states: cube_position(states) / SUCCESS_RADIUS,
     probe=ProbeTarget("cube xyz", cube_position),
     view=lambda env: PinholeView.from_mujoco(env.sim.model, CAMERA, env.config.image_size),

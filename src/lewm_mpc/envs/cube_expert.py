@@ -34,10 +34,17 @@ class CubeExpert:
     carry, lower, release, retreat to a random pose). Each target is a random spot on the table
     (OGBench's target sampling area, at least ``min_travel`` from the cube) with a random yaw;
     a new one is drawn when the oracle is done (the cube placed and the arm retreated, or 200
-    steps). Gaussian noise of a per-episode standard deviation drawn in ``[0, noise_std]`` is
-    added to the oracle's action, and with probability ``random_action_prob`` per step a burst
-    of 2-5 uniformly random actions replaces it. All randomness comes from the generator given
-    to ``reset`` (the oracle's own ``np.random`` draws are seeded from it).
+    steps). Gaussian noise of a per-episode standard deviation drawn in ``[0, noise_std]``
+    (times ``noise_scale`` per action entry) is added to the oracle's action, and with
+    probability ``random_action_prob`` per step a burst of 2-5 uniformly random actions
+    replaces it. All randomness comes from the generator given to ``reset`` (the oracle's own
+    ``np.random`` draws are seeded from it).
+
+    Two settings are registered as data policies: ``"ogbench"`` (the defaults: noise up to
+    0.2 on every entry and random bursts, a wide spread of situations) and ``"ogbench-lewm"``
+    (:meth:`lewm`: the settings stable-worldmodel collects LeWorldModel's Cube data with,
+    OGBench's own: noise up to 0.1 scaled (1, 1, 1, 3, 10) for (x, y, z, yaw, gripper), no
+    random actions).
 
     The oracle reads OGBench's info dict (effector pose, gripper contact, cube pose), which is
     not all in the env state, so the expert keeps a reference to the env it drives and
@@ -48,6 +55,7 @@ class CubeExpert:
         noise_std: Upper bound of the per-episode action-noise standard deviation.
         random_action_prob: Per-step probability of starting a random-action burst.
         min_travel: Minimum distance (m) between the cube and a new target.
+        noise_scale: Per-entry factors of the noise's standard deviation, 5 values >= 0.
     """
 
     def __init__(
@@ -56,6 +64,7 @@ class CubeExpert:
         noise_std: float = 0.2,
         random_action_prob: float = 0.02,
         min_travel: float = 0.1,
+        noise_scale: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0),
     ) -> None:
         if not isinstance(env, CubeEnv):
             raise TypeError(f"CubeExpert drives a CubeEnv (unwrapped), got {type(env).__name__}")
@@ -65,6 +74,13 @@ class CubeExpert:
             raise ValueError(f"random_action_prob must be in [0, 1], got {random_action_prob!r}")
         if not (np.isfinite(min_travel) and 0 <= min_travel <= 0.3):
             raise ValueError(f"min_travel must be in [0, 0.3] m, got {min_travel!r}")
+        scale = np.asarray(noise_scale, dtype=np.float64)
+        if scale.shape != (5,) or not (np.all(np.isfinite(scale)) and np.all(scale >= 0)):
+            raise ValueError(
+                f"noise_scale must be 5 finite values >= 0 (x, y, z, yaw, gripper), got "
+                f"{noise_scale!r}"
+            )
+        self.noise_scale = scale
         self.env = env
         self.noise_std = float(noise_std)
         self.random_action_prob = float(random_action_prob)
@@ -79,6 +95,12 @@ class CubeExpert:
     def from_env(cls, env: Any) -> CubeExpert:
         """The policy with default settings for ``env`` (the unwrapped Cube env it drives)."""
         return cls(env)
+
+    @classmethod
+    def lewm(cls, env: Any) -> CubeExpert:
+        """OGBench's collection settings, which LeWorldModel's Cube data uses: per-episode noise
+        up to 0.1, scaled (1, 1, 1, 3, 10) for (x, y, z, yaw, gripper), no random actions."""
+        return cls(env, noise_std=0.1, random_action_prob=0.0, noise_scale=(1, 1, 1, 3, 10))
 
     def reset(self, rng: np.random.Generator) -> None:
         """Starts an episode: takes ``rng``, draws the noise level, forgets the target."""
@@ -111,7 +133,7 @@ class CubeExpert:
                 self._oracle.reset(None, info)  # draws the retreat pose from np.random
         self._with_target(info)
         action = np.asarray(self._oracle.select_action(None, info), dtype=np.float64)
-        action = action + self._episode_noise * rng.standard_normal(5)
+        action = action + self._episode_noise * self.noise_scale * rng.standard_normal(5)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
     def _sample_target(
