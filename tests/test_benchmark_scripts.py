@@ -164,6 +164,20 @@ def test_robot_loop_benchmarks_run_on_a_shipped_model(tmp_path) -> None:
     assert script.main(args)["rows"] == json.loads((tmp_path / "surprise.json").read_text())["rows"]
 
 
+def test_model_exploitation_replays_the_expert_to_its_goal(tmp_path) -> None:
+    script = load("model_exploitation")
+    args = script.Args(envs="tworoom", pairs=3, regenerated_episodes=4, samples=8, iterations=2,
+                       out=tmp_path)  # fmt: skip
+    (row,) = script.main(args)["rows"]
+    # The recorded blocks from start to goal reach the goal when replayed: the pair's own path.
+    assert row["pairs"] == 3 and row["open_loop_success"]["expert"] == 3
+    assert all(pair["expert"]["final_distance"] < 1 for pair in row["per_pair"])
+    preferred = [p for p in row["per_pair"] if p["plan"]["energy"] < p["expert"]["energy"]]
+    assert row["plan_energy_below_expert"] == len(preferred)
+    assert row["preferred_plans_that_fail"] == sum(not p["plan"]["success"] for p in preferred)
+    assert "| tworoom | 3 |" in (tmp_path / "model_exploitation.md").read_text()
+
+
 def test_shipped_planners_runs_each_lever_once(tmp_path) -> None:
     script = load("shipped_planners")
     args = script.Args(env="pointmass", pairs=1, budget=4, iterations=1, only="cem,cmaes",
