@@ -113,8 +113,9 @@ def sample_pairs(
             continue
         pairs.append(Pair(episode, start * block, start_state, goal_state))
     if len(pairs) < config.num_pairs:
+        kind = "" if config.solved_starts == "keep" else "non-trivial "
         raise ValueError(
-            f"could only draw {len(pairs)} non-trivial pairs of the {config.num_pairs} asked "
+            f"could only draw {len(pairs)} {kind}pairs of the {config.num_pairs} asked "
             f"from {len(episode_ids)} episodes; collect more data or ask for fewer"
         )
     return pairs, skipped
