@@ -232,6 +232,10 @@ VARIANTS: dict[str, list[Variant]] = {
             "episodes-1000+coarse-meshes+policy-ogbench-lewm": {
                 "episodes": 1000, "policy": "ogbench-lewm",
                 "env_overrides": (("mesh_cell", 0.005),)},
+            "episodes-1000+coarse-meshes+policy-ogbench-lewm+state-aux-1.0": {
+                "episodes": 1000, "policy": "ogbench-lewm",
+                "env_overrides": (("mesh_cell", 0.005),),
+                "train_overrides": (("state_loss_weight", 1.0),)},
             "episodes-1000+history-3": {"episodes": 1000, "model_overrides": (("history", 3),)},
             "episodes-1000+width-large": {"episodes": 1000, "model_overrides": LARGE},
             "episodes-2000+history-3": {"episodes": 2000, "model_overrides": (("history", 3),)},
